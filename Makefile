@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` (the main job) and `make test` (the tests).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint venv lock bench clean
+
+$(STAMP): requirements.lock requirements.in
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing pinned dependencies into $(VENV) (first run takes a few minutes)"
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m scripts.demo
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+lock:
+	$(PYTHON) -m venv /tmp/lock-venv && /tmp/lock-venv/bin/pip install -q -r requirements.in \
+	  && (echo "# Full pinned dependency tree (pip freeze of requirements.in). Regenerate: make lock"; \
+	      /tmp/lock-venv/bin/pip freeze | sed 's/+cpu$$//') > requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,41 @@
+"""Process entry shared by the suite's CLIs: one place that maps errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from ci.errors import EXIT_BUG, EXIT_INTERRUPTED, SuiteError
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+
+def run_main(build_parser: Callable[[], argparse.ArgumentParser],
+             argv: Sequence[str] | None = None, *, prog: str) -> int:
+    """Parse ``argv``, run the chosen subcommand's handler and return its exit code.
+
+    Each subparser sets ``handler`` with ``set_defaults(handler=...)``. A :class:`SuiteError`
+    prints ``<prog>: error: <message>`` without traceback; anything else is a bug (exit 3).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 0
+    try:
+        code = handler(args)
+    except SuiteError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:  # a bug: show everything
+        traceback.print_exc()
+        print(f"{prog}: internal error (a bug): please report it with the traceback above",
+              file=sys.stderr)
+        return EXIT_BUG
+    return int(code or 0)

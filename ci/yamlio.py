@@ -1,0 +1,68 @@
+"""All YAML of the suite is read and written here, with one set of ruamel settings.
+
+Reading uses the safe loader (no tags, no arbitrary objects). Writing is deterministic: the same
+data gives the same bytes (key order as inserted, block style, 2-space indent, no line folding).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from ci.errors import InputError
+
+
+def _safe() -> YAML:
+    yaml = YAML(typ="safe", pure=True)
+    yaml.allow_duplicate_keys = False
+    return yaml
+
+
+def _writer() -> YAML:
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096
+    yaml.sort_base_mapping_type_on_output = False  # keep insertion order
+    yaml.allow_unicode = True
+    return yaml
+
+
+def load_yaml(text: str, source: str = "<string>") -> Any:
+    """Parse one YAML document; a syntax error names the source and the line."""
+    try:
+        return _safe().load(text)
+    except YAMLError as exc:
+        raise InputError(f"{source}: not valid YAML: {exc}".replace("\n", " ")) from exc
+
+
+def load_yaml_all(text: str, source: str = "<string>") -> list[Any]:
+    try:
+        return [d for d in _safe().load_all(text) if d is not None]
+    except YAMLError as exc:
+        raise InputError(f"{source}: not valid YAML: {exc}".replace("\n", " ")) from exc
+
+
+def load_yaml_file(path: str | Path) -> Any:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InputError(f"{p}: file not found") from exc
+    return load_yaml(text, str(p))
+
+
+def dump_yaml(data: Any) -> str:
+    buf = io.StringIO()
+    _writer().dump(data, buf)
+    return buf.getvalue()
+
+
+def dump_yaml_all(docs: list[Any]) -> str:
+    buf = io.StringIO()
+    _writer().dump_all(docs, buf)
+    return buf.getvalue()

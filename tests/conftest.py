@@ -1,0 +1,65 @@
+"""Shared fixtures. Tests that need an optional tool call ``require_tool``: locally they skip
+when it is missing; in CI (``CI`` set) they fail, so a missing install step cannot hide."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
+def require_tool(name: str) -> str:
+    """Return the path of executable ``name``; skip locally, fail in CI, when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name!r} is not installed (.ci/run installs it)"
+        if in_ci():
+            pytest.fail(message + "; CI must have it", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def require_module(name: str):
+    """Import and return ``name``; skip locally, fail in CI, when it is missing."""
+    try:
+        return __import__(name)
+    except ImportError:
+        if in_ci():
+            pytest.fail(f"python module {name!r} is missing; CI must have it", pytrace=False)
+        pytest.skip(f"python module {name!r} is not installed")
+
+
+def run(cmd: list[str], cwd: Path | str, check: bool = True, env: dict | None = None,
+        timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a command, capture its output, and show it when the command fails."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout}\n"
+                             f"stderr:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def git_env(tmp_path, monkeypatch):
+    """A git identity that does not depend on the machine's global config."""
+    env = {
+        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env
