@@ -1,0 +1,104 @@
+"""The ``compile`` section of params.yaml (registered in ``ci.config.EXTRA_SECTIONS``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ci.errors import ConfigError
+
+Precision = Literal["fp32", "fp16", "int8"]
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class BatchProfile:
+    """TensorRT optimisation profile of the dynamic batch axis: min <= opt <= max."""
+
+    min: int = field(default=1, metadata={"min": 1})
+    opt: int = field(default=32, metadata={"min": 1})
+    max: int = field(default=128, metadata={"min": 1})
+
+    def check(self, path: str, file: str | Path | None) -> None:
+        if self.min > self.max:
+            raise ConfigError(file, f"{path}.min", self.min,
+                              f"must not exceed {path}.max ({self.max})",
+                              hint="set min <= opt <= max")
+        if not self.min <= self.opt <= self.max:
+            raise ConfigError(file, f"{path}.opt", self.opt,
+                              f"must lie between min ({self.min}) and max ({self.max})",
+                              hint="set min <= opt <= max")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """INT8 calibration: a seeded sample of the training split, in whole batches."""
+
+    samples: int = field(default=512, metadata={"min": 1})
+    batch_size: int = field(default=32, metadata={"min": 1})
+    seed: int = 0
+
+    def check(self, path: str, file: str | Path | None) -> None:
+        if self.samples < self.batch_size:
+            raise ConfigError(file, f"{path}.samples", self.samples,
+                              f"must be at least one batch ({path}.batch_size: "
+                              f"{self.batch_size})")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Parity of the compiled model against the ONNX Runtime reference on the test split.
+
+    An element fails when ``|compiled - reference| > atol + rtol * |reference|`` (numpy's
+    ``allclose`` rule); the gate also needs top-1 agreement and accuracy within the drop.
+    """
+
+    atol: float = field(default=1e-4, metadata={"min": 0.0})
+    rtol: float = field(default=1e-3, metadata={"min": 0.0})
+    min_top1_agreement: float = field(default=1.0, metadata={"min": 0.0, "max": 1.0})
+    max_accuracy_drop: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
+
+
+def _default_tolerances() -> dict[str, Tolerance]:
+    return {
+        "fp32": Tolerance(atol=1e-4, rtol=1e-3, min_top1_agreement=1.0, max_accuracy_drop=0.0),
+        "fp16": Tolerance(atol=2e-2, rtol=1e-2, min_top1_agreement=0.99,
+                          max_accuracy_drop=0.01),
+        "int8": Tolerance(atol=0.5, rtol=0.1, min_top1_agreement=0.97, max_accuracy_drop=0.02),
+    }
+
+
+@dataclass(frozen=True)
+class CompileParams:
+    backend: Literal["auto", "tensorrt", "onnxruntime"] = "auto"
+    precision: Precision = "fp16"
+    input_name: str = "input"
+    output_name: str = "logits"
+    workspace_mb: int = field(default=1024, metadata={"min": 16})
+    batch_profile: BatchProfile = field(default_factory=BatchProfile)
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32, 128],
+                                   metadata={"min_items": 1})
+    warmup: int = field(default=10, metadata={"min": 0})
+    runs: int = field(default=100, metadata={"min": 5})
+    calibration: Calibration = field(default_factory=Calibration)
+    tolerances: dict[str, Tolerance] = field(default_factory=_default_tolerances)
+
+    def check(self, path: str, file: str | Path | None) -> None:
+        for i, size in enumerate(self.batch_sizes):
+            if not self.batch_profile.min <= size <= self.batch_profile.max:
+                raise ConfigError(
+                    file, f"{path}.batch_sizes[{i}]", size,
+                    f"is outside the batch profile [{self.batch_profile.min}, "
+                    f"{self.batch_profile.max}]",
+                    hint=f"widen {path}.batch_profile or drop this batch size")
+        for name in self.tolerances:
+            if name not in PRECISIONS:
+                raise ConfigError(file, f"{path}.tolerances.{name}", name,
+                                  f"is not a precision; use one of {', '.join(PRECISIONS)}")
+        for name in PRECISIONS:
+            if name not in self.tolerances:
+                raise ConfigError(file, f"{path}.tolerances", sorted(self.tolerances),
+                                  f"has no entry for {name!r}",
+                                  hint="give atol, rtol, min_top1_agreement and "
+                                       "max_accuracy_drop for fp32, fp16 and int8")
