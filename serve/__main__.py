@@ -1,0 +1,220 @@
+"""``python -m serve``: serve one model over the Open Inference Protocol with Prometheus metrics.
+
+Start-up order: listen (so liveness answers), verify the artifact's sha256, load it, warm it up,
+then report ready. SIGTERM or SIGINT: readiness turns 503, the listener closes, in-flight requests
+finish (up to ``--grace-seconds``), then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ci.cli import run_main
+from ci.errors import InputError
+
+ENV = {  # flag -> environment variable that sets its default (the container uses these)
+    "model": "MODEL_PATH", "sha256": "MODEL_SHA256", "model_name": "MODEL_NAME",
+    "model_version": "MODEL_VERSION", "role": "MODEL_ROLE", "drift_baseline": "DRIFT_BASELINE",
+    "inject_latency_ms": "SERVE_INJECT_LATENCY_MS", "port": "SERVE_PORT", "host": "SERVE_HOST",
+}
+
+
+def _env(name: str, default=None):
+    return os.environ.get(ENV[name], default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from serve.backends import BACKENDS
+
+    p = argparse.ArgumentParser(
+        prog="python -m serve",
+        description="Serve one model over the Open Inference Protocol (KServe v2 HTTP/JSON and "
+                    "binary tensors) with Prometheus metrics at /metrics. The artifact's sha256 "
+                    "is checked before it is loaded; /v2/health/ready is 503 until it has been. "
+                    "Each flag in CAPS can also come from the environment variable named.",
+        epilog="Metrics: model_request_duration_seconds, model_requests_total{code}, "
+               "model_predictions_total{class}, model_prediction_psi; all labelled model, "
+               "version, role. Exit codes: 0 stopped cleanly, 2 bad flag or artifact, 3 bug.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=_env("model"), metavar="PATH",
+                   help="the artifact: models/model.onnx, or a TensorRT engine (.plan) "
+                        "[MODEL_PATH]")
+    g.add_argument("--sha256", default=_env("sha256"), metavar="HEX",
+                   help="expected sha256 of the artifact (from the release); the server refuses "
+                        "to load a file that differs [MODEL_SHA256]")
+    g.add_argument("--no-verify", action="store_true",
+                   help="serve without a sha256 check (local experiments only)")
+    g.add_argument("--model-name", default=_env("model_name", "digits-cnn"),
+                   help="name in URLs and the `model` label [MODEL_NAME]")
+    g.add_argument("--model-version", default=_env("model_version", "0"),
+                   help="release version, the `version` label [MODEL_VERSION]")
+    g.add_argument("--role", default=_env("role", "stable"), choices=("stable", "canary"),
+                   help="the `role` label: which side of an Argo Rollouts canary this is "
+                        "[MODEL_ROLE]")
+    g.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
+                   help="auto: tensorrt for .plan/.engine files, onnxruntime otherwise")
+    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto uses CUDA when the backend has it")
+    g.add_argument("--threads", type=int, default=1,
+                   help="compute threads per request (ONNX Runtime intra-op)")
+    g = p.add_argument_group("drift")
+    g.add_argument("--drift-baseline", default=_env("drift_baseline"), metavar="JSON",
+                   help="metrics/drift_baseline.json; without it model_prediction_psi is NaN "
+                        "[DRIFT_BASELINE]")
+    g.add_argument("--psi-window", type=int, default=1000,
+                   help="PSI over this many most recent predictions")
+    g.add_argument("--psi-min-samples", type=int, default=100,
+                   help="PSI is NaN until the window holds this many predictions")
+    g = p.add_argument_group("http")
+    g.add_argument("--host", default=_env("host", "127.0.0.1"),
+                   help="address to bind; 0.0.0.0 in a container [SERVE_HOST]")
+    g.add_argument("--port", type=int, default=int(_env("port", "8080")),
+                   help="port to bind; 0 picks a free one (printed) [SERVE_PORT]")
+    g.add_argument("--max-request-bytes", type=int, default=8 << 20,
+                   help="larger request bodies get 413 unread")
+    g.add_argument("--max-batch", type=int, default=1024,
+                   help="larger batches get 413")
+    g.add_argument("--nan-policy", default="reject", choices=("reject", "allow"),
+                   help="reject: inputs holding NaN or infinity get 400")
+    g.add_argument("--grace-seconds", type=float, default=30.0,
+                   help="on SIGTERM, wait this long for in-flight requests")
+    g.add_argument("--inject-latency-ms", type=float,
+                   default=float(_env("inject_latency_ms", "0")),
+                   help="add this delay to every inference (canary tests of the latency "
+                        "analysis) [SERVE_INJECT_LATENCY_MS]")
+    p.set_defaults(handler=serve)
+    return p
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if not args.model:
+        raise InputError("--model is required (or MODEL_PATH)",
+                         hint="point it at models/model.onnx")
+    if not args.no_verify:
+        if not args.sha256:
+            raise InputError("--sha256 is required (or MODEL_SHA256): the server only serves a "
+                             "verified artifact",
+                             hint="pass the release's sha256, or --no-verify for local tries")
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", args.sha256):
+            raise InputError(f"--sha256: must be 64 hex digits (got {args.sha256!r})")
+    for flag, value, low in (("--threads", args.threads, 1), ("--psi-window", args.psi_window, 1),
+                             ("--psi-min-samples", args.psi_min_samples, 1),
+                             ("--max-request-bytes", args.max_request_bytes, 1024),
+                             ("--max-batch", args.max_batch, 1)):
+        if value < low:
+            raise InputError(f"{flag}: must be at least {low} (got {value!r})")
+    if args.psi_min_samples > args.psi_window:
+        raise InputError(f"--psi-min-samples: must be at most --psi-window {args.psi_window} "
+                         f"(got {args.psi_min_samples!r})")
+    if args.inject_latency_ms < 0:
+        raise InputError(f"--inject-latency-ms: must be >= 0 (got {args.inject_latency_ms!r})")
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port: must be 0..65535 (got {args.port!r})")
+
+
+def verify_artifact(path: Path, expected: str | None) -> str:
+    from ci.fsutil import sha256_file
+
+    if not path.is_file():
+        raise InputError(f"{path}: model artifact not found",
+                         hint="run `dvc pull` (or `dvc repro`) to get models/model.onnx")
+    actual = sha256_file(path)
+    if expected is not None and actual != expected.lower():
+        raise InputError(f"{path}: sha256 {actual} does not match the release's "
+                         f"{expected.lower()!r}; refusing to serve it",
+                         hint="deploy the artifact named by the release (dvc pull), or fix "
+                              "--sha256")
+    return actual
+
+
+def serve(args: argparse.Namespace) -> int:
+    from serve.backends import load_backend
+    from serve.metrics import DriftWindow, ServingMetrics, load_baseline
+    from serve.protocol import Limits
+    from serve.server import ServingState, make_server
+
+    _check_args(args)
+    baseline = load_baseline(args.drift_baseline) if args.drift_baseline else None
+    drift = DriftWindow(baseline, args.psi_window, args.psi_min_samples)
+    metrics = ServingMetrics(args.model_name, args.model_version, args.role, drift)
+    state = ServingState(model=args.model_name, version=args.model_version,
+                         limits=Limits(max_batch=args.max_batch, nan_policy=args.nan_policy),
+                         metrics=metrics, max_request_bytes=args.max_request_bytes,
+                         inject_latency_s=args.inject_latency_ms / 1000.0)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        server = make_server(args.host, args.port, state)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}",
+                         hint="pick another --port") from exc
+    host, port = server.server_address[:2]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                              name="http", daemon=True)
+    thread.start()
+    print(f"serve: listening on http://{host}:{port} (live; not ready until verified)",
+          flush=True)
+    try:
+        path = Path(args.model)
+        digest = verify_artifact(path, None if args.no_verify else args.sha256)
+        print(f"serve: {path} sha256 {digest} "
+              f"{'(not checked: --no-verify)' if args.no_verify else 'verified'}", flush=True)
+        backend = load_backend(args.backend, path, threads=args.threads, device=args.device)
+        if baseline is not None and backend.outputs and backend.outputs[0].shape[-1] not in (
+                -1, len(baseline)):
+            raise InputError(f"{args.drift_baseline}: class_distribution has {len(baseline)} "
+                             f"classes but the model outputs {backend.outputs[0].shape[-1]}",
+                             hint="use the drift baseline made with this model")
+        _warm_up(backend)
+        state.backend = backend
+    except BaseException:
+        server.shutdown()
+        server.server_close()
+        raise
+    print(f"serve: ready: model {args.model_name} version {args.model_version} role "
+          f"{args.role} on {backend.platform} ({backend.device})", flush=True)
+    while not stop.wait(0.5):
+        pass
+    print("serve: stopping: not ready any more, finishing in-flight requests", flush=True)
+    state.draining = True
+    server.shutdown()  # stop accepting; handler threads carry on
+    server.server_close()
+    started = time.monotonic()
+    clean = state.wait_idle(args.grace_seconds)
+    took = time.monotonic() - started
+    if not clean:
+        print(f"serve: {state.inflight} request(s) still running after "
+              f"{args.grace_seconds:.0f}s grace; exiting anyway", file=sys.stderr, flush=True)
+        return 1
+    print(f"serve: stopped cleanly ({took:.2f}s to drain)", flush=True)
+    return 0
+
+
+def _warm_up(backend) -> None:
+    import numpy as np
+
+    from serve.backends import DTYPES
+
+    feeds = {}
+    for spec in backend.inputs:
+        shape = [1 if d == -1 else d for d in spec.shape]
+        feeds[spec.name] = np.zeros(shape, dtype=DTYPES.get(spec.datatype, np.float32))
+    backend.infer(feeds)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(build_parser, argv, prog="serve")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

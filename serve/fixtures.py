@@ -1,0 +1,72 @@
+"""Small models and held-out data for the canary demo, the benchmark and the tests.
+
+``held_out()`` reads ``data/prepared/test.npz`` when the pipeline has made it, and otherwise the
+scikit-learn digits (the same source, scaled the same way). ``linear_model()`` writes a small ONNX
+classifier with the pipeline model's interface (input ``input`` float32 [batch,1,8,8], output
+``logits`` float32 [batch,10]): a logistic regression trained on the digits, or the same weights
+shuffled (a degraded model whose predictions drift).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def held_out(root: Path | None = None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(x float32 [N,1,8,8] in [0,1], y int64) from the test split, or sklearn's digits."""
+    npz = (root or Path.cwd()) / "data" / "prepared" / "test.npz"
+    if npz.is_file():
+        with np.load(npz) as data:
+            x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
+    else:
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x = (d.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+        y = d.target.astype(np.int64)
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return x, y
+
+
+def _weights(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    d = load_digits()
+    clf = LogisticRegression(max_iter=300, random_state=seed)
+    clf.fit(d.data / 16.0, d.target)
+    return clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32)
+
+
+def linear_model(path: Path, *, shuffled: bool = False, seed: int = 0) -> Path:
+    """Write a digits classifier as ONNX; ``shuffled`` permutes its weights (a broken model)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w, b = _weights(seed)  # w [10, 64]
+    if shuffled:
+        rng = np.random.default_rng(seed + 1)
+        w = rng.permutation(w.ravel()).reshape(w.shape)
+        b = b + np.linspace(0.0, 6.0, b.size, dtype=np.float32)  # biased towards high classes
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+         helper.make_node("Gemm", ["flat", "w", "b"], ["logits"], transB=1)],
+        "digits-linear",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="serve.fixtures")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def class_distribution(y: np.ndarray, n_classes: int = 10) -> list[float]:
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    return (counts / counts.sum()).tolist()
