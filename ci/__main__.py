@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from ci.cli import run_main
 
 # Modules that add subcommands: each exposes register(subparsers). One line per module.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "ci.compile.cli",
+]
 
 
 def _cmd_params(args: argparse.Namespace) -> int:

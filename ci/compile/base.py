@@ -46,8 +46,10 @@ class Backend(Protocol):
         """``None`` when this runner can build with the backend, else why not (for the report),
         e.g. ``"tensorrt not installed"`` or ``"no CUDA device"``."""
 
-    def build(self, model: Path, workdir: Path, params: CompileParams, precision: str,
-              calibration: list[np.ndarray] | None, log: Log) -> BuildResult: ...
+    def build(self, model: Path, workdir: Path, cache_dir: Path, params: CompileParams,
+              precision: str, calibration: list[np.ndarray] | None, log: Log) -> BuildResult:
+        """Build into ``workdir`` (a fresh directory). ``cache_dir`` persists between runs
+        (timing and calibration caches) and is never part of the artifact."""
 
     def load(self, artifact: Path, params: CompileParams) -> Runner: ...
 

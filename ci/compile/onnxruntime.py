@@ -95,8 +95,8 @@ class OnnxRuntimeBackend:
             return "onnxruntime not installed"
         return None
 
-    def build(self, model: Path, workdir: Path, params: CompileParams, precision: str,
-              calibration: list[np.ndarray] | None, log: Log) -> BuildResult:
+    def build(self, model: Path, workdir: Path, cache_dir: Path, params: CompileParams,
+              precision: str, calibration: list[np.ndarray] | None, log: Log) -> BuildResult:
         if precision == "fp16":
             raise InputError(
                 "onnxruntime backend: precision 'fp16' is only built by tensorrt",

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ci.compile.base import BuildResult, Log
-from ci.compile.params import BatchProfile, CompileParams
+from ci.compile.params import BatchProfile, Calibration, CompileParams
 from ci.errors import InputError
 from ci.fsutil import atomic_write_bytes, sha256_file, write_json
 
@@ -190,6 +190,17 @@ def format_parse_failure(model: str, nodes: list[UnsupportedNode]) -> str:
     return f"{model}: tensorrt cannot build node(s) " + "; ".join(parts) + more
 
 
+def cache_names(tensorrt_version: str, device: CudaDevice, onnx_sha256: str,
+                calibration: Calibration) -> tuple[str, str]:
+    """File names of the timing cache (per TensorRT version and GPU architecture, shared by
+    all models) and of the int8 calibration cache (per model and calibration sample)."""
+    cc = device.compute_capability.replace(".", "")
+    timing = f"timing-trt{tensorrt_version}-sm{cc}.cache"
+    calib = (f"calibration-{onnx_sha256[:16]}-n{calibration.samples}-b{calibration.batch_size}"
+             f"-s{calibration.seed}.cache")
+    return timing, calib
+
+
 def make_sidecar(*, engine: Path, tensorrt_version: str, device: CudaDevice, precision: str,
                  shapes: tuple[tuple[int, ...], ...], input_name: str, build_seconds: float,
                  onnx_sha256: str, workspace_mb: int) -> dict[str, Any]:
@@ -292,8 +303,8 @@ class TensorRTBackend:
             return "no CUDA device"
         return None
 
-    def build(self, model: Path, workdir: Path, params: CompileParams, precision: str,
-              calibration: list[np.ndarray] | None, log: Log) -> BuildResult:
+    def build(self, model: Path, workdir: Path, cache_dir: Path, params: CompileParams,
+              precision: str, calibration: list[np.ndarray] | None, log: Log) -> BuildResult:
         import tensorrt as trt
 
         device = cuda_devices()[0]
@@ -320,11 +331,15 @@ class TensorRTBackend:
         profile.set_shape(params.input_name, *shapes)
         config.add_optimization_profile(profile)
 
-        timing_path = workdir / "timing.cache"
+        onnx_sha = sha256_file(model)
+        names_ = cache_names(trt.__version__, device, onnx_sha, params.calibration)
+        timing_path, calib_path = cache_dir / names_[0], cache_dir / names_[1]
+        cache_dir.mkdir(parents=True, exist_ok=True)
         cache = config.create_timing_cache(timing_path.read_bytes() if timing_path.exists()
                                            else b"")
-        config.set_timing_cache(cache, ignore_mismatch=False)
-        calib_path = workdir / "calibration.cache"
+        if not config.set_timing_cache(cache, ignore_mismatch=False):
+            log(f"timing cache {timing_path} does not match this GPU; starting a new one")
+            config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
         calibrator = None
         if precision == "int8":
             if not calibration:
@@ -348,10 +363,10 @@ class TensorRTBackend:
         sidecar = make_sidecar(engine=engine, tensorrt_version=trt.__version__, device=device,
                                precision=precision, shapes=shapes,
                                input_name=params.input_name, build_seconds=took,
-                               onnx_sha256=sha256_file(model), workspace_mb=params.workspace_mb)
+                               onnx_sha256=onnx_sha, workspace_mb=params.workspace_mb)
         sidecar_path = engine.with_name(engine.name + SIDECAR_SUFFIX)
         write_json(sidecar_path, sidecar)
-        extra = [sidecar_path, timing_path] + ([calib_path] if calib_path.exists() else [])
+        extra = [sidecar_path]
         return BuildResult(artifact=engine, precision=precision, build_seconds=took,
                            metadata=sidecar, extra_files=extra)
 

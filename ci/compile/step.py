@@ -1,0 +1,236 @@
+"""``compile``: build the serving artifact, check parity, measure latency, report.
+
+Library function :func:`compile_model`; the CLI in :mod:`ci.compile.cli` is a thin wrapper.
+
+Order of work: validate every input first (params, ONNX model, test split), build into a fresh
+temporary directory, check parity against the ONNX Runtime reference, measure latency, and only
+then move the artifact into place. A parity failure writes a ``fail`` report section and leaves
+no artifact; bad input leaves neither artifact nor a section claiming success.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ci.compile import latency, parity
+from ci.compile.base import choose_backend, get_backend
+from ci.compile.params import CompileParams
+from ci.compile.tensorrt import calibration_batches, onnx_io_shape
+from ci.errors import ConfigError, GateFailed, InputError, SuiteError
+from ci.fsutil import sha256_file, write_json
+
+SECTION = "compile"
+# Files a previous run may have left in the output directory; removed before each run so that
+# nothing stale claims success.
+ARTIFACT_NAMES = ("model.plan", "model.plan.json", "model.opt.onnx", "model.int8.onnx")
+
+
+def _stderr(message: str) -> None:
+    print(f"compile: {message}", file=sys.stderr, flush=True)
+
+
+def check_onnx(model: Path, input_name: str, output_name: str) -> None:
+    """A missing, truncated or corrupt ONNX file is one InputError naming it."""
+    import onnx
+
+    if not model.is_file():
+        raise InputError(f"{model}: file not found",
+                         hint="run `dvc repro` (or `dvc pull`) to produce the model first")
+    try:
+        proto = onnx.load(str(model), load_external_data=False)
+        onnx.checker.check_model(proto)
+    except Exception as exc:  # onnx raises DecodeError, ValidationError, ... untyped
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{model}: not a valid onnx model ({first})",
+                         hint="the file is corrupt or truncated; re-export it with "
+                              "`dvc repro export`") from None
+    outputs = [o.name for o in proto.graph.output]
+    if output_name not in outputs:
+        raise InputError(f"{model}: no output named {output_name!r} (outputs: "
+                         f"{', '.join(outputs)})", hint="set compile.output_name in params.yaml")
+    onnx_io_shape(model, input_name)  # names the input when it is missing
+
+
+def load_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` float32 [N,...] and ``y`` int64 [N] from an ``.npz`` split."""
+    if not path.is_file():
+        raise InputError(f"{path}: file not found",
+                         hint="run `dvc repro prepare` to produce the prepared splits")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            x, y = data["x"], data["y"]
+    except KeyError as exc:
+        raise InputError(f"{path}: missing array {exc.args[0]!r} (needs 'x' and 'y')") from None
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable .npz file ({exc})",
+                         hint="re-create it with `dvc repro prepare`") from None
+    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
+        raise InputError(f"{path}: expected x [N, ...] and y [N] with N > 0, got x "
+                         f"{list(x.shape)} and y {list(y.shape)}")
+    return np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int64)
+
+
+def effective_precision(backend: str, precision: str) -> tuple[str, str | None]:
+    """The precision a backend builds for a requested one, and a note when they differ."""
+    if backend == "onnxruntime" and precision == "fp16":
+        return "fp32", "fp16 is built by tensorrt only; onnxruntime ran fp32"
+    return precision, None
+
+
+def compile_model(*, params: CompileParams, model: Path, data_dir: Path, out_dir: Path,
+                  cache_dir: Path, section_path: Path, report_path: Path | None = None,
+                  reasons: dict[str, str | None] | None = None,
+                  log: Callable[[str], None] = _stderr) -> dict[str, Any]:
+    """Run the compile step; return the report section (also written to ``section_path``).
+
+    Raises InputError/ConfigError (exit 2) on bad input and GateFailed (exit 1) when parity is
+    beyond the tolerances; in both cases no artifact is left in ``out_dir``.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ARTIFACT_NAMES:  # nothing stale may claim success
+        (out_dir / name).unlink(missing_ok=True)
+    section_path.unlink(missing_ok=True)
+
+    backend_name, skipped = choose_backend(params.backend, reasons)
+    if backend_name in skipped:
+        raise ConfigError("params.yaml", "compile.backend", params.backend,
+                          f"is not usable on this runner: {skipped[backend_name]}",
+                          hint="use backend: auto to fall back to onnxruntime")
+    precision, note = effective_precision(backend_name, params.precision)
+    tol = params.tolerances[precision]
+    check_onnx(model, params.input_name, params.output_name)
+    x_test, y_test = load_split(data_dir / "test.npz")
+    calib = None
+    if precision == "int8":
+        x_train, _ = load_split(data_dir / "train.npz")
+        c = params.calibration
+        calib = calibration_batches(x_train, c.samples, c.batch_size, c.seed)
+
+    section: dict[str, Any] = {
+        "status": "fail",
+        "backend": backend_name,
+        "requested_backend": params.backend,
+        "precision": precision,
+        "requested_precision": params.precision,
+        "model": {"path": str(model), "sha256": sha256_file(model)},
+        "skipped_backends": {k: f"skipped: {v}" for k, v in skipped.items()},
+    }
+    if note:
+        section["precision_note"] = note
+    if "tensorrt" in skipped:
+        section["tensorrt"] = f"skipped: {skipped['tensorrt']}"
+
+    try:
+        return _build_and_check(section, params, backend_name, precision, tol, model, x_test,
+                                y_test, calib, out_dir, cache_dir, section_path, report_path,
+                                log)
+    except GateFailed:
+        raise
+    except SuiteError as exc:
+        section["status"] = "fail"
+        section["error"] = exc.message
+        _write_section(section, section_path, report_path)
+        raise
+
+
+def _build_and_check(section: dict[str, Any], params: CompileParams, backend_name: str,
+                     precision: str, tol: Any, model: Path, x_test: np.ndarray,
+                     y_test: np.ndarray, calib: list[np.ndarray] | None, out_dir: Path,
+                     cache_dir: Path, section_path: Path, report_path: Path | None,
+                     log: Callable[[str], None]) -> dict[str, Any]:
+    from ci.compile.onnxruntime import load_runner
+
+    backend = get_backend(backend_name)
+    reference = load_runner(model, params, optimize=False, provider_list=["CPUExecutionProvider"])
+    with tempfile.TemporaryDirectory(prefix=".compile-", dir=out_dir) as tmp:
+        work = Path(tmp)
+        log(f"building with {backend_name} ({precision}) from {model}")
+        built = backend.build(model, work, cache_dir, params, precision, calib, log)
+        runner = backend.load(built.artifact, params)
+        log(f"parity on {len(x_test)} test samples against {reference.description}")
+        ref_out = parity.run_in_batches(reference.infer, x_test, params.batch_profile.max)
+        got = parity.run_in_batches(runner.infer, x_test, params.batch_profile.max)
+        result = parity.compare(got, ref_out, y_test, tol)
+        section.update({
+            "runner": runner.description,
+            "reference": reference.description,
+            "build_seconds": round(built.build_seconds, 3),
+            "build": built.metadata,
+            "parity": result.as_dict(),
+            "tolerance": dataclasses.asdict(tol),
+        })
+        if not result.passed:
+            section["error"] = "parity failed: " + "; ".join(result.failures)
+            _write_section(section, section_path, report_path)
+            raise GateFailed(f"{model}: {backend_name} {precision} parity failed: "
+                             + "; ".join(result.failures),
+                             hint="loosen compile.tolerances."
+                                  f"{precision} only if the drift is acceptable, or build "
+                                  "with a wider precision")
+
+        baseline = _baseline(model, params, backend_name)
+        section["baseline"] = baseline.description
+        log(f"latency: {runner.description} vs {baseline.description}")
+        section["latency"] = latency.compare_table(
+            runner.infer, baseline.infer, x_test, params.batch_sizes, warmup=params.warmup,
+            runs=params.runs, log=log)
+        section["environment"] = latency.environment()
+
+        final = out_dir / built.artifact.name
+        for extra in built.extra_files:
+            shutil.move(str(extra), str(out_dir / extra.name))
+        shutil.move(str(built.artifact), str(final))
+    section["engine"] = {"path": str(final), "bytes": final.stat().st_size,
+                         "sha256": sha256_file(final)}
+    section["status"] = "pass"
+    _write_section(section, section_path, report_path)
+    log(f"ok: {final} ({final.stat().st_size} bytes), report section in {section_path}")
+    return section
+
+
+def _baseline(model: Path, params: CompileParams, backend_name: str):
+    """ONNX Runtime on the model as exported. Against TensorRT: the best provider with default
+    optimisation (what a server would otherwise run). Against the onnxruntime backend: the same
+    provider with graph optimisation disabled, so the speedup is what the optimisation buys."""
+    from ci.compile.onnxruntime import load_runner
+
+    return load_runner(model, params, optimize=backend_name == "tensorrt")
+
+
+def _write_section(section: dict[str, Any], section_path: Path,
+                   report_path: Path | None) -> None:
+    write_json(section_path, section)
+    if report_path is None:
+        return
+    try:
+        from ci.report import merge_section  # owned by the report step
+    except ImportError:
+        return
+    merge_section(report_path, SECTION, section)
+
+
+def run_step(args_params: Path, **kwargs: Any) -> dict[str, Any]:
+    """Load ``params.yaml`` then :func:`compile_model` with command-line overrides."""
+    from ci.config import load_params
+
+    cfg: CompileParams = load_params(args_params).compile
+    overrides = {k: kwargs.pop(k, None) for k in ("backend", "precision", "runs", "warmup")}
+    if overrides["runs"] is not None and overrides["runs"] < 1:
+        raise InputError(f"--runs must be at least 1 (got {overrides['runs']})")
+    if overrides["warmup"] is not None and overrides["warmup"] < 0:
+        raise InputError(f"--warmup must be 0 or more (got {overrides['warmup']})")
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    start = time.monotonic()
+    try:
+        return compile_model(params=cfg, **kwargs)
+    finally:
+        kwargs.get("log", _stderr)(f"finished in {time.monotonic() - start:.1f}s")
