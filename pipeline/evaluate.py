@@ -1,0 +1,142 @@
+"""Stage ``evaluate``: judge ``models/model.onnx`` with ONNX Runtime on CPU.
+
+Writes ``metrics/metrics.json`` (accuracy, macro F1, per-class precision/recall/F1/support,
+latency p50/p95 at batch 1 and 32, model size), plot data (``plots/confusion.csv`` one row per
+test image, ``plots/per_class.csv``) and ``metrics/drift_baseline.json``: the predicted-class
+distribution and per-feature statistics on the validation split, which the serving runtime and
+the canary analysis compare live traffic against.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ci.config import Params
+from ci.fsutil import atomic_write_text, write_json
+from pipeline._stage import (
+    CONFUSION_CSV,
+    DRIFT_JSON,
+    METRICS_JSON,
+    MODEL_ONNX,
+    N_CLASSES,
+    PER_CLASS_CSV,
+    progress,
+    stage_main,
+)
+from pipeline.export import INPUT_NAME, OUTPUT_NAME, onnx_session
+from pipeline.prepare import load_split
+
+CLASSES = [str(c) for c in range(N_CLASSES)]
+WARMUP_RUNS = 10
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+    labels = list(range(N_CLASSES))
+    prec, rec, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "accuracy": round(float(accuracy_score(y_true, y_pred)), 6),
+        "macro_f1": round(float(f1_score(y_true, y_pred, labels=labels, average="macro",
+                                         zero_division=0)), 6),
+        "per_class": {
+            CLASSES[c]: {"precision": round(float(prec[c]), 6), "recall": round(float(rec[c]), 6),
+                         "f1": round(float(f1[c]), 6), "support": int(support[c])}
+            for c in labels
+        },
+    }
+
+
+def latency_ms(session: Any, x: np.ndarray, batch: int, runs: int) -> tuple[float, float]:
+    """p50 and p95 wall-clock latency (ms) of one ``session.run`` at ``batch`` rows."""
+    reps = -(-batch // len(x))
+    inputs = np.ascontiguousarray(np.concatenate([x] * reps)[:batch])
+    for _ in range(WARMUP_RUNS):
+        session.run([OUTPUT_NAME], {INPUT_NAME: inputs})
+    times = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter()
+        session.run([OUTPUT_NAME], {INPUT_NAME: inputs})
+        times[i] = time.perf_counter() - start
+    p50, p95 = np.percentile(times * 1000.0, [50, 95])
+    return round(float(p50), 4), round(float(p95), 4)
+
+
+def drift_baseline(model_name: str, x_val: np.ndarray, pred_val: np.ndarray) -> dict[str, Any]:
+    counts = np.bincount(pred_val, minlength=N_CLASSES).astype(np.float64)
+    flat = x_val.reshape(len(x_val), -1).astype(np.float64)
+
+    def r(a: np.ndarray) -> list[float]:
+        return [round(float(v), 6) for v in a]
+
+    dist = counts / counts.sum()
+    return {
+        "model": model_name,
+        "split": "validation",
+        "classes": CLASSES,
+        "class_distribution": [float(v) for v in dist],
+        "n": len(x_val),
+        "features": {"mean": r(flat.mean(0)), "std": r(flat.std(0)), "min": r(flat.min(0)),
+                     "max": r(flat.max(0))},
+    }
+
+
+def confusion_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:
+    rows = ["actual,predicted"] + [f"{int(a)},{int(p)}" for a, p in zip(y_true, y_pred)]
+    return "\n".join(rows) + "\n"
+
+
+def per_class_csv(per_class: dict[str, dict[str, float]]) -> str:
+    rows = ["class,precision,recall,f1,support"]
+    rows += [f"{c},{m['precision']},{m['recall']},{m['f1']},{m['support']}"
+             for c, m in per_class.items()]
+    return "\n".join(rows) + "\n"
+
+
+def predict(session: Any, x: np.ndarray) -> np.ndarray:
+    return session.run([OUTPUT_NAME], {INPUT_NAME: x})[0].argmax(1).astype(np.int64)
+
+
+def run(params: Params) -> None:
+    p = params.evaluate
+    session = onnx_session(MODEL_ONNX)
+    x_test, y_test = load_split("test")
+    x_val, _ = load_split("val")
+    y_pred = predict(session, x_test)
+    metrics = classification_metrics(y_test, y_pred)
+    progress("evaluate", f"test accuracy {metrics['accuracy']:.4f}, macro F1 "
+                         f"{metrics['macro_f1']:.4f} on {len(y_test)} rows")
+    out: dict[str, Any] = {
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "model_size_mb": round(Path(MODEL_ONNX).stat().st_size / 1e6, 6),
+    }
+    for batch in p.latency_batches:
+        p50, p95 = latency_ms(session, x_test, batch, p.latency_runs)
+        prefix = "latency" if batch == 1 else f"latency_batch{batch}"
+        out[f"{prefix}_p50_ms"], out[f"{prefix}_p95_ms"] = p50, p95
+        progress("evaluate", f"onnx runtime latency at batch {batch}: p50 {p50:.3f} ms, "
+                             f"p95 {p95:.3f} ms ({p.latency_runs} runs)")
+    out["per_class"] = metrics["per_class"]
+    atomic_write_text(CONFUSION_CSV, confusion_csv(y_test, y_pred))
+    atomic_write_text(PER_CLASS_CSV, per_class_csv(metrics["per_class"]))
+    write_json(DRIFT_JSON, drift_baseline(params.model.name, x_val, predict(session, x_val)))
+    write_json(METRICS_JSON, out)  # last: its presence means the stage finished
+    progress("evaluate", f"wrote {METRICS_JSON}, {DRIFT_JSON}, {CONFUSION_CSV}, "
+                         f"{PER_CLASS_CSV}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return stage_main("evaluate", "Evaluate models/model.onnx with ONNX Runtime: metrics, "
+                      "latency, plot data and the drift baseline.", run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
