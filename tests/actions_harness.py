@@ -1,0 +1,676 @@
+"""Run composite actions and workflow jobs locally, the way the GitHub runner does.
+
+What is faithful to the runner:
+
+- ``${{ <expr> }}`` in ``run:``, ``env:``, ``with:``, ``if:``, input defaults and action outputs
+  is evaluated against the contexts ``github`` (built from a real webhook payload), ``env``,
+  ``inputs``, ``steps``, ``runner``, ``job``, ``secrets``, ``vars``, ``needs``; the result is
+  pasted into the text *before* the shell sees it, exactly like the runner does. So a workflow
+  that puts ``${{ github.event.pull_request.title }}`` inside ``run:`` is injectable here too,
+  and a test with a hostile title proves ours are not.
+- ``run:`` steps run as ``bash --noprofile --norc -eo pipefail <script>`` (``shell: bash``),
+  in ``working-directory`` (default ``$GITHUB_WORKSPACE``).
+- ``GITHUB_OUTPUT``, ``GITHUB_ENV``, ``GITHUB_PATH``, ``GITHUB_STEP_SUMMARY`` are files, fresh per
+  step; ``name=value`` and ``name<<DELIM`` heredoc forms are parsed after each step.
+- ``if:`` supports the status functions (``success()``, ``failure()``, ``always()``,
+  ``cancelled()``), ``==``/``!=``/``<``/``>``/``<=``/``>=``, ``&&``/``||``/``!``, parentheses and
+  ``contains``/``startsWith``/``endsWith``/``format``/``join``/``toJSON``/``fromJSON``; a step
+  without ``if:`` runs only while nothing failed; ``continue-on-error`` is honoured.
+- ``uses: ./actions/x`` runs that composite action (nested, its own ``inputs``/``steps`` scope);
+  composite ``outputs.<name>.value`` are evaluated in the action's scope.
+
+Local equivalents for third-party actions (these are JavaScript actions on the runner; here they
+get their inputs as ``INPUT_<NAME>`` like a JavaScript action does):
+
+- ``actions/checkout``: the workspace already holds the repository; with ``ref`` it runs
+  ``git checkout <ref>``; with ``fetch-depth`` 0 nothing else (the test repo has full history).
+- ``actions/setup-python``: puts the directory of the running interpreter first on ``PATH``.
+- ``actions/cache``: a directory store under the harness root keyed by ``key``; ``cache-hit``.
+- ``actions/upload-artifact`` / ``actions/download-artifact``: copy into / out of
+  ``<harness root>/artifacts/<name>`` (download honours ``run-id`` by ignoring it: one store).
+
+Composite ``run:`` steps do **not** get ``INPUT_*`` variables (the runner does not set them for
+composite actions either); actions pass inputs through ``env:``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ci.yamlio import load_yaml_file
+
+EXPR = re.compile(r"\$\{\{(.*?)\}\}", re.S)
+
+
+class HarnessError(Exception):
+    """The action or workflow uses something this harness does not support."""
+
+
+# --------------------------------------------------------------------------- expressions
+
+_TOKEN = re.compile(r"""
+    \s*(?:
+      (?P<num>-?\d+(?:\.\d+)?)
+     |(?P<str>'(?:[^']|'')*')
+     |(?P<op>==|!=|<=|>=|&&|\|\||[!<>()\[\],.*])
+     |(?P<name>[A-Za-z_][A-Za-z0-9_-]*)
+    )""", re.X)
+
+
+def _tokens(text: str) -> list[tuple[str, Any]]:
+    out, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise HarnessError(f"cannot parse expression {text!r} at {text[pos:]!r}")
+        pos = m.end()
+        if m.group("num") is not None:
+            out.append(("lit", float(m.group("num")) if "." in m.group("num")
+                        else int(m.group("num"))))
+        elif m.group("str") is not None:
+            out.append(("lit", m.group("str")[1:-1].replace("''", "'")))
+        elif m.group("op") is not None:
+            out.append(("op", m.group("op")))
+        else:
+            name = m.group("name")
+            lits = {"true": True, "false": False, "null": None}
+            out.append(("lit", lits[name]) if name in lits else ("name", name))
+    return out
+
+
+def to_str(value: Any) -> str:
+    """How the runner turns a value into text when it is pasted into a string."""
+    if value is None:
+        return ""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dict | list):
+        return json.dumps(value, indent=2)
+    return str(value)
+
+
+def truthy(value: Any) -> bool:
+    return value not in (None, False, 0, "", 0.0)
+
+
+def _coerce_num(v: Any) -> Any:
+    if isinstance(v, bool):
+        return int(v)
+    if v is None:
+        return 0
+    if isinstance(v, str):
+        try:
+            return float(v) if v.strip() else 0
+        except ValueError:
+            return float("nan")
+    return v
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        return a.lower() == b.lower()  # the runner compares strings case-insensitively
+    if type(a) is type(b) or (isinstance(a, int | float) and isinstance(b, int | float)):
+        return a == b
+    if isinstance(a, dict | list) or isinstance(b, dict | list):
+        return a is b
+    return _coerce_num(a) == _coerce_num(b)
+
+
+class _Parser:
+    def __init__(self, text: str, ctx: dict, status: str):
+        self.toks = _tokens(text)
+        self.i = 0
+        self.ctx = ctx
+        self.status = status
+        self.text = text
+
+    def peek(self) -> tuple[str, Any] | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def take(self, op: str | None = None) -> tuple[str, Any]:
+        tok = self.peek()
+        if tok is None or (op is not None and tok != ("op", op)):
+            raise HarnessError(f"expression {self.text!r}: expected {op or 'more'}")
+        self.i += 1
+        return tok
+
+    def parse(self) -> Any:
+        value = self.or_()
+        if self.peek() is not None:
+            raise HarnessError(f"expression {self.text!r}: unexpected {self.peek()[1]!r}")
+        return value
+
+    def or_(self) -> Any:
+        left = self.and_()
+        while self.peek() == ("op", "||"):
+            self.take()
+            right = self.and_()
+            left = left if truthy(left) else right
+        return left
+
+    def and_(self) -> Any:
+        left = self.cmp()
+        while self.peek() == ("op", "&&"):
+            self.take()
+            right = self.cmp()
+            left = right if truthy(left) else left
+        return left
+
+    def cmp(self) -> Any:
+        left = self.unary()
+        tok = self.peek()
+        if tok and tok[0] == "op" and tok[1] in ("==", "!=", "<", ">", "<=", ">="):
+            self.take()
+            right = self.unary()
+            op = tok[1]
+            if op == "==":
+                return _equal(left, right)
+            if op == "!=":
+                return not _equal(left, right)
+            a, b = _coerce_num(left), _coerce_num(right)
+            return {"<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[op]
+        return left
+
+    def unary(self) -> Any:
+        if self.peek() == ("op", "!"):
+            self.take()
+            return not truthy(self.unary())
+        return self.postfix()
+
+    def postfix(self) -> Any:
+        value = self.primary()
+        while True:
+            tok = self.peek()
+            if tok == ("op", "."):
+                self.take()
+                kind, name = self.take()
+                if kind == "op" and name == "*":
+                    raise HarnessError("object filters (.*) are not supported")
+                value = _index(value, name)
+            elif tok == ("op", "["):
+                self.take()
+                key = self.or_()
+                self.take("]")
+                value = _index(value, key)
+            else:
+                return value
+
+    def primary(self) -> Any:
+        kind, val = self.take()
+        if kind == "lit":
+            return val
+        if kind == "op" and val == "(":
+            value = self.or_()
+            self.take(")")
+            return value
+        if kind == "name":
+            if self.peek() == ("op", "("):
+                self.take()
+                args = []
+                while self.peek() != ("op", ")"):
+                    args.append(self.or_())
+                    if self.peek() == ("op", ","):
+                        self.take()
+                self.take(")")
+                return self.call(val, args)
+            if val not in self.ctx:
+                raise HarnessError(f"unknown context {val!r} in {self.text!r}")
+            return self.ctx[val]
+        raise HarnessError(f"expression {self.text!r}: unexpected {val!r}")
+
+    def call(self, name: str, args: list) -> Any:
+        fn = name.lower()
+        if fn == "success":
+            return self.status == "success"
+        if fn == "failure":
+            return self.status == "failure"
+        if fn == "always":
+            return True
+        if fn == "cancelled":
+            return False
+        if fn == "contains":
+            hay, needle = args
+            if isinstance(hay, list):
+                return any(_equal(x, needle) for x in hay)
+            return to_str(needle).lower() in to_str(hay).lower()
+        if fn == "startswith":
+            return to_str(args[0]).lower().startswith(to_str(args[1]).lower())
+        if fn == "endswith":
+            return to_str(args[0]).lower().endswith(to_str(args[1]).lower())
+        if fn == "format":
+            fmt, rest = to_str(args[0]), args[1:]
+            return re.sub(r"\{(\d+)\}", lambda m: to_str(rest[int(m.group(1))]), fmt)
+        if fn == "join":
+            sep = to_str(args[1]) if len(args) > 1 else ","
+            return sep.join(to_str(x) for x in args[0]) if isinstance(args[0], list) \
+                else to_str(args[0])
+        if fn == "tojson":
+            return json.dumps(args[0], indent=2)
+        if fn == "hashfiles":
+            return _hash_files(Path(self.ctx["github"]["workspace"]), [to_str(a) for a in args])
+        if fn == "fromjson":
+            return json.loads(to_str(args[0]))
+        raise HarnessError(f"function {name!r} is not supported by the harness")
+
+
+def _hash_files(workspace: Path, patterns: list[str]) -> str:
+    import hashlib
+
+    files = sorted({p for pat in patterns for p in workspace.glob(pat) if p.is_file()})
+    if not files:
+        return ""
+    outer = hashlib.sha256()
+    for p in files:
+        outer.update(hashlib.sha256(p.read_bytes()).digest())
+    return outer.hexdigest()
+
+
+def _index(value: Any, key: Any) -> Any:
+    if isinstance(value, dict):
+        if isinstance(key, str):
+            for k, v in value.items():  # property access is case-insensitive
+                if k.lower() == key.lower():
+                    return v
+        return None
+    if isinstance(value, list) and isinstance(key, int | float) and not isinstance(key, bool):
+        idx = int(key)
+        return value[idx] if 0 <= idx < len(value) else None
+    return None
+
+
+def evaluate(expr: str, ctx: dict, status: str = "success") -> Any:
+    """Evaluate the inside of one ``${{ }}``."""
+    return _Parser(expr, ctx, status).parse()
+
+
+def interpolate(text: Any, ctx: dict, status: str = "success") -> Any:
+    """Replace every ``${{ expr }}`` in ``text`` (non-strings pass through unchanged)."""
+    if not isinstance(text, str):
+        return text
+    whole = EXPR.fullmatch(text.strip())
+    if whole:
+        return to_str(evaluate(whole.group(1), ctx, status))
+    return EXPR.sub(lambda m: to_str(evaluate(m.group(1), ctx, status)), text)
+
+
+def condition(text: Any, ctx: dict, status: str) -> bool:
+    """An ``if:``: a bare expression, or one wrapped in ``${{ }}``; no ``if`` means success()."""
+    if text is None:
+        return status == "success"
+    if isinstance(text, bool):
+        return text and status == "success"
+    expr = str(text).strip()
+    m = EXPR.fullmatch(expr)
+    if m:
+        expr = m.group(1)
+    uses_status = re.search(r"\b(success|failure|always|cancelled)\s*\(", expr)
+    if not uses_status:
+        expr = f"success() && ({expr})"
+    return truthy(evaluate(expr, ctx, status))
+
+
+# --------------------------------------------------------------------------- command files
+
+def parse_command_file(path: Path) -> dict[str, str]:
+    """Parse ``GITHUB_OUTPUT``/``GITHUB_ENV``: ``name=value`` lines and ``name<<DELIM`` blocks."""
+    result: dict[str, str] = {}
+    if not path.exists():
+        return result
+    lines = path.read_text(encoding="utf-8").splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if not line.strip():
+            continue
+        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
+            name, delim = line.split("<<", 1)
+            body = []
+            while i < len(lines) and lines[i] != delim:
+                body.append(lines[i])
+                i += 1
+            if i >= len(lines):
+                raise HarnessError(f"{path.name}: heredoc for {name!r} never ends with {delim!r}")
+            i += 1
+            result[name] = "\n".join(body)
+        elif "=" in line:
+            name, value = line.split("=", 1)
+            result[name] = value
+        else:
+            raise HarnessError(f"{path.name}: invalid line {line!r}")
+    return result
+
+
+# --------------------------------------------------------------------------- runner
+
+@dataclass
+class StepResult:
+    id: str
+    name: str
+    outcome: str  # success | failure | skipped
+    conclusion: str
+    outputs: dict[str, str] = field(default_factory=dict)
+    stdout: str = ""
+    returncode: int | None = None
+
+
+@dataclass
+class RunResult:
+    status: str  # success | failure
+    outputs: dict[str, str]
+    steps: list[StepResult]
+    log: str
+    summary: str
+
+    def step(self, step_id: str) -> StepResult:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+
+def github_context(event_name: str, payload: dict, workspace: Path, *, token: str = "",
+                   api_url: str = "https://api.github.com", run_id: int = 4242) -> dict:
+    """The ``github`` context the runner would build for ``payload``."""
+    repo = payload.get("repository") or {}
+    pr = payload.get("pull_request") or {}
+    if event_name in ("pull_request", "pull_request_target"):
+        ref = f"refs/pull/{payload.get('number', pr.get('number'))}/merge"
+        sha = pr.get("head", {}).get("sha", "")
+        head_ref, base_ref = pr.get("head", {}).get("ref", ""), pr.get("base", {}).get("ref", "")
+    else:
+        ref = payload.get("ref") or f"refs/heads/{repo.get('default_branch', 'main')}"
+        sha = payload.get("after") or payload.get("workflow_run", {}).get("head_sha") or "0" * 40
+        head_ref = base_ref = ""
+    return {
+        "event_name": event_name, "event": payload, "repository": repo.get("full_name", ""),
+        "repository_owner": (repo.get("owner") or {}).get("login", ""),
+        "ref": ref, "ref_name": ref.rsplit("/", 1)[-1], "sha": sha,
+        "head_ref": head_ref, "base_ref": base_ref,
+        "actor": (payload.get("sender") or {}).get("login", ""),
+        "run_id": str(run_id), "run_number": "1", "run_attempt": "1", "job": "",
+        "workspace": str(workspace), "token": token, "server_url": "https://github.com",
+        "api_url": api_url, "workflow": "test", "action_path": "",
+    }
+
+
+class Runner:
+    """One simulated job: a workspace, a ``github`` context and a base environment."""
+
+    def __init__(self, workspace: Path, root: Path, github: dict, *, env: dict | None = None,
+                 secrets: dict | None = None, vars: dict | None = None, timeout: float = 600):
+        self.workspace = Path(workspace)
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.github = github
+        self.base_env = dict(env or {})
+        self.secrets = dict(secrets or {})
+        self.vars = dict(vars or {})
+        self.timeout = timeout
+        self.path_prepend: list[str] = []
+        self.job_env: dict[str, str] = {}
+        self.log: list[str] = []
+        self.summary_parts: list[str] = []
+        self.artifacts = self.root / "artifacts"
+        self.cache = self.root / "cache"
+        self.temp = self.root / "runner-temp"
+        self.temp.mkdir(exist_ok=True)
+
+    # -- environment -----------------------------------------------------------------
+
+    def _process_env(self, step_env: dict[str, str]) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("GITHUB_", "INPUT_", "RUNNER_"))}
+        env.update(self.base_env)
+        env.update({
+            "CI": "true", "GITHUB_ACTIONS": "true",
+            "GITHUB_WORKSPACE": str(self.workspace),
+            "GITHUB_EVENT_NAME": self.github["event_name"],
+            "GITHUB_EVENT_PATH": str(self._event_path()),
+            "GITHUB_REPOSITORY": self.github["repository"],
+            "GITHUB_REPOSITORY_OWNER": self.github["repository_owner"],
+            "GITHUB_SHA": self.github["sha"], "GITHUB_REF": self.github["ref"],
+            "GITHUB_REF_NAME": self.github["ref_name"],
+            "GITHUB_HEAD_REF": self.github["head_ref"], "GITHUB_BASE_REF": self.github["base_ref"],
+            "GITHUB_RUN_ID": self.github["run_id"], "GITHUB_ACTOR": self.github["actor"],
+            "GITHUB_API_URL": self.github["api_url"],
+            "GITHUB_SERVER_URL": self.github["server_url"],
+            "RUNNER_TEMP": str(self.temp), "RUNNER_OS": "Linux",
+        })
+        env.update(self.job_env)
+        env.update(step_env)
+        if self.path_prepend:
+            env["PATH"] = os.pathsep.join([*reversed(self.path_prepend), env.get("PATH", "")])
+        return env
+
+    def _event_path(self) -> Path:
+        path = self.root / "event.json"
+        if not path.exists():
+            path.write_text(json.dumps(self.github["event"]), encoding="utf-8")
+        return path
+
+    def _context(self, scope: dict) -> dict:
+        env = {**self.base_env, **self.job_env, **scope.get("env", {})}
+        return {
+            "github": {**self.github, "action_path": scope.get("action_path", "")},
+            "env": env, "inputs": scope.get("inputs", {}), "steps": scope["steps"],
+            "runner": {"os": "Linux", "arch": "X64", "temp": str(self.temp),
+                       "tool_cache": str(self.root / "tool-cache"), "name": "harness"},
+            "job": {"status": scope.get("status", "success")}, "secrets": self.secrets,
+            "vars": self.vars, "needs": scope.get("needs", {}), "matrix": {}, "strategy": {},
+        }
+
+    # -- actions and jobs ------------------------------------------------------------
+
+    def run_action(self, action: str | Path, inputs: dict | None = None) -> RunResult:
+        """Run a composite action directory (or ``./actions/x`` relative to the workspace)."""
+        action_dir = Path(action)
+        if not action_dir.is_absolute():
+            action_dir = self.workspace / action_dir
+        meta = load_yaml_file(action_dir / "action.yml")
+        runs = meta.get("runs") or {}
+        if runs.get("using") != "composite":
+            raise HarnessError(f"{action_dir}: only composite actions are supported")
+        given = {k.lower(): v for k, v in (inputs or {}).items()}
+        declared = meta.get("inputs") or {}
+        unknown = set(given) - {k.lower() for k in declared}
+        if unknown:
+            raise HarnessError(f"{action_dir.name}: unexpected inputs {sorted(unknown)}")
+        scope: dict[str, Any] = {"steps": {}, "inputs": {}, "action_path": str(action_dir),
+                                 "env": {}}
+        ctx = self._context(scope)
+        for name, spec in declared.items():
+            spec = spec or {}
+            if name.lower() in given:
+                value = to_str(given[name.lower()])
+            elif spec.get("required") and "default" not in spec:
+                raise HarnessError(f"{action_dir.name}: input {name!r} is required")
+            else:
+                value = interpolate(to_str(spec.get("default", "")), ctx)
+            scope["inputs"][name] = value
+        status, results = self._run_steps(runs.get("steps") or [], scope)
+        ctx = self._context({**scope, "status": status})
+        outputs = {name: to_str(interpolate(spec.get("value", ""), ctx, status))
+                   for name, spec in (meta.get("outputs") or {}).items()}
+        return RunResult(status, outputs, results, "\n".join(self.log),
+                         "\n".join(self.summary_parts))
+
+    def run_job(self, workflow: str | Path, job_id: str, *, needs: dict | None = None) -> RunResult:
+        """Run one job of a workflow file (its ``if:``, ``env:`` and steps)."""
+        wf = load_yaml_file(Path(workflow))
+        job = (wf.get("jobs") or {})[job_id]
+        scope: dict[str, Any] = {"steps": {}, "inputs": {}, "env": {}, "needs": needs or {}}
+        self.job_env = {k: to_str(v) for k, v in (wf.get("env") or {}).items()}
+        ctx = self._context(scope)
+        if not condition(job.get("if"), ctx, "success"):
+            self.log.append(f"job {job_id}: skipped by its if:")
+            return RunResult("skipped", {}, [], "\n".join(self.log), "")
+        for k, v in (job.get("env") or {}).items():
+            self.job_env[k] = to_str(interpolate(v, self._context(scope)))
+        status, results = self._run_steps(job.get("steps") or [], scope)
+        ctx = self._context({**scope, "status": status})
+        outputs = {k: to_str(interpolate(v, ctx, status))
+                   for k, v in (job.get("outputs") or {}).items()}
+        return RunResult(status, outputs, results, "\n".join(self.log),
+                         "\n".join(self.summary_parts))
+
+    def _run_steps(self, steps: list[dict], scope: dict) -> tuple[str, list[StepResult]]:
+        status = "success"
+        results: list[StepResult] = []
+        for index, step in enumerate(steps):
+            step_id = str(step.get("id") or f"__step{index}")
+            name = str(step.get("name") or step.get("uses") or f"step {index}")
+            ctx = self._context({**scope, "status": status})
+            if not condition(step.get("if"), ctx, status):
+                res = StepResult(step_id, name, "skipped", "skipped")
+                self.log.append(f"::step {name}: skipped")
+            else:
+                res = self._run_one(step, step_id, name, scope, status)
+                if res.outcome == "failure" and not truthy(
+                        interpolate(step.get("continue-on-error", False), ctx, status)):
+                    status = "failure"
+                elif res.outcome == "failure":
+                    res.conclusion = "success"
+            scope["steps"][step_id] = {"outputs": res.outputs, "outcome": res.outcome,
+                                       "conclusion": res.conclusion}
+            results.append(res)
+        return status, results
+
+    def _run_one(self, step: dict, step_id: str, name: str, scope: dict,
+                 status: str) -> StepResult:
+        ctx = self._context({**scope, "status": status})
+        step_env = {k: to_str(interpolate(v, ctx, status)) for k, v in (step.get("env") or {}).items()}
+        self.log.append(f"::step {name}")
+        if "run" in step:
+            shell = step.get("shell", "bash" if scope.get("action_path") else None)
+            if shell not in ("bash", None):
+                raise HarnessError(f"step {name!r}: shell {shell!r} is not supported")
+            if scope.get("action_path") and "shell" not in step:
+                raise HarnessError(f"step {name!r}: composite run steps need shell:")
+            script = interpolate(str(step["run"]), ctx, status)
+            cwd = interpolate(step.get("working-directory", str(self.workspace)), ctx, status)
+            return self._bash(script, Path(self.workspace, cwd), step_env, step_id, name)
+        uses = str(step.get("uses", ""))
+        with_ = {k: to_str(interpolate(v, ctx, status)) for k, v in (step.get("with") or {}).items()}
+        if uses.startswith("./"):
+            sub = Runner.__new__(Runner)
+            sub.__dict__.update(self.__dict__)
+            sub.job_env = {**self.job_env, **step_env}
+            result = sub.run_action(uses, with_)
+            self.path_prepend = sub.path_prepend
+            self.job_env.update({k: v for k, v in sub.job_env.items() if k not in step_env})
+            return StepResult(step_id, name, result.status, result.status, result.outputs)
+        return self._builtin(uses, with_, step_env, step_id, name)
+
+    def _files(self) -> dict[str, Path]:
+        tag = uuid.uuid4().hex[:8]
+        files = {k: self.temp / f"{k.lower()}_{tag}" for k in
+                 ("GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STEP_SUMMARY")}
+        for p in files.values():
+            p.write_text("", encoding="utf-8")
+        return files
+
+    def _collect(self, files: dict[str, Path]) -> dict[str, str]:
+        self.job_env.update(parse_command_file(files["GITHUB_ENV"]))
+        for line in files["GITHUB_PATH"].read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                self.path_prepend.append(line.strip())
+        summary = files["GITHUB_STEP_SUMMARY"].read_text(encoding="utf-8")
+        if summary:
+            self.summary_parts.append(summary)
+        return parse_command_file(files["GITHUB_OUTPUT"])
+
+    def _bash(self, script: str, cwd: Path, step_env: dict, step_id: str,
+              name: str) -> StepResult:
+        files = self._files()
+        script_path = self.temp / f"script_{uuid.uuid4().hex[:8]}.sh"
+        script_path.write_text(script, encoding="utf-8")
+        env = self._process_env(step_env)
+        env.update({k: str(v) for k, v in files.items()})
+        proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail",
+                               str(script_path)], cwd=cwd, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=self.timeout)
+        self.log.append(proc.stdout)
+        outputs = self._collect(files)
+        outcome = "success" if proc.returncode == 0 else "failure"
+        if outcome == "failure":
+            self.log.append(f"::error step {name!r} exited {proc.returncode}")
+        return StepResult(step_id, name, outcome, outcome, outputs, proc.stdout, proc.returncode)
+
+    # -- local equivalents of third-party actions -------------------------------------
+
+    def _builtin(self, uses: str, with_: dict, step_env: dict, step_id: str,
+                 name: str) -> StepResult:
+        action = uses.split("@", 1)[0]
+        if "@" not in uses:
+            raise HarnessError(f"step {name!r}: {uses!r} has no version")
+        inputs_env = {f"INPUT_{k.upper().replace(' ', '_')}": v for k, v in with_.items()}
+        outputs: dict[str, str] = {}
+        if action == "actions/checkout":
+            ref = with_.get("ref", "")
+            if ref:
+                subprocess.run(["git", "checkout", "-q", ref], cwd=self.workspace, check=True,
+                               env=self._process_env({**step_env, **inputs_env}))
+        elif action == "actions/setup-python":
+            self.path_prepend.append(str(Path(sys.executable).parent))
+            outputs["python-version"] = ".".join(map(str, sys.version_info[:3]))
+        elif action == "actions/cache":
+            key = with_.get("key", "")
+            store = self.cache / re.sub(r"[^A-Za-z0-9._-]", "_", key)
+            paths = [p for p in with_.get("path", "").splitlines() if p.strip()]
+            hit = store.exists()
+            if hit:
+                for i, p in enumerate(paths):
+                    if (store / str(i)).exists():
+                        _copy(store / str(i), self.workspace / p.strip())
+            else:  # the real action saves in a post step; saving now is close enough
+                for i, p in enumerate(paths):
+                    src = self.workspace / p.strip()
+                    if src.exists():
+                        _copy(src, store / str(i))
+            outputs["cache-hit"] = "true" if hit else "false"
+        elif action == "actions/upload-artifact":
+            dest = self.artifacts / with_["name"]
+            found = False
+            for p in with_.get("path", "").splitlines():
+                src = Path(self.workspace, p.strip()) if p.strip() else None
+                if src is not None and src.exists():
+                    _copy(src, dest / src.name if src.is_file() else dest)
+                    found = True
+            if not found and with_.get("if-no-files-found", "warn") == "error":
+                return StepResult(step_id, name, "failure", "failure", {})
+            outputs["artifact-id"] = "1"
+        elif action == "actions/download-artifact":
+            src = self.artifacts / with_["name"]
+            if not src.exists():
+                self.log.append(f"::error artifact {with_['name']!r} not found")
+                return StepResult(step_id, name, "failure", "failure", {})
+            _copy(src, Path(self.workspace, with_.get("path", ".")))
+            outputs["download-path"] = str(Path(self.workspace, with_.get("path", ".")))
+        else:
+            raise HarnessError(f"step {name!r}: no local equivalent for {uses!r}")
+        self.log.append(f"::step {name}: local equivalent of {action}")
+        return StepResult(step_id, name, "success", "success", outputs)
+
+
+def _copy(src: Path, dest: Path) -> None:
+    if src.is_dir():
+        shutil.copytree(src, dest, dirs_exist_ok=True)
+    else:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest)
