@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from ci.cli import run_main
 
 # Modules that add subcommands: each exposes register(subparsers). One line per module.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "gitops.publish", "gitops.promote", "gitops.history",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

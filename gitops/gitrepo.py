@@ -1,0 +1,344 @@
+"""A thin, typed wrapper over the ``git`` command line for the GitOps repository.
+
+Everything runs through :func:`git`, which turns a failing command into one
+:class:`~ci.errors.ExternalError` whose ``retryable`` flag says whether trying again can help
+(a network hiccup: yes; a rejected password, a missing repository, a hook that said no: no).
+
+The publisher never needs a working tree: it clones bare and shallow, builds the new commit with
+``git fast-import`` (one process, one pack, whatever the number of files) and pushes without
+``--force``. ``git push`` updates a ref atomically on the receiving side, so a publisher killed
+at any moment leaves the remote branch either where it was or at the complete new commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ci.errors import ExternalError, InputError
+
+DEFAULT_BRANCH = "main"
+
+# stderr fragments that mean "try again later" versus "stop, a person must act".
+_AUTH = re.compile(
+    r"authentication failed|permission denied|could not read username|could not read password|"
+    r"http[^\n]*\b40[13]\b|access denied|not authorized|unauthorized|invalid credentials|"
+    r"terminal prompts disabled", re.I)
+_MISSING_REPO = re.compile(r"does not appear to be a git repository|repository .* not found|"
+                           r"not found|no such file or directory", re.I)
+_TRANSIENT = re.compile(
+    r"could not resolve host|connection (timed out|refused|reset)|early eof|"
+    r"the remote end hung up unexpectedly|operation timed out|temporary failure|"
+    r"http[^\n]*\b(429|500|502|503|504)\b|rpc failed|unable to access", re.I)
+
+# push rejections that mean "someone else pushed first": fetch, re-apply, retry.
+_RACE = re.compile(r"fetch first|non-fast-forward|stale info|failed to lock|cannot lock ref|"
+                   r"failed to update ref|incorrect old value|but expected", re.I)
+
+
+class PushRejected(ExternalError):
+    """The remote branch moved since we read it (someone else pushed first)."""
+
+    retryable = True
+
+
+def _classify(stderr: str) -> tuple[bool, str]:
+    """(retryable, what to do next) for a failed git command's stderr."""
+    if _AUTH.search(stderr):
+        return False, ("check the credentials for the GitOps repository (a token with write "
+                       "access, or an SSH key); nothing was force-pushed")
+    if _TRANSIENT.search(stderr):
+        return True, "the network or the server failed; run the command again"
+    if _MISSING_REPO.search(stderr):
+        return False, "check the GitOps repository URL (--gitops-repo or GITOPS_REPO)"
+    return False, "see git's message above"
+
+
+def _redact(text: str) -> str:
+    """Hide credentials embedded in URLs (https://user:token@host)."""
+    return re.sub(r"(://)[^/@\s]+@", r"\1***@", text)
+
+
+def git(args: Sequence[str], *, cwd: str | Path | None = None, input: bytes | None = None,
+        env: Mapping[str, str] | None = None, check: bool = True,
+        what: str | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run ``git args...``; raise :class:`ExternalError` (retryable or not) when it fails."""
+    full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})}
+    try:
+        proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True,
+                              env=full_env)
+    except FileNotFoundError as exc:
+        raise ExternalError("git is not installed", hint="install git 2.30 or newer") from exc
+    if check and proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        retryable, hint = _classify(err)
+        label = what or f"git {args[0]}"
+        raise ExternalError(f"{label} failed (exit {proc.returncode}): {_redact(err)}",
+                            hint=hint, retryable=retryable)
+    return proc
+
+
+def is_local(url: str) -> bool:
+    """True when ``url`` names a repository on this filesystem (a path or file://)."""
+    return url.startswith("file://") or "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:",
+                                                                           url)
+
+
+def local_path(url: str) -> Path:
+    return Path(url[len("file://"):] if url.startswith("file://") else url)
+
+
+def ensure_bare_remote(path: str | Path, branch: str = DEFAULT_BRANCH) -> Path:
+    """Create a bare repository at ``path`` on first use (safe when many processes race).
+
+    The repository refuses non-fast-forward pushes and ref deletions, so even a mistaken
+    ``--force`` cannot drop history.
+    """
+    target = Path(path)
+    if (target / "HEAD").exists():
+        return target
+    if target.exists() and any(target.iterdir()):
+        raise InputError(f"{target}: exists but is not a git repository",
+                         hint="point --gitops-repo at a bare repository or an empty folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        git(["init", "--quiet", "--bare", f"--initial-branch={branch}", str(tmp)])
+        for key, value in (("receive.denyNonFastForwards", "true"),
+                           ("receive.denyDeletes", "true"),
+                           ("uploadpack.allowFilter", "true"),
+                           ("core.logAllRefUpdates", "true")):
+            git(["config", key, value], cwd=tmp)
+        try:
+            if target.exists():
+                target.rmdir()  # an empty folder left for us
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / "HEAD").exists():  # lost the race to someone who failed
+                raise
+    finally:
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    mode: str
+    oid: str
+
+
+class Clone:
+    """A bare, shallow clone of one branch of the GitOps repository, in a temporary folder."""
+
+    def __init__(self, path: Path, url: str, branch: str):
+        self.path = path
+        self.url = url
+        self.branch = branch
+        self._format: str | None = None
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(cls, url: str, dest: str | Path, branch: str = DEFAULT_BRANCH,
+               depth: int | None = 1) -> Clone:
+        dest = Path(dest)
+        args = ["clone", "--quiet", "--bare", "--single-branch", "--branch", branch]
+        if not is_local(url):  # local clones hardlink objects: cheaper than depth or filters
+            args += ["--depth", str(depth)] if depth else ["--filter=blob:none"]
+        proc = git([*args, url, str(dest)], check=False)
+        if proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace")
+            low = err.lower()
+            if "remote branch" in low and "not found" in low or "empty repository" in low:
+                # an empty repository (first publish): start from nothing
+                git(["init", "--quiet", "--bare", f"--initial-branch={branch}", str(dest)])
+                git(["remote", "add", "origin", url], cwd=dest)
+            else:
+                retryable, hint = _classify(err)
+                raise ExternalError(f"cloning the GitOps repository {_redact(url)!r} failed: "
+                                    f"{_redact(err.strip())}", hint=hint, retryable=retryable)
+        clone = cls(dest, url, branch)
+        # a bare clone maps refs/heads/* 1:1; keep a remote-tracking ref for fetches instead
+        git(["config", "remote.origin.fetch",
+             f"+refs/heads/{branch}:refs/remotes/origin/{branch}"], cwd=dest)
+        head = clone.rev_parse(f"refs/heads/{branch}")
+        if head:
+            git(["update-ref", f"refs/remotes/origin/{branch}", head], cwd=dest)
+        return clone
+
+    def run(self, args: Sequence[str], **kw) -> subprocess.CompletedProcess[bytes]:
+        return git(args, cwd=self.path, **kw)
+
+    # ------------------------------------------------------------------ reading
+    def rev_parse(self, rev: str) -> str | None:
+        proc = self.run(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], check=False)
+        return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+    def remote_head(self) -> str | None:
+        return self.rev_parse(f"refs/remotes/origin/{self.branch}")
+
+    def object_format(self) -> str:
+        if self._format is None:
+            proc = self.run(["rev-parse", "--show-object-format"], check=False)
+            self._format = proc.stdout.decode().strip() or "sha1"
+        return self._format
+
+    def blob_id(self, data: bytes) -> str:
+        """The object id git gives ``data`` as a blob, computed without calling git."""
+        h = hashlib.new(self.object_format())
+        h.update(b"blob %d\0" % len(data))
+        h.update(data)
+        return h.hexdigest()
+
+    def ls_tree(self, commit: str | None, folders: Sequence[str] | None = None
+                ) -> dict[str, TreeEntry]:
+        """Files under ``folders`` (all when None) at ``commit``: path -> (mode, oid)."""
+        if commit is None:
+            return {}
+        args = ["ls-tree", "-r", "-z", "--full-tree", commit]
+        if folders is not None:
+            if not folders:
+                return {}
+            args += ["--", *[f.rstrip("/") + "/" for f in folders]]
+        out: dict[str, TreeEntry] = {}
+        for rec in self.run(args).stdout.split(b"\0"):
+            if not rec:
+                continue
+            meta, _, path = rec.partition(b"\t")
+            mode, _kind, oid = meta.decode().split()
+            out[path.decode("utf-8", "surrogateescape")] = TreeEntry(mode, oid)
+        return out
+
+    def tree_id(self, commit: str | None, folder: str) -> str | None:
+        """The tree id of ``folder`` at ``commit`` (None when absent)."""
+        if commit is None:
+            return None
+        proc = self.run(["rev-parse", "--verify", "--quiet", f"{commit}:{folder}"], check=False)
+        return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+    def read_objects(self, names: Sequence[str]) -> list[bytes | None]:
+        """Contents of many objects (ids or ``rev:path``) with one ``git cat-file --batch``;
+        None for a name that does not exist."""
+        if not names:
+            return []
+        proc = self.run(["cat-file", "--batch"], input=("\n".join(names) + "\n").encode())
+        out: list[bytes | None] = []
+        data, pos = proc.stdout, 0
+        for _name in names:
+            nl = data.index(b"\n", pos)
+            header = data[pos:nl].decode("utf-8", "replace").split()
+            if header[-1] in ("missing", "ambiguous") or len(header) < 3:
+                out.append(None)
+                pos = nl + 1
+                continue
+            size = int(header[2])
+            out.append(data[nl + 1:nl + 1 + size])
+            pos = nl + 1 + size + 1
+        return out
+
+    def read_blobs(self, oids: Sequence[str]) -> list[bytes]:
+        """Contents of many blobs; a missing one is an error."""
+        out = self.read_objects(oids)
+        for oid, data in zip(oids, out, strict=True):
+            if data is None:
+                raise ExternalError(f"object {oid} is missing from the GitOps clone",
+                                    hint="run the command again", retryable=True)
+        return out  # type: ignore[return-value]
+
+    def read_folder(self, commit: str | None, folder: str) -> dict[str, bytes]:
+        """Files of ``folder`` at ``commit`` as relative name -> bytes."""
+        entries = self.ls_tree(commit, [folder])
+        names = sorted(entries)
+        blobs = self.read_blobs([entries[n].oid for n in names])
+        prefix = folder.rstrip("/") + "/"
+        return {n[len(prefix):]: b for n, b in zip(names, blobs, strict=True)}
+
+    # ------------------------------------------------------------------ writing
+    def fetch(self) -> str | None:
+        """Fetch the branch again; return the remote head (None while the remote is empty)."""
+        args = ["fetch", "--quiet", "origin",
+                f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}"]
+        if not is_local(self.url) and self.is_shallow():
+            args.insert(2, "--depth=1")
+        proc = self.run(args, check=False, what="fetching the GitOps repository")
+        if proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace")
+            if "couldn't find remote ref" in err.lower():
+                return None
+            retryable, hint = _classify(err)
+            raise ExternalError(f"fetching the GitOps repository failed: {_redact(err.strip())}",
+                                hint=hint, retryable=retryable)
+        return self.remote_head()
+
+    def is_shallow(self) -> bool:
+        return (self.path / "shallow").exists()
+
+    def commit_tree(self, parent: str | None, changes: Mapping[str, Mapping[str, bytes] | None],
+                    message: str, ref: str = "refs/gitops/new") -> str:
+        """Write one commit on top of ``parent`` where each folder in ``changes`` holds exactly
+        the given files (None removes the folder). Returns the new commit id.
+
+        Uses ``git fast-import``: it never checks files out, so the cost is the size of the
+        change, not the size of the repository.
+        """
+        ident = self.run(["var", "GIT_COMMITTER_IDENT"], what="reading the git identity",
+                         ).stdout.decode().strip()
+        msg = message.encode("utf-8")
+        chunks: list[bytes] = [
+            f"reset {ref}\n".encode(), f"commit {ref}\n".encode(),
+            b"committer " + ident.encode() + b"\n",
+            b"data %d\n" % len(msg), msg, b"\n"]
+        if parent:
+            chunks.append(f"from {parent}\n".encode())
+        for folder in sorted(changes):
+            files = changes[folder]
+            folder = folder.strip("/")
+            chunks.append(_quote_path(b"D ", folder))
+            for name in sorted(files or {}):
+                data = files[name]  # type: ignore[index]
+                chunks.append(_quote_path(b"M 100644 inline ", f"{folder}/{name}"))
+                chunks.append(b"data %d\n" % len(data))
+                chunks.append(data)
+                chunks.append(b"\n")
+        chunks.append(b"done\n")
+        self.run(["fast-import", "--quiet", "--done", "--force"], input=b"".join(chunks),
+                 what="writing the commit (git fast-import)")
+        new = self.rev_parse(ref)
+        if not new:
+            raise ExternalError("git fast-import wrote no commit", retryable=True)
+        return new
+
+    def push(self, commit: str, ref: str | None = None) -> None:
+        """Push ``commit`` to ``ref`` (the branch by default) without force.
+
+        Raises :class:`PushRejected` when someone else moved the ref first, and a
+        non-retryable :class:`ExternalError` for auth errors and refusals by a hook.
+        """
+        ref = ref or f"refs/heads/{self.branch}"
+        proc = self.run(["push", "--porcelain", "--quiet", "origin", f"{commit}:{ref}"],
+                        check=False)
+        if proc.returncode == 0:
+            return
+        out = (proc.stdout + b"\n" + proc.stderr).decode("utf-8", "replace")
+        if _RACE.search(out) and not re.search(r"hook declined|protected branch", out, re.I):
+            raise PushRejected(f"push to {ref} was rejected: the branch moved meanwhile",
+                               hint="fetch, re-apply and retry")
+        retryable, hint = _classify(out)
+        raise ExternalError(f"pushing to the GitOps repository {_redact(self.url)!r} failed: "
+                            f"{_redact(out.strip())}", hint=hint, retryable=retryable)
+
+
+def _quote_path(prefix: bytes, path: str) -> bytes:
+    raw = path.encode("utf-8")
+    if any(c in raw for c in (b'"', b"\n", b"\\")) or raw.startswith(b" "):
+        raise InputError(f"file name {path!r} cannot be published",
+                         hint="use names without quotes, backslashes or newlines")
+    return prefix + raw + b"\n"

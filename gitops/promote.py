@@ -1,0 +1,342 @@
+"""``gitops promote`` and ``gitops rollback``: move releases between environments through Git.
+
+Promote: the release in ``<from>/<model>/release.json`` (the exact artifact: same sha256) is
+rendered for ``<to>`` and published there, either as a direct commit or, the default for
+production, as a branch plus a pull request in the GitOps repository (github3.py) for a release
+manager to merge.
+
+Rollback: a *new* commit that restores ``<env>/<model>/`` to the exact bytes it had while the
+previous (or the named) release ran, so Git and the cluster agree after an aborted canary. The
+history it picks from is the one ``gitops history`` shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ci.errors import ExternalError, InputError
+from gitops.gitrepo import DEFAULT_BRANCH, Clone, git
+from gitops.history import RELEASE_FILE, add_repo_args, deployments, model_name, open_history_clone
+from gitops.publish import (
+    Log,
+    PublishResult,
+    Render,
+    _stderr,
+    folder_name,
+    format_message,
+    params_renderer,
+    publish,
+    release_trailers,
+    resolve_repo,
+)
+
+PR_DEFAULT_ENVS = ("production",)
+
+
+@dataclass
+class PromoteResult:
+    publish: PublishResult | None
+    version: str
+    sha256: str
+    branch: str | None = None
+    pull_request_url: str | None = None
+    pull_request_number: int | None = None
+
+
+def _load_release(data: bytes, source: str) -> Any:
+    from gitops.release import Release
+
+    return Release.from_json(data, source)
+
+
+# --------------------------------------------------------------------------- promote
+
+def promote(url: str, *, model: str, source: str, target: str, render: Render,
+            mode: str = "commit", branch: str = DEFAULT_BRANCH,
+            github: Mapping[str, str] | None = None, log: Log = _stderr,
+            max_attempts: int = 8) -> PromoteResult:
+    """Promote the release published in ``source`` to ``target`` (``mode``: commit or pr)."""
+    if source == target:
+        raise InputError(f"--from and --to are both {source!r}",
+                         hint="promote from one environment to another, e.g. staging -> "
+                              "production")
+    src, dst = folder_name(source, model), folder_name(target, model)
+    tmp = Path(tempfile.mkdtemp(prefix="gitops-promote-"))
+    try:
+        log(f"gitops: cloning {branch!r} of {url}")
+        clone = Clone.create(url, tmp / "repo", branch)
+        head = clone.remote_head()
+        data = clone.read_objects([f"{head}:{src}/{RELEASE_FILE}"])[0] if head else None
+        if data is None:
+            raise InputError(f"nothing is published in {src!r} of {url}",
+                             hint=f"publish it first: python -m gitops publish --env {source}")
+        release = _load_release(data, f"{src}/{RELEASE_FILE}")
+        files = dict(render(release, target))
+        rendered = _load_release(files.get(RELEASE_FILE, b""), f"{dst}/{RELEASE_FILE}")
+        if (rendered.sha256, rendered.version) != (release.sha256, release.version):
+            raise ExternalError(f"rendering for {target!r} changed the release "
+                                f"({release.sha256[:12]} -> {rendered.sha256[:12]})",
+                                hint="this is a bug in the renderer; nothing was published")
+        trailers = [*release_trailers(release, target), ("Gitops-Action", "promote"),
+                    ("Promoted-From", f"{source}@{head}")]
+        message = format_message(
+            f"promote {model} {release.version} from {source} to {target}", trailers,
+            body=f"The release running in {source} (sha256 {release.sha256}) goes to {target}.")
+        result = PromoteResult(None, release.version, release.sha256)
+        if mode == "commit":
+            result.publish = publish(url, {dst: files}, message=message, branch=branch,
+                                     clone=clone, log=log, max_attempts=max_attempts)
+            return result
+        if mode != "pr":
+            raise InputError(f"promotion mode {mode!r} is unknown", hint="use 'commit' or 'pr'")
+        return _promote_by_pr(url, clone, head, dst, files, message, release, source, target,
+                              branch, github or {}, log, result)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _promote_by_pr(url: str, clone: Clone, head: str | None, dst: str,
+                   files: Mapping[str, bytes], message: str, release: Any, source: str,
+                   target: str, branch: str, github: Mapping[str, str], log: Log,
+                   result: PromoteResult) -> PromoteResult:
+    repo_name = github.get("repository")
+    if not repo_name or "/" not in repo_name:
+        raise InputError(f"a pull request needs the GitOps repository's GitHub name "
+                         f"(got {repo_name!r})",
+                         hint="pass --github-repo OWNER/NAME (and GITHUB_TOKEN), or --direct "
+                              "for a direct commit")
+    if not github.get("token"):
+        raise InputError("a pull request needs a GitHub token (got nothing)",
+                         hint="set GITHUB_TOKEN (contents and pull-requests write), or use "
+                              "--direct")
+    pr_branch = f"gitops/promote-{release.model}-{release.version}-to-{target}"
+    ref = f"refs/heads/{pr_branch}"
+    exists = git(["ls-remote", "--heads", "origin", ref], cwd=clone.path,
+                 what="listing the GitOps repository's branches").stdout.strip()
+    if exists:
+        log(f"gitops: branch {pr_branch!r} already exists; reusing it")
+    else:
+        pushed = publish(url, {dst: files}, message=message, branch=branch, ref=ref,
+                         clone=clone, log=log, max_attempts=1)
+        result.publish = pushed
+        if pushed.noop:
+            log(f"gitops: {dst} already runs {release.version}; no pull request needed")
+            return result
+    result.branch = pr_branch
+    title = f"Promote {release.model} {release.version} from {source} to {target}"
+    body = (f"Promotes the exact release that runs in `{source}` to `{target}`.\n\n"
+            f"| field | value |\n|---|---|\n| model | `{release.model}` |\n"
+            f"| version | `{release.version}` |\n| sha256 | `{release.sha256}` |\n"
+            f"| source commit | `{release.source_commit}` |\n"
+            f"| {source} head | `{head}` |\n\nMerge to deploy; close to cancel.")
+    number, html = open_pull_request(github, pr_branch, branch, title, body, log)
+    result.pull_request_url, result.pull_request_number = html, number
+    log(f"gitops: pull request #{number}: {html}")
+    return result
+
+
+def _github_client(api_url: str | None, token: str):
+    import github3
+
+    api = (api_url or "https://api.github.com").rstrip("/")
+    if api == "https://api.github.com":
+        return github3.login(token=token)
+    if api.endswith("/api/v3"):
+        return github3.enterprise_login(url=api[: -len("/api/v3")], token=token)
+    raise InputError(f"GitHub API URL {api_url!r} is not understood",
+                     hint="use https://api.github.com or https://HOST/api/v3 (GITHUB_API_URL)")
+
+
+def open_pull_request(github: Mapping[str, str], head: str, base: str, title: str, body: str,
+                      log: Log = _stderr, attempts: int = 3) -> tuple[int, str]:
+    """Open (or find the already open) pull request ``head`` -> ``base``; (number, html url).
+
+    Auth and permission errors stop at once; server errors and dropped connections are retried
+    (a POST whose answer was lost and that GitHub did perform is found, not duplicated)."""
+    import github3.exceptions as gx
+    import requests
+
+    owner, name = github["repository"].split("/", 1)
+    for attempt in range(1, attempts + 1):
+        try:
+            gh = _github_client(github.get("api_url"), github["token"])
+            repo = gh.repository(owner, name)
+            try:
+                pr = repo.create_pull(title, base, head, body)
+            except gx.UnprocessableEntity:
+                pr = None
+            if pr is None:  # already open (or github3 returned nothing): find it
+                for found in repo.pull_requests(state="open", head=f"{owner}:{head}", base=base):
+                    return found.number, found.html_url
+                raise ExternalError(f"GitHub refused the pull request {head!r} -> {base!r}",
+                                    hint="check that both branches exist", retryable=False)
+            return pr.number, pr.html_url
+        except (gx.AuthenticationFailed, gx.ForbiddenError, gx.NotFoundError) as exc:
+            code = getattr(exc, "code", "?")
+            raise ExternalError(
+                f"GitHub refused to open the pull request on {github['repository']!r} "
+                f"(HTTP {code}: {getattr(exc, 'msg', exc)})",
+                hint="check GITHUB_TOKEN: it needs pull-requests write on the GitOps "
+                     "repository; the branch was pushed, nothing was force-pushed",
+                retryable=False) from exc
+        except (gx.ServerError, gx.ConnectionError, requests.RequestException) as exc:
+            if attempt == attempts:
+                raise ExternalError(f"GitHub failed while opening the pull request: {exc}",
+                                    hint="run the command again; the branch is pushed and "
+                                         "is reused", retryable=True) from exc
+            log(f"gitops: GitHub failed ({exc}); retrying")
+            time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
+# --------------------------------------------------------------------------- rollback
+
+def rollback(url: str, *, env: str, model: str, to_version: str | None = None,
+             branch: str = DEFAULT_BRANCH, log: Log = _stderr,
+             max_attempts: int = 8) -> PublishResult:
+    """A new commit restoring ``env/model`` to the bytes of the previous (or named) release."""
+    folder = folder_name(env, model)
+    tmp = Path(tempfile.mkdtemp(prefix="gitops-rollback-"))
+    try:
+        log(f"gitops: reading the history of {folder} in {url}")
+        clone = open_history_clone(url, tmp / "repo", branch)
+        head = clone.remote_head()
+        deps = deployments(clone, head, env, model)
+        if not deps or deps[-1].until is not None:
+            raise InputError(f"nothing runs in {folder!r} of {url}, so there is nothing to "
+                             f"roll back", hint=f"see: python -m gitops history --env {env}")
+        current = deps[-1]
+        if to_version is not None:
+            if to_version == current.version:
+                log(f"gitops: {folder} already runs {to_version}; nothing committed")
+                return PublishResult(url, f"refs/heads/{branch}", None, head, [], [folder])
+            named = [d for d in deps[:-1] if d.version == to_version]
+            if not named:
+                ran = ", ".join(dict.fromkeys(d.version for d in deps)) or "none"
+                raise InputError(f"version {to_version!r} never ran in {folder!r}",
+                                 hint=f"versions that ran there: {ran}")
+            chosen = named[-1]
+        else:
+            earlier = [d for d in deps[:-1] if d.sha256 != current.sha256]
+            if not earlier:
+                raise InputError(f"{folder!r} has no earlier release than {current.version!r}",
+                                 hint="roll forward instead: publish or promote a release")
+            chosen = earlier[-1]
+        files = clone.read_folder(chosen.last_commit, folder)
+        info = _release_fields(files.get(RELEASE_FILE))
+        trailers = [("Model", model), ("Environment", env)]
+        trailers += [(k, info[f]) for k, f in (
+            ("Model-Version", "version"), ("Model-Sha256", "sha256"), ("Dvc-Md5", "dvc_md5"),
+            ("Dvc-Lock-Sha256", "dvc_lock_sha256"), ("Source-Repo", "source_repo"),
+            ("Source-Commit", "source_commit"), ("Image", "image")) if info.get(f)]
+        trailers += [("Gitops-Action", "rollback"), ("Rolled-Back-From", current.version),
+                     ("Restores-Commit", chosen.last_commit)]
+        message = format_message(
+            f"rollback {model} in {env} from {current.version} to {chosen.version}", trailers,
+            body=f"Restores {folder}/ to its exact bytes at {chosen.last_commit[:12]} "
+                 f"(release {chosen.version}, sha256 {chosen.sha256}).")
+        log(f"gitops: rolling {folder} back from {current.version} to {chosen.version}")
+        return publish(url, {folder: files}, message=message, branch=branch, clone=clone,
+                       log=log, max_attempts=max_attempts)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _release_fields(data: bytes | None) -> dict[str, str]:
+    try:
+        raw = json.loads(data or b"")
+    except ValueError:
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {k: str(v) for k, v in raw.items() if isinstance(v, str) and "\n" not in v}
+
+
+# --------------------------------------------------------------------------- CLI
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "promote", help="promote the exact release of one environment to another",
+        description="Render the release published in --from (same artifact, same sha256) for "
+                    "--to and publish it: as a direct commit, or (the default for production) "
+                    "as a branch and a pull request in the GitOps repository on GitHub.",
+        epilog="Pull requests use GITHUB_TOKEN and GITHUB_API_URL (default "
+               "https://api.github.com). Exit 0 also when --to already runs the release.")
+    p.add_argument("--from", dest="source", required=True, help="environment to promote from")
+    p.add_argument("--to", dest="target", required=True, help="environment to promote to")
+    p.add_argument("--model", help="model name (default: model.name in params.yaml)")
+    p.add_argument("--params", default="params.yaml",
+                   help="params file with the deploy section (default: %(default)s)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--direct", dest="mode", action="store_const", const="commit",
+                     help="commit straight to the branch (default except for production)")
+    how.add_argument("--pull-request", dest="mode", action="store_const", const="pr",
+                     help="push a branch and open a pull request (default for production)")
+    p.add_argument("--github-repo", metavar="OWNER/NAME",
+                   default=os.environ.get("GITOPS_GITHUB_REPOSITORY"),
+                   help="the GitOps repository on GitHub, for pull requests "
+                        "(default $GITOPS_GITHUB_REPOSITORY)")
+    add_repo_args(p)
+    p.set_defaults(handler=_cmd_promote, mode=None)
+
+    r = sub.add_parser(
+        "rollback", help="a new commit restoring the previous (or a named) release",
+        description="Restore <env>/<model>/ in the GitOps repository to the exact bytes it had "
+                    "while the previous release (or --to VERSION) ran, as a new commit. "
+                    "See `python -m gitops history` for the versions.")
+    r.add_argument("--env", required=True, help="environment, e.g. production")
+    r.add_argument("--to", dest="to_version", metavar="VERSION",
+                   help="the version to restore (default: the release before the current one)")
+    r.add_argument("--model", help="model name (default: model.name in params.yaml)")
+    r.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    add_repo_args(r)
+    r.set_defaults(handler=_cmd_rollback)
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    model = model_name(args)
+    mode = args.mode or ("pr" if args.target in PR_DEFAULT_ENVS else "commit")
+    url = resolve_repo(args.gitops_repo)
+    github = {"repository": args.github_repo or "", "token": os.environ.get("GITHUB_TOKEN", ""),
+              "api_url": os.environ.get("GITHUB_API_URL", "")}
+    if mode == "pr":  # fail before any git work when the pull request cannot be opened
+        if not github["repository"]:
+            raise InputError("promoting to production opens a pull request, but no GitHub "
+                             "repository is set (got nothing)",
+                             hint="pass --github-repo OWNER/NAME, or --direct to commit")
+        if not github["token"]:
+            raise InputError("promoting with a pull request needs GITHUB_TOKEN (got nothing)",
+                             hint="set GITHUB_TOKEN, or pass --direct to commit")
+    result = promote(url, model=model, source=args.source, target=args.target,
+                     render=params_renderer(args.params), mode=mode, branch=args.branch,
+                     github=github)
+    if result.pull_request_url:
+        print(f"pull request #{result.pull_request_number}: {result.pull_request_url}")
+    elif result.publish and result.publish.commit:
+        print(f"promoted {model} {result.version} to {args.target}: "
+              f"{result.publish.commit} in {url}")
+    else:
+        print(f"{args.target}/{model} already runs {result.version}; nothing to do")
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    model = model_name(args)
+    url = resolve_repo(args.gitops_repo)
+    result = rollback(url, env=args.env, model=model, to_version=args.to_version,
+                      branch=args.branch)
+    if result.commit:
+        print(f"rolled back {args.env}/{model}: {result.commit} in {url}")
+    else:
+        print(f"{args.env}/{model}: nothing to roll back", file=sys.stderr)
+    return 0
