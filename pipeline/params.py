@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from ci.errors import ConfigError
+from ci.gates import MetricGate, default_gates
 
 _NAME = {"pattern": r"[a-z0-9]([-a-z0-9]*[a-z0-9])?",
          "pattern_help": "must be a DNS-1123 label: lowercase letters, digits and '-'"}
@@ -60,6 +61,7 @@ class ExportParams:
 class EvaluateParams:
     latency_batches: list[int] = field(default_factory=lambda: [1, 32])
     latency_runs: int = field(default=200, metadata={"min": 10})
+    gates: dict[str, MetricGate] = field(default_factory=default_gates)  # see ci/gates.py
 
     def check(self, path: str, file: str | Path | None) -> None:
         for i, batch in enumerate(self.latency_batches):

@@ -1,0 +1,185 @@
+"""The model card: ``model-cards/<model>.md`` from ``model-cards/templates/model-card.md.j2``.
+
+Inputs: ``params.yaml`` (model name, description, team), ``dvc.lock`` (data hashes, parameters
+and outputs of every stage), ``metrics/metrics.json`` (headline metrics and per-class slices),
+``models/model.onnx`` (sha256) and the git commit. The YAML front matter follows the Hugging Face
+model card metadata (``model-index`` with results), written through :mod:`ci.yamlio` and checked
+by loading the card with ``huggingface_hub.ModelCard`` before anything is written. The card has no
+timestamp, so the same inputs give the same bytes and a PR diff shows only real changes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ci.errors import InputError, ValidationError
+
+TEMPLATE_DIR = Path("model-cards") / "templates"
+TEMPLATE = "model-card.md.j2"
+METRICS_FILE = "metrics/metrics.json"
+ONNX_FILE = "models/model.onnx"
+CARD_METRICS = ("accuracy", "macro_f1", "model_size_mb", "latency_p50_ms", "latency_p95_ms",
+                "latency_batch32_p50_ms", "latency_batch32_p95_ms")
+
+
+def card_path(model: str, root: str | Path = ".") -> Path:
+    return Path(root) / "model-cards" / f"{model}.md"
+
+
+def _git_sha(root: Path) -> str:
+    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else "unknown (not a git checkout)"
+
+
+def _value(v: Any) -> Any:
+    return round(v, 6) if isinstance(v, float) else v
+
+
+def front_matter(model: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """Hugging Face model card metadata with a ``model-index`` of the headline results."""
+    results = []
+    if isinstance(metrics.get("accuracy"), (int, float)):
+        results.append({"type": "accuracy", "value": _value(metrics["accuracy"]),
+                        "name": "Accuracy"})
+    if isinstance(metrics.get("macro_f1"), (int, float)):
+        results.append({"type": "f1", "value": _value(metrics["macro_f1"]), "name": "Macro F1",
+                        "args": {"average": "macro"}})
+    data: dict[str, Any] = {
+        "license": "apache-2.0",
+        "library_name": "onnx",
+        "pipeline_tag": "image-classification",
+        "tags": ["onnx", "image-classification", "digits", "modelops-suite"],
+        "metrics": ["accuracy", "f1"],
+    }
+    if results:
+        data["model-index"] = [{
+            "name": model["name"],
+            "results": [{
+                "task": {"type": "image-classification", "name": "Image Classification"},
+                "dataset": {"name": "scikit-learn digits (8x8)", "type": "sklearn-digits",
+                            "split": "test"},
+                "metrics": results,
+            }],
+        }]
+    return data
+
+
+def _stage_data(lock: dict[str, Any]) -> tuple[list[dict], list[dict], list[dict]]:
+    data, params, lineage = [], [], []
+    for stage, entry in lock.items():
+        entry = entry or {}
+        for dep in entry.get("deps") or []:
+            if str(dep.get("path", "")).startswith("data/") and not any(
+                    d["path"] == dep["path"] for d in data):
+                data.append({"path": dep["path"], "md5": dep.get("md5"),
+                             "size": dep.get("size", "–"), "stage": f"{stage} (input)"})
+        outs = []
+        for out in entry.get("outs") or []:
+            outs.append({"path": out.get("path"), "md5": out.get("md5")})
+            if str(out.get("path", "")).startswith("data/"):
+                data = [d for d in data if d["path"] != out["path"]]
+                data.append({"path": out["path"], "md5": out.get("md5"),
+                             "size": out.get("size", "–"), "stage": stage})
+        for _file, values in (entry.get("params") or {}).items():
+            for key, value in (values or {}).items():
+                params.append({"stage": stage, "name": key, "value": value})
+        if outs:
+            lineage.append({"stage": stage, "outs": outs})
+    return data, params, lineage
+
+
+def build_context(root: str | Path = ".", params_file: str = "params.yaml",
+                  metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    from ci.compare import read_json_at, read_lock_at
+    from ci.config import load_params
+    from ci.fsutil import sha256_file
+    from ci.yamlio import dump_yaml
+
+    root = Path(root)
+    params = load_params(root / params_file)
+    model = {"name": params.model.name, "description": params.model.description,
+             "team": params.model.team}
+    if metrics is None:
+        metrics = read_json_at(root, None, METRICS_FILE)
+    if metrics is None:
+        raise InputError(f"{METRICS_FILE} not found", hint="run the pipeline first: dvc repro")
+    lock = read_lock_at(root, None)
+    data, stage_params, stages = _stage_data(lock)
+    onnx = root / ONNX_FILE
+    onnx_md5 = next((o["md5"] for s in stages for o in s["outs"] if o["path"] == ONNX_FILE),
+                    None)
+    per_class = []
+    for name, c in sorted((metrics.get("per_class") or {}).items(), key=lambda kv: kv[0]):
+        if isinstance(c, dict):
+            per_class.append({"name": name, **{k: _value(c.get(k, "–")) for k in
+                                               ("precision", "recall", "f1", "support")}})
+    return {
+        "model": model,
+        "metrics_file": METRICS_FILE,
+        "front_matter": dump_yaml(front_matter(model, metrics)),
+        "data": data,
+        "params": stage_params,
+        "metrics": [{"name": k, "value": _value(metrics[k])} for k in CARD_METRICS
+                    if k in metrics],
+        "per_class": per_class,
+        "lineage": {
+            "git_sha": _git_sha(root),
+            "onnx_sha256": sha256_file(onnx) if onnx.is_file() else "not built",
+            "onnx_md5": onnx_md5 or "not in dvc.lock",
+            "stages": stages,
+        },
+    }
+
+
+def render_card(context: dict[str, Any], template_dir: str | Path | None = None) -> str:
+    from ci.markdown import code, md
+
+    directory = Path(template_dir) if template_dir else Path(context.get("_root", ".")) \
+        / TEMPLATE_DIR
+    if not (directory / TEMPLATE).is_file():
+        raise InputError(f"{directory / TEMPLATE}: model card template not found",
+                         hint="run from the repository root, or pass --templates")
+    env = jinja2.Environment(  # noqa: S701 - Markdown; values pass through md/code filters
+        loader=jinja2.FileSystemLoader(str(directory)), undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False)
+    env.filters.update(md=md, code=code)
+    text = env.get_template(TEMPLATE).render(**context)
+    return re.sub(r"\n{3,}", "\n\n", text)
+
+
+def validate_card(text: str, model: str | None = None) -> dict[str, Any]:
+    """Parse the card with ``huggingface_hub.ModelCard`` (offline) and check its metadata.
+
+    Returns the metadata dict; raises ValidationError naming what is wrong.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from huggingface_hub import ModelCard
+
+    try:
+        card = ModelCard(text, ignore_metadata_errors=False)
+    except Exception as exc:  # huggingface_hub raises ValueError and friends
+        raise ValidationError(f"model card: front matter rejected by huggingface_hub: {exc}",
+                              hint="fix model-cards/templates/model-card.md.j2") from exc
+    meta = card.data.to_dict()
+    if model is not None and "model-index" in meta:
+        if card.data.model_name != model:
+            raise ValidationError(f"model card: model-index name {card.data.model_name!r} is "
+                                  f"not the model {model!r}")
+        if not card.data.eval_results:
+            raise ValidationError("model card: model-index has no results")
+    return meta
+
+
+def generate_card(root: str | Path = ".", params_file: str = "params.yaml",
+                  template_dir: str | Path | None = None) -> tuple[str, str]:
+    """Return ``(model name, card text)``, validated but not written."""
+    context = build_context(root, params_file)
+    text = render_card(context, template_dir or Path(root) / TEMPLATE_DIR)
+    validate_card(text, context["model"]["name"])
+    return context["model"]["name"], text

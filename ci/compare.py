@@ -1,0 +1,327 @@
+"""Compare the head of a change with its base revision, through DVC's own machinery.
+
+* metrics: ``dvc metrics diff <base> [<head>] --all --json``
+* parameters: ``dvc params diff <base> [<head>] --json`` (changed ones only)
+* data: ``dvc diff --json <base> [<head>]`` (tracked outputs added / modified / deleted), with
+  sizes read from ``dvc.lock`` of both sides
+* stages that reran: ``dvc.lock`` of the base against ``dvc.lock`` of the head
+* stale stages: ``dvc status --json`` when the head is the workspace (metrics not reproduced)
+
+The head is the workspace by default (what CI just reproduced) or any git revision. In a shallow
+CI clone the base commit may be missing: :func:`resolve_revision` fetches it from ``origin`` when
+allowed, and otherwise says exactly what to fetch.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ci.errors import ExternalError, InputError
+
+WORKSPACE = "workspace"
+LOCK_FILE = "dvc.lock"
+FETCH_DEPTH = 50
+
+
+# --------------------------------------------------------------------------- running tools
+
+def _run(cmd: list[str], cwd: Path, what: str) -> str:
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    except FileNotFoundError as exc:
+        raise ExternalError(f"cannot run {cmd[0]!r}: {exc}",
+                            hint="install it (git, or dvc from requirements.lock)") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise ExternalError(f"{what} timed out after 600s", retryable=True) from exc
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip() or proc.stdout.strip())[-800:]
+        raise ExternalError(f"{what} failed (exit {proc.returncode}): {tail}")
+    return proc.stdout
+
+
+def _git(repo: Path, *args: str) -> str:
+    return _run(["git", *args], repo, f"git {' '.join(args)}")
+
+
+def _dvc_json(repo: Path, *args: str) -> Any:
+    out = _run([sys.executable, "-m", "dvc", *args], repo, f"dvc {' '.join(args)}")
+    text = out.strip()
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ExternalError(f"dvc {' '.join(args)} printed something that is not JSON: "
+                            f"{text[:200]!r}") from exc
+
+
+def _commit_of(repo: Path, rev: str) -> str | None:
+    proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+                          cwd=repo, capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def _has_origin(repo: Path) -> bool:
+    proc = subprocess.run(["git", "remote"], cwd=repo, capture_output=True, text=True)
+    return "origin" in proc.stdout.split()
+
+
+def resolve_revision(repo: Path, rev: str, *, fetch: bool = True,
+                     depth: int = FETCH_DEPTH) -> str:
+    """Return the commit sha of ``rev``; fetch it from ``origin`` first if a shallow clone lacks it.
+
+    ``origin/main`` is fetched as ``refs/heads/main`` into ``refs/remotes/origin/main``.
+    """
+    sha = _commit_of(repo, rev)
+    if sha:
+        return sha
+    shallow = (repo / ".git" / "shallow").exists()
+    branch = rev.removeprefix("origin/")
+    if fetch and _has_origin(repo):
+        target = (f"+refs/heads/{branch}:refs/remotes/origin/{branch}"
+                  if rev.startswith("origin/") else rev)
+        print(f"compare: {rev!r} is not in this clone; fetching it from origin "
+              f"(depth {depth})", file=sys.stderr, flush=True)
+        proc = subprocess.run(["git", "fetch", "--no-tags", f"--depth={depth}", "origin", target],
+                              cwd=repo, capture_output=True, text=True)
+        sha = _commit_of(repo, rev) or (_commit_of(repo, "FETCH_HEAD")
+                                        if proc.returncode == 0 else None)
+        if sha:
+            return sha
+    kind = "this shallow clone" if shallow else "this repository"
+    raise InputError(
+        f"base revision {rev!r} is not in {kind}",
+        hint=f"fetch it first: git fetch --depth={depth} origin {branch} "
+             "(or check out with fetch-depth: 0), or pass another --base")
+
+
+def read_at(repo: Path, rev: str | None, path: str) -> str | None:
+    """Text of ``path`` at git revision ``rev`` (``None`` = workspace); ``None`` if absent."""
+    if rev is None or rev == WORKSPACE:
+        p = repo / path
+        return p.read_text(encoding="utf-8") if p.is_file() else None
+    proc = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode("utf-8", errors="replace")
+
+
+def read_json_at(repo: Path, rev: str | None, path: str) -> dict[str, Any] | None:
+    text = read_at(repo, rev, path)
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = "the workspace" if rev in (None, WORKSPACE) else f"revision {rev}"
+        raise InputError(f"{path} at {where} is not valid JSON: {exc}",
+                         hint="rerun the pipeline (dvc repro) and commit its outputs") from exc
+    return data if isinstance(data, dict) else None
+
+
+def read_lock_at(repo: Path, rev: str | None) -> dict[str, Any]:
+    from ci.yamlio import load_yaml
+
+    text = read_at(repo, rev, LOCK_FILE)
+    if text is None:
+        return {}
+    data = load_yaml(text, f"{LOCK_FILE}@{rev or WORKSPACE}")
+    stages = data.get("stages") if isinstance(data, dict) else None
+    return stages if isinstance(stages, dict) else {}
+
+
+# --------------------------------------------------------------------------- results
+
+@dataclass
+class Comparison:
+    base_rev: str
+    base_sha: str
+    head_rev: str
+    head_sha: str | None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    params: list[dict[str, Any]] = field(default_factory=list)
+    data: list[dict[str, Any]] = field(default_factory=list)
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    base_metrics: dict[str, Any] | None = None
+    head_metrics: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "base": {"rev": self.base_rev, "sha": self.base_sha},
+            "head": {"rev": self.head_rev, "sha": self.head_sha},
+            "metrics": self.metrics, "params": self.params, "data": self.data,
+            "stages": self.stages, "stale": self.stale, "notes": self.notes,
+        }
+
+
+def _num(x: Any) -> float | int | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return x
+
+
+def _delta(old: Any, new: Any) -> float | None:
+    o, n = _num(old), _num(new)
+    if o is None or n is None:
+        return None
+    return round(float(n) - float(o), 12)
+
+
+def metric_rows(diff: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Flatten ``dvc metrics diff --json`` into rows ``{file, name, base, head, delta}``."""
+    rows = []
+    for file, entries in sorted(diff.items()):
+        if not isinstance(entries, Mapping):
+            continue
+        for name, change in entries.items():
+            if not isinstance(change, Mapping):
+                continue
+            old, new = change.get("old"), change.get("new")
+            rows.append({"file": file, "name": name, "base": old, "head": new,
+                         "delta": _delta(old, new)})
+    return rows
+
+
+def param_rows(diff: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for file, entries in sorted(diff.items()):
+        if not isinstance(entries, Mapping):
+            continue
+        for name, change in sorted(entries.items()):
+            if isinstance(change, Mapping):
+                rows.append({"file": file, "name": name, "base": change.get("old"),
+                             "head": change.get("new")})
+    return rows
+
+
+def _outs(stages: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for stage in stages.values():
+        for o in (stage or {}).get("outs") or []:
+            if isinstance(o, Mapping) and "path" in o:
+                out[str(o["path"])] = dict(o)
+    return out
+
+
+def _size_of(outs: Mapping[str, Mapping[str, Any]], path: str) -> int | None:
+    path = path.rstrip("/")
+    if path in outs:
+        return _num(outs[path].get("size"))  # type: ignore[return-value]
+    return None
+
+
+def data_rows(diff: Mapping[str, Any], base_lock: Mapping[str, Any],
+              head_lock: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``dvc diff --json`` entries with the sizes recorded in both dvc.lock files."""
+    base_outs, head_outs = _outs(base_lock), _outs(head_lock)
+    rows = []
+    for change in ("added", "deleted", "modified", "renamed", "not in cache"):
+        for entry in diff.get(change) or []:
+            if change == "renamed" and isinstance(entry.get("path"), Mapping):
+                old_p, new_p = entry["path"].get("old"), entry["path"].get("new")
+                rows.append({"path": new_p, "change": "renamed", "from": old_p,
+                             "base_size": _size_of(base_outs, old_p),
+                             "head_size": _size_of(head_outs, new_p)})
+                continue
+            path = str(entry.get("path"))
+            rows.append({"path": path, "change": change.replace(" ", "-"),
+                         "base_size": _size_of(base_outs, path),
+                         "head_size": _size_of(head_outs, path)})
+    return rows
+
+
+def _hashes(entries: Any) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for e in entries or []:
+        if isinstance(e, Mapping) and "path" in e:
+            out[str(e["path"])] = e.get("md5") or e.get("etag") or e.get("checksum")
+    return out
+
+
+def _flat_params(params: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for file, values in (params or {}).items():
+        for key, value in (values or {}).items():
+            out[f"{file}:{key}"] = value
+    return out
+
+
+def stage_rows(base_lock: Mapping[str, Any], head_lock: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Stages whose recorded deps, params, outs or command differ between the two dvc.lock."""
+    rows = []
+    for name in list(head_lock) + [n for n in base_lock if n not in head_lock]:
+        head, base = head_lock.get(name), base_lock.get(name)
+        if base is None:
+            rows.append({"stage": name, "change": "added", "why": []})
+            continue
+        if head is None:
+            rows.append({"stage": name, "change": "removed", "why": []})
+            continue
+        why: list[str] = []
+        if head.get("cmd") != base.get("cmd"):
+            why.append("command changed")
+        bd, hd = _hashes(base.get("deps")), _hashes(head.get("deps"))
+        why += [f"dep {p}" for p in sorted(set(bd) | set(hd)) if bd.get(p) != hd.get(p)]
+        bp, hp = _flat_params(base.get("params")), _flat_params(head.get("params"))
+        why += [f"param {k.split(':', 1)[1]}" for k in sorted(set(bp) | set(hp))
+                if bp.get(k) != hp.get(k)]
+        bo, ho = _hashes(base.get("outs")), _hashes(head.get("outs"))
+        changed_outs = [p for p in sorted(set(bo) | set(ho)) if bo.get(p) != ho.get(p)]
+        if why or changed_outs:
+            if not why:
+                why = [f"out {p}" for p in changed_outs]
+            rows.append({"stage": name, "change": "rerun", "why": why})
+    return rows
+
+
+def compare(repo: str | Path = ".", base: str = "HEAD", head: str | None = None, *,
+            fetch: bool = True, metrics_file: str = "metrics/metrics.json") -> Comparison:
+    """Compare ``head`` (``None``: the workspace) with ``base``. Prints progress to stderr."""
+    repo = Path(repo)
+    if not (repo / ".dvc").is_dir():
+        raise InputError(f"{repo.resolve().name!r} is not a DVC repository (no .dvc/ folder)",
+                         hint="run the command from the root of the model repository")
+    base_sha = resolve_revision(repo, base, fetch=fetch)
+    head_sha = resolve_revision(repo, head, fetch=fetch) if head else _commit_of(repo, "HEAD")
+    revs = [base_sha] + ([head_sha] if head and head_sha else [])
+    head_rev = head or WORKSPACE
+    result = Comparison(base, base_sha, head_rev, head_sha)
+
+    def step(what: str) -> None:
+        print(f"compare: {what} ({base} -> {head_rev})", file=sys.stderr, flush=True)
+
+    step("metrics")
+    result.metrics = metric_rows(_dvc_json(repo, "metrics", "diff", *revs, "--all", "--json"))
+    step("params")
+    result.params = param_rows(_dvc_json(repo, "params", "diff", *revs, "--json"))
+    step("data")
+    base_lock = read_lock_at(repo, base_sha)
+    head_lock = read_lock_at(repo, head_sha if head else None)
+    result.data = data_rows(_dvc_json(repo, "diff", "--json", *revs), base_lock, head_lock)
+    result.stages = stage_rows(base_lock, head_lock)
+    if not head:
+        step("pipeline status")
+        status = _dvc_json(repo, "status", "--json")
+        result.stale = sorted(k for k in status if isinstance(status, dict))
+        if result.stale:
+            result.notes.append("the pipeline is not up to date in the workspace (stale: "
+                                + ", ".join(result.stale) + "); run dvc repro")
+    if not base_lock:
+        result.notes.append(f"the base revision {base!r} has no {LOCK_FILE}")
+    result.base_metrics = read_json_at(repo, base_sha, metrics_file)
+    result.head_metrics = read_json_at(repo, head_sha if head else None, metrics_file)
+    if result.base_metrics is None:
+        result.notes.append(f"the base revision {base!r} has no {metrics_file}: "
+                            "regression gates have no baseline")
+    if result.head_metrics is None:
+        raise InputError(f"{metrics_file} is missing at {head_rev}",
+                         hint="run the pipeline first: dvc repro")
+    return result

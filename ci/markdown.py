@@ -1,0 +1,233 @@
+"""Render ``report.json`` as the Markdown of the sticky pull-request comment.
+
+:func:`render_comment` is what ``python -m ci comment`` posts (and writes to
+``reports/pr-comment.md`` without a token). The body starts with the hidden marker
+``<!-- modelops-suite:sticky:<model> -->`` by which the comment is found again, and stays under
+``max_chars`` (GitHub's limit is 65,536): detail blocks are shortened first, then the body is cut
+at a line with a note and a link to the full report.
+
+Everything that comes from the change under review (branch names, PR titles, metric, parameter,
+class and file names, the model card) is untrusted: :func:`md` escapes it so it cannot mention
+people or teams, reference issues, open HTML, make links or images, or break a table row; text in
+code blocks uses a fence longer than any backtick run inside it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+MARKER_PREFIX = "<!-- modelops-suite:sticky:"
+GITHUB_MAX_CHARS = 65536
+TEMPLATES = Path(__file__).parent / "templates"
+MAX_INLINE = 200
+
+_ZWSP = "&#8203;"
+# characters with a Markdown or HTML meaning, escaped with a backslash
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~])")
+_URL_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*):(?=//)")
+_WWW = re.compile(r"(?i)\bwww\.")
+
+
+def marker(model: str) -> str:
+    """The hidden first line by which the sticky comment of ``model`` is recognised."""
+    safe = re.sub(r"[^a-z0-9._-]", "-", model.lower())
+    return f"{MARKER_PREFIX}{safe} -->"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def md(value: Any, limit: int = MAX_INLINE) -> str:
+    """Escape untrusted text for inline Markdown (also safe inside a table cell)."""
+    if value is None:
+        return "–"
+    text = " ".join(str(value).split())  # newlines and tabs cannot end a table row
+    text = _clip(text, limit)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    text = text.replace("@", "@" + _ZWSP)          # no @user / @org/team mentions
+    text = _URL_SCHEME.sub(lambda m: m.group(1) + ":" + _ZWSP, text)  # no autolinks
+    text = _WWW.sub(lambda m: m.group(0)[:3] + _ZWSP + ".", text)
+    text = re.sub(r"(?<=\w)/(?=[\w.-]+\\?#)", "/" + _ZWSP, text)  # no owner/repo#1 refs
+    return text
+
+
+def code(value: Any, limit: int = MAX_INLINE) -> str:
+    """Text for inside single backticks in a table: no backtick, pipe or newline can escape."""
+    if value is None:
+        return "–"
+    text = " ".join(str(value).split())
+    return _clip(text, limit).replace("`", "'").replace("|", "¦")
+
+
+def fence(text: str, lang: str = "") -> str:
+    """A fenced code block that no content can close early."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    body = text if text.endswith("\n") or not text else text + "\n"
+    return f"{ticks}{lang}\n{body}{ticks}"
+
+
+def num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return md(value, 40)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}f}".rstrip("0").rstrip(".") if value != 0 else "0"
+
+
+def signed(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return md(value, 40)
+    if abs(value) < 10 ** -(digits + 2):
+        return "±0"
+    text = num(abs(value), digits)
+    if text == "0":
+        return "±0"
+    return ("+" if value > 0 else "−") + text
+
+
+BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def bar(value: Any, width: int = 20) -> str:
+    """A Unicode bar for a value in [0, 1]."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return ""
+    eighths = round(max(0.0, min(1.0, float(value))) * width * 8)
+    full, rest = divmod(eighths, 8)
+    return ("█" * full + (BLOCKS[rest] if rest else "")).ljust(width, " ")
+
+
+STATUS_ICON = {"pass": "✅", "fail": "❌", "no-baseline": "⚪", "skipped": "⏭️", None: ""}
+
+
+def icon(status: Any) -> str:
+    return STATUS_ICON.get(status, "❔")
+
+
+def safe_url(url: Any) -> str | None:
+    """Only plain https URLs (no spaces, quotes or brackets) are linked."""
+    if not isinstance(url, str) or not re.fullmatch(r"https://[A-Za-z0-9._~:/?#@!$&'*+,;=%-]+",
+                                                    url):
+        return None
+    return url.replace("(", "%28").replace(")", "%29")
+
+
+@cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        # Markdown, not HTML: untrusted values pass through the md/code filters instead
+        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,  # noqa: S701
+        trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(md=md, code=code, num=num, signed=signed, bar=bar, icon=icon,
+                       fence=fence)
+    return env
+
+
+# --------------------------------------------------------------------------- view model
+
+HEADLINE_METRICS = ("accuracy", "macro_f1", "latency_p50_ms", "latency_p95_ms",
+                    "latency_batch32_p50_ms", "latency_batch32_p95_ms", "model_size_mb")
+
+
+def _order(name: str) -> tuple[int, str]:
+    return (HEADLINE_METRICS.index(name) if name in HEADLINE_METRICS else len(HEADLINE_METRICS),
+            name)
+
+
+def _view(report: dict[str, Any], run_url: str | None, detail: int) -> dict[str, Any]:
+    sections = report.get("sections", {})
+    evaluate = sections.get("evaluate", {})
+    gates = evaluate.get("gates", [])
+    rank = {"pass": 0, "no-baseline": 1, "fail": 2}
+    gate_by_metric: dict[str, str] = {}
+    for g in gates:
+        current = gate_by_metric.get(g["metric"])
+        if current is None or rank.get(g["status"], 2) > rank.get(current, 2):
+            gate_by_metric[g["metric"]] = g["status"]
+    metrics = sorted((m for m in evaluate.get("metrics", [])
+                      if not str(m["name"]).startswith("per_class.")),
+                     key=lambda m: _order(str(m["name"])))
+    metrics = [{**m, "gate": gate_by_metric.get(m["name"])} for m in metrics]
+    others = [{"name": name, "status": s} for name, s in sections.items()
+              if name not in ("evaluate", "card")]
+    card = sections.get("card", {})
+    diff = card.get("diff") or ""
+    budget = {3: None, 2: 20000, 1: 4000, 0: 0}[detail]
+    diff_lines = diff.splitlines()
+    if budget is not None and len(diff) > budget:
+        kept, size = [], 0
+        for line in diff_lines:
+            if size + len(line) + 1 > budget:
+                break
+            kept.append(line)
+            size += len(line) + 1
+        diff = "\n".join(kept + [f"... {len(diff_lines) - len(kept)} more line(s) in the full "
+                                 "report"]) if kept or budget else ""
+    context = {"pr_number": None, "pr_title": None, "head_ref": None, "base_ref": None,
+               **(report.get("context") or {})}
+    empty = {"base": None, "head": None, "delta": None}
+    per_class = [{"class": c.get("class"), "support": c.get("support"),
+                  **{k: {**empty, **(c.get(k) or {})} for k in ("precision", "recall", "f1")}}
+                 for c in evaluate.get("per_class", [])]
+    return {
+        "marker": marker(str(report.get("model", {}).get("name", "model"))),
+        "report": report, "model": report.get("model", {}), "context": context,
+        "revisions": report.get("revisions", {}),
+        "verdict": report.get("verdict", "fail"), "evaluate": evaluate, "metrics": metrics,
+        "gates": gates, "per_class": per_class if detail >= 1 else [],
+        "params": evaluate.get("params", []), "data": evaluate.get("data", []),
+        "stages": evaluate.get("stages", []), "notes": evaluate.get("notes", []),
+        "others": others, "card": card, "card_diff": diff, "detail": detail,
+        "run_url": safe_url(run_url or context.get("run_url")),
+        "failed": [g for g in gates if g["status"] == "fail"],
+    }
+
+
+def render_comment(report: dict[str, Any], *, run_url: str | None = None,
+                   max_chars: int = GITHUB_MAX_CHARS) -> str:
+    """Markdown for the sticky PR comment of ``report`` (the dict of ``report.json``).
+
+    The result is at most ``max_chars`` characters. When the full body is longer, the card diff
+    and per-class details are shortened; if that is not enough the body is cut at a line and
+    ends with a note linking to ``run_url`` (the workflow run with the full report artifact).
+    """
+    template = _env().get_template("comment.md.j2")
+    for detail in (3, 2, 1, 0):
+        body = template.render(**_view(report, run_url, detail))
+        if len(body) <= max_chars:
+            return body
+    return _cut(body, max_chars, safe_url(run_url or report.get("context", {}).get("run_url")))
+
+
+def _cut(body: str, max_chars: int, url: str | None) -> str:
+    where = f"[the workflow run]({url})" if url else "`reports/report.json`"
+    note = (f"\n\n> [!NOTE]\n> This report was cut to fit GitHub's comment size limit. "
+            f"The full report is in {where}.\n")
+    room = max(0, max_chars - len(note) - 40)
+    head = body[:room]
+    head = head[: head.rfind("\n") + 1] if "\n" in head else ""
+    # close what the cut left open, so the note renders as text
+    fences = re.findall(r"^(`{3,})", head, flags=re.M)
+    closing = ""
+    if len(fences) % 2 == 1:
+        closing += fences[-1] + "\n"
+    opened = head.count("<details>") - head.count("</details>")
+    closing += "</details>\n" * max(0, opened)
+    out = head + closing + note
+    return out[:max_chars]

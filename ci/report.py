@@ -1,0 +1,400 @@
+"""``reports/report.json``: what the pull-request steps found, in one versioned document.
+
+Shape (schema: ``ci/schemas/report.schema.json``, ``schema_version`` 1)::
+
+    {"schema_version": 1, "generated_at": "...", "model": {"name", "team"},
+     "revisions": {"base": {"rev", "sha"}, "head": {"rev", "sha"}},
+     "context": {"pr_number", "pr_title", "head_ref", "base_ref", "repository", "run_url"},
+     "verdict": "pass" | "fail",                       # fail when any section failed
+     "sections": {
+        "evaluate": {"status", "metrics", "gates", "per_class", "params", "data", "stages",
+                     "stale", "notes"},
+        "card":     {"status", "path", "changed", "base_found", "diff"},
+        "compile":  {"status": "skipped", "reason": "..."},   # filled by the compile step
+        ...}}                                            # any later section: status (+ reason)
+
+Every section has ``status`` pass | fail | skipped, and a ``reason`` when skipped. Later steps
+add their section with :func:`merge_section`, which validates and writes atomically.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import difflib
+import json
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ci.errors import InputError, SuiteError, ValidationError
+
+SCHEMA_VERSION = 1
+SCHEMA_FILE = Path(__file__).parent / "schemas" / "report.schema.json"
+DEFAULT_REPORT = Path("reports") / "report.json"
+SECTION_ORDER = ("evaluate", "compile", "card")
+COMPILE_PENDING = "the compile step has not run for this revision (python -m ci compile adds it)"
+
+
+@cache
+def schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+
+
+def validate_report(report: Any, source: str = "report") -> None:
+    """Raise ValidationError naming the first field that breaks the schema."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(report), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ValidationError(f"{source}: {where}: {err.message}",
+                              hint="see ci/schemas/report.schema.json")
+
+
+def overall_verdict(sections: dict[str, Any]) -> str:
+    return "fail" if any(s.get("status") == "fail" for s in sections.values()) else "pass"
+
+
+def _ordered(sections: dict[str, Any]) -> dict[str, Any]:
+    keys = [k for k in SECTION_ORDER if k in sections] + sorted(
+        k for k in sections if k not in SECTION_ORDER)
+    return {k: sections[k] for k in keys}
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        report = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError(f"{p}: report not found",
+                         hint="write it first: python -m ci report") from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{p}: not valid JSON: {exc}",
+                         hint="regenerate it: python -m ci report") from exc
+    if isinstance(report, dict) and report.get("schema_version") not in (None, SCHEMA_VERSION):
+        raise InputError(f"{p}: schema_version {report.get('schema_version')!r} is not "
+                         f"supported (this suite reads {SCHEMA_VERSION})",
+                         hint="regenerate it with this version: python -m ci report")
+    validate_report(report, str(p))
+    return report
+
+
+def write_report(path: str | Path, report: dict[str, Any]) -> None:
+    from ci.fsutil import write_json
+
+    report = {**report, "sections": _ordered(report["sections"])}
+    report["verdict"] = overall_verdict(report["sections"])
+    validate_report(report, str(path))
+    write_json(path, report)
+
+
+def merge_section(report_path: str | Path, name: str, section: dict[str, Any]) -> dict[str, Any]:
+    """Add or replace section ``name`` of the report at ``report_path``; return the new report.
+
+    ``section`` needs ``status`` (pass | fail | skipped) and a ``reason`` when skipped; any other
+    keys are the section's own. The verdict is recomputed; the file is replaced atomically and
+    only when the whole report still validates.
+    """
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        raise InputError(f"report section name {name!r} is not a simple word",
+                         hint="use letters, digits, '-' or '_' (e.g. 'compile')")
+    report = load_report(report_path)
+    report["sections"][name] = copy.deepcopy(section)
+    write_report(report_path, report)
+    return report
+
+
+# --------------------------------------------------------------------------- building
+
+def github_context(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """PR number, title and refs from ``GITHUB_EVENT_PATH``; the run URL from ``GITHUB_*``."""
+    env = dict(os.environ) if env is None else env
+    ctx: dict[str, Any] = {"pr_number": None, "pr_title": None,
+                           "head_ref": env.get("GITHUB_HEAD_REF") or None,
+                           "base_ref": env.get("GITHUB_BASE_REF") or None,
+                           "repository": env.get("GITHUB_REPOSITORY") or None, "run_url": None}
+    server, repo, run = (env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY"),
+                         env.get("GITHUB_RUN_ID"))
+    if server and repo and run:
+        ctx["run_url"] = f"{server}/{repo}/actions/runs/{run}"
+    event_path = env.get("GITHUB_EVENT_PATH")
+    if event_path and Path(event_path).is_file():
+        try:
+            event = json.loads(Path(event_path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            event = {}
+        pr = event.get("pull_request") if isinstance(event, dict) else None
+        if isinstance(pr, dict):
+            ctx["pr_number"] = pr.get("number") if isinstance(pr.get("number"), int) else None
+            ctx["pr_title"] = pr.get("title") if isinstance(pr.get("title"), str) else None
+            ctx["head_ref"] = (pr.get("head") or {}).get("ref") or ctx["head_ref"]
+            ctx["base_ref"] = (pr.get("base") or {}).get("ref") or ctx["base_ref"]
+    return ctx
+
+
+def default_base(env: dict[str, str] | None = None) -> str:
+    """``origin/$GITHUB_BASE_REF`` on a pull request, else ``HEAD`` (compare the workspace)."""
+    env = dict(os.environ) if env is None else env
+    ref = env.get("GITHUB_BASE_REF")
+    return f"origin/{ref}" if ref else "HEAD"
+
+
+def per_class_rows(metric_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``per_class.<c>.<m>`` metric rows grouped by class: ``{"class", "support", m: {...}}``."""
+    classes: dict[str, dict[str, Any]] = {}
+    for row in metric_rows:
+        parts = str(row["name"]).split(".")
+        if len(parts) != 3 or parts[0] != "per_class":
+            continue
+        _, cls, metric = parts
+        entry = classes.setdefault(cls, {"class": cls})
+        if metric == "support":
+            entry["support"] = row["head"] if row["head"] is not None else row["base"]
+        else:
+            entry[metric] = {"base": row["base"], "head": row["head"], "delta": row["delta"]}
+
+    def key(c: str) -> tuple[int, Any]:
+        return (0, int(c)) if c.isdigit() else (1, c)
+
+    return [classes[c] for c in sorted(classes, key=key)]
+
+
+def card_section(root: Path, base_sha: str, params_file: str) -> dict[str, Any]:
+    from ci.card import card_path, generate_card
+    from ci.compare import read_at
+
+    try:
+        name, text = generate_card(root, params_file)
+    except SuiteError as exc:
+        return {"status": "fail", "reason": str(exc).splitlines()[0], "changed": False,
+                "base_found": False, "diff": ""}
+    rel = card_path(name, ".").as_posix()
+    base_text = read_at(root, base_sha, rel)
+    diff = "".join(difflib.unified_diff(
+        (base_text or "").splitlines(keepends=True), text.splitlines(keepends=True),
+        fromfile=f"a/{rel}", tofile=f"b/{rel}", n=2))
+    return {"status": "pass", "path": rel, "changed": bool(diff), "base_found": base_text
+            is not None, "diff": diff}
+
+
+def build_report(root: str | Path = ".", base: str | None = None, head: str | None = None, *,
+                 params_file: str = "params.yaml", fetch: bool = True,
+                 context: dict[str, Any] | None = None,
+                 previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Compare, gate and card: the report for ``head`` (``None``: workspace) against ``base``.
+
+    Sections of ``previous`` (an earlier report for the same head commit) other than the ones
+    built here are kept, so running the report after the compile step loses nothing.
+    """
+    from ci.compare import compare
+    from ci.config import load_params
+    from ci.gates import evaluate_gates, verdict
+
+    root = Path(root)
+    params = load_params(root / params_file)
+    base = base or default_base()
+    comparison = compare(root, base, head, fetch=fetch)
+    gates = evaluate_gates(params.evaluate.gates, comparison.head_metrics,
+                           comparison.base_metrics)
+    gate_dicts = [g.to_dict() for g in gates]
+    evaluate: dict[str, Any] = {
+        "status": verdict(gate_dicts),
+        "summary": _summary(gate_dicts),
+        "metrics": comparison.metrics,
+        "gates": gate_dicts,
+        "per_class": per_class_rows(comparison.metrics),
+        "params": comparison.params,
+        "data": comparison.data,
+        "stages": comparison.stages,
+        "stale": comparison.stale,
+        "notes": comparison.notes,
+    }
+    sections: dict[str, Any] = {"evaluate": evaluate,
+                                "compile": {"status": "skipped", "reason": COMPILE_PENDING}}
+    if previous and previous.get("revisions", {}).get("head", {}).get("sha") == \
+            comparison.head_sha:
+        for name, section in previous.get("sections", {}).items():
+            if name not in ("evaluate", "card"):
+                sections[name] = section
+    sections["card"] = card_section(root, comparison.base_sha, params_file)
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model": {"name": params.model.name, "team": params.model.team},
+        "revisions": {"base": {"rev": comparison.base_rev, "sha": comparison.base_sha},
+                      "head": {"rev": comparison.head_rev, "sha": comparison.head_sha}},
+        "context": context if context is not None else github_context(),
+        "verdict": "pass",
+        "sections": _ordered(sections),
+    }
+    report["verdict"] = overall_verdict(report["sections"])
+    validate_report(report)
+    return report
+
+
+def _summary(gates: list[dict[str, Any]]) -> str:
+    failed = [g for g in gates if g["status"] == "fail"]
+    missing = [g for g in gates if g["status"] == "no-baseline"]
+    text = f"{len(gates) - len(failed) - len(missing)}/{len(gates)} gate bound(s) passed"
+    if failed:
+        text += f", {len(failed)} failed"
+    if missing:
+        text += f", {len(missing)} without baseline"
+    return text
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _cmd_compare(args: Any) -> int:
+    from ci.compare import compare
+    from ci.fsutil import write_json
+
+    result = compare(".", args.base or default_base(), args.head, fetch=not args.no_fetch)
+    data = result.to_dict()
+    if args.out:
+        write_json(args.out, data)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"compare {result.base_rev} ({result.base_sha[:12]}) -> {result.head_rev}")
+    for m in result.metrics:
+        if not str(m["name"]).startswith("per_class."):
+            delta = "" if m["delta"] is None else f"{m['delta']:+.6g}"
+            print(f"  metric {m['name']}: {m['base']} -> {m['head']} {delta}")
+    for p in result.params:
+        print(f"  param  {p['name']}: {p['base']!r} -> {p['head']!r}")
+    for d in result.data:
+        print(f"  data   {d['path']}: {d['change']} ({d['base_size']} -> {d['head_size']} bytes)")
+    for s in result.stages:
+        print(f"  stage  {s['stage']}: {s['change']} {', '.join(s['why'])}")
+    for n in result.notes:
+        print(f"  note: {n}")
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_gate(args: Any) -> int:
+    from ci.compare import read_json_at, resolve_revision
+    from ci.config import load_params
+    from ci.gates import GateResult, evaluate_gates, format_table, verdict
+
+    if args.report:
+        report = load_report(args.report)
+        gates = [GateResult(**g) for g in report["sections"]["evaluate"]["gates"]]
+    else:
+        params = load_params(args.params)
+        head = read_json_at(Path("."), None, args.metrics)
+        if head is None:
+            raise InputError(f"{args.metrics}: metrics file not found",
+                             hint="run the pipeline first: dvc repro")
+        base = None
+        if args.base:
+            sha = resolve_revision(Path("."), args.base, fetch=not args.no_fetch)
+            base = read_json_at(Path("."), sha, args.metrics)
+        gates = evaluate_gates(params.evaluate.gates, head, base)
+    print(format_table(gates))
+    result = verdict(gates)
+    print(f"gate verdict: {result}")
+    return 0 if result == "pass" else 1
+
+
+def _cmd_card(args: Any) -> int:
+    from ci.card import card_path, generate_card
+    from ci.fsutil import atomic_write_text
+
+    name, text = generate_card(".", args.params, args.templates)
+    if args.stdout:
+        print(text, end="")
+        return 0
+    out = Path(args.out) if args.out else card_path(name)
+    atomic_write_text(out, text)
+    print(f"wrote {out} (front matter checked with huggingface_hub.ModelCard)")
+    return 0
+
+
+def _cmd_report(args: Any) -> int:
+    previous = None
+    out = Path(args.out)
+    if out.is_file():
+        try:
+            previous = load_report(out)
+        except SuiteError:
+            previous = None  # an old or broken report is simply replaced
+    report = build_report(".", args.base, args.head, params_file=args.params,
+                          fetch=not args.no_fetch, previous=previous)
+    write_report(out, report)
+    evaluate = report["sections"]["evaluate"]
+    print(f"report: {report['verdict']} ({evaluate['summary']}); "
+          + ", ".join(f"{k}: {v['status']}" for k, v in report["sections"].items()))
+    print(f"wrote {out}")
+    if args.markdown:
+        from ci.fsutil import atomic_write_text
+        from ci.markdown import render_comment
+
+        atomic_write_text(args.markdown, render_comment(report))
+        print(f"wrote {args.markdown}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``compare``, ``gate``, ``card`` and ``report`` to ``python -m ci``."""
+    def common_base(p: Any) -> None:
+        p.add_argument("--base", default=None,
+                       help="base revision (default: origin/$GITHUB_BASE_REF on a pull request, "
+                            "else HEAD)")
+        p.add_argument("--no-fetch", action="store_true",
+                       help="never fetch a missing base from origin (shallow clones)")
+
+    p = subparsers.add_parser(
+        "compare", help="compare metrics, params, data and stages with the base revision",
+        description="Compare the head (workspace by default) with the base revision through "
+                    "dvc metrics diff, dvc params diff, dvc diff and dvc.lock.")
+    common_base(p)
+    p.add_argument("--head", default=None, help="head revision (default: the workspace)")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--out", default=None, help="also write the comparison as JSON to this file")
+    p.set_defaults(handler=_cmd_compare)
+
+    p = subparsers.add_parser(
+        "gate", help="judge evaluate.gates of params.yaml; exit 1 when a gate fails",
+        description="Check the gates of params.yaml (evaluate.gates) against the head metrics "
+                    "and, for regression bounds, the base revision's metrics. Exit 0 when all "
+                    "pass (no-baseline does not fail), 1 when one fails, 2 on bad input.")
+    common_base(p)
+    p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    p.add_argument("--metrics", default="metrics/metrics.json",
+                   help="head metrics file (default: %(default)s)")
+    p.add_argument("--report", default=None,
+                   help="use the gate results of this report.json instead of recomputing")
+    p.set_defaults(handler=_cmd_gate)
+
+    p = subparsers.add_parser(
+        "card", help="generate the model card (model-cards/<model>.md)",
+        description="Render model-cards/templates/model-card.md.j2 with params.yaml, dvc.lock, "
+                    "the metrics and the ONNX sha256; the front matter is checked with "
+                    "huggingface_hub.ModelCard before the file is written.")
+    p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    p.add_argument("--templates", default=None,
+                   help="template folder (default: model-cards/templates)")
+    p.add_argument("--out", default=None, help="output file (default: model-cards/<model>.md)")
+    p.add_argument("--stdout", action="store_true", help="print the card instead of writing it")
+    p.set_defaults(handler=_cmd_card)
+
+    p = subparsers.add_parser(
+        "report", help="compare + gates + card diff -> reports/report.json",
+        description="Build the pull-request report: comparison with the base, gate results, "
+                    "model card diff, and a pending compile section. Sections added by later "
+                    "steps for the same head commit are kept. Exit 0 even when a gate fails "
+                    "(use `python -m ci gate --report` to decide).")
+    common_base(p)
+    p.add_argument("--head", default=None, help="head revision (default: the workspace)")
+    p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    p.add_argument("--out", default=str(DEFAULT_REPORT), help="report file (default: %(default)s)")
+    p.add_argument("--markdown", default=None,
+                   help="also write the comment Markdown preview to this file")
+    p.set_defaults(handler=_cmd_report)
