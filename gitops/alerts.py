@@ -1,0 +1,118 @@
+"""Production alerting rules for prediction drift, rendered with the manifests.
+
+The canary analysis guards a rollout for minutes; these rules watch the promoted model for as
+long as it runs. Three alerts per model, all from the serving runtime's metrics:
+
+- ``ModelPredictionDrift`` (warning): the PSI of recent predicted classes against the training
+  baseline stays above ``alerts.drift_psi_warning`` for ``alerts.drift_for``;
+- ``ModelPredictionDriftSevere`` (critical): above ``alerts.drift_psi_critical`` for
+  ``alerts.severe_for``;
+- ``ModelDriftMetricMissing`` (warning): no ``model_prediction_psi`` series at all for
+  ``alerts.missing_for`` (the runtime is down or not scraped: drift would go unseen).
+
+The PSI is averaged over the pods of one model version (``avg by (model, version)``); a NaN
+(too few predictions yet) compares false and never fires. The rules file is a
+``monitoring.coreos.com/v1`` ``PrometheusRule`` whose ``spec`` is a plain Prometheus rules file
+(``promtool check rules`` accepts the spec as it is).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ci.errors import ConfigError
+
+_DURATION = {"pattern": r"[0-9]+(s|m|h)",
+             "pattern_help": "must be a duration like '30s', '15m' or '1h'"}
+
+
+@dataclass(frozen=True)
+class AlertParams:
+    """``alerts:`` in params.yaml."""
+
+    drift_psi_warning: float = field(default=0.2, metadata={"gt": 0.0})
+    drift_for: str = field(default="30m", metadata=_DURATION)
+    drift_psi_critical: float = field(default=0.5, metadata={"gt": 0.0})
+    severe_for: str = field(default="10m", metadata=_DURATION)
+    missing_for: str = field(default="15m", metadata=_DURATION)
+    runbook_url: str = ""
+
+    def check(self, path: str, file: str | Path | None) -> None:
+        if self.drift_psi_critical <= self.drift_psi_warning:
+            raise ConfigError(file, f"{path}.drift_psi_critical", self.drift_psi_critical,
+                              f"must be above drift_psi_warning ({self.drift_psi_warning})")
+
+
+def _selector(model: str) -> str:
+    return f'model_prediction_psi{{model="{model}"}}'
+
+
+def rule_groups(model: str, team: str, alerts: AlertParams) -> dict[str, Any]:
+    """The Prometheus rules file (``groups:``) for one model."""
+    psi = f"avg by (model, version) ({_selector(model)})"
+    labels = {"team": team}
+    runbook = {"runbook_url": alerts.runbook_url} if alerts.runbook_url else {}
+    return {"groups": [{
+        "name": f"{model}-prediction-drift",
+        "rules": [
+            {"record": "model:prediction_psi:avg",
+             "expr": psi},
+            {"alert": "ModelPredictionDrift",
+             "expr": f"{psi} > {alerts.drift_psi_warning}",
+             "for": alerts.drift_for,
+             "labels": {**labels, "severity": "warning"},
+             "annotations": {
+                 "summary": "prediction drift on {{ $labels.model }} version "
+                            "{{ $labels.version }}",
+                 "description": f"the PSI of predicted classes against the training baseline "
+                                f"has stayed above {alerts.drift_psi_warning} for "
+                                f"{alerts.drift_for}; check the input data, then retrain or "
+                                "roll back",
+                 **runbook}},
+            {"alert": "ModelPredictionDriftSevere",
+             "expr": f"{psi} > {alerts.drift_psi_critical}",
+             "for": alerts.severe_for,
+             "labels": {**labels, "severity": "critical"},
+             "annotations": {
+                 "summary": "severe prediction drift on {{ $labels.model }} version "
+                            "{{ $labels.version }}",
+                 "description": f"the PSI of predicted classes has stayed above "
+                                f"{alerts.drift_psi_critical} for {alerts.severe_for}; the "
+                                "model sees data unlike its training data: roll back with "
+                                "`python -m gitops rollback`",
+                 **runbook}},
+            {"alert": "ModelDriftMetricMissing",
+             "expr": f"absent({_selector(model)})",
+             "for": alerts.missing_for,
+             "labels": {**labels, "severity": "warning", "model": model},
+             "annotations": {
+                 "summary": f"no drift metric from {model}",
+                 "description": f"model_prediction_psi for {model} has been absent for "
+                                f"{alerts.missing_for}: the serving runtime is down or not "
+                                "scraped, so drift would go unseen",
+                 **runbook}},
+        ]}]}
+
+
+def prometheus_rule(model: str, team: str, namespace: str, alerts: AlertParams,
+                    release_labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """The ``PrometheusRule`` object (prometheus-operator) wrapping :func:`rule_groups`."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": f"{model}-drift", "namespace": namespace,
+                     "labels": {"app.kubernetes.io/name": model, "team": team,
+                                **(release_labels or {})}},
+        "spec": rule_groups(model, team, alerts),
+    }
+
+
+def render_rules(model: str, team: str, namespace: str, alerts: AlertParams,
+                 release_labels: dict[str, str] | None = None) -> bytes:
+    """``prometheus-rules.yaml`` as written into the GitOps repository."""
+    from ci.yamlio import dump_yaml
+
+    return dump_yaml(prometheus_rule(model, team, namespace, alerts,
+                                     release_labels)).encode("utf-8")

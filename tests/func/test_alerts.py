@@ -1,0 +1,135 @@
+"""The production drift rules pass `promtool check rules` and behave as designed in
+`promtool test rules`: sustained drift fires, short or NaN drift does not, a missing metric does."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ci.config import convert
+from ci.errors import ConfigError
+from ci.yamlio import dump_yaml, load_yaml
+from gitops.alerts import AlertParams, render_rules
+from tests.conftest import require_tool, run
+
+SERIES = 'model_prediction_psi{{model="digits-cnn",version="{v}",role="stable",pod="p{i}"}}'
+
+
+def _rules_file(tmp_path, params: AlertParams):
+    doc = load_yaml(render_rules("digits-cnn", "ml-platform", "ml-production", params).decode())
+    assert doc["kind"] == "PrometheusRule"
+    path = tmp_path / "rules.yaml"
+    path.write_text(dump_yaml(doc["spec"]))
+    return path
+
+
+def _alert(name: str, severity: str, version: str, **extra) -> dict:
+    labels = {"alertname": name, "severity": severity, "team": "ml-platform",
+              "model": "digits-cnn", "version": version, **extra}
+    labels.pop("alertname")
+    return {"exp_labels": labels}
+
+
+def test_rules_pass_promtool_check(tmp_path):
+    promtool = require_tool("promtool")
+    rules = _rules_file(tmp_path, AlertParams())
+    out = run([promtool, "check", "rules", str(rules)], cwd=tmp_path)
+    assert "SUCCESS: 4 rules found" in out.stdout
+
+
+def test_rules_fire_on_sustained_drift_only(tmp_path):
+    promtool = require_tool("promtool")
+    rules = _rules_file(tmp_path, AlertParams(drift_for="30m", severe_for="10m",
+                                              missing_for="15m"))
+    desc = {}
+    for rule in load_yaml(rules.read_text())["groups"][0]["rules"]:
+        if "alert" in rule:
+            desc[rule["alert"]] = rule["annotations"]
+    def expect(name, severity, version):
+        a = _alert(name, severity, version)
+        ann = dict(desc[name])
+        ann["summary"] = ann["summary"].replace("{{ $labels.model }}", "digits-cnn").replace(
+            "{{ $labels.version }}", version)
+        a["exp_annotations"] = ann
+        return a
+    tests = {
+        "rule_files": [rules.name],
+        "evaluation_interval": "1m",
+        "tests": [
+            {   # warning-level drift on two pods of version 3: fires only after 30m
+                "interval": "1m",
+                "input_series": [{"series": SERIES.format(v="3", i=0), "values": "0.3x70"},
+                                 {"series": SERIES.format(v="3", i=1), "values": "0.25x70"}],
+                "alert_rule_test": [
+                    {"eval_time": "20m", "alertname": "ModelPredictionDrift", "exp_alerts": []},
+                    {"eval_time": "40m", "alertname": "ModelPredictionDrift",
+                     "exp_alerts": [expect("ModelPredictionDrift", "warning", "3")]},
+                    {"eval_time": "40m", "alertname": "ModelPredictionDriftSevere",
+                     "exp_alerts": []},
+                ]},
+            {   # severe drift: both fire; a healthy version beside it does not
+                "interval": "1m",
+                "input_series": [{"series": SERIES.format(v="4", i=0), "values": "0.9x60"},
+                                 {"series": SERIES.format(v="5", i=0), "values": "0.05x60"}],
+                "alert_rule_test": [
+                    {"eval_time": "15m", "alertname": "ModelPredictionDriftSevere",
+                     "exp_alerts": [expect("ModelPredictionDriftSevere", "critical", "4")]},
+                    {"eval_time": "45m", "alertname": "ModelPredictionDrift",
+                     "exp_alerts": [expect("ModelPredictionDrift", "warning", "4")]},
+                ]},
+            {   # a spike shorter than `for`, then NaN (too few predictions): never fires
+                "interval": "1m",
+                "input_series": [{"series": SERIES.format(v="6", i=0),
+                                  "values": "0.9x5 0.1x20 NaN NaN NaN NaN NaN NaN NaN NaN "
+                                            "NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN "
+                                            "NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN"}],
+                "alert_rule_test": [
+                    {"eval_time": "55m", "alertname": "ModelPredictionDrift", "exp_alerts": []},
+                    {"eval_time": "55m", "alertname": "ModelPredictionDriftSevere",
+                     "exp_alerts": []},
+                    {"eval_time": "55m", "alertname": "ModelDriftMetricMissing",
+                     "exp_alerts": []},
+                ]},
+            {   # the runtime is not scraped at all: the missing-metric alert fires after 15m
+                "interval": "1m",
+                "input_series": [{"series": 'up{job="other"}', "values": "1x40"}],
+                "alert_rule_test": [
+                    {"eval_time": "10m", "alertname": "ModelDriftMetricMissing",
+                     "exp_alerts": []},
+                    {"eval_time": "20m", "alertname": "ModelDriftMetricMissing",
+                     "exp_alerts": [{
+                         "exp_labels": {"severity": "warning", "team": "ml-platform",
+                                        "model": "digits-cnn"},
+                         "exp_annotations": desc["ModelDriftMetricMissing"]}]},
+                ]},
+        ]}
+    test_file = tmp_path / "rules_test.yaml"
+    test_file.write_text(json.dumps(tests))
+    out = run([promtool, "test", "rules", str(test_file)], cwd=tmp_path, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS" in out.stdout
+
+
+def test_rules_test_catches_a_wrong_expectation(tmp_path):
+    """The rule test can fail: a drift below the threshold must not satisfy an alert."""
+    promtool = require_tool("promtool")
+    rules = _rules_file(tmp_path, AlertParams())
+    tests = {"rule_files": [rules.name], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": SERIES.format(v="3", i=0), "values": "0.1x60"}],
+        "alert_rule_test": [{"eval_time": "45m", "alertname": "ModelPredictionDrift",
+                             "exp_alerts": [_alert("ModelPredictionDrift", "warning", "3")]}],
+    }]}
+    test_file = tmp_path / "rules_test.yaml"
+    test_file.write_text(json.dumps(tests))
+    out = run([promtool, "test", "rules", str(test_file)], cwd=tmp_path, check=False)
+    assert out.returncode != 0
+
+
+def test_alert_params_reject_inverted_thresholds():
+    with pytest.raises(ConfigError) as exc:
+        convert(AlertParams, {"drift_psi_warning": 0.5, "drift_psi_critical": 0.3},
+                "alerts", "params.yaml")
+    assert "alerts.drift_psi_critical" in str(exc.value)
+    assert "0.3" in str(exc.value)
