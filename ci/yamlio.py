@@ -12,6 +12,9 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.resolver import VersionedResolver, implicit_resolvers
+from ruamel.yaml.tag import Tag
 
 from ci.errors import InputError
 
@@ -22,8 +25,29 @@ def _safe() -> YAML:
     return yaml
 
 
-def _writer() -> YAML:
+class _Yaml11SafeResolver(VersionedResolver):
+    """Writer resolver that quotes a string YAML 1.1 *or* 1.2 would read as another type.
+
+    Kubernetes tooling (kubectl, Argo CD) reads YAML 1.1, where plain ``yes``, ``on``, ``0b1``
+    or ``1_000`` are not strings; YAML 1.2 alone would leave them unquoted.
+    """
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is ScalarNode and implicit[0]:
+            for versions, tag, regexp, first in implicit_resolvers:
+                if not any(v in versions for v in ((1, 1), (1, 2))):
+                    continue
+                if value and first is not None and value[0] not in first:
+                    continue
+                if regexp.match(value):
+                    return Tag(suffix=tag)
+        return super().resolve(kind, value, implicit)
+
+
+def _writer(yaml11_safe: bool = False) -> YAML:
     yaml = YAML(typ="safe", pure=True)
+    if yaml11_safe:
+        yaml.Resolver = _Yaml11SafeResolver
     yaml.default_flow_style = False
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 4096
@@ -62,7 +86,8 @@ def dump_yaml(data: Any) -> str:
     return buf.getvalue()
 
 
-def dump_yaml_all(docs: list[Any]) -> str:
+def dump_yaml_all(docs: list[Any], *, yaml11_safe: bool = False) -> str:
+    """Dump documents; ``yaml11_safe`` also quotes strings YAML 1.1 readers would retype."""
     buf = io.StringIO()
-    _writer().dump_all(docs, buf)
+    _writer(yaml11_safe).dump_all(docs, buf)
     return buf.getvalue()

@@ -1,0 +1,267 @@
+"""The ``deploy`` section of params.yaml: how a release becomes Argo Rollouts + Argo CD manifests.
+
+Canary steps are written in Argo's own spelling (``- setWeight: 10``, ``- pause: {duration: 5m}``,
+``- analysis: {templates: [{templateName: error-rate}]}``, ``- setCanaryScale: {weight: 20}``).
+"Exactly one key per step" and the shape of each step come from :data:`STEP_VALIDATORS`, one
+dict: a new step kind is one function plus one entry.
+
+Analysis templates are named by their short name (``error-rate``, ``latency-p99``,
+``prediction-drift``; see :data:`ANALYSIS_TEMPLATES`); the rendered AnalysisTemplate objects are
+called ``<model>-<short name>`` so that several models can share a namespace.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ci.errors import ConfigError
+
+DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_LABEL = {"pattern": DNS1123_LABEL,
+          "pattern_help": "must be a DNS-1123 label: lowercase letters, digits and '-', "
+                          "starting and ending with a letter or digit"}
+DURATION = r"[0-9]+(ms|s|m|h)"
+_DURATION = {"pattern": DURATION,
+             "pattern_help": "must be a duration like '30s', '5m' or '1h'"}
+QUANTITY = r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?"
+_QUANTITY = {"pattern": QUANTITY,
+             "pattern_help": "must be a Kubernetes quantity like '250m', '1', '512Mi'"}
+_URL = {"pattern": r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/\-]*)?",
+        "pattern_help": "must be an http(s) URL like 'http://prometheus.monitoring:9090'"}
+
+# short name -> what the template checks (the query lives in gitops/templates/).
+ANALYSIS_TEMPLATES: dict[str, str] = {
+    "error-rate": "share of canary requests answered with a 5xx code",
+    "latency-p99": "p99 of the canary's request duration, in seconds",
+    "prediction-drift": "PSI of the canary's predicted-class distribution vs the training "
+                        "baseline",
+}
+
+
+# --------------------------------------------------------------------------- canary steps
+
+def _fail(file: str | Path | None, path: str, value: Any, problem: str, hint: str | None = None):
+    raise ConfigError(file, path, value, problem, hint=hint)
+
+
+def _int_in(value: Any, lo: int, hi: int | None, path: str, file: str | Path | None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(file, path, value, "must be an integer")
+    if value < lo or (hi is not None and value > hi):
+        _fail(file, path, value, f"must be between {lo} and {hi}" if hi is not None
+              else f"must be at least {lo}")
+    return value
+
+
+def _only_keys(value: Any, allowed: tuple[str, ...], path: str, file: str | Path | None) -> dict:
+    if not isinstance(value, dict):
+        _fail(file, path, value, "must be a mapping")
+    for key in value:
+        if key not in allowed:
+            _fail(file, f"{path}.{key}", value[key], "unknown key",
+                  f"known keys here: {', '.join(allowed)}")
+    return value
+
+
+def _step_set_weight(value: Any, path: str, file: str | Path | None) -> Any:
+    return _int_in(value, 0, 100, path, file)
+
+
+def _step_pause(value: Any, path: str, file: str | Path | None) -> Any:
+    if value is None:
+        value = {}
+    _only_keys(value, ("duration",), path, file)
+    if "duration" in value:
+        d = value["duration"]
+        if isinstance(d, bool) or not (
+                (isinstance(d, int) and d >= 0)
+                or (isinstance(d, str) and re.fullmatch(DURATION, d))):
+            _fail(file, f"{path}.duration", d,
+                  "must be seconds (an integer) or a duration like '30s', '5m', '1h'")
+    return dict(value)
+
+
+def _step_analysis(value: Any, path: str, file: str | Path | None) -> Any:
+    _only_keys(value, ("templates",), path, file)
+    templates = value.get("templates")
+    if not isinstance(templates, list) or not templates:
+        _fail(file, f"{path}.templates", templates,
+              "must be a non-empty list like [{templateName: error-rate}]")
+    for i, t in enumerate(templates):
+        tpath = f"{path}.templates[{i}]"
+        _only_keys(t, ("templateName",), tpath, file)
+        name = t.get("templateName")
+        if name not in ANALYSIS_TEMPLATES:
+            _fail(file, f"{tpath}.templateName", name, "no such analysis template",
+                  f"known templates: {', '.join(ANALYSIS_TEMPLATES)}")
+    return {"templates": [dict(t) for t in templates]}
+
+
+def _step_set_canary_scale(value: Any, path: str, file: str | Path | None) -> Any:
+    _only_keys(value, ("weight", "replicas", "matchTrafficWeight"), path, file)
+    if len(value) != 1:
+        _fail(file, path, value, "must have exactly one of weight, replicas, matchTrafficWeight")
+    if "weight" in value:
+        _int_in(value["weight"], 0, 100, f"{path}.weight", file)
+    if "replicas" in value:
+        _int_in(value["replicas"], 0, None, f"{path}.replicas", file)
+    if "matchTrafficWeight" in value and value["matchTrafficWeight"] is not True:
+        _fail(file, f"{path}.matchTrafficWeight", value["matchTrafficWeight"], "must be true")
+    return dict(value)
+
+
+# Argo step name -> validator(value, path, file) returning the normalised value.
+STEP_VALIDATORS: dict[str, Callable[[Any, str, str | Path | None], Any]] = {
+    "setWeight": _step_set_weight,
+    "pause": _step_pause,
+    "analysis": _step_analysis,
+    "setCanaryScale": _step_set_canary_scale,
+}
+
+
+class CanarySteps(tuple):
+    """The canary steps, each a one-key mapping in Argo's spelling (validated)."""
+
+    @classmethod
+    def from_params(cls, raw: Any, path: str, file: str | Path | None) -> CanarySteps:
+        if not isinstance(raw, list) or not raw:
+            _fail(file, path, raw, "must be a non-empty list of steps like [{setWeight: 10}]")
+        steps = []
+        for i, step in enumerate(raw):
+            spath = f"{path}[{i}]"
+            if not isinstance(step, dict) or len(step) != 1:
+                _fail(file, spath, step, "each step must have exactly one key",
+                      f"step kinds: {', '.join(STEP_VALIDATORS)}")
+            (key, value), = step.items()
+            if key not in STEP_VALIDATORS:
+                _fail(file, f"{spath}.{key}", value, "unknown step kind",
+                      f"step kinds: {', '.join(STEP_VALIDATORS)}")
+            steps.append({key: STEP_VALIDATORS[key](value, f"{spath}.{key}", file)})
+        weights = [(i, s["setWeight"]) for i, s in enumerate(steps) if "setWeight" in s]
+        if not weights:
+            _fail(file, path, raw, "no setWeight step: the canary never reaches a final weight",
+                  "end the steps with '- setWeight: 100'")
+        last_i, last_w = weights[-1]
+        if last_w != 100:
+            _fail(file, f"{path}[{last_i}].setWeight", last_w,
+                  "the last setWeight must be 100",
+                  "after the last step argo rollouts promotes to 100% at once, without "
+                  "analysis; say it explicitly with '- setWeight: 100'")
+        return cls(steps)
+
+
+# --------------------------------------------------------------------------- sections
+
+@dataclass(frozen=True)
+class ResourceAmounts:
+    cpu: str = field(default="250m", metadata=_QUANTITY)
+    memory: str = field(default="256Mi", metadata=_QUANTITY)
+
+
+@dataclass(frozen=True)
+class Resources:
+    requests: ResourceAmounts = field(default_factory=ResourceAmounts)
+    limits: ResourceAmounts = field(
+        default_factory=lambda: ResourceAmounts(cpu="1", memory="512Mi"))
+
+
+@dataclass(frozen=True)
+class PrometheusParams:
+    address: str = field(default="http://prometheus.monitoring.svc:9090", metadata=_URL)
+
+
+@dataclass(frozen=True)
+class AnalysisParams:
+    """Thresholds and timing of the AnalysisTemplates (see README "Deploying")."""
+
+    interval: str = field(default="1m", metadata=_DURATION)
+    count: int = field(default=5, metadata={"min": 1})
+    failure_limit: int = field(default=1, metadata={"min": 0})
+    inconclusive_limit: int = field(default=2, metadata={"min": 0})
+    rate_window: str = field(default="2m", metadata=_DURATION)
+    error_rate_max: float = field(default=0.05, metadata={"min": 0.0, "max": 1.0})
+    latency_p99_max_seconds: float = field(default=0.25, metadata={"gt": 0.0})
+    drift_psi_max: float = field(default=0.2, metadata={"gt": 0.0})
+
+
+@dataclass(frozen=True)
+class EnvironmentParams:
+    namespace: str = field(default="ml-serving", metadata=_LABEL)
+    replicas: int = field(default=2, metadata={"min": 1, "max": 1000})
+    sync: Literal["automated", "manual"] = "automated"
+    prune: bool = True
+    self_heal: bool = True
+    cluster: str = field(default="https://kubernetes.default.svc", metadata=_URL)
+
+
+@dataclass(frozen=True)
+class ArgoCDParams:
+    namespace: str = field(default="argocd", metadata=_LABEL)
+    project: str = field(default="default", metadata=_LABEL)
+    repo_url: str = field(default="https://git.example.com/ml/gitops.git",
+                          metadata={"pattern": r"[^\s\x00-\x1f\x7f]+",
+                                    "pattern_help": "must be a git URL without spaces"})
+    target_revision: str = field(default="main", metadata={
+        "pattern": r"[A-Za-z0-9._/\-]+", "pattern_help": "must be a branch, tag or commit"})
+
+
+def _default_environments() -> dict[str, EnvironmentParams]:
+    return {"staging": EnvironmentParams(namespace="ml-staging", replicas=1),
+            "production": EnvironmentParams(namespace="ml-production", replicas=3,
+                                            sync="manual")}
+
+
+def _default_steps() -> CanarySteps:
+    return CanarySteps.from_params(
+        [{"setWeight": 20}, {"pause": {"duration": "1m"}},
+         {"analysis": {"templates": [{"templateName": n} for n in ANALYSIS_TEMPLATES]}},
+         {"setWeight": 50}, {"pause": {"duration": "2m"}},
+         {"analysis": {"templates": [{"templateName": n} for n in ANALYSIS_TEMPLATES]}},
+         {"setWeight": 100}], "deploy.canary.steps", None)
+
+
+@dataclass(frozen=True)
+class CanaryParams:
+    steps: CanarySteps = field(default_factory=_default_steps)
+
+
+@dataclass(frozen=True)
+class DeployParams:
+    """``deploy:`` in params.yaml."""
+
+    image: str = "ghcr.io/example/modelops-serve:0.1.0"
+    port: int = field(default=8080, metadata={"min": 1, "max": 65535})
+    artifact_stage: str = "export"
+    artifact_path: str = "models/model.onnx"
+    resources: Resources = field(default_factory=Resources)
+    prometheus: PrometheusParams = field(default_factory=PrometheusParams)
+    analysis: AnalysisParams = field(default_factory=AnalysisParams)
+    canary: CanaryParams = field(default_factory=CanaryParams)
+    argocd: ArgoCDParams = field(default_factory=ArgoCDParams)
+    environments: dict[str, EnvironmentParams] = field(default_factory=_default_environments)
+
+    def check(self, path: str, file: str | Path | None) -> None:
+        from gitops.validate import image_problem
+
+        problem = image_problem(self.image)
+        if problem:
+            raise ConfigError(file, f"{path}.image", self.image, problem)
+        if not self.environments:
+            raise ConfigError(file, f"{path}.environments", self.environments,
+                              "must name at least one environment")
+        for name in self.environments:
+            if not re.fullmatch(DNS1123_LABEL, name) or len(name) > 63:
+                raise ConfigError(file, f"{path}.environments.{name}", name,
+                                  _LABEL["pattern_help"])
+
+    def environment(self, env: str, file: str | Path | None = "params.yaml") -> EnvironmentParams:
+        """The named environment, or a ConfigError listing the known ones."""
+        if env not in self.environments:
+            raise ConfigError(file, "deploy.environments", env, "unknown environment",
+                              hint=f"known environments: {', '.join(self.environments)}; "
+                                   "add it under deploy.environments in params.yaml")
+        return self.environments[env]

@@ -1,0 +1,242 @@
+"""A release: exactly which model artifact runs, built from ``dvc.lock`` and ``params.yaml``.
+
+A release is identified by model name + version + the sha256 of the ONNX artifact (its DVC md5
+is pinned in ``dvc.lock``). It holds no wall-clock time: the same inputs give the same bytes, so
+re-publishing an unchanged release is a no-op.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ci.errors import ExternalError, InputError, ValidationError
+from ci.fsutil import md5_file, sha256_file
+
+RELEASE_FORMAT = 1
+
+# field -> (regex, what it must be). Every field of a release is checked with these.
+_HEX = r"[0-9a-f]"
+FIELD_RULES: dict[str, tuple[str, str]] = {
+    "model": (r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?",
+              "must be a DNS-1123 label: at most 63 lowercase letters, digits and '-', "
+              "starting and ending with a letter or digit"),
+    "version": (r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?",
+                "must be a Kubernetes label value: at most 63 letters, digits, '-', '_', '.', "
+                "starting and ending with a letter or digit"),
+    "sha256": (f"{_HEX}{{64}}", "must be 64 lowercase hex digits"),
+    "dvc_md5": (f"{_HEX}{{32}}", "must be 32 lowercase hex digits"),
+    "artifact_uri": (r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\x00-\x1f\x7f]+",
+                     "must be a URI like 's3://bucket/path' without spaces"),
+    "image": (r".+", "must be an image reference"),  # checked by image_problem()
+    "source_repo": (r"[^\x00-\x1f\x7f]{1,512}", "must be 1-512 printable characters"),
+    "source_commit": (f"{_HEX}{{7,64}}", "must be a git commit id (7-64 lowercase hex digits)"),
+    "dvc_lock_sha256": (f"{_HEX}{{64}}", "must be 64 lowercase hex digits"),
+}
+
+
+@dataclass(frozen=True)
+class Release:
+    model: str
+    version: str
+    sha256: str
+    dvc_md5: str
+    artifact_uri: str
+    image: str
+    source_repo: str
+    source_commit: str
+    dvc_lock_sha256: str
+
+    def problems(self) -> list[tuple[str, Any, str]]:
+        """(field, value, problem) for each field that breaks its rule."""
+        from gitops.validate import image_problem
+
+        out = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            pattern, problem = FIELD_RULES[f.name]
+            if not isinstance(value, str):
+                out.append((f.name, value, "must be a string"))
+            elif not re.fullmatch(pattern, value):
+                out.append((f.name, value, problem))
+            elif f.name == "image" and (p := image_problem(value)):
+                out.append((f.name, value, p))
+        return out
+
+    def check(self, source: str = "release") -> Release:
+        """Raise ValidationError naming the first bad field and its value."""
+        bad = self.problems()
+        if bad:
+            name, value, problem = bad[0]
+            raise ValidationError(f"{source}: {name}: {problem} (got {_show(value)})")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": RELEASE_FORMAT, **dataclasses.asdict(self)}
+
+    def to_json(self) -> bytes:
+        """Canonical bytes: sorted keys, 2-space indent, trailing newline."""
+        return (json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False)
+                + "\n").encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes | str, source: str = "release.json") -> Release:
+        try:
+            raw = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError(f"{source}: not valid JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise InputError(f"{source}: must be a JSON object (got {_show(raw)})")
+        if raw.get("format") != RELEASE_FORMAT:
+            raise InputError(f"{source}: format: must be {RELEASE_FORMAT} "
+                             f"(got {_show(raw.get('format'))})")
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in raw:
+            if key != "format" and key not in names:
+                raise InputError(f"{source}: {key}: unknown key (got {_show(raw[key])})")
+        missing = [n for n in names if n not in raw]
+        if missing:
+            raise InputError(f"{source}: {missing[0]}: required key is missing")
+        release = cls(**{n: raw[n] for n in names})
+        try:
+            release.check(source)
+        except ValidationError as exc:
+            raise InputError(exc.message) from exc
+        return release
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# --------------------------------------------------------------------------- dvc.lock
+
+def read_dvc_lock_out(lock_path: Path, stage: str, out_path: str) -> str:
+    """The md5 that ``dvc.lock`` pins for ``out_path`` of ``stage`` (DVC's lock file schema)."""
+    from ci.yamlio import load_yaml_file
+
+    if not lock_path.exists():
+        raise InputError(f"{lock_path.name}: file not found",
+                         hint="run `dvc repro` to produce dvc.lock, then release")
+    raw = load_yaml_file(lock_path)
+    try:
+        from dvc.schema import COMPILED_LOCKFILE_SCHEMA
+
+        COMPILED_LOCKFILE_SCHEMA(raw)
+    except Exception as exc:  # voluptuous.Invalid and friends
+        raise InputError(f"{lock_path.name}: not a valid dvc lock file: {exc}",
+                         hint="regenerate it with `dvc repro`") from exc
+    stages = raw.get("stages") or {}
+    if stage not in stages:
+        raise InputError(f"{lock_path.name}: stages: no stage {stage!r} "
+                         f"(stages: {', '.join(stages) or 'none'})",
+                         hint="check deploy.artifact_stage in params.yaml or run `dvc repro`")
+    for i, out in enumerate(stages[stage].get("outs") or []):
+        if out.get("path") == out_path:
+            md5 = out.get("md5")
+            if not isinstance(md5, str) or not re.fullmatch(f"{_HEX}{{32}}", md5):
+                raise InputError(f"{lock_path.name}: stages.{stage}.outs[{i}].md5: "
+                                 f"not an md5 (got {_show(md5)})")
+            return md5
+    raise InputError(f"{lock_path.name}: stages.{stage}.outs: no output {out_path!r}",
+                     hint="check deploy.artifact_path in params.yaml")
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                              timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def default_version(root: Path) -> str:
+    """The default version: the first 12 hex digits of the source commit."""
+    commit = _git(root, "rev-parse", "HEAD")
+    if not commit:
+        raise ExternalError(f"{root.name or root}: not a git repository with a commit",
+                            hint="commit first, or pass --version and --source-commit")
+    return commit[:12]
+
+
+def default_source_repo(root: Path) -> str:
+    server, repo = os.environ.get("GITHUB_SERVER_URL"), os.environ.get("GITHUB_REPOSITORY")
+    if server and repo:
+        return f"{server}/{repo}"
+    return _git(root, "remote", "get-url", "origin") or "local"
+
+
+def default_artifact_remote(root: Path) -> str | None:
+    """The URL of the default DVC remote, or None when there is none."""
+    try:
+        from dvc.repo import Repo
+
+        with Repo(str(root)) as repo:
+            config = repo.config
+            name = config["core"].get("remote")
+            if not name:
+                return None
+            url = config["remote"][name]["url"]
+    except Exception:  # no dvc repo, bad config: the caller asks for --artifact-uri
+        return None
+    if "://" not in url:  # a local remote: make it absolute, then a file URI
+        url = (root / url).resolve().as_uri()
+    return url.rstrip("/")
+
+
+def build_release(repo_root: str | Path, params: Any, *, version: str | None = None,
+                  image: str | None = None, artifact_uri: str | None = None,
+                  source_repo: str | None = None, source_commit: str | None = None) -> Release:
+    """Build and check the release of the artifact pinned in ``dvc.lock``.
+
+    ``params`` is the loaded params.yaml (``ci.config.load_params``). Defaults: version = the
+    first 12 hex digits of the git HEAD, image = ``deploy.image``, artifact URI = the default DVC
+    remote's content-addressed path (``<remote>/files/md5/<2>/<30>``), source repo from GitHub
+    Actions or the ``origin`` remote, source commit = git HEAD. Refuses an artifact whose md5
+    does not match ``dvc.lock``.
+    """
+    root = Path(repo_root)
+    deploy = params.deploy
+    lock = root / "dvc.lock"
+    pinned = read_dvc_lock_out(lock, deploy.artifact_stage, deploy.artifact_path)
+    artifact = root / deploy.artifact_path
+    if not artifact.exists():
+        raise InputError(f"{deploy.artifact_path}: file not found",
+                         hint="run `dvc pull` (or `dvc repro`) to fetch the artifact")
+    actual = md5_file(artifact)
+    if actual != pinned:
+        raise InputError(
+            f"{deploy.artifact_path}: md5 {actual!r} does not match dvc.lock "
+            f"stages.{deploy.artifact_stage} ({pinned!r})",
+            hint="the file changed after `dvc repro`: run `dvc repro` (or `dvc checkout`) "
+                 "and commit dvc.lock before releasing")
+    if artifact_uri is None:
+        remote = default_artifact_remote(root)
+        if remote is None:
+            raise InputError("no artifact uri: the dvc repository has no default remote",
+                             hint="add one (`dvc remote add -d ...`) or pass --artifact-uri")
+        artifact_uri = f"{remote}/files/md5/{pinned[:2]}/{pinned[2:]}"
+    commit = source_commit or _git(root, "rev-parse", "HEAD")
+    if not commit:
+        raise ExternalError(f"{root.name or root}: not a git repository with a commit",
+                            hint="commit first, or pass --source-commit")
+    release = Release(
+        model=params.model.name,
+        version=version if version is not None else commit[:12],
+        sha256=sha256_file(artifact),
+        dvc_md5=pinned,
+        artifact_uri=artifact_uri,
+        image=image if image is not None else deploy.image,
+        source_repo=source_repo or default_source_repo(root),
+        source_commit=commit,
+        dvc_lock_sha256=sha256_file(lock),
+    )
+    return release.check()

@@ -1,0 +1,291 @@
+"""Render one model/environment folder of the GitOps repository.
+
+:func:`render_env` returns ``{file name: bytes}`` for ``<env>/<model>/`` (the folder the Argo CD
+Application points at). What is rendered is the registry :data:`KINDS`: each manifest kind
+satisfies the small :class:`ManifestKind` protocol, so adding a kind (say ``prometheus-rules``)
+is one module or template plus one dict entry; ``kustomization.yaml`` lists every kind marked
+``in_kustomization``.
+
+Templates are Jinja2 with ``StrictUndefined``. Every value enters through the ``j`` filter,
+which writes JSON (valid YAML), so no value can add keys or documents. The text is parsed back
+with the safe loader, validated (:mod:`gitops.validate`) and dumped through :mod:`ci.yamlio`:
+the same release and params give the same bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ci.errors import InputError
+from gitops.params import ANALYSIS_TEMPLATES, DeployParams
+from gitops.release import Release
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+ROLE_LABEL = "modelops.io/role"
+MANAGED_BY = "modelops-gitops"
+
+# Characters JSON leaves raw that YAML would reject or read as line breaks: escape them.
+_YAML_UNSAFE = re.compile("[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd"
+                          "\U00010000-\U0010ffff]")
+
+
+def to_json(value: Any) -> str:
+    """The ``j`` filter: ``value`` as JSON, safe to paste anywhere a YAML value goes."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=False, allow_nan=False)
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+@functools.cache
+def _jinja():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 - YAML output; every value goes through the JSON filter
+        keep_trailing_newline=True,
+    )
+    env.filters["j"] = to_json
+    return env
+
+
+def render_template(name: str, context: dict[str, Any]) -> list[Any]:
+    """Render template ``name`` and parse it back into documents (safe loader)."""
+    from ci.yamlio import load_yaml_all
+
+    text = _jinja().get_template(name).render(**context)
+    return load_yaml_all(text, f"template {name}")
+
+
+# --------------------------------------------------------------------------- kinds
+
+class ManifestKind(Protocol):
+    """One file of the rendered folder."""
+
+    filename: str
+    in_kustomization: bool  # listed under resources: of kustomization.yaml
+    validated: bool  # checked as Kubernetes objects by gitops.validate
+
+    def render(self, context: dict[str, Any]) -> list[dict[str, Any]]:
+        """The parsed documents of this file."""
+        ...
+
+
+@dataclass(frozen=True)
+class TemplateKind:
+    filename: str
+    template: str
+    in_kustomization: bool = True
+    validated: bool = True
+
+    def render(self, context: dict[str, Any]) -> list[dict[str, Any]]:
+        return render_template(self.template, context)
+
+
+# kind name -> manifest kind. Order = order in kustomization.yaml. One entry per kind.
+KINDS: dict[str, ManifestKind] = {
+    "rollout": TemplateKind("rollout.yaml", "rollout.yaml.j2"),
+    "services": TemplateKind("services.yaml", "services.yaml.j2"),
+    "analysis-templates": TemplateKind("analysis-templates.yaml", "analysis-templates.yaml.j2"),
+    "application": TemplateKind("application.yaml", "application.yaml.j2",
+                                in_kustomization=False),
+    "kustomization": TemplateKind("kustomization.yaml", "kustomization.yaml.j2",
+                                  in_kustomization=False, validated=False),
+}
+RELEASE_FILE = "release.json"
+
+
+# --------------------------------------------------------------------------- analysis
+
+def _threshold(x: float) -> str:
+    return repr(float(x))
+
+
+def analysis_templates(model: str, deploy: DeployParams) -> list[dict[str, str]]:
+    """Name, query and conditions of each AnalysisTemplate.
+
+    Each query selects the canary by ``role="canary"`` and the ``model``/``version`` args.
+    Conditions: success ``len(result) > 0 && result[0] < T``, failure ``len(result) > 0 &&
+    result[0] >= T``. An empty result (no canary traffic yet) or NaN (zero rate) matches
+    neither, so the measurement is *Inconclusive*: ``inconclusiveLimit`` of those pause the
+    Rollout for a human instead of promoting or aborting blind.
+    """
+    a = deploy.analysis
+    sel = 'model="{{args.model}}",version="{{args.version}}",role="canary"'
+    w = a.rate_window
+    queries = {
+        "error-rate": (
+            f'(sum(rate(model_requests_total{{{sel},code=~"5.."}}[{w}])) or vector(0))'
+            f" / sum(rate(model_requests_total{{{sel}}}[{w}]))", a.error_rate_max),
+        "latency-p99": (
+            "histogram_quantile(0.99, sum by (le) "
+            f"(rate(model_request_duration_seconds_bucket{{{sel}}}[{w}])))",
+            a.latency_p99_max_seconds),
+        "prediction-drift": (f"max(model_prediction_psi{{{sel}}})", a.drift_psi_max),
+    }
+    out = []
+    for short, description in ANALYSIS_TEMPLATES.items():
+        query, limit = queries[short]
+        t = _threshold(limit)
+        out.append({
+            "short": short, "name": f"{model}-{short}", "metric": short,
+            "description": description, "query": query,
+            "success": f"len(result) > 0 && result[0] < {t}",
+            "failure": f"len(result) > 0 && result[0] >= {t}",
+        })
+    return out
+
+
+def canary_steps(model: str, version: str, steps: Any) -> list[dict[str, Any]]:
+    """params.yaml steps -> Rollout steps: analysis templates get their full name and args."""
+    out = []
+    for step in steps:
+        (key, value), = step.items()
+        if key == "analysis":
+            value = {
+                "templates": [{"templateName": f"{model}-{t['templateName']}"}
+                              for t in value["templates"]],
+                "args": [{"name": "model", "value": model},
+                         {"name": "version", "value": version}],
+            }
+        out.append({key: value})
+    return out
+
+
+# --------------------------------------------------------------------------- context
+
+def build_context(release: Release, params: Any, env: str) -> dict[str, Any]:
+    """Everything the templates see. ``params`` is the loaded params.yaml."""
+    deploy: DeployParams = params.deploy
+    env_params = deploy.environment(env, getattr(params, "file", "params.yaml"))
+    model = release.model
+    team = params.model.team
+    selector = {"app.kubernetes.io/name": model}
+    labels = {
+        "app.kubernetes.io/name": model,
+        "app.kubernetes.io/version": release.version,
+        "app.kubernetes.io/part-of": "modelops",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "modelops.io/model": model,
+        "modelops.io/team": team,
+        "modelops.io/env": env,
+    }
+    annotations = {
+        "modelops.io/version": release.version,
+        "modelops.io/sha256": release.sha256,
+        "modelops.io/dvc-md5": release.dvc_md5,
+        "modelops.io/artifact-uri": release.artifact_uri,
+        "modelops.io/source-repo": release.source_repo,
+        "modelops.io/source-commit": release.source_commit,
+        "modelops.io/dvc-lock-sha256": release.dvc_lock_sha256,
+    }
+    pod_annotations = {
+        **annotations,
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(deploy.port),
+        "prometheus.io/path": "/metrics",
+    }
+    container_env = [
+        {"name": "MODEL_NAME", "value": model},
+        {"name": "MODEL_VERSION", "value": release.version},
+        {"name": "MODEL_SHA256", "value": release.sha256},
+        {"name": "MODEL_URI", "value": release.artifact_uri},
+        {"name": "MODEL_ROLE_FILE", "value": "/etc/podinfo/labels"},
+        {"name": "PORT", "value": str(deploy.port)},
+    ]
+    r = deploy.resources
+    resources = {"requests": {"cpu": r.requests.cpu, "memory": r.requests.memory},
+                 "limits": {"cpu": r.limits.cpu, "memory": r.limits.memory}}
+    names = {
+        "rollout": model,
+        "stable_service": f"{model}-stable",
+        "canary_service": f"{model}-canary",
+        "application": f"{model}-{env}",
+        "path": f"{env}/{model}",
+    }
+    return {
+        "release": release, "deploy": deploy, "env": env_params, "env_name": env,
+        "analysis": deploy.analysis, "prometheus": deploy.prometheus, "argocd": deploy.argocd,
+        "names": names, "labels": labels, "selector": selector,
+        "pod_labels": {**labels}, "annotations": annotations,
+        "pod_annotations": pod_annotations, "container_env": container_env,
+        "resources": resources, "role_label": ROLE_LABEL,
+        "service_labels": {role: {**labels, ROLE_LABEL: role} for role in ("stable", "canary")},
+        "steps": canary_steps(model, release.version, deploy.canary.steps),
+        "analysis_templates": analysis_templates(model, deploy),
+        "kustomize_resources": [k.filename for k in KINDS.values() if k.in_kustomization],
+    }
+
+
+def render_docs(release: Release, params: Any, env: str) -> dict[str, list[dict[str, Any]]]:
+    """file name -> parsed documents, for every kind in :data:`KINDS` (not validated)."""
+    context = build_context(release, params, env)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for kind in KINDS.values():
+        out[kind.filename] = kind.render(context)
+    return out
+
+
+def render_env(release: Release, params: Any, env: str, *, validate: bool = True
+               ) -> dict[str, bytes]:
+    """The complete ``<env>/<model>/`` folder: relative file name -> bytes.
+
+    Checks the release fields first, then (``validate=True``) every manifest; raises
+    ValidationError or ConfigError (unknown environment) before anything is returned.
+    """
+    from ci.yamlio import dump_yaml_all
+    from gitops.validate import check_manifests
+
+    release.check()
+    rendered = render_docs(release, params, env)
+    if validate:
+        docs, sources = [], []
+        for filename, file_docs in rendered.items():
+            kind = next(k for k in KINDS.values() if k.filename == filename)
+            if kind.validated:
+                docs.extend(file_docs)
+                sources.extend([filename] * len(file_docs))
+        check_manifests(docs, sources)
+    files = {name: dump_yaml_all(docs, yaml11_safe=True).encode("utf-8")
+             for name, docs in rendered.items()}
+    files[RELEASE_FILE] = release.to_json()
+    return dict(sorted(files.items()))
+
+
+def write_env(files: dict[str, bytes], out_dir: str | Path, env: str, model: str) -> Path:
+    """Write a rendered folder to ``out_dir/<env>/<model>/`` atomically (all files or none).
+
+    The files go to a sibling temporary folder that replaces the old one in one rename; files
+    of an earlier render that are no longer rendered disappear.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    from ci.fsutil import atomic_write_bytes
+
+    target = Path(out_dir) / env / model
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{model}.", dir=target.parent))
+    try:
+        for name, data in files.items():
+            if "/" in name or name.startswith("."):
+                raise InputError(f"refusing to write file name {name!r}")
+            atomic_write_bytes(tmp / name, data)
+        old = None
+        if target.exists():
+            old = target.parent / f".{model}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

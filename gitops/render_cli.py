@@ -1,0 +1,157 @@
+"""``python -m gitops release | render | validate``: thin CLI over release.py, render.py and
+validate.py."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ci.errors import InputError
+
+_RELEASE_HELP = """\
+defaults: --version is the first 12 hex digits of the git HEAD commit; --image is deploy.image
+from params.yaml (prefer a digest: name@sha256:...); --artifact-uri is the default DVC remote's
+content-addressed path of the artifact (<remote>/files/md5/<2>/<30>); --source-commit is the git
+HEAD; --source-repo comes from GitHub Actions or the 'origin' remote. The artifact
+(deploy.artifact_path, default models/model.onnx) must match its md5 in dvc.lock."""
+
+_RENDER_HELP = """\
+writes OUT/<env>/<model>/ with rollout.yaml, services.yaml, analysis-templates.yaml,
+application.yaml, kustomization.yaml and release.json (all files or none; stale files removed).
+
+analysis thresholds (params.yaml deploy.analysis) -> AnalysisTemplates:
+  error_rate_max          <model>-error-rate: share of 5xx in model_requests_total{role="canary"}
+  latency_p99_max_seconds <model>-latency-p99: histogram_quantile(0.99, model_request_duration_
+                          seconds_bucket{role="canary"})
+  drift_psi_max           <model>-prediction-drift: max(model_prediction_psi{role="canary"})
+each metric: successCondition 'len(result) > 0 && result[0] < T', failureCondition
+'len(result) > 0 && result[0] >= T'. No data (empty result or NaN) is inconclusive; after
+inconclusive_limit of those the rollout pauses for a human."""
+
+
+def _add_release_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    p.add_argument("--repo", default=".", help="model repository root (default: .)")
+    p.add_argument("--release", metavar="FILE",
+                   help="use this release.json instead of building one from dvc.lock")
+    p.add_argument("--version", dest="release_version",
+                   help="release version (default: first 12 hex digits of git HEAD)")
+    p.add_argument("--image", help="serving image (default: deploy.image)")
+    p.add_argument("--artifact-uri", help="artifact URI (default: from the DVC remote)")
+    p.add_argument("--source-repo", help="source repository (default: from git/GitHub)")
+    p.add_argument("--source-commit", help="source commit (default: git HEAD)")
+
+
+def load_release(args: argparse.Namespace, params):
+    from gitops.release import Release, build_release
+
+    if args.release:
+        path = Path(args.release)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise InputError(f"{path}: file not found",
+                             hint="write one with `python -m gitops release --out FILE`") from exc
+        return Release.from_json(data, str(path))
+    return build_release(args.repo, params, version=args.release_version, image=args.image,
+                         artifact_uri=args.artifact_uri, source_repo=args.source_repo,
+                         source_commit=args.source_commit)
+
+
+def _cmd_release(args: argparse.Namespace) -> int:
+    from ci.config import load_params
+    from ci.fsutil import atomic_write_bytes
+
+    params = load_params(args.params)
+    release = load_release(args, params)
+    data = release.to_json()
+    if args.out:
+        atomic_write_bytes(args.out, data)
+        print(f"release {release.model} {release.version} (sha256 {release.sha256[:12]}) "
+              f"-> {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(data.decode("utf-8"))
+    return 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from ci.config import load_params
+    from gitops.render import render_env, write_env
+
+    params = load_params(args.params)
+    envs = args.env or list(params.deploy.environments)
+    for env in envs:  # check every environment name before rendering anything
+        params.deploy.environment(env, args.params)
+    release = load_release(args, params)
+    rendered = {env: render_env(release, params, env) for env in envs}
+    for env, files in rendered.items():
+        target = write_env(files, args.out, env, release.model)
+        print(f"rendered {len(files)} files -> {target}", file=sys.stderr)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from ci.yamlio import load_yaml_all
+    from gitops.validate import check_manifests, kustomize_build
+
+    files: list[Path] = []
+    folders: list[Path] = []
+    for item in args.paths:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(x for x in p.rglob("*.y*ml") if x.name != "kustomization.yaml")
+            files.extend(found)
+            folders.extend(sorted({x.parent for x in p.rglob("kustomization.yaml")}))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise InputError(f"{p}: no such file or folder")
+    docs, sources = [], []
+    for f in files:
+        for d in load_yaml_all(f.read_text(encoding="utf-8"), str(f)):
+            docs.append(d)
+            sources.append(str(f))
+    check_manifests(docs, sources, cross_refs=not args.no_cross_refs)
+    built = 0
+    if not args.no_kustomize:
+        for folder in folders:
+            if kustomize_build(folder) is not None:
+                built += 1
+    print(f"ok: {len(docs)} manifests in {len(files)} files"
+          + (f", {built} kustomization(s) built" if built else ""), file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("release", help="build the release record (model, version, hashes)",
+                       description="Build and check the release of the artifact pinned in "
+                                   "dvc.lock; print its JSON or write it with --out.",
+                       epilog=_RELEASE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_release_args(p)
+    p.add_argument("--out", help="write release.json here (default: stdout)")
+    p.set_defaults(handler=_cmd_release)
+
+    p = sub.add_parser("render", help="render Argo Rollouts + Argo CD manifests",
+                       description="Render, validate and write the manifests of one release for "
+                                   "each environment (nothing is written if any check fails).",
+                       epilog=_RENDER_HELP + "\n\n" + _RELEASE_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_release_args(p)
+    p.add_argument("--env", action="append",
+                   help="environment from deploy.environments (repeatable; default: all)")
+    p.add_argument("--out", required=True, help="output folder (gets <env>/<model>/...)")
+    p.set_defaults(handler=_cmd_render)
+
+    p = sub.add_parser("validate", help="validate manifests (strict CRDs, names, references)",
+                       description="Validate Kubernetes manifests: custom resources against "
+                                   "the upstream CRD schemas with unknown fields rejected, core "
+                                   "kinds with kubernetes-validate --strict, name/label/image "
+                                   "rules, cross references, and `kubectl kustomize` for each "
+                                   "folder with a kustomization.yaml (when kubectl is "
+                                   "installed).")
+    p.add_argument("paths", nargs="+", help="YAML files or folders")
+    p.add_argument("--no-cross-refs", action="store_true",
+                   help="skip checks that need the whole set (templates/services exist)")
+    p.add_argument("--no-kustomize", action="store_true", help="skip `kubectl kustomize`")
+    p.set_defaults(handler=_cmd_validate)

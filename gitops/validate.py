@@ -1,0 +1,333 @@
+"""Validation of rendered manifests before anything is written or published.
+
+Checks, per document: custom resources against their upstream CRD schema in strict mode
+(:mod:`gitops.crd`); core kinds (Service, Secret, ...) with ``kubernetes-validate --strict``;
+Kubernetes naming rules (DNS-1123 names and namespaces, label keys and values, annotation keys,
+image references). Across the set: every analysis template named by a Rollout exists and gets
+the arguments it needs; the Services a Rollout names exist. ``kubectl kustomize`` builds a
+rendered folder when kubectl is installed (:func:`kustomize_build`).
+
+:func:`validate_manifests` returns a list of :class:`Problem`; :func:`check_manifests` raises one
+:class:`~ci.errors.ValidationError` listing them.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ci.errors import ValidationError
+
+DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+
+# Image reference grammar (github.com/distribution/reference), anchored.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*" \
+          r"[a-zA-Z0-9])?))*(?::[0-9]+)?"
+IMAGE_REFERENCE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[\w][\w.-]{0,127})?"
+    r"(?:@sha256:[0-9a-f]{64})?")
+
+# Kinds whose metadata.name must be a DNS-1035 label (Services); others: DNS-1123 subdomain.
+_DNS1035_KINDS = {"Service"}
+K8S_VERSION = "1.32.0"  # the Kubernetes API the core kinds are checked against
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str      # "<file or kind/name>"
+    path: str       # field path inside the document, e.g. "spec.strategy.canary.steps[2]"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.path}: {self.message}"
+
+
+def image_problem(image: Any) -> str | None:
+    """Why ``image`` is not a valid image reference, or None when it is."""
+    if not isinstance(image, str) or not image:
+        return "must be an image reference like 'registry/name:tag' or 'name@sha256:<64 hex>'"
+    if len(image) > 512:
+        return "is longer than 512 characters"
+    if not IMAGE_REFERENCE.fullmatch(image):
+        return ("is not a valid image reference: expected 'registry/name:tag' or "
+                "'registry/name@sha256:<64 hex>' (lowercase name, tag of letters, digits, "
+                "'.', '_', '-')")
+    return None
+
+
+def name_problem(name: Any, kind: str = "") -> str | None:
+    if not isinstance(name, str) or not name:
+        return "must be a non-empty string"
+    if kind in _DNS1035_KINDS:
+        if len(name) > 63 or not DNS1035_LABEL.fullmatch(name):
+            return ("must be a DNS-1035 label: at most 63 lowercase letters, digits and '-', "
+                    "starting with a letter")
+        return None
+    if len(name) > 253 or not DNS1123_SUBDOMAIN.fullmatch(name):
+        return ("must be a DNS-1123 subdomain: at most 253 lowercase letters, digits, '-' "
+                "and '.'")
+    return None
+
+
+def label_key_problem(key: Any) -> str | None:
+    if not isinstance(key, str) or not key:
+        return "label/annotation key must be a non-empty string"
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.fullmatch(prefix)):
+        return "key prefix must be a DNS-1123 subdomain"
+    if len(name) > 63 or not QUALIFIED_NAME.fullmatch(name):
+        return ("key name must be at most 63 letters, digits, '-', '_', '.', starting and "
+                "ending with a letter or digit")
+    return None
+
+
+def label_value_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "label value must be a string"
+    if len(value) > 63 or not LABEL_VALUE.fullmatch(value):
+        return ("label value must be at most 63 letters, digits, '-', '_', '.', starting and "
+                "ending with a letter or digit")
+    return None
+
+
+# --------------------------------------------------------------------------- per document
+
+def _doc_id(doc: Any, index: int, source: str | None) -> str:
+    if isinstance(doc, dict):
+        kind = doc.get("kind", "?")
+        name = (doc.get("metadata") or {}).get("name", "?") if isinstance(
+            doc.get("metadata"), dict) else "?"
+        ident = f"{kind}/{name}"
+    else:
+        ident = f"document {index}"
+    return f"{source} ({ident})" if source else ident
+
+
+def _check_labels(labels: Any, path: str, where: str, out: list[Problem],
+                  values: bool = True) -> None:
+    if labels is None:
+        return
+    if not isinstance(labels, dict):
+        out.append(Problem(where, path, f"must be a mapping (got {labels!r:.60})"))
+        return
+    total = 0
+    for key, value in labels.items():
+        problem = label_key_problem(key)
+        if problem:
+            out.append(Problem(where, f"{path}.{key}", f"{problem} (got {key!r:.80})"))
+        if values:
+            problem = label_value_problem(value)
+            if problem:
+                out.append(Problem(where, f"{path}.{key}", f"{problem} (got {value!r:.80})"))
+        else:
+            if not isinstance(value, str):
+                out.append(Problem(where, f"{path}.{key}", f"must be a string (got {value!r:.80})"))
+            else:
+                total += len(key) + len(value)
+    if total > 256 * 1024:
+        out.append(Problem(where, path, "annotations exceed 256 KiB in total"))
+
+
+def _check_metadata(meta: Any, path: str, kind: str, where: str, out: list[Problem],
+                    named: bool = True) -> None:
+    if not isinstance(meta, dict):
+        out.append(Problem(where, path, "must be a mapping with a name"))
+        return
+    if named:
+        problem = name_problem(meta.get("name"), kind)
+        if problem:
+            out.append(Problem(where, f"{path}.name", f"{problem} (got {meta.get('name')!r:.80})"))
+    ns = meta.get("namespace")
+    if ns is not None and (not isinstance(ns, str) or len(ns) > 63
+                           or not DNS1123_LABEL.fullmatch(ns)):
+        out.append(Problem(where, f"{path}.namespace",
+                           f"must be a DNS-1123 label of at most 63 characters (got {ns!r:.80})"))
+    _check_labels(meta.get("labels"), f"{path}.labels", where, out)
+    _check_labels(meta.get("annotations"), f"{path}.annotations", where, out, values=False)
+
+
+def _pod_spec(doc: dict) -> tuple[str, Any] | None:
+    spec = doc.get("spec")
+    if isinstance(spec, dict) and isinstance(spec.get("template"), dict):
+        return "spec.template", spec["template"]
+    return None
+
+
+def _check_pod_template(doc: dict, where: str, out: list[Problem]) -> None:
+    found = _pod_spec(doc)
+    if not found:
+        return
+    path, template = found
+    _check_metadata(template.get("metadata") or {}, f"{path}.metadata", "", where, out,
+                    named=False)
+    pod = template.get("spec")
+    if not isinstance(pod, dict):
+        return
+    for group in ("initContainers", "containers"):
+        for i, c in enumerate(pod.get(group) or []):
+            if not isinstance(c, dict):
+                continue
+            cpath = f"{path}.spec.{group}[{i}]"
+            problem = name_problem(c.get("name"), "Service")  # container names: DNS-1123 label
+            if problem:
+                out.append(Problem(where, f"{cpath}.name",
+                                   f"{problem} (got {c.get('name')!r:.80})"))
+            if "image" in c or group == "containers":
+                problem = image_problem(c.get("image"))
+                if problem:
+                    out.append(Problem(where, f"{cpath}.image",
+                                       f"{problem} (got {c.get('image')!r:.80})"))
+
+
+@functools.cache
+def _k8s_validate():
+    import kubernetes_validate
+
+    return kubernetes_validate
+
+
+def _check_core(doc: dict, where: str, out: list[Problem]) -> None:
+    kv = _k8s_validate()
+    try:
+        kv.validate(doc, K8S_VERSION, strict=True)
+    except kv.ValidationError as exc:
+        err = exc.caused_by
+        path = ".".join(str(p) for p in getattr(err, "path", [])) or "(top level)"
+        out.append(Problem(where, path, f"{getattr(err, 'message', str(exc))}"[:200]))
+    except (kv.SchemaNotFoundError, kv.InvalidSchemaError) as exc:
+        out.append(Problem(where, "kind",
+                           f"no kubernetes schema for {doc.get('apiVersion')!r} "
+                           f"{doc.get('kind')!r}: {exc}"[:200]))
+
+
+def validate_document(doc: Any, index: int = 0, source: str | None = None) -> list[Problem]:
+    """Problems of one manifest on its own (no cross references)."""
+    from gitops.crd import CRD_FILES, crd_api_versions, validate_strict
+
+    where = _doc_id(doc, index, source)
+    out: list[Problem] = []
+    if not isinstance(doc, dict):
+        return [Problem(where, "(top level)", f"must be a mapping (got {doc!r:.60})")]
+    kind, api = doc.get("kind"), doc.get("apiVersion")
+    if not isinstance(kind, str) or not isinstance(api, str):
+        return [Problem(where, "(top level)", "needs apiVersion and kind")]
+    _check_metadata(doc.get("metadata"), "metadata", kind, where, out)
+    _check_pod_template(doc, where, out)
+    if kind in CRD_FILES and api.startswith("argoproj.io/"):
+        if api not in crd_api_versions(kind):
+            out.append(Problem(where, "apiVersion",
+                               f"{kind} is served as {', '.join(crd_api_versions(kind))} "
+                               f"(got {api!r})"))
+        else:
+            for message in validate_strict(doc):
+                path, _, text = message.partition(": ")
+                out.append(Problem(where, path, text))
+    else:
+        _check_core(doc, where, out)
+    return out
+
+
+# --------------------------------------------------------------------------- cross references
+
+def _required_args(template: dict) -> set[str]:
+    args = (template.get("spec") or {}).get("args") or []
+    return {a.get("name") for a in args
+            if isinstance(a, dict) and "value" not in a and "valueFrom" not in a}
+
+
+def cross_reference_problems(docs: list[dict], sources: list[str | None]) -> list[Problem]:
+    """Analysis templates named by Rollouts exist and get their args; Services exist."""
+    out: list[Problem] = []
+
+    def index(kind: str) -> dict[tuple[str | None, str], dict]:
+        return {((d.get("metadata") or {}).get("namespace"), (d.get("metadata") or {}).get("name")):
+                d for d in docs if isinstance(d, dict) and d.get("kind") == kind}
+
+    templates, cluster_templates = index("AnalysisTemplate"), index("ClusterAnalysisTemplate")
+    services = index("Service")
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, dict) or doc.get("kind") != "Rollout":
+            continue
+        where = _doc_id(doc, i, sources[i])
+        ns = (doc.get("metadata") or {}).get("namespace")
+        canary = ((doc.get("spec") or {}).get("strategy") or {}).get("canary") or {}
+        for key in ("stableService", "canaryService"):
+            name = canary.get(key)
+            if name and (ns, name) not in services:
+                out.append(Problem(where, f"spec.strategy.canary.{key}",
+                                   f"names Service {name!r}, which is not in the manifests"))
+        analyses = [(f"spec.strategy.canary.steps[{j}].analysis", s["analysis"])
+                    for j, s in enumerate(canary.get("steps") or [])
+                    if isinstance(s, dict) and isinstance(s.get("analysis"), dict)]
+        if isinstance(canary.get("analysis"), dict):
+            analyses.append(("spec.strategy.canary.analysis", canary["analysis"]))
+        for path, analysis in analyses:
+            given = {a.get("name") for a in analysis.get("args") or [] if isinstance(a, dict)}
+            for k, ref in enumerate(analysis.get("templates") or []):
+                name = ref.get("templateName")
+                cluster = bool(ref.get("clusterScope"))
+                found = (cluster_templates.get((None, name)) if cluster
+                         else templates.get((ns, name)))
+                if found is None:
+                    what = "ClusterAnalysisTemplate" if cluster else "AnalysisTemplate"
+                    out.append(Problem(where, f"{path}.templates[{k}].templateName",
+                                       f"names {what} {name!r}, which is not in the manifests"))
+                    continue
+                missing = sorted(_required_args(found) - given)
+                if missing:
+                    out.append(Problem(where, f"{path}.args",
+                                       f"template {name!r} needs args {missing} that the step "
+                                       "does not give"))
+    return out
+
+
+def validate_manifests(docs: Iterable[Any], sources: Iterable[str | None] | None = None,
+                       *, cross_refs: bool = True) -> list[Problem]:
+    """All problems of a set of manifests (per document, then across the set)."""
+    docs = list(docs)
+    srcs = list(sources) if sources is not None else [None] * len(docs)
+    out: list[Problem] = []
+    for i, doc in enumerate(docs):
+        out.extend(validate_document(doc, i, srcs[i]))
+    if cross_refs:
+        out.extend(cross_reference_problems([d for d in docs], srcs))
+    return out
+
+
+def check_manifests(docs: Iterable[Any], sources: Iterable[str | None] | None = None,
+                    *, cross_refs: bool = True) -> None:
+    """Raise one ValidationError listing every problem (at most 20 shown)."""
+    problems = validate_manifests(docs, sources, cross_refs=cross_refs)
+    if problems:
+        shown = "\n  ".join(str(p) for p in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ValidationError(f"{len(problems)} problem(s) in the manifests:\n  {shown}{more}",
+                              hint="fix params.yaml deploy section or the release inputs; "
+                                   "nothing was written")
+
+
+# --------------------------------------------------------------------------- kustomize
+
+def kustomize_build(folder: str | Path, kubectl: str | None = None) -> str | None:
+    """Run ``kubectl kustomize`` on ``folder``; None when kubectl is not installed."""
+    kubectl = kubectl or shutil.which("kubectl")
+    if kubectl is None:
+        return None
+    proc = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True,
+                          timeout=120)
+    if proc.returncode != 0:
+        raise ValidationError(f"{folder}: kubectl kustomize failed: {proc.stderr.strip()[:500]}",
+                              hint="check kustomization.yaml lists only files in the folder")
+    return proc.stdout
