@@ -553,7 +553,8 @@ class Runner:
     def _run_one(self, step: dict, step_id: str, name: str, scope: dict,
                  status: str) -> StepResult:
         ctx = self._context({**scope, "status": status})
-        step_env = {k: to_str(interpolate(v, ctx, status)) for k, v in (step.get("env") or {}).items()}
+        step_env = {k: to_str(interpolate(v, ctx, status))
+                    for k, v in (step.get("env") or {}).items()}
         self.log.append(f"::step {name}")
         if "run" in step:
             shell = step.get("shell", "bash" if scope.get("action_path") else None)
@@ -565,7 +566,8 @@ class Runner:
             cwd = interpolate(step.get("working-directory", str(self.workspace)), ctx, status)
             return self._bash(script, Path(self.workspace, cwd), step_env, step_id, name)
         uses = str(step.get("uses", ""))
-        with_ = {k: to_str(interpolate(v, ctx, status)) for k, v in (step.get("with") or {}).items()}
+        with_ = {k: to_str(interpolate(v, ctx, status))
+                 for k, v in (step.get("with") or {}).items()}
         if uses.startswith("./"):
             sub = Runner.__new__(Runner)
             sub.__dict__.update(self.__dict__)
