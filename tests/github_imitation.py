@@ -25,6 +25,7 @@ Other parts of the suite import the fixture: ``from tests.github_imitation impor
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import html
@@ -33,7 +34,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -72,7 +73,7 @@ def webhook_payload(name: str) -> dict:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -149,7 +150,8 @@ class GitHubImitation:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -283,12 +285,14 @@ class GitHubImitation:
             if fault:
                 fault.hits += 1
         if fault:
+            done = None
+            if fault.perform:  # GitHub did the work; only the answer is slow or an error
+                with contextlib.suppress(_Answer):
+                    done = self._route(method, path, query, data, token)
             if fault.delay:
                 time.sleep(fault.delay)
-            if fault.perform:
-                self._route(method, path, query, data, token)
-            if fault.status < 400:  # a pure delay
-                return self._route(method, path, query, data, token)
+            if fault.status < 400:  # a slow answer, not an error
+                return done or self._route(method, path, query, data, token)
             raise _error(fault.status, fault.message, fault.headers)
         return self._route(method, path, query, data, token)
 
@@ -498,7 +502,7 @@ class GitHubImitation:
         return simple
 
     # -- validation ------------------------------------------------------------------------
-    def check_request(self, method, path, query, headers, body) -> None:
+    def check_request(self, method, path, query, headers, body) -> bool:
         from openapi_core.testing import MockRequest
 
         req = MockRequest(SPEC_HOST, method, path[len("/api/v3"):], args=query,
@@ -508,6 +512,8 @@ class GitHubImitation:
             _openapi().validate_request(req)
         except Exception as exc:  # noqa: BLE001 - any failure is a contract violation
             self.violations.append(f"request {method} {path}: {_why(exc)}")
+            return False
+        return True
 
     def check_response(self, method, path, query, headers, body, status, out_headers,
                        payload: bytes) -> None:
@@ -608,9 +614,15 @@ class _Handler(BaseHTTPRequestHandler):
         query = dict(parse_qsl(split.query))
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        if api.validate:
-            api.check_request(self.command, split.path, query, self.headers, body)
+        record = Recorded(self.command, split.path[len("/api/v3"):], query, 0, None,
+                          "present" if self.headers.get("Authorization") else None)
+        with api._lock:  # logged on arrival: a request the client gave up on still counts
+            api.requests.append(record)
+        valid = not api.validate or api.check_request(self.command, split.path, query,
+                                                      self.headers, body)
         try:
+            if not valid:  # GitHub answers 422 (or 404 for an unknown path); recorded above
+                raise _error(422, "Invalid request.")
             status, payload, extra = api.handle(self.command, split.path, query, self.headers,
                                                 body)
         except _Answer as answer:
@@ -630,12 +642,8 @@ class _Handler(BaseHTTPRequestHandler):
             for old in [k for k in out if k.lower() == key.lower()]:
                 del out[old]
             out[key] = str(value)
-        with api._lock:
-            api.requests.append(Recorded(self.command, split.path[len("/api/v3"):], query,
-                                         status, payload,
-                                         "present" if self.headers.get("Authorization")
-                                         else None))
-        if api.validate:
+        record.status, record.body = status, payload
+        if api.validate and valid:
             api.check_response(self.command, split.path, query, self.headers, body, status,
                                out, raw)
         self.send_response(status)
@@ -643,10 +651,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # client gave up
             self.wfile.write(raw)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout)
-            pass
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 
