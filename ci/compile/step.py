@@ -67,9 +67,13 @@ def load_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
                          hint="run `dvc repro prepare` to produce the prepared splits")
     try:
         with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in ("x", "y") if k not in data.files]
+            if missing:
+                raise InputError(f"{path}: missing array {missing[0]!r} (needs 'x' and 'y')",
+                                 hint="re-create it with `dvc repro prepare`")
             x, y = data["x"], data["y"]
-    except KeyError as exc:
-        raise InputError(f"{path}: missing array {exc.args[0]!r} (needs 'x' and 'y')") from None
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(f"{path}: not a readable .npz file ({exc})",
                          hint="re-create it with `dvc repro prepare`") from None
@@ -150,12 +154,13 @@ def _build_and_check(section: dict[str, Any], params: CompileParams, backend_nam
     from ci.compile.onnxruntime import load_runner
 
     backend = get_backend(backend_name)
-    reference = load_runner(model, params, optimize=False, provider_list=["CPUExecutionProvider"])
     with tempfile.TemporaryDirectory(prefix=".compile-", dir=out_dir) as tmp:
         work = Path(tmp)
         log(f"building with {backend_name} ({precision}) from {model}")
         built = backend.build(model, work, cache_dir, params, precision, calib, log)
         runner = backend.load(built.artifact, params)
+        reference = load_runner(model, params, optimize=False,
+                                provider_list=["CPUExecutionProvider"])
         log(f"parity on {len(x_test)} test samples against {reference.description}")
         ref_out = parity.run_in_batches(reference.infer, x_test, params.batch_profile.max)
         got = parity.run_in_batches(runner.infer, x_test, params.batch_profile.max)
@@ -209,8 +214,8 @@ def _baseline(model: Path, params: CompileParams, backend_name: str):
 def _write_section(section: dict[str, Any], section_path: Path,
                    report_path: Path | None) -> None:
     write_json(section_path, section)
-    if report_path is None:
-        return
+    if report_path is None or not report_path.exists():
+        return  # `python -m ci report` picks the section file up when it writes the report
     try:
         from ci.report import merge_section  # owned by the report step
     except ImportError:
