@@ -60,6 +60,12 @@ def _classify(stderr: str) -> tuple[bool, str]:
     return False, "see git's message above"
 
 
+# set by git for hooks; they would point our commands at the wrong repository
+_REPO_ENV = frozenset({"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+                       "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_PREFIX", "GIT_QUARANTINE_PATH",
+                       "GIT_NAMESPACE", "GIT_COMMON_DIR"})
+
+
 def _redact(text: str) -> str:
     """Hide credentials embedded in URLs (https://user:token@host)."""
     return re.sub(r"(://)[^/@\s]+@", r"\1***@", text)
@@ -69,7 +75,8 @@ def git(args: Sequence[str], *, cwd: str | Path | None = None, input: bytes | No
         env: Mapping[str, str] | None = None, check: bool = True,
         what: str | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run ``git args...``; raise :class:`ExternalError` (retryable or not) when it fails."""
-    full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})}
+    full_env = {k: v for k, v in os.environ.items() if k not in _REPO_ENV}
+    full_env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})})
     try:
         proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True,
                               env=full_env)

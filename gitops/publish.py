@@ -262,7 +262,8 @@ def _check_conflict(clone: Clone, old: str | None, new: str | None, folders: Seq
 # --------------------------------------------------------------------------- rendering
 
 def params_renderer(params_path: str | Path = "params.yaml") -> Render:
-    """Render (and validate) one environment's folder with the deploy section of params.yaml."""
+    """Render and validate one environment's folder with the deploy section of params.yaml
+    (:func:`gitops.render.render_env` validates every manifest before returning)."""
     from ci.config import load_params
     from gitops.render import render_env
 
@@ -270,27 +271,9 @@ def params_renderer(params_path: str | Path = "params.yaml") -> Render:
 
     def render(release: Any, env: str) -> Mapping[str, bytes]:
         params.deploy.environment(env, params_path)
-        files = render_env(release, params, env)
-        _validate(files, release, params, env)
-        return files
+        return render_env(release, params, env)
 
     return render
-
-
-def _validate(files: Mapping[str, bytes], release: Any, params: Any, env: str) -> None:
-    """Check every rendered manifest (schemas, names, cross-references) before publishing."""
-    from ci.yamlio import load_yaml_all
-    from gitops.validate import check_manifests
-
-    docs, sources = [], []
-    for name in sorted(files):
-        if not name.endswith((".yaml", ".yml")) or name.rsplit("/", 1)[-1] == "kustomization.yaml":
-            continue
-        for doc in load_yaml_all(files[name].decode("utf-8"), f"{env}/{name}"):
-            docs.append(doc)
-            sources.append(f"{env}/{release.model}/{name}")
-    check_manifests(docs, sources)
-
 
 
 # --------------------------------------------------------------------------- CLI
