@@ -64,7 +64,8 @@ def code(value: Any, limit: int = MAX_INLINE) -> str:
     if value is None:
         return "–"
     text = " ".join(str(value).split())
-    return _clip(text, limit).replace("`", "'").replace("|", "¦")
+    # a code span shows entities literally: a real zero-width space keeps "@x" from mentioning
+    return _clip(text, limit).replace("`", "'").replace("|", "¦").replace("@", "@\u200b")
 
 
 def fence(text: str, lang: str = "") -> str:
