@@ -28,10 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="directory for the engine or optimised model")
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/compile"),
                    help="persistent timing and calibration caches (keep between CI runs)")
-    p.add_argument("--section", type=Path, default=Path("reports/compile.json"),
-                   help="where the report section is written")
-    p.add_argument("--report", type=Path, default=Path("reports/report.json"),
-                   help="report.json the section is merged into (when ci.report exists)")
+    p.add_argument("--section", type=Path, default=Path("metrics/compile.json"),
+                   help="where the report section is written (JSON)")
+    p.add_argument("--report", default="reports/report.json",
+                   help="report.json the section is also merged into when that file exists; "
+                        "'' to skip")
     p.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime"],
                    help="override compile.backend")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"],
@@ -49,6 +50,6 @@ def _handle(args: argparse.Namespace) -> int:
                        runs=args.runs, warmup=args.warmup,
                        model=args.model, data_dir=args.data, out_dir=args.out,
                        cache_dir=args.cache_dir, section_path=args.section,
-                       report_path=args.report)
+                       report_path=Path(args.report) if args.report else None)
     print(render_compile_section(section))
     return 0
