@@ -177,14 +177,13 @@ def default_source_repo(root: Path) -> str:
 def default_artifact_remote(root: Path) -> str | None:
     """The URL of the default DVC remote, or None when there is none."""
     try:
-        from dvc.repo import Repo
+        from dvc.config import Config
 
-        with Repo(str(root)) as repo:
-            config = repo.config
-            name = config["core"].get("remote")
-            if not name:
-                return None
-            url = config["remote"][name]["url"]
+        config = Config(dvc_dir=str(root / ".dvc"))  # .dvc/config + config.local, validated
+        name = config["core"].get("remote")
+        if not name:
+            return None
+        url = config["remote"][name]["url"]
     except Exception:  # no dvc repo, bad config: the caller asks for --artifact-uri
         return None
     if "://" not in url:  # a local remote: make it absolute, then a file URI

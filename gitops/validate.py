@@ -203,9 +203,12 @@ def _check_core(doc: dict, where: str, out: list[Problem]) -> None:
     try:
         kv.validate(doc, K8S_VERSION, strict=True)
     except kv.ValidationError as exc:
-        err = exc.caused_by
-        path = ".".join(str(p) for p in getattr(err, "path", [])) or "(top level)"
-        out.append(Problem(where, path, f"{getattr(err, 'message', str(exc))}"[:200]))
+        parts = list(getattr(exc, "absolute_path", None) or getattr(exc, "path", []))
+        path = ""
+        for part in parts:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        out.append(Problem(where, path or "(top level)",
+                           str(getattr(exc, "message", exc))[:200]))
     except (kv.SchemaNotFoundError, kv.InvalidSchemaError) as exc:
         out.append(Problem(where, "kind",
                            f"no kubernetes schema for {doc.get('apiVersion')!r} "

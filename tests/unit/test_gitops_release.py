@@ -1,0 +1,138 @@
+"""Release: built from dvc.lock, refuses mismatched artifacts, checks every field."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import pytest
+
+from ci.config import load_params
+from ci.errors import InputError, ValidationError
+from gitops.release import Release, build_release
+from tests.conftest import ROOT
+
+ARTIFACT = b"\x08\x07onnx-bytes-for-tests"
+
+
+def example_release(**changes) -> Release:
+    base = Release(
+        model="digits-cnn", version="0123456789ab", sha256="a" * 64, dvc_md5="b" * 32,
+        artifact_uri="s3://models/files/md5/bb/" + "b" * 30,
+        image="ghcr.io/example/modelops-serve:0.1.0",
+        source_repo="https://github.com/example/modelops",
+        source_commit="0123456789ab" + "c" * 28, dvc_lock_sha256="d" * 64)
+    return dataclasses.replace(base, **changes)
+
+
+def _lock(md5: str) -> str:
+    return (
+        "schema: '2.0'\nstages:\n  export:\n    cmd: python -m pipeline.export\n"
+        "    deps:\n    - path: models/model.pt\n      hash: md5\n"
+        "      md5: 0123456789abcdef0123456789abcdef\n      size: 10\n"
+        "    outs:\n    - path: models/model.onnx\n      hash: md5\n"
+        f"      md5: {md5}\n      size: {len(ARTIFACT)}\n")
+
+
+@pytest.fixture
+def repo(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model.onnx").write_bytes(ARTIFACT)
+    (tmp_path / "dvc.lock").write_text(_lock(hashlib.md5(ARTIFACT).hexdigest()))
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_params(ROOT / "params.yaml")
+
+
+def _build(repo, params, **kw):
+    kw.setdefault("artifact_uri", "s3://bucket/files/md5/xx/yy")
+    kw.setdefault("source_commit", "c" * 40)
+    kw.setdefault("source_repo", "https://github.com/example/modelops")
+    return build_release(repo, params, **kw)
+
+
+def test_build_release_from_dvc_lock(repo, params):
+    release = _build(repo, params)
+    assert release.dvc_md5 == hashlib.md5(ARTIFACT).hexdigest()
+    assert release.sha256 == hashlib.sha256(ARTIFACT).hexdigest()
+    assert release.dvc_lock_sha256 == hashlib.sha256((repo / "dvc.lock").read_bytes()).hexdigest()
+    assert release.version == "c" * 12  # default: short source commit
+    assert release.image == params.deploy.image
+    assert release.model == "digits-cnn"
+
+
+def test_refuses_artifact_that_does_not_match_dvc_lock(repo, params):
+    (repo / "models" / "model.onnx").write_bytes(ARTIFACT + b"tampered")
+    with pytest.raises(InputError) as info:
+        _build(repo, params)
+    assert "does not match dvc.lock" in str(info.value)
+    assert "models/model.onnx" in str(info.value)
+
+
+def test_missing_and_malformed_dvc_lock(repo, params):
+    (repo / "dvc.lock").write_text("schema: '2.0'\nstages:\n  export: [1, 2]\n")
+    with pytest.raises(InputError, match="not a valid dvc lock file"):
+        _build(repo, params)
+    (repo / "dvc.lock").unlink()
+    with pytest.raises(InputError, match="dvc.lock: file not found"):
+        _build(repo, params)
+
+
+def test_lock_without_the_export_stage(repo, params):
+    (repo / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    with pytest.raises(InputError, match="no stage 'export'"):
+        _build(repo, params)
+
+
+def test_default_artifact_uri_from_dvc_remote(repo, params):
+    (repo / ".dvc").mkdir()
+    (repo / ".dvc" / "config").write_text("[core]\n    remote = store\n"
+                                          "['remote \"store\"']\n    url = s3://bucket/dvc\n")
+    release = _build(repo, params, artifact_uri=None)
+    md5 = release.dvc_md5
+    assert release.artifact_uri == f"s3://bucket/dvc/files/md5/{md5[:2]}/{md5[2:]}"
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("model", "Digits-CNN"), ("model", "a" * 64), ("model", "a_b"), ("model", "-x"),
+    ("version", "1.0\n---"), ("version", "v: 1"), ("version", "a" * 64), ("version", ""),
+    ("image", "ghcr.io/x/serve:1\n---\nkind: Secret"), ("image", "ghcr.io/x/serve:---"),
+    ("image", "serve:a b"), ("sha256", "A" * 64), ("dvc_md5", "b" * 31),
+    ("artifact_uri", "s3://x/y\nz"), ("artifact_uri", "no-scheme"),
+    ("source_commit", "main"), ("source_repo", "x\ny"),
+])
+def test_bad_release_fields_name_field_and_value(field, value):
+    with pytest.raises(ValidationError) as info:
+        example_release(**{field: value}).check()
+    message = str(info.value)
+    assert f"{field}: " in message
+    assert repr(value)[:40] in message
+
+
+def test_json_round_trip_is_canonical():
+    release = example_release()
+    data = release.to_json()
+    assert Release.from_json(data) == release
+    assert Release.from_json(data).to_json() == data
+    assert json.loads(data)["format"] == 1
+
+
+@pytest.mark.parametrize(("data", "match"), [
+    (b"{", "not valid JSON"), (b"[]", "must be a JSON object"),
+    (json.dumps({"format": 2}).encode(), "format"),
+])
+def test_from_json_rejects_bad_input(data, match):
+    with pytest.raises(InputError, match=match):
+        Release.from_json(data)
+
+
+def test_from_json_rejects_unknown_and_bad_fields():
+    raw = json.loads(example_release().to_json())
+    with pytest.raises(InputError, match="extra: unknown key"):
+        Release.from_json(json.dumps({**raw, "extra": 1}))
+    with pytest.raises(InputError, match="model: must be a DNS-1123 label"):
+        Release.from_json(json.dumps({**raw, "model": "Bad_Name"}))
