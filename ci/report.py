@@ -83,13 +83,15 @@ def load_report(path: str | Path) -> dict[str, Any]:
     return report
 
 
-def write_report(path: str | Path, report: dict[str, Any]) -> None:
+def write_report(path: str | Path, report: dict[str, Any]) -> dict[str, Any]:
+    """Order sections, recompute the verdict, validate, write atomically; return the result."""
     from ci.fsutil import write_json
 
     report = {**report, "sections": _ordered(report["sections"])}
     report["verdict"] = overall_verdict(report["sections"])
     validate_report(report, str(path))
     write_json(path, report)
+    return report
 
 
 def merge_section(report_path: str | Path, name: str, section: dict[str, Any]) -> dict[str, Any]:
@@ -104,8 +106,7 @@ def merge_section(report_path: str | Path, name: str, section: dict[str, Any]) -
                          hint="use letters, digits, '-' or '_' (e.g. 'compile')")
     report = load_report(report_path)
     report["sections"][name] = copy.deepcopy(section)
-    write_report(report_path, report)
-    return report
+    return write_report(report_path, report)
 
 
 # --------------------------------------------------------------------------- building

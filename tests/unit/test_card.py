@@ -1,0 +1,169 @@
+"""Model card (Hugging Face metadata) and report.json (schema, merge_section)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from ci.card import build_context, generate_card, render_card, validate_card
+from ci.errors import InputError, ValidationError
+from ci.fsutil import sha256_file
+from ci.report import load_report, merge_section, validate_report, write_report
+from tests.conftest import ROOT
+
+DATA = ROOT / "tests" / "data" / "comment"
+
+LOCK = """\
+schema: '2.0'
+stages:
+  prepare:
+    cmd: python -m pipeline.prepare
+    deps:
+    - path: data/raw/digits.csv
+      hash: md5
+      md5: 0123456789abcdef0123456789abcdef
+      size: 1000
+    params:
+      params.yaml:
+        prepare.seed: 42
+    outs:
+    - path: data/prepared
+      hash: md5
+      md5: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.dir
+      size: 5000
+  train:
+    cmd: python -m pipeline.train
+    params:
+      params.yaml:
+        train.epochs: 3
+    outs:
+    - path: models/model.onnx
+      hash: md5
+      md5: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb
+      size: 12
+"""
+
+
+@pytest.fixture
+def repo(tmp_path):
+    (tmp_path / "model-cards").mkdir()
+    shutil.copytree(ROOT / "model-cards" / "templates", tmp_path / "model-cards" / "templates")
+    (tmp_path / "params.yaml").write_text(
+        "model: {name: digits-cnn, team: ml-platform}\ntrain: {epochs: 3}\n")
+    (tmp_path / "dvc.lock").write_text(LOCK)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model.onnx").write_bytes(b"onnx-bytes!!")
+    metrics = {"accuracy": 0.981, "macro_f1": 0.9795, "model_size_mb": 0.1,
+               "latency_p95_ms": 0.3,
+               "per_class": {str(c): {"precision": 0.9, "recall": 0.95, "f1": 0.92,
+                                      "support": 30} for c in range(10)}}
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "metrics.json").write_text(json.dumps(metrics))
+    return tmp_path
+
+
+def test_card_has_lineage_slices_and_loads_with_huggingface(repo, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    name, text = generate_card(repo)
+    assert name == "digits-cnn"
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(text, ignore_metadata_errors=False)
+    assert card.data.model_name == "digits-cnn"
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert results == {"accuracy": 0.981, "f1": 0.9795}
+    assert card.data.eval_results[0].dataset_type == "sklearn-digits"
+    assert card.data.library_name == "onnx" and card.data.license == "apache-2.0"
+    assert "## Intended use" in text and "## Limitations" in text
+    assert "`aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.dir` | 5000 | prepare" in text   # data version
+    assert "| train | `train.epochs` | `3` |" in text                        # parameters
+    assert "| 9 | 0.9 | 0.95 | 0.92 | 30 |" in text                           # per-class slice
+    assert sha256_file(repo / "models" / "model.onnx") in text               # lineage
+    assert "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb" in text
+
+
+def test_card_is_deterministic(repo):
+    assert generate_card(repo)[1] == generate_card(repo)[1]
+
+
+def test_card_without_metrics_says_what_to_do(repo):
+    (repo / "metrics" / "metrics.json").unlink()
+    with pytest.raises(InputError, match="metrics/metrics.json not found"):
+        generate_card(repo)
+
+
+def test_broken_model_index_is_rejected():
+    bad = "---\nmodel-index:\n  - name: x\n    results:\n      - task: {}\n---\n# x\n"
+    with pytest.raises(ValidationError, match="front matter rejected"):
+        validate_card(bad, "x")
+
+
+def test_hostile_description_is_escaped(repo):
+    (repo / "params.yaml").write_text(
+        "model: {name: digits-cnn, description: '@octocat <script>[x](https://e.example)'}\n")
+    ctx = build_context(repo)
+    text = render_card(ctx, repo / "model-cards" / "templates")
+    assert "<script>" not in text and "@octocat" not in text and "](https" not in text
+
+
+# --------------------------------------------------------------------------- report.json
+
+def example():
+    return json.loads((DATA / "report.json").read_text())
+
+
+def test_example_report_validates():
+    validate_report(example())
+
+
+@pytest.mark.parametrize("mutate, where", [
+    (lambda r: r["sections"]["compile"].pop("reason"), "sections.compile"),
+    (lambda r: r["sections"]["evaluate"].update(status="ok"), "sections.evaluate.status"),
+    (lambda r: r.update(schema_version=2), "schema_version"),
+    (lambda r: r["sections"]["evaluate"]["gates"][0].update(status="maybe"),
+     "sections.evaluate.gates.0.status"),
+])
+def test_schema_rejects_bad_reports(mutate, where):
+    report = example()
+    mutate(report)
+    with pytest.raises(ValidationError, match=rf"report: {where}"):
+        validate_report(report)
+
+
+def test_merge_section_adds_compile_and_recomputes_verdict(tmp_path):
+    path = tmp_path / "reports" / "report.json"
+    report = example()
+    report["sections"]["evaluate"]["status"] = "pass"
+    write_report(path, report)
+    assert load_report(path)["verdict"] == "pass"
+    merged = merge_section(path, "compile", {"status": "fail", "backend": "onnxruntime",
+                                             "summary": "parity failed"})
+    assert merged["verdict"] == "fail"
+    again = load_report(path)
+    assert again["sections"]["compile"]["backend"] == "onnxruntime"
+    assert list(again["sections"]) == ["evaluate", "compile", "card"]
+    merge_section(path, "canary_preview", {"status": "skipped", "reason": "no cluster"})
+    assert "canary_preview" in load_report(path)["sections"]
+
+
+def test_merge_section_rejects_bad_section_and_leaves_file_whole(tmp_path):
+    path = tmp_path / "report.json"
+    write_report(path, example())
+    before = path.read_bytes()
+    with pytest.raises(ValidationError, match="sections.compile"):
+        merge_section(path, "compile", {"status": "skipped"})  # no reason
+    with pytest.raises(InputError, match="not a simple word"):
+        merge_section(path, "../x", {"status": "pass"})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_load_report_errors_name_the_file(tmp_path):
+    with pytest.raises(InputError, match="report not found"):
+        load_report(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(InputError, match="bad.json: not valid JSON"):
+        load_report(bad)
