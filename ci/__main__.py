@@ -13,6 +13,7 @@ from ci.cli import run_main
 COMMAND_MODULES: list[str] = [
     "ci.compile.cli",
     "ci.report",
+    "ci.comment",
 ]
 
 
