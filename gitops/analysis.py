@@ -11,8 +11,9 @@ judge it with ``successCondition`` / ``failureCondition`` (:mod:`gitops.conditio
 A metric stops early and takes that phase when failed > ``failureLimit`` (default 0),
 inconclusive > ``inconclusiveLimit`` (default 0) or consecutive errors >
 ``consecutiveErrorLimit`` (default 4); after ``count`` measurements (default 1) it is
-Successful. The run's phase is the worst metric phase: Failed > Error > Inconclusive >
-Successful. Argo Rollouts aborts the rollout on Failed or Error and pauses it on Inconclusive.
+Successful (errors do not count towards ``count``). The run's phase is the worst metric
+phase: Failed > Error > Inconclusive > Successful. Argo Rollouts aborts the rollout on Failed
+or Error and pauses it on Inconclusive.
 
 ``python -m gitops analyze --templates FILE`` runs every template in the file (or those named),
 all metrics in parallel, printing each measurement as it is taken.
@@ -301,29 +302,34 @@ def run_metric(metric: Metric, *, on_measurement: Callable[[MetricResult], None]
         sleep(metric.initial_delay)
     consecutive_errors = 0
     client = Prometheus(metric.address, metric.timeout)
-    for i in range(metric.count):
-        if i:
+    taken = 0  # like Argo, errors do not count towards ``count``
+    while taken < metric.count:
+        if res.measurements:
             sleep(metric.interval)
         m = measure(metric, client)
         res.measurements.append(m)
-        consecutive_errors = consecutive_errors + 1 if m.phase == ERROR else 0
+        if m.phase == ERROR:
+            consecutive_errors += 1
+        else:
+            consecutive_errors = 0
+            taken += 1
         if on_measurement:
             on_measurement(res)
         c = res.counts()
         if c[FAILED] > metric.failure_limit:
             res.phase = FAILED
-            res.message = f"{c[FAILED]} failed measurement(s) > failureLimit " \
-                          f"{metric.failure_limit}"
+            res.message = (f"{c[FAILED]} failed measurement(s) > failureLimit "
+                           f"{metric.failure_limit}")
             return res
         if c[INCONCLUSIVE] > metric.inconclusive_limit:
             res.phase = INCONCLUSIVE
-            res.message = f"{c[INCONCLUSIVE]} inconclusive measurement(s) > " \
-                          f"inconclusiveLimit {metric.inconclusive_limit}"
+            res.message = (f"{c[INCONCLUSIVE]} inconclusive measurement(s) > "
+                           f"inconclusiveLimit {metric.inconclusive_limit}")
             return res
         if consecutive_errors > metric.consecutive_error_limit:
             res.phase = ERROR
-            res.message = f"{consecutive_errors} consecutive errors > consecutiveErrorLimit " \
-                          f"{metric.consecutive_error_limit}: {m.message}"
+            res.message = (f"{consecutive_errors} consecutive errors > consecutiveErrorLimit "
+                           f"{metric.consecutive_error_limit}: {m.message}")
             return res
     res.phase = SUCCESSFUL
     return res

@@ -23,7 +23,8 @@ from ci.errors import InputError
 ENV = {  # flag -> environment variable that sets its default (the container uses these)
     "model": "MODEL_PATH", "sha256": "MODEL_SHA256", "model_name": "MODEL_NAME",
     "model_version": "MODEL_VERSION", "role": "MODEL_ROLE", "drift_baseline": "DRIFT_BASELINE",
-    "inject_latency_ms": "SERVE_INJECT_LATENCY_MS", "port": "SERVE_PORT", "host": "SERVE_HOST",
+    "inject_latency_ms": "SERVE_INJECT_LATENCY_MS", "port": "PORT", "host": "SERVE_HOST",
+    "role_file": "MODEL_ROLE_FILE",
 }
 
 
@@ -45,9 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                "version, role. Exit codes: 0 stopped cleanly, 2 bad flag or artifact, 3 bug.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=_env("model"), metavar="PATH",
-                   help="the artifact: models/model.onnx, or a TensorRT engine (.plan) "
-                        "[MODEL_PATH]")
+    g.add_argument("--model", default=_env("model") or os.environ.get("MODEL_URI"),
+                   metavar="PATH",
+                   help="the artifact: models/model.onnx, or a TensorRT engine (.plan); a "
+                        "file:// URI works too [MODEL_PATH, else MODEL_URI]")
     g.add_argument("--sha256", default=_env("sha256"), metavar="HEX",
                    help="expected sha256 of the artifact (from the release); the server refuses "
                         "to load a file that differs [MODEL_SHA256]")
@@ -60,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--role", default=_env("role", "stable"), choices=("stable", "canary"),
                    help="the `role` label: which side of an Argo Rollouts canary this is "
                         "[MODEL_ROLE]")
+    g.add_argument("--role-file", default=_env("role_file"), metavar="FILE",
+                   help="downward-API labels file; its modelops.io/role label, read at each "
+                        "scrape, overrides --role (Argo relabels pods on promotion) "
+                        "[MODEL_ROLE_FILE]")
     g.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
                    help="auto: tensorrt for .plan/.engine files, onnxruntime otherwise")
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
@@ -78,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--host", default=_env("host", "127.0.0.1"),
                    help="address to bind; 0.0.0.0 in a container [SERVE_HOST]")
     g.add_argument("--port", type=int, default=int(_env("port", "8080")),
-                   help="port to bind; 0 picks a free one (printed) [SERVE_PORT]")
+                   help="port to bind; 0 picks a free one (printed) [PORT]")
     g.add_argument("--max-request-bytes", type=int, default=8 << 20,
                    help="larger request bodies get 413 unread")
     g.add_argument("--max-batch", type=int, default=1024,
@@ -99,6 +105,12 @@ def _check_args(args: argparse.Namespace) -> None:
     if not args.model:
         raise InputError("--model is required (or MODEL_PATH)",
                          hint="point it at models/model.onnx")
+    if args.model.startswith("file://"):
+        args.model = args.model[len("file://"):]
+    elif "://" in args.model:
+        raise InputError(f"--model: this server reads a local file, not {args.model!r}",
+                         hint="fetch the artifact first (an init container running `dvc pull` "
+                              "or the object store's CLI) and set MODEL_PATH to the file")
     if not args.no_verify:
         if not args.sha256:
             raise InputError("--sha256 is required (or MODEL_SHA256): the server only serves a "
@@ -138,14 +150,15 @@ def verify_artifact(path: Path, expected: str | None) -> str:
 
 def serve(args: argparse.Namespace) -> int:
     from serve.backends import load_backend
-    from serve.metrics import DriftWindow, ServingMetrics, load_baseline
+    from serve.metrics import DriftWindow, RoleSource, ServingMetrics, load_baseline
     from serve.protocol import Limits
     from serve.server import ServingState, make_server
 
     _check_args(args)
     baseline = load_baseline(args.drift_baseline) if args.drift_baseline else None
     drift = DriftWindow(baseline, args.psi_window, args.psi_min_samples)
-    metrics = ServingMetrics(args.model_name, args.model_version, args.role, drift)
+    role = RoleSource(args.role, args.role_file)
+    metrics = ServingMetrics(args.model_name, args.model_version, role, drift)
     state = ServingState(model=args.model_name, version=args.model_version,
                          limits=Limits(max_batch=args.max_batch, nan_policy=args.nan_policy),
                          metrics=metrics, max_request_bytes=args.max_request_bytes,
@@ -182,7 +195,7 @@ def serve(args: argparse.Namespace) -> int:
         server.server_close()
         raise
     print(f"serve: ready: model {args.model_name} version {args.model_version} role "
-          f"{args.role} on {backend.platform} ({backend.device})", flush=True)
+          f"{role()} on {backend.platform} ({backend.device})", flush=True)
     while not stop.wait(0.5):
         pass
     print("serve: stopping: not ready any more, finishing in-flight requests", flush=True)

@@ -28,7 +28,6 @@ from ci.errors import InputError
 
 prometheus_client.disable_created_metrics()
 
-LABELS = ("model", "version", "role")
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                     5.0)
 PSI_EPSILON = 1e-4  # floor for empty bins, so one unseen class gives a large but finite PSI
@@ -115,31 +114,90 @@ class DriftWindow:
         return psi(self.baseline, counts)
 
 
+class RoleSource:
+    """The ``role`` label: fixed, or read from a downward-API labels file on every scrape.
+
+    Argo Rollouts relabels pods on promotion (canary -> stable) through ``canaryMetadata`` /
+    ``stableMetadata``; the kubelet rewrites the mounted labels file, so the label follows
+    without a restart. The file holds lines ``key="value"``; ``label`` names the key.
+    """
+
+    def __init__(self, default: str, path: str | Path | None = None,
+                 label: str = "modelops.io/role"):
+        self.default = default
+        self.path = Path(path) if path else None
+        self.label = label
+        self._cache: tuple[float, str] | None = None
+
+    def __call__(self) -> str:
+        if self.path is None:
+            return self.default
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError:
+            return self.default
+        if self._cache and self._cache[0] == mtime:
+            return self._cache[1]
+        role = self.default
+        try:
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() == self.label:
+                    role = value.strip().strip('"') or self.default
+        except OSError:
+            pass
+        self._cache = (mtime, role)
+        return role
+
+
+class _WithRole:
+    """Collector exporting the inner registry's samples with the current ``role`` label."""
+
+    def __init__(self, inner: CollectorRegistry, role: RoleSource):
+        self.inner = inner
+        self.role = role
+
+    def collect(self):
+        from prometheus_client.metrics_core import Metric
+
+        role = self.role()
+        for family in self.inner.collect():
+            out = Metric(family.name, family.documentation, family.type, family.unit)
+            for s in family.samples:
+                labels = dict(s.labels)
+                labels["role"] = role
+                out.add_sample(s.name, labels, s.value, s.timestamp, s.exemplar)
+            yield out
+
+
 class ServingMetrics:
     """The runtime's metric families in their own registry (nothing else is exported)."""
 
-    def __init__(self, model: str, version: str, role: str, drift: DriftWindow):
-        self.registry = CollectorRegistry(auto_describe=True)
-        labels = {"model": model, "version": version, "role": role}
+    def __init__(self, model: str, version: str, role: str | RoleSource, drift: DriftWindow):
+        inner = CollectorRegistry(auto_describe=True)
+        base = ("model", "version")
+        labels = {"model": model, "version": version}
         self.duration = Histogram(
             "model_request_duration_seconds", "Wall time of inference requests, in seconds.",
-            LABELS, buckets=DURATION_BUCKETS, registry=self.registry).labels(**labels)
+            base, buckets=DURATION_BUCKETS, registry=inner).labels(**labels)
         self._requests = Counter(
             "model_requests", "Inference requests by HTTP status code.",
-            (*LABELS, "code"), registry=self.registry)
+            (*base, "code"), registry=inner)
         self._predictions = Counter(
             "model_predictions", "Predicted classes (argmax of the model output).",
-            (*LABELS, "class"), registry=self.registry)
+            (*base, "class"), registry=inner)
         gauge = Gauge(
             "model_prediction_psi",
             "Population stability index of recent predicted classes against the training "
             "baseline (NaN until enough predictions are in the window).",
-            LABELS, registry=self.registry)
+            base, registry=inner)
         gauge.labels(**labels).set_function(drift.value)
+        self.role = role if isinstance(role, RoleSource) else RoleSource(role)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_WithRole(inner, self.role))
         self.drift = drift
         self._labels = labels
         self._code_children: dict[int, Counter] = {}
-        self._class_children: list = []
         n = len(drift.baseline) if drift.baseline else 0
         # pre-create children so every class and the 200 code exist from the first scrape
         self._class_children = [self._predictions.labels(**labels, **{"class": str(i)})
