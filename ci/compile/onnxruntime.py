@@ -26,11 +26,14 @@ def providers() -> list[str]:
 
 
 def make_session(model: Path | bytes, *, optimize: bool, provider_list: list[str] | None = None,
-                 optimized_path: Path | None = None):
+                 optimized_path: Path | None = None, threads: int | None = None):
     """An InferenceSession with graph optimisation all (``optimize``) or disabled."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
     opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                      else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     opts.log_severity_level = 3

@@ -141,7 +141,7 @@ def compile_model(*, params: CompileParams, model: Path, data_dir: Path, out_dir
         raise
     except SuiteError as exc:
         section["status"] = "fail"
-        section["error"] = exc.message
+        section["error"] = section["reason"] = exc.message
         _write_section(section, section_path, report_path)
         raise
 
@@ -175,6 +175,7 @@ def _build_and_check(section: dict[str, Any], params: CompileParams, backend_nam
         })
         if not result.passed:
             section["error"] = "parity failed: " + "; ".join(result.failures)
+            section["reason"] = section["error"]
             _write_section(section, section_path, report_path)
             raise GateFailed(f"{model}: {backend_name} {precision} parity failed: "
                              + "; ".join(result.failures),
@@ -197,9 +198,25 @@ def _build_and_check(section: dict[str, Any], params: CompileParams, backend_nam
     section["engine"] = {"path": str(final), "bytes": final.stat().st_size,
                          "sha256": sha256_file(final)}
     section["status"] = "pass"
+    section["summary"] = summarize(section)
     _write_section(section, section_path, report_path)
     log(f"ok: {final} ({final.stat().st_size} bytes), report section in {section_path}")
     return section
+
+
+def summarize(section: dict[str, Any]) -> str:
+    """One line for the report's section table: what was built and what it bought."""
+    par = section["parity"]
+    parts = [f"{section['backend']} {section['precision']}",
+             f"parity ok (max abs {par['max_abs_error']:.2g}, top-1 {par['top1_agreement']:.3f})"]
+    rows = section.get("latency") or []
+    if rows:
+        r = rows[0]
+        speed = f", {r['speedup_p50']:.2f}x" if r.get("speedup_p50") else ""
+        parts.append(f"p50 {r['compiled']['p50_ms']:.3f} ms at batch {r['batch']}{speed}")
+    if section.get("tensorrt"):
+        parts.append(f"tensorrt {section['tensorrt']}")
+    return "; ".join(parts)
 
 
 def _baseline(model: Path, params: CompileParams, backend_name: str):
