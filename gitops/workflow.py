@@ -150,9 +150,50 @@ STAGE_SCRIPT = (
 )
 
 
+MAX_DAG_TASKS = 200  # the Workflow CRD's maxItems for dag.tasks (and for spec.templates)
+
+
+def topological_order(graph: dict[str, list[str]]) -> list[str]:
+    """Stages in dependency order (ties by name, so the output is stable)."""
+    import heapq
+
+    missing = sorted({u for ups in graph.values() for u in ups} - set(graph))
+    if missing:
+        raise InputError(f"stage graph names unknown stage {missing[0]!r}")
+    waiting = {stage: len(set(ups)) for stage, ups in graph.items()}
+    users: dict[str, list[str]] = {stage: [] for stage in graph}
+    for stage, ups in graph.items():
+        for u in set(ups):
+            users[u].append(stage)
+    ready = [stage for stage, n in waiting.items() if n == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        stage = heapq.heappop(ready)
+        order.append(stage)
+        for user in users[stage]:
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                heapq.heappush(ready, user)
+    if len(order) != len(graph):
+        raise InputError("the stage graph has a cycle: "
+                         + ", ".join(sorted(s for s, n in waiting.items() if n)))
+    return order
+
+
+def _groups(order: list[str], size: int) -> list[list[str]]:
+    return [order[i:i + size] for i in range(0, len(order), size)]
+
+
 def render_workflow(graph: dict[str, list[str]], wf: WorkflowParams,
                     ctx: WorkflowContext) -> dict[str, Any]:
-    """The Workflow (or WorkflowTemplate) dict for ``graph``: one DAG task per stage."""
+    """The Workflow (or WorkflowTemplate) dict for ``graph``: one DAG task per stage.
+
+    Stages share one container template per resource profile (the stage name is a template
+    input). A DAG holds at most 200 tasks (the CRD's limit), so larger pipelines are split, in
+    dependency order, into nested DAGs of at most 200 stages; a group waits for the groups that
+    hold its stages' upstream stages, so every dvc dependency is still honoured.
+    """
     from hera.workflows import DAG, Container, Task, Workflow, WorkflowTemplate
     from hera.workflows import models as m
 
@@ -161,6 +202,9 @@ def render_workflow(graph: dict[str, list[str]], wf: WorkflowParams,
         raise ConfigError("params.yaml", f"workflow.stages.{unknown[0]}", unknown[0],
                           "names no stage of dvc.yaml",
                           hint=f"stages are: {', '.join(graph)}")
+    if len(wf.stages) > MAX_DAG_TASKS - 10:
+        raise ConfigError("params.yaml", "workflow.stages", f"{len(wf.stages)} entries",
+                          f"at most {MAX_DAG_TASKS - 10} stages can have their own resources")
     labels = {
         "app.kubernetes.io/part-of": "modelops-suite",
         "modelops.dev/model": ctx.model,
@@ -171,6 +215,7 @@ def render_workflow(graph: dict[str, list[str]], wf: WorkflowParams,
     if len(set(names.values())) != len(names):
         raise InputError("two dvc stages map to the same argo task name: "
                          f"{sorted(names.items(), key=lambda kv: kv[1])}")
+    order = topological_order(graph)
     retry = m.RetryStrategy(
         limit=m.IntOrString(wf.retry.limit),
         retry_policy="Always",
@@ -193,43 +238,95 @@ def render_workflow(graph: dict[str, list[str]], wf: WorkflowParams,
         arguments=[m.Parameter(name="source-commit", value=ctx.source_commit),
                    m.Parameter(name="params-hash", value=ctx.params_hash)],
     ) as workflow:
-        templates = {}
-        for stage in graph:
-            res = wf.stages.get(stage, wf.default_resources)
-            templates[stage] = Container(
-                name=f"stage-{names[stage]}",
-                image=wf.gpu_image if res.gpu else wf.image,
-                command=["bash", "-c"],
-                args=[STAGE_SCRIPT],
-                env=[
-                    m.EnvVar(name="STAGE", value=stage),
-                    m.EnvVar(name="DVC_REMOTE", value=wf.dvc_remote),
-                    m.EnvVar(name="SOURCE_COMMIT", value="{{workflow.parameters.source-commit}}"),
-                    m.EnvVar(name="PARAMS_HASH", value="{{workflow.parameters.params-hash}}"),
-                ],
-                env_from=[m.EnvFromSource(secret_ref=m.SecretEnvSource(
-                    name=wf.credentials_secret))],
-                resources=m.ResourceRequirements(**_resources(res)),
-                node_selector=dict(res.node_selector) or None,
-                retry_strategy=retry,
-                active_deadline_seconds=wf.stage_deadline_seconds,
-                inputs=m.Inputs(artifacts=[m.Artifact(
-                    name="source", path="/src",
-                    git=m.GitArtifact(repo=wf.source_repo,
-                                      revision="{{workflow.parameters.source-commit}}"))]),
-            )
-        with DAG(name="pipeline"):
-            for stage, upstream in graph.items():
-                Task(name=names[stage], template=templates[stage],
-                     dependencies=[names[u] for u in upstream] or None)
+        profiles: dict[str, Any] = {}
+
+        def template_for(stage: str) -> Any:
+            profile = names[stage] if stage in wf.stages else "default"
+            if profile not in profiles:
+                res = wf.stages.get(stage, wf.default_resources)
+                profiles[profile] = Container(
+                    name=f"stage-{profile}",
+                    image=wf.gpu_image if res.gpu else wf.image,
+                    command=["bash", "-c"],
+                    args=[STAGE_SCRIPT],
+                    env=[
+                        m.EnvVar(name="STAGE", value="{{inputs.parameters.stage}}"),
+                        m.EnvVar(name="DVC_REMOTE", value=wf.dvc_remote),
+                        m.EnvVar(name="SOURCE_COMMIT",
+                                 value="{{workflow.parameters.source-commit}}"),
+                        m.EnvVar(name="PARAMS_HASH", value="{{workflow.parameters.params-hash}}"),
+                    ],
+                    env_from=[m.EnvFromSource(secret_ref=m.SecretEnvSource(
+                        name=wf.credentials_secret))],
+                    resources=m.ResourceRequirements(**_resources(res)),
+                    node_selector=dict(res.node_selector) or None,
+                    retry_strategy=retry,
+                    active_deadline_seconds=wf.stage_deadline_seconds,
+                    inputs=m.Inputs(
+                        parameters=[m.Parameter(name="stage")],
+                        artifacts=[m.Artifact(
+                            name="source", path="/src",
+                            git=m.GitArtifact(repo=wf.source_repo,
+                                              revision="{{workflow.parameters.source-commit}}"))]),
+                )
+            return profiles[profile]
+
+        def add_tasks(stages: list[str]) -> None:
+            inside = set(stages)
+            for stage in stages:
+                deps = [names[u] for u in sorted(set(graph[stage])) if u in inside]
+                Task(name=names[stage], template=template_for(stage),
+                     arguments=[m.Parameter(name="stage", value=stage)],
+                     dependencies=deps or None)
+
+        groups = _groups(order, MAX_DAG_TASKS)
+        if len(groups) == 1:
+            with DAG(name="pipeline"):
+                add_tasks(order)
+        else:
+            group_of = {stage: i for i, group in enumerate(groups) for stage in group}
+            dags = []
+            for i, group in enumerate(groups):
+                with DAG(name=f"pipeline-part-{i + 1}") as dag:
+                    add_tasks(group)
+                dags.append(dag)
+            with DAG(name="pipeline"):
+                for i, group in enumerate(groups):
+                    needs = sorted({group_of[u] for s in group for u in graph[s]} - {i})
+                    Task(name=f"part-{i + 1}", template=dags[i],
+                         dependencies=[f"part-{j + 1}" for j in needs] or None)
     return workflow.to_dict()
 
 
 def workflow_dag(doc: dict[str, Any]) -> dict[str, list[str]]:
-    """Task name -> dependencies, read back from a rendered Workflow (for checks and tests)."""
+    """Task name -> the tasks it waits for, read back from a rendered Workflow.
+
+    Nested groups are flattened: a stage in a group also waits for every stage of the groups
+    that group depends on (that is what Argo will do), so the result can be compared with the
+    dvc graph by reachability (see :func:`ancestors`).
+    """
     spec = doc["spec"]
-    entry = next(t for t in spec["templates"] if t["name"] == spec["entrypoint"])
-    return {t["name"]: sorted(t.get("dependencies") or []) for t in entry["dag"]["tasks"]}
+    templates = {t["name"]: t for t in spec["templates"]}
+    entry = templates[spec["entrypoint"]]
+    tasks = entry["dag"]["tasks"]
+    if all("dag" not in templates[t["template"]] for t in tasks):
+        return {t["name"]: sorted(t.get("dependencies") or []) for t in tasks}
+    members = {t["name"]: [x["name"] for x in templates[t["template"]]["dag"]["tasks"]]
+               for t in tasks}
+    out: dict[str, list[str]] = {}
+    for t in tasks:
+        outer = [s for dep in t.get("dependencies") or [] for s in members[dep]]
+        for inner in templates[t["template"]]["dag"]["tasks"]:
+            out[inner["name"]] = sorted(set(inner.get("dependencies") or []) | set(outer))
+    return out
+
+
+def ancestors(graph: dict[str, list[str]]) -> dict[str, set[str]]:
+    """Every stage's transitive upstream stages."""
+    memo: dict[str, set[str]] = {}
+    for stage in topological_order(graph):
+        memo[stage] = set(graph[stage]).union(*(memo[u] for u in graph[stage]))
+    return memo
 
 
 # --------------------------------------------------------------------------- commands
@@ -275,8 +372,7 @@ def _cmd_render(args) -> int:
         print(text, end="")
     else:
         atomic_write_text(args.out, text)
-        tasks = workflow_dag(doc) if doc["kind"] == "Workflow" else {}
-        print(f"wrote {args.out}: {doc['kind']} with {len(tasks) or 'its'} stage task(s)")
+        print(f"wrote {args.out}: {doc['kind']} with {len(workflow_dag(doc))} stage task(s)")
     return 0
 
 

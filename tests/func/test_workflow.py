@@ -17,6 +17,7 @@ from gitops.workflow import (
     StageResources,
     WorkflowContext,
     WorkflowParams,
+    ancestors,
     pipeline_graph,
     render_workflow,
     task_name,
@@ -76,17 +77,21 @@ def test_stage_resources_retries_labels_and_provenance():
     doc = render_workflow(graph, wf, CTX)
     templates = {t["name"]: t for t in doc["spec"]["templates"]}
     train = templates["stage-train"]
+    tasks = {t["name"]: t for t in templates["pipeline"]["dag"]["tasks"]}
+    assert tasks["train"]["template"] == "stage-train"
+    assert tasks["prepare"]["template"] == "stage-default"
+    assert tasks["train"]["arguments"]["parameters"] == [{"name": "stage", "value": "train"}]
     assert train["container"]["image"] == wf.gpu_image
     assert train["container"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert train["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert train["retryStrategy"]["limit"] == 2
     assert train["retryStrategy"]["backoff"] == {"duration": "30s", "factor": 2,
                                                  "maxDuration": "10m"}
-    prepare = templates["stage-prepare"]
+    prepare = templates["stage-default"]
     assert prepare["container"]["image"] == wf.image
     assert "nodeSelector" not in prepare
     env = {e["name"]: e.get("value") for e in prepare["container"]["env"]}
-    assert env["STAGE"] == "prepare"
+    assert env["STAGE"] == "{{inputs.parameters.stage}}"
     assert 'dvc repro --pull --single-item "$STAGE"' in prepare["container"]["args"][0]
     assert "dvc push --run-cache" in prepare["container"]["args"][0]
     assert doc["spec"]["activeDeadlineSeconds"] == 7200
@@ -94,6 +99,28 @@ def test_stage_resources_retries_labels_and_provenance():
     assert doc["metadata"]["labels"]["modelops.dev/model"] == "digits-cnn"
     params = {p["name"]: p["value"] for p in doc["spec"]["arguments"]["parameters"]}
     assert params == {"source-commit": "a" * 40, "params-hash": "b" * 64}
+
+
+def test_large_pipeline_is_split_into_valid_nested_dags_keeping_every_dependency():
+    import random
+
+    rng = random.Random(1)
+    graph = {f"s{i}": sorted({f"s{rng.randrange(i)}" for _ in range(min(i, 2))})
+             for i in range(450)}
+    doc = render_workflow(graph, WorkflowParams(), CTX)
+    assert validate_strict(doc) == []
+    entry = next(t for t in doc["spec"]["templates"] if t["name"] == "pipeline")
+    assert [t["name"] for t in entry["dag"]["tasks"]] == ["part-1", "part-2", "part-3"]
+    flat = workflow_dag(doc)
+    assert set(flat) == set(graph)
+    want, got = ancestors(graph), ancestors(flat)
+    for stage in graph:
+        assert want[stage] <= got[stage], stage
+
+
+def test_cycle_is_reported():
+    with pytest.raises(InputError, match="cycle"):
+        render_workflow({"a": ["b"], "b": ["a"]}, WorkflowParams(), CTX)
 
 
 def test_workflow_template_kind_validates():
@@ -120,7 +147,7 @@ def test_bad_quantity_in_params_names_the_field():
 
 def test_strict_mode_rejects_a_misspelled_field():
     doc = render_workflow({"x": []}, WorkflowParams(), CTX)
-    stage = next(t for t in doc["spec"]["templates"] if t["name"] == "stage-x")
+    stage = next(t for t in doc["spec"]["templates"] if t["name"] == "stage-default")
     stage["retryStrategy"]["limt"] = 3
     problems = validate_strict(doc)
     assert problems and "limt" in problems[0]
