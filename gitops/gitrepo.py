@@ -66,7 +66,7 @@ _REPO_ENV = frozenset({"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT
                        "GIT_NAMESPACE", "GIT_COMMON_DIR"})
 
 
-def _redact(text: str) -> str:
+def redact(text: str) -> str:
     """Hide credentials embedded in URLs (https://user:token@host)."""
     return re.sub(r"(://)[^/@\s]+@", r"\1***@", text)
 
@@ -86,7 +86,7 @@ def git(args: Sequence[str], *, cwd: str | Path | None = None, input: bytes | No
         err = proc.stderr.decode("utf-8", "replace").strip()
         retryable, hint = _classify(err)
         label = what or f"git {args[0]}"
-        raise ExternalError(f"{label} failed (exit {proc.returncode}): {_redact(err)}",
+        raise ExternalError(f"{label} failed (exit {proc.returncode}): {redact(err)}",
                             hint=hint, retryable=retryable)
     return proc
 
@@ -170,8 +170,8 @@ class Clone:
                 git(["remote", "add", "origin", url], cwd=dest)
             else:
                 retryable, hint = _classify(err)
-                raise ExternalError(f"cloning the GitOps repository {_redact(url)!r} failed: "
-                                    f"{_redact(err.strip())}", hint=hint, retryable=retryable)
+                raise ExternalError(f"cloning the GitOps repository {redact(url)!r} failed: "
+                                    f"{redact(err.strip())}", hint=hint, retryable=retryable)
         clone = cls(dest, url, branch)
         # a bare clone maps refs/heads/* 1:1; keep a remote-tracking ref for fetches instead
         git(["config", "remote.origin.fetch",
@@ -281,7 +281,7 @@ class Clone:
             if "couldn't find remote ref" in err.lower():
                 return None
             retryable, hint = _classify(err)
-            raise ExternalError(f"fetching the GitOps repository failed: {_redact(err.strip())}",
+            raise ExternalError(f"fetching the GitOps repository failed: {redact(err.strip())}",
                                 hint=hint, retryable=retryable)
         return self.remote_head()
 
@@ -339,8 +339,8 @@ class Clone:
             raise PushRejected(f"push to {ref} was rejected: the branch moved meanwhile",
                                hint="fetch, re-apply and retry")
         retryable, hint = _classify(out)
-        raise ExternalError(f"pushing to the GitOps repository {_redact(self.url)!r} failed: "
-                            f"{_redact(out.strip())}", hint=hint, retryable=retryable)
+        raise ExternalError(f"pushing to the GitOps repository {redact(self.url)!r} failed: "
+                            f"{redact(out.strip())}", hint=hint, retryable=retryable)
 
 
 def _quote_path(prefix: bytes, path: str) -> bytes:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ci.errors import InputError
-from gitops.gitrepo import DEFAULT_BRANCH, Clone
+from gitops.gitrepo import DEFAULT_BRANCH, Clone, redact
 
 RELEASE_FILE = "release.json"
 
@@ -179,8 +179,8 @@ def _cmd_history(args: argparse.Namespace) -> int:
         print(json.dumps([asdict(d) for d in deps], indent=2))
         return 0
     if not deps:
-        print(f"nothing was ever published to {args.env}/{model} in {url}", file=sys.stderr)
+        print(f"nothing was ever published to {args.env}/{model} in {redact(url)}", file=sys.stderr)
         return 0
-    print(f"{args.env}/{model} in {url}")
+    print(f"{args.env}/{model} in {redact(url)}")
     print(format_table(deps))
     return 0

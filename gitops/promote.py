@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ci.errors import ExternalError, InputError
-from gitops.gitrepo import DEFAULT_BRANCH, Clone, git
+from gitops.gitrepo import DEFAULT_BRANCH, Clone, git, redact
 from gitops.history import RELEASE_FILE, add_repo_args, deployments, model_name, open_history_clone
 from gitops.publish import (
     Log,
@@ -73,12 +73,12 @@ def promote(url: str, *, model: str, source: str, target: str, render: Render,
     src, dst = folder_name(source, model), folder_name(target, model)
     tmp = Path(tempfile.mkdtemp(prefix="gitops-promote-"))
     try:
-        log(f"gitops: cloning {branch!r} of {url}")
+        log(f"gitops: cloning {branch!r} of {redact(url)}")
         clone = Clone.create(url, tmp / "repo", branch)
         head = clone.remote_head()
         data = clone.read_objects([f"{head}:{src}/{RELEASE_FILE}"])[0] if head else None
         if data is None:
-            raise InputError(f"nothing is published in {src!r} of {url}",
+            raise InputError(f"nothing is published in {src!r} of {redact(url)}",
                              hint=f"publish it first: python -m gitops publish --env {source}")
         release = _load_release(data, f"{src}/{RELEASE_FILE}")
         files = dict(render(release, target))
@@ -208,12 +208,12 @@ def rollback(url: str, *, env: str, model: str, to_version: str | None = None,
     folder = folder_name(env, model)
     tmp = Path(tempfile.mkdtemp(prefix="gitops-rollback-"))
     try:
-        log(f"gitops: reading the history of {folder} in {url}")
+        log(f"gitops: reading the history of {folder} in {redact(url)}")
         clone = open_history_clone(url, tmp / "repo", branch)
         head = clone.remote_head()
         deps = deployments(clone, head, env, model)
         if not deps or deps[-1].until is not None:
-            raise InputError(f"nothing runs in {folder!r} of {url}, so there is nothing to "
+            raise InputError(f"nothing runs in {folder!r} of {redact(url)}, so there is nothing to "
                              f"roll back", hint=f"see: python -m gitops history --env {env}")
         current = deps[-1]
         if to_version is not None:
@@ -324,7 +324,7 @@ def _cmd_promote(args: argparse.Namespace) -> int:
         print(f"pull request #{result.pull_request_number}: {result.pull_request_url}")
     elif result.publish and result.publish.commit:
         print(f"promoted {model} {result.version} to {args.target}: "
-              f"{result.publish.commit} in {url}")
+              f"{result.publish.commit} in {redact(url)}")
     else:
         print(f"{args.target}/{model} already runs {result.version}; nothing to do")
     return 0
@@ -336,7 +336,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     result = rollback(url, env=args.env, model=model, to_version=args.to_version,
                       branch=args.branch)
     if result.commit:
-        print(f"rolled back {args.env}/{model}: {result.commit} in {url}")
+        print(f"rolled back {args.env}/{model}: {result.commit} in {redact(url)}")
     else:
         print(f"{args.env}/{model}: nothing to roll back", file=sys.stderr)
     return 0

@@ -35,6 +35,7 @@ from gitops.gitrepo import (
     ensure_bare_remote,
     is_local,
     local_path,
+    redact,
 )
 
 DEFAULT_REMOTE_DIR = ".gitops-remote"
@@ -201,7 +202,7 @@ def publish(url: str, changes: Mapping[str, Files | None], *, message: str,
     tmp = Path(tempfile.mkdtemp(prefix="gitops-publish-", dir=workdir))
     try:
         if clone is None:
-            log(f"gitops: cloning {branch!r} of {url}")
+            log(f"gitops: cloning {branch!r} of {redact(url)}")
             clone = Clone.create(url, tmp / "repo", branch)
         desired = _desired_ids(clone, changes)
         base = clone.remote_head()
@@ -381,7 +382,7 @@ def _cmd_publish(args: Any) -> int:
     result = publish(url, changes, message=format_message(subject, trailers),
                      branch=args.branch, max_attempts=args.max_attempts)
     if result.noop:
-        print(f"no change: {', '.join(result.unchanged)} already published in {url}")
+        print(f"no change: {', '.join(result.unchanged)} already published in {redact(url)}")
     else:
-        print(f"published {result.commit}: {', '.join(result.changed)} in {url}")
+        print(f"published {result.commit}: {', '.join(result.changed)} in {redact(url)}")
     return 0
