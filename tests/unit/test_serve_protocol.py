@@ -1,0 +1,168 @@
+"""Open Inference Protocol decoding/encoding and the drift metric, without a server."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from serve.backends import TensorSpec
+from serve.metrics import DriftWindow, RoleSource, ServingMetrics, psi
+from serve.protocol import Limits, RequestError, decode, encode
+
+SPEC = [TensorSpec("input", "FP32", (-1, 1, 8, 8))]
+OUT = [TensorSpec("logits", "FP32", (-1, 10))]
+
+
+def _req(shape=(2, 1, 8, 8), data=None, **extra) -> bytes:
+    n = int(np.prod(shape))
+    item = {"name": "input", "shape": list(shape), "datatype": "FP32",
+            "data": list(range(n)) if data is None else data, **extra}
+    return json.dumps({"inputs": [item]}).encode()
+
+
+def _error(body: bytes, header_length=None, limits: Limits | None = None) -> RequestError:
+    with pytest.raises(RequestError) as exc:
+        decode(body, header_length, SPEC, limits or Limits())
+    return exc.value
+
+
+def test_json_tensor_decodes_to_shaped_float32():
+    req = decode(_req(), None, SPEC, Limits())
+    arr = req.feeds["input"]
+    assert arr.dtype == np.float32 and arr.shape == (2, 1, 8, 8)
+    assert arr[1, 0, 7, 7] == 127.0
+
+
+def test_nested_data_is_accepted_row_major():
+    x = np.arange(64, dtype=np.float32).reshape(1, 1, 8, 8)
+    req = decode(_req(shape=(1, 1, 8, 8), data=x.tolist()), None, SPEC, Limits())
+    np.testing.assert_array_equal(req.feeds["input"], x)
+
+
+@pytest.mark.parametrize("body, status, words", [
+    (b"\xff\xfe garbage", 400, "not valid json"),
+    (b"[1, 2]", 400, "json object"),
+    (b'{"inputs": []}', 400, "non-empty list"),
+    (_req(shape=(1, 1, 8, 7), data=[0] * 56), 400, "shape[3]"),
+    (_req(shape=(1, 8, 8), data=[0] * 64), 400, "has 4 dimensions"),
+    (_req(shape=(1, 1, 8, 8), data=[0] * 63), 400, "needs 64 values (got 63)"),
+    (_req(shape=(1, 1, 8, 8), data=["a"] * 64), 400, "needs numbers"),
+    (_req(shape=(0, 1, 8, 8), data=[]), 400, "at least 1"),
+    (json.dumps({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32",
+                             "data": [1]}]}).encode(), 400, "unknown input 'x'"),
+    (json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "INT64",
+                             "data": [1] * 64}]}).encode(), 400, "takes 'fp32'"),
+    (_req(shape=(2000, 1, 8, 8), data=[0]), 413, "--max-batch"),
+])
+def test_bad_tensors_get_one_clear_4xx(body, status, words):
+    err = _error(body)
+    assert err.status == status
+    assert words.lower() in err.message.lower()
+
+
+def test_nan_is_rejected_by_default_and_allowed_on_request():
+    data = [0.0] * 63 + [float("nan")]
+    body = _req(shape=(1, 1, 8, 8), data=data)
+    assert "nan" in _error(body).message.lower()
+    req = decode(body, None, SPEC, Limits(nan_policy="allow"))
+    assert math.isnan(req.feeds["input"].ravel()[-1])
+
+
+def test_binary_tensor_extension_round_trip():
+    x = np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32)
+    head = json.dumps({"inputs": [{"name": "input", "shape": [3, 1, 8, 8], "datatype": "FP32",
+                                   "parameters": {"binary_data_size": x.nbytes}}],
+                       "parameters": {"binary_data_output": True}}).encode()
+    req = decode(head + x.tobytes(), len(head), SPEC, Limits())
+    np.testing.assert_array_equal(req.feeds["input"], x)
+    assert req.binary_outputs
+    logits = np.arange(30, dtype=np.float32).reshape(3, 10)
+    body, hl = encode("m", "1", None, OUT, [logits], None, True)
+    meta = json.loads(body[:hl])
+    assert meta["outputs"][0]["parameters"]["binary_data_size"] == 120
+    np.testing.assert_array_equal(np.frombuffer(body[hl:], np.float32).reshape(3, 10), logits)
+
+
+def test_binary_size_mismatch_and_truncation_are_400():
+    head = json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                   "parameters": {"binary_data_size": 256}}]}).encode()
+    assert "truncated" in _error(head + b"\0" * 100, len(head)).message
+    head2 = head.replace(b"256", b"255")
+    assert "needs 256 bytes" in _error(head2 + b"\0" * 255, len(head2)).message
+    assert "outside the body" in _error(head, len(head) + 5).message
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.one_of(st.none(), st.integers(-5, 400)))
+def test_garbage_never_escapes_as_anything_but_a_request_error(body, hl):
+    try:
+        decode(body, hl, SPEC, Limits())
+    except RequestError as exc:
+        assert 400 <= exc.status < 500
+
+
+def test_json_response_has_kserve_shape():
+    logits = np.ones((2, 10), np.float32)
+    body, hl = encode("digits-cnn", "3", "req-1", OUT, [logits], None, False)
+    assert hl is None
+    out = json.loads(body)
+    assert out["model_name"] == "digits-cnn" and out["model_version"] == "3"
+    assert out["id"] == "req-1"
+    assert out["outputs"][0] == {"name": "logits", "datatype": "FP32", "shape": [2, 10],
+                                 "data": [1.0] * 20}
+
+
+def test_psi_is_zero_for_the_baseline_and_grows_with_shift():
+    base = [0.1] * 10
+    assert psi(base, [10] * 10) == pytest.approx(0.0)
+    mild = psi(base, [12, 8] * 5)
+    severe = psi(base, [50, 0, 0, 0, 0, 0, 0, 0, 0, 50])
+    assert 0 < mild < 0.1 < 2 < severe
+    assert math.isnan(psi(base, [0] * 10))
+
+
+def test_drift_window_slides_and_is_nan_until_min_samples():
+    w = DriftWindow([0.5, 0.5], window=10, min_samples=4)
+    w.add([0, 1, 0])
+    assert math.isnan(w.value())
+    w.add([1])
+    assert w.value() == pytest.approx(0.0)
+    w.add([0] * 10)  # the window now holds only class 0
+    assert w.value() == pytest.approx(psi([0.5, 0.5], [10, 0]))
+
+
+def test_exposition_has_exactly_the_contract_names_and_labels(tmp_path):
+    m = ServingMetrics("digits-cnn", "7", "canary", DriftWindow([0.5, 0.5], 10, 1))
+    m.request(400)
+    m.predictions([1, 1, 0])
+    m.duration.observe(0.002)
+    text = m.exposition().decode()
+    names = {line.split(" ")[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert names == {"model_request_duration_seconds", "model_requests_total",
+                     "model_predictions_total", "model_prediction_psi"}
+    samples = [line for line in text.splitlines() if not line.startswith("#")]
+    assert samples and all('model="digits-cnn"' in s and 'version="7"' in s
+                           and 'role="canary"' in s for s in samples)
+    assert any(s.startswith("model_requests_total{") and 'code="400"' in s and s.endswith(" 1.0")
+               for s in samples)
+    assert any(s.startswith("model_predictions_total{") and 'class="1"' in s
+               and s.endswith(" 2.0") for s in samples)
+    assert not any("_created" in s for s in samples)
+
+
+def test_role_follows_the_downward_api_labels_file(tmp_path):
+    labels = tmp_path / "labels"
+    labels.write_text('app="x"\nmodelops.io/role="canary"\n')
+    role = RoleSource("stable", labels)
+    m = ServingMetrics("digits-cnn", "7", role, DriftWindow(None, 10, 1))
+    assert 'role="canary"' in m.exposition().decode()
+    labels.write_text('modelops.io/role="stable"\n')
+    import os
+    os.utime(labels, (1, 1))  # a new mtime, as the kubelet's atomic swap gives
+    assert 'role="stable"' in m.exposition().decode()
+    assert 'role="canary"' not in m.exposition().decode()
