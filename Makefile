@@ -33,5 +33,8 @@ lock:
 	  && (echo "# Full pinned dependency tree (pip freeze of requirements.in). Regenerate: make lock"; \
 	      /tmp/lock-venv/bin/pip freeze | sed 's/+cpu$$//') > requirements.lock
 
+bench-comment: $(STAMP)
+	$(PY) -m bench.comment
+
 clean:
 	rm -rf $(VENV) .pytest_cache
