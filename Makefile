@@ -38,3 +38,13 @@ bench-comment: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Compile step (ci/compile): the GPU check (TensorRT / onnxruntime-gpu) and the CPU benchmark.
+.PHONY: gpu-check bench-compile
+gpu-check: $(STAMP)
+	PY=$(PY) bash scripts/gpu-check.sh
+
+bench-compile: $(STAMP)
+	$(PY) bench/compile.py
+
+bench: bench-compile

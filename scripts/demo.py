@@ -22,6 +22,9 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
      ["data/", "models/model.onnx", "metrics/metrics.json", "plots/"]),
     ("push data and models to the DVC remote", [PY, "-m", "dvc", "push"], [".dvc-remote/"]),
     ("summarise metrics", [PY, "-m", "pipeline.summary"], []),
+    ("compile result (dvc stage 'compile': TensorRT on GPU, else ONNX Runtime)",
+     [PY, "-m", "ci.compile.markdown", "metrics/compile.json"],
+     ["models/compiled/", "metrics/compile.json"]),
 ]
 
 

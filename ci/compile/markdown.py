@@ -73,3 +73,25 @@ def render_compile_section(section: dict[str, Any]) -> str:
         libs = ", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items())
         lines += ["", f"<sub>cpu: {_esc(env.get('cpu'))}; gpu: {_esc(gpu)}; {_esc(libs)}</sub>"]
     return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ci.compile.markdown [metrics/compile.json]``: print the comment block."""
+    import json
+    import sys
+    from pathlib import Path
+
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0] if args else "metrics/compile.json")
+    try:
+        section = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"compile: error: {path}: cannot read the compile section ({exc}); run "
+              "`python -m ci compile` first", file=sys.stderr)
+        return 2
+    print(render_compile_section(section), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

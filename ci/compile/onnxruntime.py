@@ -40,9 +40,11 @@ def make_session(model: Path | bytes, *, optimize: bool, provider_list: list[str
     if optimized_path is not None:
         opts.optimized_model_filepath = str(optimized_path)
     source = model if isinstance(model, bytes) else str(model)
+    # strict fp32 on CUDA: TF32 matmuls would fail the fp32 parity tolerances
+    chosen = [(p, {"use_tf32": "0"}) if p == "CUDAExecutionProvider" else p
+              for p in (provider_list or providers())]
     try:
-        return ort.InferenceSession(source, sess_options=opts,
-                                    providers=provider_list or providers())
+        return ort.InferenceSession(source, sess_options=opts, providers=chosen)
     except Exception as exc:  # onnxruntime raises its own untyped errors
         name = "<bytes>" if isinstance(model, bytes) else str(model)
         raise InputError(f"{name}: onnxruntime cannot load the model: {exc}".replace("\n", " "),
