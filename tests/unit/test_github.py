@@ -249,3 +249,22 @@ def test_imitation_rejects_requests_outside_the_contract(github_api, clock):  # 
     github_api.violations.clear()  # expected here; the fixture must not fail this test
     assert any("POST" in v and "body" in v for v in found), found
     assert any("no-such-operation" in v for v in found), found
+
+
+def test_imitation_serves_pull_requests_for_github3(github_api):  # noqa: F811
+    # What the GitOps side uses to open a promotion PR: github3's own high-level calls.
+    import github3
+
+    gh = github3.enterprise_login(url=github_api.url, token=TOKEN)
+    repo = gh.repository("octo", "models")
+    pr = repo.create_pull("promote digits-cnn 1.2.0 to prod", "main", "promote/digits-cnn",
+                          body="release digits-cnn 1.2.0")
+    assert pr.number == 1 and pr.head.ref == "promote/digits-cnn" and pr.state == "open"
+    listed = list(repo.pull_requests(state="open", head="octo:promote/digits-cnn"))
+    assert [p.number for p in listed] == [1]
+    with pytest.raises(github3.exceptions.UnprocessableEntity):  # one open PR per head
+        repo.create_pull("again", "main", "promote/digits-cnn")
+    assert repo.pull_request(1).title == "promote digits-cnn 1.2.0 to prod"
+    readonly = github3.enterprise_login(url=github_api.url, token="read-token")
+    with pytest.raises(github3.exceptions.ForbiddenError):
+        readonly.repository("octo", "models").create_pull("x", "main", "other")
