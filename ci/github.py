@@ -89,9 +89,17 @@ def rate_limit_delay(resp: requests.Response, now: float) -> float | None:
             return max(0.0, float(resp.headers.get("x-ratelimit-reset", "")) - now) + 1.0
         except ValueError:
             return 60.0
-    if resp.status_code == 429:
+    if resp.status_code == 429 or "rate limit" in _message(resp).lower():
         return 60.0  # a secondary limit without headers: GitHub asks for at least a minute
     return None
+
+
+def _message(resp: requests.Response) -> str:
+    try:
+        data = resp.json()
+    except ValueError:
+        return ""
+    return str(data.get("message", "")) if isinstance(data, dict) else ""
 
 
 class _TokenAuth(requests.auth.AuthBase):

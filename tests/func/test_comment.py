@@ -136,7 +136,7 @@ def test_token_never_printed_even_with_debug_and_faults(work, api):
     assert len(api.comments(REPO, 12)) == 1
 
 
-def test_comment_on_plain_issue_event_is_not_a_pr(work, api):
+def test_issue_comment_event_falls_back_to_the_reports_pr(work, api):
     event = event_file(work, "issue_comment.created")
     proc = comment(work, api, event=event, extra_env={"GITHUB_REPOSITORY": REPO})
     # the report's own context names PR 42: without a PR in the event it is used

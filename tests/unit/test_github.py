@@ -185,6 +185,16 @@ def test_primary_rate_limit_waits_until_reset(github_api, clock):  # noqa: F811
     assert len(github_api.comments(REPO, 7)) == 1
 
 
+def test_secondary_rate_limit_without_headers_waits_a_minute(github_api, clock):  # noqa: F811
+    github_api.inject("PATCH", "/repos/octo/models/issues/comments/*", 403,
+                      message="You have exceeded a secondary rate limit. Please wait a few "
+                              "minutes before you try again.")
+    github_api.add_comment(REPO, 7, APP_BOT_LOGIN, body("old"))
+    result = client(github_api, clock).upsert_comment(REPO, 7, body("new"), marker=MARKER)
+    assert result.action == "updated" and clock.sleeps == [60.0]
+    assert github_api.count("PATCH") == 2
+
+
 def test_rate_limit_beyond_the_bound_fails_clearly(github_api, clock):  # noqa: F811
     github_api.inject("GET", "/repos/octo/models/issues/7/comments", 403,
                       message="API rate limit exceeded",
