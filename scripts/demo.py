@@ -25,6 +25,12 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
     ("compile result (dvc stage 'compile': TensorRT on GPU, else ONNX Runtime)",
      [PY, "-m", "ci.compile.markdown", "metrics/compile.json"],
      ["models/compiled/", "metrics/compile.json"]),
+    ("model card (front matter checked with huggingface_hub)", [PY, "-m", "ci", "card"],
+     ["model-cards/digits-cnn.md"]),
+    ("pull-request report: compare with HEAD, gates, card diff",
+     [PY, "-m", "ci", "report"], ["reports/report.json"]),
+    ("gate verdict (exit 1 when a gate fails)",
+     [PY, "-m", "ci", "gate", "--report", "reports/report.json"], []),
 ]
 
 
