@@ -127,6 +127,19 @@ def builder_flags(precision: str, *, fast_fp16: bool = True, fast_int8: bool = T
     raise InputError(f"unknown precision {precision!r}; use fp32, fp16 or int8")
 
 
+def fast_kernels(compute_capability: str) -> tuple[bool, bool]:
+    """(fast fp16, fast int8) for a compute capability such as ``"8.6"``.
+
+    Replaces ``Builder.platform_has_fast_fp16/int8``, deprecated in TensorRT 10.5 ("query data
+    type support from CUDA directly"): fp16 tensor cores from 7.0, int8 (dp4a) from 6.1.
+    """
+    try:
+        major, minor = (int(p) for p in compute_capability.split(".")[:2])
+    except ValueError:
+        raise InputError(f"unreadable compute capability {compute_capability!r}") from None
+    return (major, minor) >= (7, 0), (major, minor) >= (6, 1)
+
+
 def calibration_batches(x: np.ndarray, samples: int, batch_size: int, seed: int
                         ) -> list[np.ndarray]:
     """A seeded sample (without replacement) of ``x`` cut into whole batches.
@@ -324,9 +337,15 @@ class TensorRTBackend:
                                   "compile.backend: onnxruntime")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, params.workspace_mb << 20)
-        for flag in builder_flags(precision, fast_fp16=builder.platform_has_fast_fp16,
-                                  fast_int8=builder.platform_has_fast_int8):
-            config.set_flag(getattr(trt.BuilderFlag, flag))
+        fast_fp16, fast_int8 = fast_kernels(device.compute_capability)
+        for flag in builder_flags(precision, fast_fp16=fast_fp16, fast_int8=fast_int8):
+            member = getattr(trt.BuilderFlag, flag, None)
+            if member is None:  # TensorRT 11 removed the weak-typing precision flags
+                raise InputError(f"tensorrt {trt.__version__} has no BuilderFlag.{flag}; "
+                                 f"precision {precision!r} needs tensorrt 10.x",
+                                 hint="use compile.precision: fp32 with a Q/DQ-quantised "
+                                      "model, or install tensorrt 10.x")
+            config.set_flag(member)
         profile = builder.create_optimization_profile()
         profile.set_shape(params.input_name, *shapes)
         config.add_optimization_profile(profile)

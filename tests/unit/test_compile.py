@@ -118,6 +118,16 @@ def test_builder_flags_respect_the_hardware():
         builder_flags("int8", fast_int8=False)
 
 
+def test_fast_kernels_by_compute_capability():
+    from ci.compile.tensorrt import fast_kernels
+
+    assert fast_kernels("9.0") == (True, True)
+    assert fast_kernels("6.1") == (False, True)
+    assert fast_kernels("5.2") == (False, False)
+    with pytest.raises(InputError, match="unreadable compute capability"):
+        fast_kernels("sm_90")
+
+
 # --------------------------------------------------------------------------- calibration
 
 
