@@ -78,9 +78,26 @@ def _now() -> str:
 
 @dataclass
 class Token:
+    """``write``: True (all), False (read-only, a fork PR's token) or the set of permissions
+    that may write, named as in a workflow's ``permissions:`` (``issues``, ``pull-requests``,
+    ``statuses``, ``checks``, ``contents``)."""
+
     login: str
-    write: bool = True
+    write: bool | frozenset = True
     user_type: str = "Bot"
+
+    def can_write(self, needs: tuple[str, ...]) -> bool:
+        if isinstance(self.write, bool):
+            return self.write
+        return any(n in self.write for n in needs)
+
+
+def _permission(rest: list[str]) -> tuple[str, ...]:
+    """Which write permission a repository path needs (any one of them is enough)."""
+    head = rest[0] if rest else ""
+    return {"issues": ("issues", "pull-requests"), "pulls": ("pull-requests",),
+            "statuses": ("statuses",), "check-runs": ("checks",),
+            "dispatches": ("contents",), "contents": ("contents",)}.get(head, ("admin",))
 
 
 @dataclass
@@ -115,6 +132,8 @@ class Repo:
     statuses: dict = field(default_factory=dict)  # sha -> [status dict]
     check_runs: dict = field(default_factory=dict)  # id -> check run dict
     pulls: list = field(default_factory=list)
+    labels: dict = field(default_factory=dict)  # issue number -> [label name]
+    dispatches: list = field(default_factory=list)  # repository_dispatch bodies
 
 
 class _Answer(Exception):
@@ -182,9 +201,11 @@ class GitHubImitation:
             repo = self.repos.setdefault(full_name, Repo(owner, name, self._new_id()))
         return repo
 
-    def add_token(self, token: str, login: str, *, write: bool = True,
+    def add_token(self, token: str, login: str, *, write: bool | set[str] = True,
                   user_type: str = "Bot") -> None:
-        self.tokens[token] = Token(login, write, user_type)
+        """``write``: True, False, or a set of permissions such as ``{"issues", "statuses"}``."""
+        self.tokens[token] = Token(login, write if isinstance(write, bool)
+                                   else frozenset(write), user_type)
 
     def add_comment(self, full_name: str, number: int, login: str, body: str) -> dict:
         with self._lock:
@@ -300,7 +321,7 @@ class GitHubImitation:
         parts = path.strip("/").split("/")
         if method != "GET" and token is None:
             raise _error(401, "Requires authentication")
-        if method != "GET" and not token.write:
+        if method != "GET" and not token.can_write(_permission(parts[3:])):
             raise _error(403, INTEGRATION_403)
         if parts == ["rate_limit"]:
             return 200, self._rate_limit_body(), {}
@@ -333,6 +354,15 @@ class GitHubImitation:
                 if method == "DELETE":
                     items.remove(comment)
                     return 204, None, {}
+            if rest[:1] == ["issues"] and rest[2:] == ["labels"] and method == "POST":
+                labels = data["labels"] if isinstance(data, dict) else data
+                names = [x["name"] if isinstance(x, dict) else x for x in labels]
+                store = repo.labels.setdefault(int(rest[1]), [])
+                store.extend(n for n in names if n not in store)
+                return 200, [self._label(repo, n) for n in store], {}
+            if rest == ["dispatches"] and method == "POST":
+                repo.dispatches.append(data)
+                return 204, None, {}
             if rest[:1] == ["statuses"] and len(rest) == 2 and method == "POST":
                 return 201, self._new_status(repo, rest[1], data, token), {}
             if rest[:1] == ["commits"] and rest[2:] == ["status"] and method == "GET":
@@ -381,6 +411,11 @@ class GitHubImitation:
         if page < last:
             links += [link(page + 1, "next"), link(last, "last")]
         return 200, chunk, ({"Link": ", ".join(links)} if links else {})
+
+    def _label(self, repo: Repo, name: str) -> dict:
+        return {"id": abs(hash(name)) % 10**8, "node_id": "LA_1", "name": name,
+                "url": f"{self.api_url}/repos/{repo.owner}/{repo.name}/labels/{name}",
+                "description": None, "color": "ededed", "default": False}
 
     def _rate_limit_body(self) -> dict:
         body = example("rate-limit-overview")

@@ -278,3 +278,35 @@ def test_imitation_serves_pull_requests_for_github3(github_api):  # noqa: F811
     readonly = github3.enterprise_login(url=github_api.url, token="read-token")
     with pytest.raises(github3.exceptions.ForbiddenError):
         readonly.repository("octo", "models").create_pull("x", "main", "other")
+
+
+def test_imitation_pagination_permissions_and_extras(github_api):  # noqa: F811
+    import requests
+
+    for i in range(130):
+        github_api.add_comment(REPO, 2, "bob", f"c{i}")
+    url = f"{github_api.api_url}/repos/{REPO}/issues/2/comments"
+    auth = {"Authorization": "token write-token"}
+    first = requests.get(url, params={"per_page": 500}, headers=auth, timeout=10)
+    assert len(first.json()) == 100  # capped like GitHub
+    assert set(first.links) == {"next", "last"} and "page=2" in first.links["next"]["url"]
+    second = requests.get(first.links["next"]["url"], headers=auth, timeout=10)
+    assert len(second.json()) == 30 and set(second.links) == {"prev", "first"}
+    assert requests.get(url, headers={"Authorization": "token bad"}, timeout=10).status_code \
+        == 401
+    github_api.add_token("status-only", "ci-bot", write={"statuses"})
+    only = {"Authorization": "token status-only"}
+    denied = requests.post(url, json={"body": "x"}, headers=only, timeout=10)
+    assert denied.status_code == 403 and denied.json()["message"] == \
+        "Resource not accessible by integration"
+    ok = requests.post(f"{github_api.api_url}/repos/{REPO}/statuses/{'d' * 40}", headers=only,
+                       json={"state": "pending", "context": "c"}, timeout=10)
+    assert ok.status_code == 201
+    labels = requests.post(f"{github_api.api_url}/repos/{REPO}/issues/2/labels", headers=auth,
+                           json={"labels": ["canary"]}, timeout=10)
+    assert [x["name"] for x in labels.json()] == ["canary"]
+    dispatch = requests.post(f"{github_api.api_url}/repos/{REPO}/dispatches", headers=auth,
+                             json={"event_type": "promote", "client_payload": {"v": "1"}},
+                             timeout=10)
+    assert dispatch.status_code == 204 and github_api.repos[REPO].dispatches[0]["event_type"] \
+        == "promote"
