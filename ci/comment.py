@@ -197,8 +197,9 @@ def register(subparsers: Any) -> None:
                    help="login that owns the sticky comment (default: $MODELOPS_BOT_LOGIN or "
                         "github-actions[bot], the login of the Actions token)")
     p.add_argument("--verdict-as", choices=("status", "check", "none"), default="status",
-                   help="commit status (works with the Actions token), check run (needs a "
-                        "GitHub App token) or none (default: %(default)s)")
+                   help="commit status (needs 'statuses: write'), check run (needs 'checks: "
+                        "write' and an app token such as the Actions one; a personal token "
+                        "cannot) or none (default: %(default)s)")
     p.add_argument("--context", default=None,
                    help="status context / check name (default: modelops-suite/<model>)")
     p.add_argument("--max-wait", type=float, default=300.0,

@@ -310,7 +310,7 @@ class GitHub:
 
     def create_check_run(self, repo: str, sha: str, *, name: str, conclusion: str, title: str,
                          summary: str, details_url: str | None = None) -> dict:
-        """A completed check run (needs a GitHub App token with ``checks: write``)."""
+        """A completed check run (an app token, e.g. the Actions one, with ``checks: write``)."""
         if conclusion not in CHECK_CONCLUSIONS:
             raise ValueError(f"unknown check conclusion {conclusion!r}")
         data = {"name": name, "head_sha": sha, "status": "completed", "conclusion": conclusion,
