@@ -143,7 +143,7 @@ def test_cli_exit_codes_and_output(repo):
     ok = run(cmd, cwd=repo, env=env)
     assert "### ✅ Compile: onnxruntime fp32" in ok.stdout
     assert "| 32 |" in ok.stdout and "speedup" in ok.stdout
-    assert (repo / "reports/compile.json").is_file()
+    assert (repo / "metrics/compile.json").is_file()
 
     (repo / "params.yaml").write_text((repo / "params.yaml").read_text().replace(
         "{min: 1, opt: 8, max: 32}", "{min: 64, opt: 8, max: 32}"))
@@ -174,3 +174,27 @@ def test_unsupported_op_is_named_and_nothing_is_left(repo):
     assert not (repo / "models/compiled/model.opt.onnx").exists()
     section = json.loads((repo / "reports/compile.json").read_text())
     assert section["status"] == "fail" and "FancyOp" in section["error"]
+
+
+def test_section_is_merged_into_an_existing_report(repo):
+    report = repo / "reports/report.json"
+    report.parent.mkdir()
+    report.write_text(json.dumps({
+        "schema_version": 1, "model": {"name": "digits-cnn"},
+        "revisions": {"base": {"rev": "main", "sha": None}, "head": {"rev": "HEAD", "sha": None}},
+        "verdict": "pass",
+        "sections": {"evaluate": {"status": "pass"},
+                     "compile": {"status": "skipped", "reason": "pending"}}}))
+    run_step(repo / "params.yaml", **_kwargs(repo, report_path=report))
+    merged = json.loads(report.read_text())
+    assert merged["sections"]["compile"]["status"] == "pass"
+    assert merged["sections"]["compile"]["summary"].startswith("onnxruntime fp32; parity ok")
+    assert merged["verdict"] == "pass"
+
+    write_params(repo / "params.yaml", int8_atol=0.0, int8_rtol=0.0, int8_top1=1.0)
+    with pytest.raises(GateFailed):
+        run_step(repo / "params.yaml", precision="int8", **_kwargs(repo, report_path=report))
+    merged = json.loads(report.read_text())
+    assert merged["sections"]["compile"]["status"] == "fail"
+    assert merged["sections"]["compile"]["reason"].startswith("parity failed")
+    assert merged["verdict"] == "fail"
