@@ -1,0 +1,143 @@
+"""Benchmark: render + validate + publish of 1, 100 and 500 model/env pairs, and a no-op publish.
+
+For each size N, N model/env pairs (N/2 models x staging, production) are rendered with the
+real renderer (every manifest validated), then published as ONE commit into a bare repository
+on disk that already holds an older state of every folder (so every file changes), then
+published again unchanged (the no-op). The baseline, measured in the same run on the same
+bytes: a working-tree repository holding the same older state, where the folders are rewritten
+and ``git add -A && git commit`` records them (no clone, no push).
+
+Goals: a no-op publish under 1 s; publishing 500 pairs within 3x the baseline.
+
+    .venv/bin/python bench/gitops.py [--sizes 1 100 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gitops.gitrepo import ensure_bare_remote  # noqa: E402
+from gitops.publish import params_renderer, publish  # noqa: E402
+from gitops.release import Release  # noqa: E402
+
+ENVS = ("staging", "production")
+NOOP_GOAL_S = 1.0
+RATIO_GOAL = 3.0
+
+
+def release(model: str, version: str) -> Release:
+    digit = format(zlib.crc32(model.encode()) & 0xF, "x")
+    return Release(model=model, version=version, sha256=digit * 64, dvc_md5=digit * 32,
+                   artifact_uri=f"s3://models/files/md5/{digit * 2}/{digit * 30}",
+                   image="ghcr.io/example/modelops-serve:0.1.0",
+                   source_repo="https://github.com/example/models", source_commit="c" * 40,
+                   dvc_lock_sha256="d" * 64)
+
+
+def pairs(n: int) -> list[tuple[str, str]]:
+    return [(ENVS[i % 2], f"model-{i // 2:04d}") for i in range(n)]
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def write_tree(root: Path, changes: dict[str, dict[str, bytes]]) -> None:
+    for folder, files in changes.items():
+        target = root / folder
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for name, data in files.items():
+            (target / name).write_bytes(data)
+
+
+def quiet(_line: str) -> None:
+    pass
+
+
+def run_size(n: int, render, tmp: Path) -> dict[str, float]:
+    t0 = time.perf_counter()
+    changes = {f"{env}/{model}": dict(render(release(model, "v2"), env))
+               for env, model in pairs(n)}
+    t_render = time.perf_counter() - t0
+    older = {f: {k: v + b"# older\n" for k, v in files.items()} for f, files in changes.items()}
+
+    remote = ensure_bare_remote(tmp / f"remote-{n}.git")
+    publish(str(remote), older, message="older state\n", log=quiet)
+    t0 = time.perf_counter()
+    result = publish(str(remote), changes, message=f"publish {n} pairs\n", log=quiet)
+    t_publish = time.perf_counter() - t0
+    assert result.commit and len(result.changed) == n
+    t0 = time.perf_counter()
+    noop = publish(str(remote), changes, message="again\n", log=quiet)
+    t_noop = time.perf_counter() - t0
+    assert noop.noop
+
+    work = tmp / f"baseline-{n}"
+    work.mkdir()
+    git(work, "init", "-q", "-b", "main")
+    write_tree(work, older)
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "older state")
+    t0 = time.perf_counter()
+    write_tree(work, changes)
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", f"publish {n} pairs")
+    t_base = time.perf_counter() - t0
+    files = sum(len(f) for f in changes.values())
+    return {"pairs": n, "files": files, "render": t_render, "publish": t_publish,
+            "noop": t_noop, "baseline": t_base}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 100, 500],
+                    help="numbers of model/env pairs (default: 1 100 500)")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("GIT_AUTHOR_NAME", "bench")
+    os.environ.setdefault("GIT_AUTHOR_EMAIL", "bench@example.invalid")
+    os.environ.setdefault("GIT_COMMITTER_NAME", "bench")
+    os.environ.setdefault("GIT_COMMITTER_EMAIL", "bench@example.invalid")
+    render = params_renderer(ROOT / "params.yaml")
+    render(release("warm-up", "v0"), "staging")  # template and schema loading, once
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-gitops-") as tmp:
+        for n in args.sizes:
+            print(f"bench: {n} model/env pair(s)...", file=sys.stderr, flush=True)
+            rows.append(run_size(n, render, Path(tmp)))
+    head = (f"{'pairs':>5} {'files':>6} {'render+validate s':>17} {'publish s':>9} "
+            f"{'no-op s':>7} {'git add+commit s':>16} {'publish/base':>12} "
+            f"{'all/base':>8}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['pairs']:>5} {r['files']:>6} {r['render']:>17.2f} {r['publish']:>9.3f} "
+              f"{r['noop']:>7.3f} {r['baseline']:>16.3f} "
+              f"{r['publish'] / r['baseline']:>11.2f}x "
+              f"{(r['render'] + r['publish']) / r['baseline']:>7.1f}x")
+    worst_noop = max(r["noop"] for r in rows)
+    big = max(rows, key=lambda r: r["pairs"])
+    print(f"\nno-op publish: worst {worst_noop:.3f} s (goal < {NOOP_GOAL_S:.0f} s): "
+          f"{'met' if worst_noop < NOOP_GOAL_S else 'MISSED'}")
+    ratio = big["publish"] / big["baseline"]
+    print(f"publish of {big['pairs']} pairs: {ratio:.2f}x the git add+commit baseline "
+          f"(goal <= {RATIO_GOAL:.0f}x): {'met' if ratio <= RATIO_GOAL else 'MISSED'}")
+    full = (big["render"] + big["publish"]) / big["baseline"]
+    print(f"render+validate+publish of {big['pairs']} pairs: {full:.1f}x the baseline "
+          f"(goal <= {RATIO_GOAL:.0f}x): {'met' if full <= RATIO_GOAL else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
