@@ -253,7 +253,7 @@ def scenarios() -> list[Scenario]:
 
 
 @contextlib.contextmanager
-def canary_lab(workdir: Path, chosen: list[Scenario], *, warmup: float = 12.0,
+def canary_lab(workdir: Path, chosen: list[Scenario], *, warmup: float = 8.0,
                log=print) -> Iterator[dict[str, Any]]:
     """Start models, servers, Prometheus and traffic; yield handles; stop everything."""
     from serve.fixtures import class_distribution, held_out, linear_model

@@ -3,8 +3,8 @@
 ``held_out()`` reads ``data/prepared/test.npz`` when the pipeline has made it, and otherwise the
 scikit-learn digits (the same source, scaled the same way). ``linear_model()`` writes a small ONNX
 classifier with the pipeline model's interface (input ``input`` float32 [batch,1,8,8], output
-``logits`` float32 [batch,10]): a logistic regression trained on the digits, or the same weights
-shuffled (a degraded model whose predictions drift).
+``logits`` float32 [batch,10]): a ridge-regression classifier fitted on the digits, or the same
+weights shuffled (a degraded model whose predictions drift).
 """
 
 from __future__ import annotations
@@ -32,13 +32,15 @@ def held_out(root: Path | None = None, limit: int | None = None) -> tuple[np.nda
 
 
 def _weights(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge regression onto one-hot labels (closed form: milliseconds, ~95% on digits)."""
     from sklearn.datasets import load_digits
-    from sklearn.linear_model import LogisticRegression
 
     d = load_digits()
-    clf = LogisticRegression(max_iter=300, random_state=seed)
-    clf.fit(d.data / 16.0, d.target)
-    return clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32)
+    x = np.hstack([d.data / 16.0, np.ones((len(d.data), 1))])
+    y = np.eye(10)[d.target]
+    coef = np.linalg.solve(x.T @ x + 1.0 * np.eye(x.shape[1]), x.T @ y)  # [65, 10]
+    scale = 10.0  # sharper logits: a confident classifier, as a trained CNN is
+    return (scale * coef[:-1].T).astype(np.float32), (scale * coef[-1]).astype(np.float32)
 
 
 def linear_model(path: Path, *, shuffled: bool = False, seed: int = 0) -> Path:

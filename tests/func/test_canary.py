@@ -1,0 +1,75 @@
+"""Canary analysis end to end on 127.0.0.1: a stable and several canary serving processes, a real
+Prometheus scraping them every second, traffic from held-out digits, and the AnalysisTemplates
+that `gitops render` wrote (params.yaml thresholds; only interval/count/address overridden),
+evaluated by `gitops.analysis` with Argo Rollouts' semantics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gitops.analysis import ERROR, load_templates, run_templates
+from serve.canary import free_port, render_analysis_templates, run_scenarios, scenarios
+from tests.conftest import require_tool
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    require_tool("prometheus")
+    work = tmp_path_factory.mktemp("canary")
+    done = run_scenarios(work, interval="2s", count=4, log=lambda *a: None)
+    return {sc.name: sc for sc in done}
+
+
+@pytest.mark.parametrize("name", [sc.name for sc in scenarios()])
+def test_each_canary_gets_the_designed_verdict(outcomes, name):
+    sc = outcomes[name]
+    phases = {short: run.phase for short, run in sc.results.items()}
+    assert set(phases) == {"error-rate", "latency-p99", "prediction-drift"}
+    for short, expected in sc.expect.items():
+        run = sc.results[short]
+        detail = [(m.phase, m.value, m.message) for r in run.metrics for m in r.measurements]
+        assert phases[short] == expected, f"{name}/{short}: {detail}"
+
+
+def test_healthy_canary_passes_every_measurement(outcomes):
+    for short, run in outcomes["healthy"].results.items():
+        (metric,) = run.metrics
+        assert len(metric.measurements) == 4, short
+        assert all(m.phase == "Successful" for m in metric.measurements), short
+
+
+def test_degraded_canary_aborts_within_the_failure_limit(outcomes):
+    for name in ("degraded", "drifted-inputs"):
+        (metric,) = outcomes[name].results["prediction-drift"].metrics
+        # failureLimit 1 (params.yaml): the second failed measurement aborts, no later
+        assert len(metric.measurements) == 2
+        assert all(float(m.value.strip("[]")) >= 0.2 for m in metric.measurements)
+
+
+def test_slow_canary_reports_its_p99_over_the_threshold(outcomes):
+    (metric,) = outcomes["slow"].results["latency-p99"].metrics
+    assert all(float(m.value.strip("[]")) > 0.25 for m in metric.measurements)
+
+
+def test_no_data_and_nan_are_inconclusive_not_pass_or_fail(outcomes):
+    for short in ("error-rate", "latency-p99", "prediction-drift"):
+        (idle,) = outcomes["idle"].results[short].metrics
+        assert all(math.isnan(float(m.value.strip("[]"))) for m in idle.measurements), short
+        (absent,) = outcomes["absent"].results[short].metrics
+        assert all(m.value == "[]" for m in absent.measurements), short
+
+
+def test_unreachable_prometheus_is_an_error_so_argo_aborts(tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    path = render_analysis_templates(tmp_path, dead, interval="100ms", count=2)
+    templates = load_templates(path, {"model": "digits-cnn", "version": "2"})
+    runs = run_templates(templates)
+    for run in runs:
+        assert run.phase == ERROR
+        (metric,) = run.metrics
+        assert len(metric.measurements) == 5  # consecutiveErrorLimit 4 (Argo's default)
+        assert "cannot reach prometheus" in metric.measurements[-1].message
