@@ -6,11 +6,10 @@ from typing import Any
 
 
 def _esc(text: Any) -> str:
-    """Escape untrusted text for a Markdown table cell / line."""
-    out = str(text)
-    for ch in ("\\", "|", "<", ">", "`", "*", "_", "[", "]"):
-        out = out.replace(ch, "\\" + ch)
-    return out.replace("\n", " ")
+    """Escape untrusted text (the suite's one Markdown escaper: no HTML, mentions, links)."""
+    from ci.markdown import md
+
+    return md(text, limit=600)
 
 
 def _ms(v: float) -> str:

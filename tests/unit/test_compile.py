@@ -406,7 +406,7 @@ def test_comment_block_escapes_and_says_what_was_skipped():
     md = render_compile_section(section)
     assert md.startswith("### ❌ Compile: onnxruntime fp32")
     assert "- tensorrt: skipped: tensorrt not installed" in md
-    assert "\\<b\\>\\|x" in md and "<b>" not in md
+    assert "&lt;b&gt;\\|x" in md and "<b>" not in md
     assert "| top-1 agreement | 0.9000 |" in md
     assert "Latency" not in md  # nothing measured, nothing shown
 
