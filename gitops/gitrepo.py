@@ -24,6 +24,7 @@ from pathlib import Path
 from ci.errors import ExternalError, InputError
 
 DEFAULT_BRANCH = "main"
+FALLBACK_IDENT = "modelops-gitops <modelops-gitops@users.noreply.invalid>"
 
 # stderr fragments that mean "try again later" versus "stop, a person must act".
 _AUTH = re.compile(
@@ -296,8 +297,7 @@ class Clone:
         Uses ``git fast-import``: it never checks files out, so the cost is the size of the
         change, not the size of the repository.
         """
-        ident = self.run(["var", "GIT_COMMITTER_IDENT"], what="reading the git identity",
-                         ).stdout.decode().strip()
+        ident = self.committer()
         msg = message.encode("utf-8")
         chunks: list[bytes] = [
             f"reset {ref}\n".encode(), f"commit {ref}\n".encode(),
@@ -322,6 +322,17 @@ class Clone:
         if not new:
             raise ExternalError("git fast-import wrote no commit", retryable=True)
         return new
+
+    def committer(self) -> str:
+        """``Name <email> epoch tz`` from git's config or GIT_COMMITTER_*; a CI runner without
+        any identity commits as :data:`FALLBACK_IDENT` (set GIT_COMMITTER_NAME/EMAIL to
+        choose)."""
+        proc = self.run(["var", "GIT_COMMITTER_IDENT"], check=False)
+        if proc.returncode == 0 and proc.stdout.strip():
+            return proc.stdout.decode().strip()
+        import time
+
+        return f"{FALLBACK_IDENT} {int(time.time())} +0000"
 
     def push(self, commit: str, ref: str | None = None) -> None:
         """Push ``commit`` to ``ref`` (the branch by default) without force.

@@ -348,3 +348,14 @@ def test_push_refused_by_a_remote_hook_is_not_retried(remote, tmp_path):
     assert not info.value.retryable
     assert "protected" in str(info.value)
     assert head(remote) is None
+
+
+def test_a_runner_without_git_identity_commits_as_the_fallback_identity(remote, tmp_path):
+    out = write_rendered(tmp_path / "out", {"staging/m": folder("m", "v1")})
+    env = {k: v for k, v in cli_env().items() if not k.startswith(("GIT_AUTHOR", "GIT_COMMITTER"))}
+    env.update(HOME=str(tmp_path), GIT_CONFIG_NOSYSTEM="1", XDG_CONFIG_HOME=str(tmp_path))
+    proc = gitops("publish", "--rendered-dir", str(out), "--gitops-repo", str(remote),
+                  cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert rgit(remote, "log", "-1", "--format=%cn <%ce>") == \
+        "modelops-gitops <modelops-gitops@users.noreply.invalid>"
