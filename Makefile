@@ -48,3 +48,8 @@ bench-compile: $(STAMP)
 	$(PY) bench/compile.py
 
 bench: bench-compile
+
+# GitOps publish/promote/rollback (gitops/publish.py, gitops/promote.py): the benchmark.
+.PHONY: bench-gitops
+bench-gitops: $(STAMP)
+	$(PY) bench/gitops.py

@@ -31,6 +31,14 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
      [PY, "-m", "ci", "report"], ["reports/report.json"]),
     ("gate verdict (exit 1 when a gate fails)",
      [PY, "-m", "ci", "gate", "--report", "reports/report.json"], []),
+    ("publish the release to the local GitOps repository (staging)",
+     [PY, "-m", "gitops", "publish", "--env", "staging"],
+     [".gitops-remote/ (git -C .gitops-remote log --stat)"]),
+    ("promote staging to production (a direct commit; a pull request on GitHub)",
+     [PY, "-m", "gitops", "promote", "--from", "staging", "--to", "production", "--direct"],
+     []),
+    ("which release runs in production since when",
+     [PY, "-m", "gitops", "history", "--env", "production"], []),
 ]
 
 
