@@ -268,6 +268,10 @@ class GitHub:
                         action = "unchanged"
                     else:
                         resp = self.gh._patch(existing._api, json={"body": body})
+                        if resp.status_code == 404 and attempt < self.policy.attempts - 1:
+                            LOG.warning("github: comment %s was deleted while we edited it; "
+                                        "listing again", existing.id)
+                            continue
                         self._json(resp, 200, f"edit the {what}")
                         action = "updated"
                     return UpsertResult(action, existing.id, existing.html_url,

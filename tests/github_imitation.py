@@ -33,6 +33,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -110,6 +111,7 @@ class Fault:
     times: int = 1
     delay: float = 0.0
     perform: bool = False  # do the operation anyway, then answer with the fault
+    on_hit: Callable[[], None] | None = None  # change the state when the fault fires
     hits: int = 0
 
 
@@ -216,12 +218,12 @@ class GitHubImitation:
 
     def inject(self, method: str, path: str, status: int = 502, *, times: int = 1,
                headers: dict | None = None, message: str | None = None, delay: float = 0.0,
-               perform: bool = False) -> Fault:
+               perform: bool = False, on_hit: Callable[[], None] | None = None) -> Fault:
         """Answer the next ``times`` requests matching ``method`` and ``path`` with a fault."""
         default = {403: "Forbidden", 429: "API rate limit exceeded",
                    502: "Server Error"}.get(status, "Server Error")
         fault = Fault(method.upper(), path, status, dict(headers or {}), message or default,
-                      times, delay, perform)
+                      times, delay, perform, on_hit)
         self.faults.append(fault)
         return fault
 
@@ -307,6 +309,9 @@ class GitHubImitation:
                 fault.hits += 1
         if fault:
             done = None
+            if fault.on_hit:
+                with self._lock:
+                    fault.on_hit()
             if fault.perform:  # GitHub did the work; only the answer is slow or an error
                 with contextlib.suppress(_Answer):
                     done = self._route(method, path, query, data, token)

@@ -152,6 +152,16 @@ def test_failed_post_not_done_is_posted_again(github_api, clock):  # noqa: F811
     assert github_api.count("POST") == 2 and github_api.count("GET") == 2
 
 
+def test_sticky_deleted_while_editing_is_created_again(github_api, clock):  # noqa: F811
+    sticky = github_api.add_comment(REPO, 7, APP_BOT_LOGIN, body("old"))
+    # someone deletes the comment between our list and our edit: the edit gets a 404
+    github_api.inject("PATCH", f"/repos/{REPO}/issues/comments/{sticky['id']}", 404,
+                      message="Not Found", on_hit=github_api.repos[REPO].comments[7].clear)
+    result = client(github_api, clock).upsert_comment(REPO, 7, body("new"), marker=MARKER)
+    assert result.action == "created" and len(github_api.comments(REPO, 7)) == 1
+    assert [r.method for r in github_api.requests] == ["GET", "PATCH", "GET", "POST"]
+
+
 def test_slow_post_times_out_then_is_found(github_api, clock):  # noqa: F811
     github_api.inject("POST", "/repos/octo/models/issues/7/comments", 201, delay=0.6,
                       perform=True)
