@@ -100,10 +100,11 @@ def publish(args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
     body = render_comment(report, run_url=run_url(env))
     out = Path(args.out)
     _write_outputs(body, out, env)
-    token = env.get("GITHUB_TOKEN", "")
+    token = "" if args.preview else env.get("GITHUB_TOKEN", "")
     if not token:
         print(body)
-        print(f"comment: no GITHUB_TOKEN, so nothing was posted; the comment is in {out}"
+        why = "--preview" if args.preview else "no GITHUB_TOKEN"
+        print(f"comment: {why}, so nothing was posted; the comment is in {out}"
               + (" and the job summary" if env.get("GITHUB_STEP_SUMMARY") else ""),
               file=sys.stderr)
         return 0
@@ -207,5 +208,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--backoff", type=float, default=1.0,
                    help="first delay before retrying a 5xx or timeout, doubled each retry, in "
                         "seconds (default: %(default)s)")
+    p.add_argument("--preview", action="store_true",
+                   help="only write and print the Markdown, even when GITHUB_TOKEN is set")
     p.add_argument("--debug", action="store_true", help="log every HTTP request (no secrets)")
     p.set_defaults(handler=_cmd_comment)

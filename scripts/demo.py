@@ -39,6 +39,8 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
      []),
     ("which release runs in production since when",
      [PY, "-m", "gitops", "history", "--env", "production"], []),
+    ("preview the sticky PR comment reviewers will see (no token: written and printed)",
+     [PY, "-m", "ci", "comment", "--preview"], ["reports/pr-comment.md"]),
 ]
 
 

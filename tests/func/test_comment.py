@@ -76,6 +76,12 @@ def test_without_token_writes_and_prints_the_preview(work, api):
     assert "no GITHUB_TOKEN" in proc.stderr and api.count() == 0
 
 
+def test_preview_never_posts_even_with_a_token(work, api):
+    proc = comment(work, api, "--preview", event=event_file(work))
+    assert proc.stdout.startswith(marker("digits-cnn")) and "--preview" in proc.stderr
+    assert api.count() == 0 and (work / "out" / "pr-comment.md").is_file()
+
+
 def test_pr_event_posts_then_edits_one_comment_and_sets_status(work, api):
     event = event_file(work)
     first = comment(work, api, event=event)
