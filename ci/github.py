@@ -30,11 +30,12 @@ from github3 import exceptions as gh_exc
 from github3.issues.comment import IssueComment
 from github3.session import GitHubSession
 
-from ci.errors import ExternalError
+from ci.errors import ExternalError, InputError
 
 LOG = logging.getLogger("ci.github")
 DEFAULT_API_URL = "https://api.github.com"
 APP_BOT_LOGIN = "github-actions[bot]"
+MAX_COMMENT_CHARS = 65536  # GitHub rejects longer comment bodies
 INTEGRATION_403 = "resource not accessible by integration"
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"})
 STATUS_STATES = ("success", "failure", "error", "pending")
@@ -258,6 +259,10 @@ class GitHub:
         """Create or edit the one sticky comment; never leaves two."""
         if not body.lstrip().startswith(marker):
             raise ValueError("the comment body must start with its marker")
+        if len(body) > MAX_COMMENT_CHARS:
+            raise InputError(f"the comment has {len(body)} characters, more than GitHub's "
+                             f"{MAX_COMMENT_CHARS}",
+                             hint="render it with ci.markdown.render_comment, which cuts it")
         start = self.session.attempts_made
         what = f"comment on {repo}#{number}"
         for attempt in range(self.policy.attempts):

@@ -259,6 +259,31 @@ def test_commit_status_and_check_run(github_api, clock):  # noqa: F811
             REPO, sha, "success", context="c", description="d")
 
 
+def test_oversized_body_is_refused_before_any_request(github_api, clock):  # noqa: F811
+    from ci.errors import InputError
+
+    with pytest.raises(InputError, match="65536"):
+        client(github_api, clock).upsert_comment(REPO, 7, body("x" * 65536), marker=MARKER)
+    assert github_api.count() == 0
+
+
+def test_imitation_catches_its_own_invalid_responses(github_api, clock, monkeypatch):  # noqa: F811
+    # Were the imitation to answer something GitHub never would (a user without its required
+    # "node_id"), the OpenAPI check must flag it, so the imitation cannot drift from GitHub.
+    real = github_api._user
+
+    def broken(login, user_type="User"):
+        user = real(login, user_type)
+        del user["node_id"]
+        return user
+
+    monkeypatch.setattr(github_api, "_user", broken)
+    client(github_api, clock).upsert_comment(REPO, 7, body("x"), marker=MARKER)
+    found = list(github_api.violations)
+    github_api.violations.clear()
+    assert any("response 201" in v and "node_id" in v for v in found), found
+
+
 def test_imitation_rejects_requests_outside_the_contract(github_api, clock):  # noqa: F811
     # The imitation is only useful if it catches a client that breaks GitHub's contract.
     gh = client(github_api, clock)
