@@ -128,6 +128,51 @@ def safe_url(url: Any) -> str | None:
     return url.replace("(", "%28").replace(")", "%29")
 
 
+SHADES = " ░▒▓█"
+
+
+def confusion_table(cm: dict[str, Any]) -> str:
+    """The confusion matrix as a Markdown table: counts, a shade for the share of the actual
+    class, and the change against the base in brackets."""
+    classes = [md(c, 20) for c in cm.get("classes", [])]
+    head, base = cm.get("head") or [], cm.get("base")
+    lines = ["| actual ＼ predicted | " + " | ".join(classes) + " |",
+             "|---|" + "---:|" * len(classes)]
+    for i, row in enumerate(head):
+        total = sum(row) or 1
+        cells = []
+        for j, count in enumerate(row):
+            shade = SHADES[min(4, round(count / total * 4))] if count else ""
+            text = (f"{shade} {count}".strip() if count else "·") if i != j else f"**{count}**"
+            if base is not None:
+                change = count - base[i][j]
+                if change:
+                    text += f" ({'+' if change > 0 else '−'}{abs(change)})"
+            cells.append(text)
+        lines.append(f"| {classes[i] if i < len(classes) else '?'} | " + " | ".join(cells)
+                     + " |")
+    return "\n".join(lines)
+
+
+SECTION_RENDERERS: dict[str, tuple[str, str]] = {
+    # section name -> (module, function(section) -> Markdown); the section owner escapes its text
+    "compile": ("ci.compile.markdown", "render_compile_section"),
+}
+
+
+def _section_block(name: str, section: dict[str, Any]) -> str | None:
+    import importlib
+
+    target = SECTION_RENDERERS.get(name)
+    if target is None or section.get("status") == "skipped":
+        return None
+    try:
+        render = getattr(importlib.import_module(target[0]), target[1])
+        return str(render(section)).rstrip("\n")
+    except Exception:  # a broken renderer costs its block, never the comment
+        return None
+
+
 @cache
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -195,6 +240,10 @@ def _view(report: dict[str, Any], run_url: str | None, detail: int) -> dict[str,
         "params": evaluate.get("params", []), "data": evaluate.get("data", []),
         "stages": evaluate.get("stages", []), "notes": evaluate.get("notes", []),
         "others": others, "card": card, "card_diff": diff, "detail": detail,
+        "blocks": [b for b in (_section_block(o["name"], o["status"]) for o in others) if b]
+        if detail >= 1 else [],
+        "confusion": confusion_table(evaluate["confusion"])
+        if detail >= 2 and isinstance(evaluate.get("confusion"), dict) else None,
         "run_url": safe_url(run_url or context.get("run_url")),
         "failed": [g for g in gates if g["status"] == "fail"],
     }

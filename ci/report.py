@@ -35,6 +35,10 @@ SCHEMA_FILE = Path(__file__).parent / "schemas" / "report.schema.json"
 DEFAULT_REPORT = Path("reports") / "report.json"
 SECTION_ORDER = ("evaluate", "compile", "card")
 COMPILE_PENDING = "the compile step has not run for this revision (python -m ci compile adds it)"
+# Sections that other steps write to a file of their own (a DVC output): picked up when present.
+SECTION_FILES = {"compile": "metrics/compile.json"}
+CONFUSION_FILE = "plots/confusion.csv"
+MAX_CONFUSION_CLASSES = 30
 
 
 @cache
@@ -164,6 +168,75 @@ def per_class_rows(metric_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [classes[c] for c in sorted(classes, key=key)]
 
 
+def confusion(text: str | None) -> tuple[list[str], list[list[int]]] | None:
+    """A confusion matrix from ``actual,predicted`` rows (DVC's confusion plot data)."""
+    import csv
+    import io
+
+    if not text:
+        return None
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or [c.strip() for c in rows[0][:2]] != ["actual", "predicted"]:
+        return None
+    pairs = [(r[0].strip(), r[1].strip()) for r in rows[1:] if len(r) >= 2]
+    labels = sorted({a for a, _ in pairs} | {p for _, p in pairs},
+                    key=lambda c: (0, int(c)) if c.isdigit() else (1, c))
+    if not labels or len(labels) > MAX_CONFUSION_CLASSES:
+        return None
+    index = {c: i for i, c in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
+    for a, p in pairs:
+        matrix[index[a]][index[p]] += 1
+    return labels, matrix
+
+
+def confusion_section(root: Path, base_sha: str, head: str | None) -> dict[str, Any] | None:
+    from ci.compare import read_at
+
+    head_cm = confusion(read_at(root, head, CONFUSION_FILE))
+    if head_cm is None:
+        return None
+    base_cm = confusion(read_at(root, base_sha, CONFUSION_FILE))
+    labels, matrix = head_cm
+    out: dict[str, Any] = {"file": CONFUSION_FILE, "classes": labels, "head": matrix,
+                           "base": None}
+    if base_cm is not None and base_cm[0] == labels:
+        out["base"] = base_cm[1]
+    return out
+
+
+def section_from_file(root: Path, name: str, head: str | None) -> dict[str, Any] | None:
+    """The section another step wrote to ``SECTION_FILES[name]``, if present and valid."""
+    from ci.compare import read_json_at
+
+    path = SECTION_FILES.get(name)
+    if path is None:
+        return None
+    try:
+        section = read_json_at(root, head, path)
+    except SuiteError:
+        return None
+    if not isinstance(section, dict):
+        return None
+    model = section.get("model")
+    if head is None and isinstance(model, dict) and isinstance(model.get("sha256"), str):
+        from ci.fsutil import sha256_file
+
+        onnx = root / str(model.get("path") or "models/model.onnx")
+        if onnx.is_file() and sha256_file(onnx) != model["sha256"]:
+            return {"status": "skipped",
+                    "reason": f"{path} was made for another {onnx.name} (sha256 "
+                              f"{model['sha256'][:12]}); rerun dvc repro"}
+    probe = {"schema_version": SCHEMA_VERSION, "model": {"name": "x"},
+             "revisions": {"base": {"rev": "x", "sha": None}, "head": {"rev": "x", "sha": None}},
+             "verdict": "pass", "sections": {"evaluate": {"status": "pass"}, name: section}}
+    try:
+        validate_report(probe)
+    except ValidationError:
+        return None
+    return section
+
+
 def card_section(root: Path, base_sha: str, params_file: str) -> dict[str, Any]:
     from ci.card import card_path, generate_card
     from ci.compare import read_at
@@ -214,6 +287,9 @@ def build_report(root: str | Path = ".", base: str | None = None, head: str | No
         "stale": comparison.stale,
         "notes": comparison.notes,
     }
+    cm = confusion_section(root, comparison.base_sha, head)
+    if cm is not None:
+        evaluate["confusion"] = cm
     sections: dict[str, Any] = {"evaluate": evaluate,
                                 "compile": {"status": "skipped", "reason": COMPILE_PENDING}}
     if previous and previous.get("revisions", {}).get("head", {}).get("sha") == \
@@ -221,6 +297,10 @@ def build_report(root: str | Path = ".", base: str | None = None, head: str | No
         for name, section in previous.get("sections", {}).items():
             if name not in ("evaluate", "card"):
                 sections[name] = section
+    for name in SECTION_FILES:
+        from_file = section_from_file(root, name, head)
+        if from_file is not None:
+            sections[name] = from_file
     sections["card"] = card_section(root, comparison.base_sha, params_file)
     report = {
         "schema_version": SCHEMA_VERSION,

@@ -167,3 +167,32 @@ def test_load_report_errors_name_the_file(tmp_path):
     bad.write_text("{")
     with pytest.raises(InputError, match="bad.json: not valid JSON"):
         load_report(bad)
+
+
+def test_confusion_from_dvc_plot_rows():
+    from ci.report import confusion
+
+    labels, matrix = confusion("actual,predicted\n1,1\n0,0\n1,0\n10,1\n")
+    assert labels == ["0", "1", "10"]
+    assert matrix == [[1, 0, 0], [1, 1, 0], [0, 1, 0]]
+    assert confusion("a,b\n1,1\n") is None
+    assert confusion("") is None
+
+
+def test_section_file_is_picked_up_only_when_valid_and_current(repo):
+    from ci.report import section_from_file
+
+    onnx_sha = sha256_file(repo / "models" / "model.onnx")
+    path = repo / "metrics" / "compile.json"
+    section = {"status": "pass", "summary": "ok",
+               "model": {"path": "models/model.onnx", "sha256": onnx_sha}}
+    path.write_text(json.dumps(section))
+    assert section_from_file(repo, "compile", None) == section
+    section["model"]["sha256"] = "0" * 64
+    path.write_text(json.dumps(section))
+    stale = section_from_file(repo, "compile", None)
+    assert stale["status"] == "skipped" and "rerun dvc repro" in stale["reason"]
+    path.write_text(json.dumps({"status": "done"}))
+    assert section_from_file(repo, "compile", None) is None
+    path.unlink()
+    assert section_from_file(repo, "compile", None) is None

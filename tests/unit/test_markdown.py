@@ -140,3 +140,30 @@ def test_render_is_pure():
     before = copy.deepcopy(report)
     assert render_comment(report) == render_comment(report)
     assert report == before
+
+
+def test_confusion_matrix_with_changes_against_base():
+    report = example()
+    cm = report["sections"]["evaluate"]["confusion"]
+    body = render_comment(report)
+    assert "Confusion matrix" in body
+    matrix = body.split("Confusion matrix", 1)[1]
+    row9 = next(line for line in matrix.splitlines() if line.startswith("| 9 | "))
+    assert f"**{cm['head'][9][9]}**" in row9
+    change = cm["head"][9][9] - cm["base"][9][9]
+    assert f"**{cm['head'][9][9]}** (−{-change})" in row9
+    cm["classes"][0] = "<b>@x</b>|"
+    assert "<b>" not in render_comment(report)
+
+
+def test_section_renderer_adds_its_block_and_survives_a_broken_one(monkeypatch):
+    import ci.markdown as m
+
+    report = example()
+    report["sections"]["canary"] = {"status": "pass", "steps": 3}
+    monkeypatch.setitem(m.SECTION_RENDERERS, "canary", ("json", "dumps"))
+    body = render_comment(report)
+    assert '{"status": "pass", "steps": 3}' in body
+    monkeypatch.setitem(m.SECTION_RENDERERS, "canary", ("no_such_module_here", "render"))
+    body = render_comment(report)
+    assert '"steps"' not in body and "| canary | ✅ pass |" in body
