@@ -219,6 +219,7 @@ def _optional_sections() -> dict[str, type]:
 EXTRA_SECTIONS: dict[str, tuple[str, str]] = {
     "compile": ("ci.compile.params", "CompileParams"),
     "deploy": ("gitops.params", "DeployParams"),
+    "alerts": ("gitops.alerts", "AlertParams"),
 }
 
 

@@ -13,6 +13,7 @@ from ci.cli import run_main
 COMMAND_MODULES: list[str] = [
     "gitops.publish", "gitops.promote", "gitops.history",
     "gitops.render_cli",
+    "gitops.analysis",
 ]
 
 
