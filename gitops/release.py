@@ -35,7 +35,8 @@ FIELD_RULES: dict[str, tuple[str, str]] = {
     "artifact_uri": (r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\x00-\x1f\x7f]+",
                      "must be a URI like 's3://bucket/path' without spaces"),
     "image": (r".+", "must be an image reference"),  # checked by image_problem()
-    "source_repo": (r"[^\x00-\x1f\x7f]{1,512}", "must be 1-512 printable characters"),
+    "source_repo": (r"[^\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]{1,512}",
+                    "must be 1-512 printable characters"),
     "source_commit": (f"{_HEX}{{7,64}}", "must be a git commit id (7-64 lowercase hex digits)"),
     "dvc_lock_sha256": (f"{_HEX}{{64}}", "must be 64 lowercase hex digits"),
 }

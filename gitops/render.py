@@ -231,6 +231,18 @@ def render_docs(release: Release, params: Any, env: str) -> dict[str, list[dict[
     return out
 
 
+def dump_manifests(docs: list[Any], source: str) -> bytes:
+    """YAML bytes of ``docs`` (via ci.yamlio), checked to read back as exactly ``docs``."""
+    from ci.errors import ValidationError
+    from ci.yamlio import dump_yaml_all, load_yaml_all
+
+    text = dump_yaml_all(docs, yaml11_safe=True)
+    if load_yaml_all(text, source) != docs:
+        raise ValidationError(f"{source}: a value does not survive writing as YAML",
+                              hint="remove control characters from the release fields")
+    return text.encode("utf-8")
+
+
 def render_env(release: Release, params: Any, env: str, *, validate: bool = True
                ) -> dict[str, bytes]:
     """The complete ``<env>/<model>/`` folder: relative file name -> bytes.
@@ -238,7 +250,6 @@ def render_env(release: Release, params: Any, env: str, *, validate: bool = True
     Checks the release fields first, then (``validate=True``) every manifest; raises
     ValidationError or ConfigError (unknown environment) before anything is returned.
     """
-    from ci.yamlio import dump_yaml_all
     from gitops.validate import check_manifests
 
     release.check()
@@ -251,8 +262,7 @@ def render_env(release: Release, params: Any, env: str, *, validate: bool = True
                 docs.extend(file_docs)
                 sources.extend([filename] * len(file_docs))
         check_manifests(docs, sources)
-    files = {name: dump_yaml_all(docs, yaml11_safe=True).encode("utf-8")
-             for name, docs in rendered.items()}
+    files = {name: dump_manifests(docs, name) for name, docs in rendered.items()}
     files[RELEASE_FILE] = release.to_json()
     return dict(sorted(files.items()))
 

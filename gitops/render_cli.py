@@ -95,12 +95,16 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from ci.yamlio import load_yaml_all
     from gitops.validate import check_manifests, kustomize_build
 
+    from gitops.render import KINDS
+
+    # rendered files that are not Kubernetes objects this validator knows (kustomization.yaml)
+    unchecked = {k.filename for k in KINDS.values() if not k.validated}
     files: list[Path] = []
     folders: list[Path] = []
     for item in args.paths:
         p = Path(item)
         if p.is_dir():
-            found = sorted(x for x in p.rglob("*.y*ml") if x.name != "kustomization.yaml")
+            found = sorted(x for x in p.rglob("*.y*ml") if x.name not in unchecked)
             files.extend(found)
             folders.extend(sorted({x.parent for x in p.rglob("kustomization.yaml")}))
         elif p.exists():

@@ -103,7 +103,7 @@ def test_default_artifact_uri_from_dvc_remote(repo, params):
     ("image", "ghcr.io/x/serve:1\n---\nkind: Secret"), ("image", "ghcr.io/x/serve:---"),
     ("image", "serve:a b"), ("sha256", "A" * 64), ("dvc_md5", "b" * 31),
     ("artifact_uri", "s3://x/y\nz"), ("artifact_uri", "no-scheme"),
-    ("source_commit", "main"), ("source_repo", "x\ny"),
+    ("source_commit", "main"), ("source_repo", "x\ny"), ("source_repo", "x\x85y"),
 ])
 def test_bad_release_fields_name_field_and_value(field, value):
     with pytest.raises(ValidationError) as info:

@@ -1,0 +1,184 @@
+"""Rendering the example model: golden files, kustomize, CLI behaviour on bad input.
+
+Golden files live in tests/data/gitops/golden/<env>/digits-cnn/. Regenerate them only on
+purpose: ``UPDATE_GOLDEN=1 pytest tests/func/test_gitops_render.py`` (refused in CI).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+
+from ci.config import load_params, parse_params
+from ci.errors import ConfigError, ValidationError
+from ci.yamlio import load_yaml_all, load_yaml_file
+from gitops.render import KINDS, render_env, write_env
+from tests.conftest import PY, ROOT, in_ci, require_tool, run
+from tests.unit.test_gitops_release import example_release
+
+GOLDEN = ROOT / "tests" / "data" / "gitops" / "golden"
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_params(ROOT / "params.yaml")
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_golden_files(params, env):
+    files = render_env(example_release(), params, env)
+    folder = GOLDEN / env / "digits-cnn"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        assert not in_ci(), "golden files are never regenerated in CI"
+        write_env(files, GOLDEN, env, "digits-cnn")
+    expected = {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    assert files == expected
+
+
+def test_same_input_same_bytes(params):
+    a = render_env(example_release(), params, "staging")
+    b = render_env(example_release(), params, "staging")
+    assert a == b
+    c = render_env(example_release(version="2"), params, "staging")
+    assert c["rollout.yaml"] != a["rollout.yaml"]
+
+
+def test_rendered_manifests_carry_release_and_env(params):
+    release = example_release()
+    files = render_env(release, params, "production")
+    (rollout,) = load_yaml_all(files["rollout.yaml"].decode())
+    meta = rollout["metadata"]
+    assert meta["annotations"]["modelops.io/sha256"] == release.sha256
+    assert meta["annotations"]["modelops.io/source-commit"] == release.source_commit
+    assert meta["labels"]["modelops.io/env"] == "production"
+    assert meta["labels"]["modelops.io/team"] == params.model.team
+    pod = rollout["spec"]["template"]
+    assert pod["metadata"]["annotations"]["modelops.io/sha256"] == release.sha256
+    container = pod["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert container["ports"][0]["containerPort"] == 8080
+    assert rollout["spec"]["replicas"] == params.deploy.environments["production"].replicas
+    steps = rollout["spec"]["strategy"]["canary"]["steps"]
+    assert steps[-1] == {"setWeight": 100}
+    (app,) = load_yaml_all(files["application.yaml"].decode())
+    assert "automated" not in app["spec"]["syncPolicy"]  # production: manual sync
+    assert app["spec"]["source"]["path"] == "production/digits-cnn"
+    (app,) = load_yaml_all(render_env(release, params, "staging")["application.yaml"].decode())
+    assert app["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+
+
+def test_analysis_templates_use_thresholds_from_params(params):
+    raw = copy.deepcopy(load_yaml_file(ROOT / "params.yaml"))
+    raw["deploy"]["analysis"].update(error_rate_max=0.01, failure_limit=3, count=7)
+    custom = parse_params(raw)
+    files = render_env(example_release(), custom, "staging")
+    templates = {d["metadata"]["name"]: d
+                 for d in load_yaml_all(files["analysis-templates.yaml"].decode())}
+    assert set(templates) == {"digits-cnn-error-rate", "digits-cnn-latency-p99",
+                              "digits-cnn-prediction-drift"}
+    metric = templates["digits-cnn-error-rate"]["spec"]["metrics"][0]
+    assert metric["successCondition"] == "len(result) > 0 && result[0] < 0.01"
+    assert metric["failureCondition"] == "len(result) > 0 && result[0] >= 0.01"
+    assert (metric["failureLimit"], metric["count"], metric["inconclusiveLimit"]) == (3, 7, 2)
+    assert 'role="canary"' in metric["provider"]["prometheus"]["query"]
+    assert "model_requests_total" in metric["provider"]["prometheus"]["query"]
+
+
+def test_kubectl_kustomize_builds_the_folder(params, tmp_path):
+    kubectl = require_tool("kubectl")
+    files = render_env(example_release(), params, "staging")
+    folder = write_env(files, tmp_path, "staging", "digits-cnn")
+    out = run([kubectl, "kustomize", str(folder)], cwd=tmp_path).stdout
+    kinds = sorted(d["kind"] for d in load_yaml_all(out))
+    expected = sorted(d["kind"] for k in KINDS.values() if k.in_kustomization
+                      for d in load_yaml_all(files[k.filename].decode()))
+    assert kinds == expected
+    assert {"Rollout", "Service", "AnalysisTemplate"} <= set(kinds)
+
+
+def test_registry_drives_kustomization(params):
+    files = render_env(example_release(), params, "staging")
+    (kust,) = load_yaml_all(files["kustomization.yaml"].decode())
+    assert kust["resources"] == [k.filename for k in KINDS.values() if k.in_kustomization]
+    assert set(files) == {k.filename for k in KINDS.values()} | {"release.json"}
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"model": "Digits"}, "model"), ({"model": "a" * 64}, "model"), ({"model": "a_b"}, "model"),
+    ({"image": "ghcr.io/x/s:1\n---"}, "image"), ({"version": "a: b"}, "version"),
+])
+def test_bad_release_raises_before_rendering(params, change, field):
+    with pytest.raises(ValidationError, match=f"{field}: "):
+        render_env(example_release(**change), params, "staging")
+
+
+def test_service_name_too_long_is_caught_by_validation(params):
+    with pytest.raises(ValidationError, match=r"metadata.name: must be a DNS-1035 label"):
+        render_env(example_release(model="m" * 60), params, "staging")
+
+
+def test_unknown_environment(params):
+    with pytest.raises(ConfigError, match="unknown environment"):
+        render_env(example_release(), params, "qa")
+
+
+def _cli(tmp_path, *args):
+    return run([PY, "-m", "gitops", *args], cwd=ROOT, check=False)
+
+
+def test_cli_render_and_validate(tmp_path):
+    rel = tmp_path / "release.json"
+    rel.write_bytes(example_release().to_json())
+    out = tmp_path / "out"
+    proc = _cli(tmp_path, "render", "--release", str(rel), "--out", str(out), "--env", "staging")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (out / "staging" / "digits-cnn").iterdir()) == sorted(
+        [k.filename for k in KINDS.values()] + ["release.json"])
+    proc = _cli(tmp_path, "validate", "--no-kustomize", str(out))
+    assert proc.returncode == 0, proc.stderr
+    count = sum(len(load_yaml_all((out / "staging" / "digits-cnn" / k.filename).read_text()))
+                for k in KINDS.values() if k.validated)
+    assert f"ok: {count} manifests" in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--env", "qa"], "deploy.environments: unknown environment (got 'qa')"),
+    (["--image", "ghcr.io/x/s:1\n---"], "image: "),
+    (["--version", "Bad Version"], "version: "),
+])
+def test_cli_bad_input_exit_2_nothing_written(tmp_path, args, message):
+    out = tmp_path / "out"
+    proc = _cli(tmp_path, "render", "--repo", str(tmp_path), "--release",
+                str(_release_file(tmp_path, args)), "--out", str(out),
+                *[a for a in args if args[0] == "--env"])
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def _release_file(tmp_path, args):
+    change = {}
+    if args[0] == "--image":
+        change["image"] = args[1]
+    if args[0] == "--version":
+        change["version"] = args[1]
+    release = example_release()
+    raw = release.to_dict()
+    raw.update(change)
+    import json
+    path = tmp_path / "release.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def test_cli_validate_reports_upstream_style_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata:\n  name: x\n"
+                   "spec:\n  replicaz: 1\n")
+    proc = _cli(tmp_path, "validate", str(bad))
+    assert proc.returncode == 2
+    assert "replicaz" in proc.stderr

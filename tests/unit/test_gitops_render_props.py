@@ -1,0 +1,85 @@
+"""Property tests: hostile strings in every templated field cannot add keys or documents.
+
+Values enter templates only through the JSON filter; whatever a field holds, the parsed
+manifests hold exactly that value, the same documents and the same keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from ci.config import load_params
+from ci.errors import ValidationError
+from ci.yamlio import load_yaml_all
+from gitops.release import Release
+from gitops.render import dump_manifests, render_docs, render_template, to_json
+from tests.conftest import ROOT
+from tests.unit.test_gitops_release import example_release
+
+PARAMS = load_params(ROOT / "params.yaml")
+HOSTILE = st.one_of(
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=40),
+    st.sampled_from(["---", "\n---\nkind: Secret", "a: b", "{x: 1}", "[1]", "yes", "on", "~",
+                     "null", "0x10", "1e3", "'", '"', "\\", "#c", "&a *a", "!!python/object",
+                     "{{args.model}}", "{% raw %}", "\u2028", "\x85", "\ufeff", "\t", "\r\n"]),
+)
+FIELDS = [f.name for f in dataclasses.fields(Release)]
+
+
+def _shape(node):
+    if isinstance(node, dict):
+        return {k: _shape(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_shape(v) for v in node]
+    return type(node).__name__
+
+
+@settings(max_examples=100, deadline=None)
+@given(HOSTILE)
+def test_json_filter_round_trips_any_string(value):
+    (doc,) = load_yaml_all(f"a: {to_json(value)}\nb: 1\n")
+    assert doc == {"a": value, "b": 1}
+
+
+BASELINE = {name: docs for name, docs in render_docs(example_release(), PARAMS, "staging").items()}
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(field=st.sampled_from(FIELDS), value=HOSTILE)
+def test_hostile_release_fields_cannot_change_structure(field, value):
+    release = dataclasses.replace(example_release(), **{field: value})
+    rendered = render_docs(release, PARAMS, "staging")  # no field checks: worst case
+    for name, docs in rendered.items():
+        try:
+            text = dump_manifests(docs, name).decode()
+        except ValidationError:  # a value YAML cannot carry: refused, never written changed
+            assume(False)
+        parsed = load_yaml_all(text)
+        assert parsed == docs  # written bytes read back as exactly these values
+        assert len(parsed) == len(BASELINE[name])
+        if field != "model":  # the model name is also a dict-free name component
+            assert _shape(parsed) == _shape(BASELINE[name])
+    (rollout,) = rendered["rollout.yaml"]
+    env = {e["name"]: e["value"] for e in
+           rollout["spec"]["template"]["spec"]["containers"][0]["env"]}
+    expected = {"model": env["MODEL_NAME"], "version": env["MODEL_VERSION"],
+                "sha256": env["MODEL_SHA256"], "artifact_uri": env["MODEL_URI"],
+                "image": rollout["spec"]["template"]["spec"]["containers"][0]["image"],
+                "source_repo": rollout["metadata"]["annotations"]["modelops.io/source-repo"],
+                "source_commit": rollout["metadata"]["annotations"]["modelops.io/source-commit"],
+                "dvc_md5": rollout["metadata"]["annotations"]["modelops.io/dvc-md5"],
+                "dvc_lock_sha256":
+                    rollout["metadata"]["annotations"]["modelops.io/dvc-lock-sha256"]}
+    assert expected[field] == value
+
+
+@settings(max_examples=40, deadline=None)
+@given(value=HOSTILE)
+def test_hostile_values_in_every_template_variable(value):
+    # Every context value of the kustomization template replaced by a hostile string.
+    docs = render_template("kustomization.yaml.j2", {"kustomize_resources": [value, value]})
+    assert docs == [{"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                     "resources": [value, value]}]
