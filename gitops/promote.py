@@ -227,7 +227,8 @@ def rollback(url: str, *, env: str, model: str, to_version: str | None = None,
                                  hint=f"versions that ran there: {ran}")
             chosen = named[-1]
         else:
-            earlier = [d for d in deps[:-1] if d.sha256 != current.sha256]
+            key = (current.version, current.sha256)
+            earlier = [d for d in deps[:-1] if (d.version, d.sha256) != key]
             if not earlier:
                 raise InputError(f"{folder!r} has no earlier release than {current.version!r}",
                                  hint="roll forward instead: publish or promote a release")

@@ -178,3 +178,25 @@ def test_read_only_account_cannot_push_and_nothing_is_retried(git_http, tmp_path
     refused = [entry for entry in log if entry[2] == 403]
     assert len(refused) == 1, log
     assert not any(m == "POST" and p.endswith("git-receive-pack") for m, p, _c in log)
+
+
+def test_history_and_rollback_over_http_use_a_partial_clone(git_http, tmp_path):
+    remote, url, log = git_http
+    writer = url("writer", USERS["writer"])
+    for version in ("v1", "v2"):
+        out = write_rendered(tmp_path / version, {"staging/m": folder("m", version)})
+        assert gitops("publish", "--rendered-dir", str(out), "--gitops-repo", writer,
+                      cwd=tmp_path).returncode == 0
+    hist = gitops("history", "--env", "staging", "--model", "m", "--json", "--gitops-repo",
+                  writer, cwd=tmp_path)
+    assert hist.returncode == 0, hist.stderr
+    import json
+
+    assert [d["version"] for d in json.loads(hist.stdout)] == ["v1", "v2"]
+    back = gitops("rollback", "--env", "staging", "--model", "m", "--gitops-repo", writer,
+                  cwd=tmp_path)
+    assert back.returncode == 0, back.stderr
+    main = head(remote)
+    assert trailers(remote, main)["Model-Version"] == "v1"
+    assert {k[len("staging/m/"):]: v for k, v in tree_files(remote, main, "staging/m").items()} \
+        == folder("m", "v1")
