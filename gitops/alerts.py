@@ -116,3 +116,25 @@ def render_rules(model: str, team: str, namespace: str, alerts: AlertParams,
 
     return dump_yaml(prometheus_rule(model, team, namespace, alerts,
                                      release_labels)).encode("utf-8")
+
+
+class PrometheusRulesKind:
+    """The ``prometheus-rules`` manifest kind for :data:`gitops.render.KINDS`.
+
+    Reads ``alerts`` (the params section) from the render context when present, else defaults.
+    Not checked by the Argo/Kubernetes schema validator (a prometheus-operator CRD); its rules
+    are checked by ``promtool`` in the tests.
+    """
+
+    filename = "prometheus-rules.yaml"
+    in_kustomization = True
+    validated = False
+
+    def render(self, context: dict[str, Any]) -> list[dict[str, Any]]:
+        release = context["release"]
+        alerts = context.get("alerts") or AlertParams()
+        labels = context.get("labels") or {}
+        team = labels.get("modelops.io/team", "")
+        release_labels = {k: v for k, v in labels.items() if k.startswith("app.kubernetes.io/")}
+        return [prometheus_rule(release.model, team, context["env"].namespace, alerts,
+                                release_labels)]

@@ -133,3 +133,30 @@ def test_alert_params_reject_inverted_thresholds():
                 "alerts", "params.yaml")
     assert "alerts.drift_psi_critical" in str(exc.value)
     assert "0.3" in str(exc.value)
+
+
+def test_rules_kind_renders_the_params_thresholds(tmp_path):
+    """The manifest kind for the renderer's registry: namespace and labels from the render
+    context, thresholds from the ``alerts`` params section; its spec passes promtool."""
+    from ci.config import load_params
+    from gitops.alerts import PrometheusRulesKind
+    from gitops.release import Release
+    from gitops.render import build_context
+    from serve.canary import ROOT as repo_root
+
+    promtool = require_tool("promtool")
+    params = load_params(repo_root / "params.yaml")
+    release = Release(model="digits-cnn", version="5", sha256="a" * 64, dvc_md5="b" * 32,
+                      artifact_uri="s3://models/model.onnx", image=params.deploy.image,
+                      source_repo="example/model-repo", source_commit="c" * 40,
+                      dvc_lock_sha256="d" * 64)
+    ctx = build_context(release, params, "production")
+    ctx["alerts"] = AlertParams(drift_psi_warning=0.3, drift_psi_critical=0.6)
+    (doc,) = PrometheusRulesKind().render(ctx)
+    assert doc["metadata"]["namespace"] == "ml-production"
+    exprs = {r.get("alert"): r["expr"] for r in doc["spec"]["groups"][0]["rules"]}
+    assert exprs["ModelPredictionDrift"].endswith("> 0.3")
+    assert exprs["ModelPredictionDriftSevere"].endswith("> 0.6")
+    path = tmp_path / "rules.yaml"
+    path.write_text(dump_yaml(doc["spec"]))
+    run([promtool, "check", "rules", str(path)], cwd=tmp_path)
