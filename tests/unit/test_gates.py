@@ -102,3 +102,31 @@ def test_nested_metric_paths_and_table():
 def test_regression_gate_matches_arithmetic(base, head, bound):
     [r] = evaluate_gates({"m": MetricGate(max_drop=bound)}, {"m": head}, {"m": base})
     assert r.status == ("pass" if base - head <= bound + 1e-12 else "fail")
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_gate_command_exit_codes(tmp_path, monkeypatch, capsys):
+    from ci.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics").mkdir()
+    write(tmp_path / "params.yaml", "evaluate:\n  gates:\n    accuracy: {min: 0.9}\n")
+    write(tmp_path / "metrics" / "metrics.json", '{"accuracy": 0.95}')
+    assert main(["gate"]) == 0
+    assert "gate verdict: pass" in capsys.readouterr().out
+    write(tmp_path / "metrics" / "metrics.json", '{"accuracy": 0.85}')
+    assert main(["gate"]) == 1
+    assert "0.85 < 0.9" in capsys.readouterr().out
+    write(tmp_path / "params.yaml", "evaluate:\n  gates:\n    accuracy: {min: [1]}\n")
+    assert main(["gate"]) == 2
+    err = capsys.readouterr().err
+    assert "params.yaml: evaluate.gates.accuracy.min: must be a number (got [1])" in err
+    assert "Traceback" not in err
+    (tmp_path / "metrics" / "metrics.json").unlink()
+    write(tmp_path / "params.yaml", "evaluate:\n  gates:\n    accuracy: {min: 0.9}\n")
+    assert main(["gate"]) == 2
+    assert "metrics/metrics.json: metrics file not found" in capsys.readouterr().err
