@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -23,7 +22,12 @@ SERVER = "https://ghe.example.com"  # links must be https to be rendered
 
 @pytest.fixture
 def work(tmp_path):
-    shutil.copy(REPORT, tmp_path / "report.json")
+    # the example report, with the fields these tests rely on pinned here
+    report = json.loads(REPORT.read_text())
+    report["model"]["name"] = "digits-cnn"
+    report["verdict"] = "fail"
+    report.setdefault("context", {})["pr_number"] = 42
+    (tmp_path / "report.json").write_text(json.dumps(report))
     return tmp_path
 
 
@@ -91,7 +95,7 @@ def test_pr_event_posts_then_edits_one_comment_and_sets_status(work, api):
     assert comments[0]["body"].startswith(marker("digits-cnn"))
     assert f"{SERVER}/{REPO}/actions/runs/99" in comments[0]["body"]
     statuses = api.repos[REPO].statuses[HEAD_SHA]
-    assert statuses[-1]["state"] == "failure"  # the example report fails a gate
+    assert statuses[-1]["state"] == "failure"  # the report's verdict is "fail"
     assert statuses[-1]["context"] == "modelops-suite/digits-cnn"
     assert statuses[-1]["target_url"] == f"{SERVER}/{REPO}/actions/runs/99"
     # a new report edits the same comment
