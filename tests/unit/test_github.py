@@ -3,6 +3,7 @@ description): sticky-comment upsert, pagination, forged markers, faults, token s
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 
@@ -345,3 +346,38 @@ def test_imitation_pagination_permissions_and_extras(github_api):  # noqa: F811
                              timeout=10)
     assert dispatch.status_code == 204 and github_api.repos[REPO].dispatches[0]["event_type"] \
         == "promote"
+
+
+def _resp(status, headers=None, message=None):
+    import requests
+
+    r = requests.Response()
+    r.status_code = status
+    r.headers.update(headers or {})
+    r._content = json.dumps({"message": message}).encode() if message else b""
+    return r
+
+
+@pytest.mark.parametrize(("status", "headers", "message", "expected"), [
+    (200, {"x-ratelimit-remaining": "0"}, None, None),  # a success is never a limit
+    (403, {}, "Resource not accessible by integration", None),  # permissions, not a limit
+    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1030"}, None, 31.0),
+    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "900"}, None, 1.0),  # past
+    (429, {"retry-after": "12"}, None, 12.0),
+    (403, {"retry-after": "3"}, "secondary rate limit", 3.0),
+    (429, {}, None, 60.0),
+    (403, {}, "You have exceeded a secondary rate limit", 60.0),
+    (429, {"retry-after": "soon"}, None, 60.0),
+])
+def test_rate_limit_delay(status, headers, message, expected):
+    from ci.github import rate_limit_delay
+
+    assert rate_limit_delay(_resp(status, headers, message), now=1000.0) == expected
+
+
+def test_redact():
+    from ci.github import redact
+
+    assert redact("token abc123 and abc123", "abc123") == "token *** and ***"
+    assert redact("short a", "a") == "short a"  # too short to be a token; nothing mangled
+    assert redact("x", None) == "x"
