@@ -196,3 +196,19 @@ def test_section_file_is_picked_up_only_when_valid_and_current(repo):
     assert section_from_file(repo, "compile", None) is None
     path.unlink()
     assert section_from_file(repo, "compile", None) is None
+
+
+def test_github_context_from_a_real_pull_request_payload():
+    from ci.report import default_base, github_context
+
+    event_path = ROOT / "tests" / "data" / "github" / "webhooks" / "pull_request.opened.json"
+    event = json.loads(event_path.read_text())["pull_request"]
+    env = {"GITHUB_EVENT_PATH": str(event_path), "GITHUB_SERVER_URL": "https://github.com",
+           "GITHUB_REPOSITORY": "o/r", "GITHUB_RUN_ID": "5", "GITHUB_BASE_REF": "main"}
+    ctx = github_context(env)
+    assert ctx["pr_number"] == event["number"] and ctx["pr_title"] == event["title"]
+    assert ctx["head_ref"] == event["head"]["ref"] and ctx["base_ref"] == event["base"]["ref"]
+    assert ctx["run_url"] == "https://github.com/o/r/actions/runs/5"
+    assert default_base(env) == "origin/main"
+    assert default_base({}) == "HEAD"
+    assert github_context({})["run_url"] is None
