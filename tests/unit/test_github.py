@@ -381,3 +381,45 @@ def test_redact():
     assert redact("token abc123 and abc123", "abc123") == "token *** and ***"
     assert redact("short a", "a") == "short a"  # too short to be a token; nothing mangled
     assert redact("x", None) == "x"
+
+
+def test_property_sticky_found_wherever_it_is():
+    # Any number of comments, the sticky one anywhere (or absent), forged markers by others:
+    # exactly the bot's comment is edited, none is added when it exists, within the budget.
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    api = GitHubImitation().start()
+    api.add_token(TOKEN, APP_BOT_LOGIN)
+    api.add_repo(REPO)
+    clock = FakeClock()
+    numbers = iter(range(1000, 100000))
+
+    @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(n=st.integers(0, 320), where=st.one_of(st.none(), st.floats(0, 1)),
+           forged=st.lists(st.integers(0, 320), max_size=3))
+    def check(n, where, forged):
+        pr = next(numbers)
+        sticky_at = None if where is None else int(where * n)
+        for i in range(n):
+            if i == sticky_at:
+                api.add_comment(REPO, pr, APP_BOT_LOGIN, body("old"))
+            elif i in forged:
+                api.add_comment(REPO, pr, "mallory", body("forged"))
+            else:
+                api.add_comment(REPO, pr, "dev", f"comment {i}")
+        result = client(api, clock).upsert_comment(REPO, pr, body("new"), marker=MARKER)
+        comments = api.comments(REPO, pr)
+        mine = [c for c in comments if c["user"]["login"] == APP_BOT_LOGIN]
+        assert len(mine) == 1 and mine[0]["body"] == body("new")
+        assert all(c["body"] == body("forged") for c in comments
+                   if c["user"]["login"] == "mallory")
+        expected = "updated" if sticky_at is not None and sticky_at < n else "created"
+        assert result.action == expected
+        assert result.requests <= max_requests(n)
+
+    try:
+        check()
+    finally:
+        api.stop()
+    assert not api.violations, api.violations
