@@ -469,9 +469,10 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "report", help="compare + gates + card diff -> reports/report.json",
         description="Build the pull-request report: comparison with the base, gate results, "
-                    "model card diff, and a pending compile section. Sections added by later "
-                    "steps for the same head commit are kept. Exit 0 even when a gate fails "
-                    "(use `python -m ci gate --report` to decide).")
+                    "confusion matrix, model card diff, and the compile section (from "
+                    "metrics/compile.json when the compile stage ran, else skipped with a "
+                    "reason). Sections added by later steps for the same head commit are kept. "
+                    "Exit 0 even when a gate fails (use `python -m ci gate --report` to decide).")
     common_base(p)
     p.add_argument("--head", default=None, help="head revision (default: the workspace)")
     p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
