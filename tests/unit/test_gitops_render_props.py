@@ -83,3 +83,46 @@ def test_hostile_values_in_every_template_variable(value):
     docs = render_template("kustomization.yaml.j2", {"kustomize_resources": [value, value]})
     assert docs == [{"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
                      "resources": [value, value]}]
+
+
+def _replace_params(field: str, value: str):
+    """PARAMS with one string knob of deploy/model set to ``value`` (bypassing its checks)."""
+    deploy, model = PARAMS.deploy, PARAMS.model
+    if field == "team":
+        model = dataclasses.replace(model, team=value)
+    elif field in ("address",):
+        deploy = dataclasses.replace(
+            deploy, prometheus=dataclasses.replace(deploy.prometheus, address=value))
+    elif field in ("repo_url", "target_revision", "project"):
+        deploy = dataclasses.replace(
+            deploy, argocd=dataclasses.replace(deploy.argocd, **{field: value}))
+    elif field in ("namespace", "cluster"):
+        envs = dict(deploy.environments)
+        envs["staging"] = dataclasses.replace(envs["staging"], **{field: value})
+        deploy = dataclasses.replace(deploy, environments=envs)
+    elif field in ("interval", "rate_window"):
+        deploy = dataclasses.replace(
+            deploy, analysis=dataclasses.replace(deploy.analysis, **{field: value}))
+    sections = {**PARAMS.sections, "deploy": deploy, "model": model}
+    return dataclasses.replace(PARAMS, sections=sections)
+
+
+PARAM_FIELDS = ["team", "address", "repo_url", "target_revision", "project", "namespace",
+                "cluster", "interval"]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(field=st.sampled_from(PARAM_FIELDS), value=HOSTILE)
+def test_hostile_params_values_cannot_change_structure(field, value):
+    rendered = render_docs(example_release(), _replace_params(field, value), "staging")
+    for name, docs in rendered.items():
+        try:
+            text = dump_manifests(docs, name).decode()
+        except ValidationError:
+            assume(False)
+        parsed = load_yaml_all(text)
+        assert parsed == docs
+        assert len(parsed) == len(BASELINE[name])
+        assert _shape(parsed) == _shape(BASELINE[name])
+    flat = repr(rendered)
+    assert repr(value)[1:-1] in flat or value == ""
