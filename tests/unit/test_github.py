@@ -423,3 +423,15 @@ def test_property_sticky_found_wherever_it_is():
     finally:
         api.stop()
     assert not api.violations, api.violations
+
+
+@pytest.mark.parametrize(("api_url", "expected"), [
+    (None, "https://api.github.com/repos/o/r/issues/1/comments"),
+    ("https://api.github.com/", "https://api.github.com/repos/o/r/issues/1/comments"),
+    ("https://ghe.example.com/api/v3", "https://ghe.example.com/api/v3/repos/o/r/issues/1/comments"),
+    ("https://api.acme.ghe.com", "https://api.acme.ghe.com/repos/o/r/issues/1/comments"),
+])
+def test_api_url_forms(api_url, expected):
+    gh = GitHub("t0ken-value", api_url)
+    assert gh._url("repos", "o", "r", "issues", 1, "comments") == expected
+    assert "t0ken-value" not in repr(gh) + repr(gh.session.auth)
