@@ -366,7 +366,15 @@ def _cmd_gate(args: Any) -> int:
 
     if args.report:
         report = load_report(args.report)
-        gates = [GateResult(**g) for g in report["sections"]["evaluate"]["gates"]]
+        gates = [GateResult(**g) for g in report["sections"]["evaluate"].get("gates", [])]
+        print(format_table(gates))
+        failed = [name for name, sec in report["sections"].items() if sec["status"] == "fail"]
+        for name in failed:
+            sec = report["sections"][name]
+            why = sec.get("summary") or sec.get("reason") or sec.get("error") or ""
+            print(f"section {name}: fail{': ' + str(why) if why else ''}")
+        print(f"gate verdict: {report['verdict']}")
+        return 0 if report["verdict"] == "pass" else 1
     else:
         params = load_params(args.params)
         head = read_json_at(Path("."), None, args.metrics)
@@ -444,8 +452,10 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "gate", help="judge evaluate.gates of params.yaml; exit 1 when a gate fails",
         description="Check the gates of params.yaml (evaluate.gates) against the head metrics "
-                    "and, for regression bounds, the base revision's metrics. Exit 0 when all "
-                    "pass (no-baseline does not fail), 1 when one fails, 2 on bad input.")
+                    "and, for regression bounds, the base revision's metrics. With --report, "
+                    "use that report's verdict instead: any failed section (a gate, compile "
+                    "parity, ...) fails. Exit 0 when all pass (no-baseline does not fail), 1 "
+                    "when one fails, 2 on bad input.")
     common_base(p)
     p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     p.add_argument("--metrics", default="metrics/metrics.json",

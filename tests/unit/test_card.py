@@ -212,3 +212,20 @@ def test_github_context_from_a_real_pull_request_payload():
     assert default_base(env) == "origin/main"
     assert default_base({}) == "HEAD"
     assert github_context({})["run_url"] is None
+
+
+def test_gate_from_report_fails_on_any_failed_section(tmp_path, capsys):
+    from ci.__main__ import main
+
+    path = tmp_path / "report.json"
+    report = example()
+    report["sections"]["evaluate"]["status"] = "pass"
+    for g in report["sections"]["evaluate"]["gates"]:
+        g["status"] = "pass"
+    write_report(path, report)
+    assert main(["gate", "--report", str(path)]) == 0
+    merge_section(path, "compile", {"status": "fail", "summary": "parity: top-1 0.91 < 0.99"})
+    assert main(["gate", "--report", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "section compile: fail: parity: top-1 0.91 < 0.99" in out
+    assert "gate verdict: fail" in out
