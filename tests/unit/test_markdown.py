@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ci.markdown import code, fence, marker, md, render_comment
 
@@ -167,3 +169,16 @@ def test_section_renderer_adds_its_block_and_survives_a_broken_one(monkeypatch):
     monkeypatch.setitem(m.SECTION_RENDERERS, "canary", ("no_such_module_here", "render"))
     body = render_comment(report)
     assert '"steps"' not in body and "| canary | ✅ pass |" in body
+
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=300)
+       | st.text(alphabet="@<>|[]()!`\\#/:.w \n-_*aZ", max_size=80))
+def test_md_escape_property(text):
+    out = md(text)
+    assert "\n" not in out and "\r" not in out and "\u2028" not in out
+    assert "<" not in out and ">" not in out
+    assert not re.search(r"@\w", out)
+    assert not re.search(r"(?<!\\)(?:\\\\)*\|", out)
+    assert "://" not in out
