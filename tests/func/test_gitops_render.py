@@ -144,35 +144,57 @@ def test_cli_render_and_validate(tmp_path):
     assert f"ok: {count} manifests" in proc.stderr
 
 
+@pytest.fixture
+def model_repo(tmp_path):
+    """A model repository with dvc.lock pinning models/model.onnx (no git needed)."""
+    import hashlib
+
+    from tests.unit.test_gitops_release import ARTIFACT, _lock
+
+    repo = tmp_path / "repo"
+    (repo / "models").mkdir(parents=True)
+    (repo / "models" / "model.onnx").write_bytes(ARTIFACT)
+    (repo / "dvc.lock").write_text(_lock(hashlib.md5(ARTIFACT).hexdigest()))
+    return repo
+
+
+GOOD = ["--artifact-uri", "s3://bucket/m.onnx", "--source-commit", "c" * 40,
+        "--source-repo", "https://github.com/example/modelops"]
+
+
+def test_cli_render_from_dvc_lock(tmp_path, model_repo):
+    out = tmp_path / "out"
+    proc = _cli(tmp_path, "render", "--repo", str(model_repo), "--out", str(out), *GOOD)
+    assert proc.returncode == 0, proc.stderr
+    for env in ("staging", "production"):
+        release = (out / env / "digits-cnn" / "release.json").read_text()
+        assert '"version": "cccccccccccc"' in release
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--env", "qa"], "deploy.environments: unknown environment (got 'qa')"),
     (["--image", "ghcr.io/x/s:1\n---"], "image: "),
-    (["--version", "Bad Version"], "version: "),
+    (["--image", "ghcr.io/x/s:---"], "image: "),
+    (["--version", "a: b"], "version: "),
+    (["--version", "x" * 64], "version: "),
 ])
-def test_cli_bad_input_exit_2_nothing_written(tmp_path, args, message):
+def test_cli_bad_input_exit_2_nothing_written(tmp_path, model_repo, args, message):
     out = tmp_path / "out"
-    proc = _cli(tmp_path, "render", "--repo", str(tmp_path), "--release",
-                str(_release_file(tmp_path, args)), "--out", str(out),
-                *[a for a in args if args[0] == "--env"])
+    proc = _cli(tmp_path, "render", "--repo", str(model_repo), "--out", str(out), *GOOD, *args)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
+    assert repr(args[1])[:30] in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
 
 
-def _release_file(tmp_path, args):
-    change = {}
-    if args[0] == "--image":
-        change["image"] = args[1]
-    if args[0] == "--version":
-        change["version"] = args[1]
-    release = example_release()
-    raw = release.to_dict()
-    raw.update(change)
-    import json
-    path = tmp_path / "release.json"
-    path.write_text(json.dumps(raw))
-    return path
+def test_cli_refuses_artifact_not_matching_dvc_lock(tmp_path, model_repo):
+    (model_repo / "models" / "model.onnx").write_bytes(b"other bytes")
+    out = tmp_path / "out"
+    proc = _cli(tmp_path, "render", "--repo", str(model_repo), "--out", str(out), *GOOD)
+    assert proc.returncode == 2
+    assert "does not match dvc.lock" in proc.stderr
+    assert not out.exists()
 
 
 def test_cli_validate_reports_upstream_style_errors(tmp_path):
