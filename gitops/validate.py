@@ -228,6 +228,12 @@ def validate_document(doc: Any, index: int = 0, source: str | None = None) -> li
         return [Problem(where, "(top level)", "needs apiVersion and kind")]
     _check_metadata(doc.get("metadata"), "metadata", kind, where, out)
     _check_pod_template(doc, where, out)
+    spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
+    selector = spec.get("selector")
+    if kind == "Service":
+        _check_labels(selector, "spec.selector", where, out)
+    elif isinstance(selector, dict):
+        _check_labels(selector.get("matchLabels"), "spec.selector.matchLabels", where, out)
     if kind in CRD_FILES and api.startswith("argoproj.io/"):
         if api not in crd_api_versions(kind):
             out.append(Problem(where, "apiVersion",

@@ -96,6 +96,8 @@ def test_core_kinds_are_checked_strictly():
     (lambda d: d["metadata"].update(labels={"team": "a: b"}), "metadata.labels.team"),
     (lambda d: d["metadata"].update(labels={"bad key!": "x"}), "metadata.labels.bad key!"),
     (lambda d: d["metadata"].update(namespace="Prod"), "metadata.namespace"),
+    (lambda d: d["spec"]["selector"]["matchLabels"].update(app="a: b"),
+     "spec.selector.matchLabels.app"),
     (lambda d: d["spec"]["template"]["spec"]["containers"][0].update(image="x:1\n---"),
      "spec.template.spec.containers[0].image"),
 ])
