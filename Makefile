@@ -53,3 +53,12 @@ bench: bench-compile
 .PHONY: bench-gitops
 bench-gitops: $(STAMP)
 	$(PY) bench/gitops.py
+
+# Serving runtime and canary analysis (serve/, gitops/analysis.py): a real Prometheus on
+# 127.0.0.1 (apt-get install prometheus; only the binary is used) and the benchmark vs KServe.
+.PHONY: canary-demo bench-serve
+canary-demo: $(STAMP)
+	$(PY) -m serve.canary
+
+bench-serve: $(STAMP)
+	$(PY) bench/serve.py
