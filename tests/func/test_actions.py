@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from ci.markdown import md
 from ci.yamlio import load_yaml_file
 from tests.actions_harness import Runner, condition, github_context
 from tests.conftest import ROOT, run
@@ -162,8 +163,7 @@ def test_pr_ends_with_one_sticky_comment_and_a_check(workspace, tmp_path, github
         assert post.outputs["mode"] == "posted"
     comments = github_api.comments(REPO, number)
     assert len(comments) == 1
-    assert INJECTIONS[0].replace('"', "&quot;") in comments[0]["body"] or \
-        INJECTIONS[0] in comments[0]["body"]
+    assert md(INJECTIONS[0]) in comments[0]["body"]  # as text, Markdown-escaped
     runs = list(github_api.repos[REPO].check_runs.values())
     assert runs and {c["head_sha"] for c in runs} == {head}
     assert_nothing_injected(r.run_action("actions/setup", {"requirements": ""}))
@@ -184,7 +184,7 @@ def test_fork_pr_without_token_ends_neutral_with_the_report_in_the_summary(works
     assert post.status == "success", post.log[-4000:]
     assert post.outputs["mode"] == "summary"
     assert "no token" in post.log
-    assert INJECTIONS[1] in post.summary  # the report, with the title as plain text
+    assert md(INJECTIONS[1]) in post.summary  # the report, with the title as plain text
     assert_nothing_injected(post)
 
 
