@@ -150,6 +150,7 @@ class Comparison:
     stages: list[dict[str, Any]] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    metrics_file: str = "metrics/metrics.json"
     base_metrics: dict[str, Any] | None = None
     head_metrics: dict[str, Any] | None = None
 
@@ -293,7 +294,7 @@ def compare(repo: str | Path = ".", base: str = "HEAD", head: str | None = None,
     head_sha = resolve_revision(repo, head, fetch=fetch) if head else _commit_of(repo, "HEAD")
     revs = [base_sha] + ([head_sha] if head and head_sha else [])
     head_rev = head or WORKSPACE
-    result = Comparison(base, base_sha, head_rev, head_sha)
+    result = Comparison(base, base_sha, head_rev, head_sha, metrics_file=metrics_file)
 
     def step(what: str) -> None:
         print(f"compare: {what} ({base} -> {head_rev})", file=sys.stderr, flush=True)

@@ -85,6 +85,8 @@ def num(value: Any, digits: int = 4) -> str:
         return str(value)
     if isinstance(value, int):
         return str(value)
+    if value != 0 and abs(value) < 10 ** -(digits - 1):
+        return f"{value:.3g}"  # small values (errors, tolerances) keep their digits
     return f"{value:.{digits}f}".rstrip("0").rstrip(".") if value != 0 else "0"
 
 
@@ -93,7 +95,7 @@ def signed(value: Any, digits: int = 4) -> str:
         return "–"
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return md(value, 40)
-    if abs(value) < 10 ** -(digits + 2):
+    if abs(value) < 1e-12:
         return "±0"
     text = num(abs(value), digits)
     if text == "0":
@@ -196,6 +198,10 @@ def _order(name: str) -> tuple[int, str]:
             name)
 
 
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def _view(report: dict[str, Any], run_url: str | None, detail: int) -> dict[str, Any]:
     sections = report.get("sections", {})
     evaluate = sections.get("evaluate", {})
@@ -206,9 +212,13 @@ def _view(report: dict[str, Any], run_url: str | None, detail: int) -> dict[str,
         current = gate_by_metric.get(g["metric"])
         if current is None or rank.get(g["status"], 2) > rank.get(current, 2):
             gate_by_metric[g["metric"]] = g["status"]
-    metrics = sorted((m for m in evaluate.get("metrics", [])
-                      if not str(m["name"]).startswith("per_class.")),
+    primary = evaluate.get("metrics_file", "metrics/metrics.json")
+    rows = [m for m in evaluate.get("metrics", []) if not str(m["name"]).startswith("per_class.")]
+    metrics = sorted((m for m in rows if m.get("file", primary) == primary),
                      key=lambda m: _order(str(m["name"])))
+    other_metrics = sorted((m for m in rows if m.get("file", primary) != primary
+                            and (_is_number(m.get("base")) or _is_number(m.get("head")))),
+                           key=lambda m: (str(m.get("file")), str(m["name"])))
     metrics = [{**m, "gate": gate_by_metric.get(m["name"])} for m in metrics]
     others = [{"name": name, "status": s} for name, s in sections.items()
               if name not in ("evaluate", "card")]
@@ -240,6 +250,7 @@ def _view(report: dict[str, Any], run_url: str | None, detail: int) -> dict[str,
         "params": evaluate.get("params", []), "data": evaluate.get("data", []),
         "stages": evaluate.get("stages", []), "notes": evaluate.get("notes", []),
         "others": others, "card": card, "card_diff": diff, "detail": detail,
+        "other_metrics": other_metrics if detail >= 2 else [],
         "blocks": [b for b in (_section_block(o["name"], o["status"]) for o in others) if b]
         if detail >= 1 else [],
         "confusion": confusion_table(evaluate["confusion"])

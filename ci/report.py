@@ -278,6 +278,7 @@ def build_report(root: str | Path = ".", base: str | None = None, head: str | No
     evaluate: dict[str, Any] = {
         "status": verdict(gate_dicts),
         "summary": _summary(gate_dicts),
+        "metrics_file": comparison.metrics_file,
         "metrics": comparison.metrics,
         "gates": gate_dicts,
         "per_class": per_class_rows(comparison.metrics),

@@ -182,3 +182,22 @@ def test_md_escape_property(text):
     assert not re.search(r"@\w", out)
     assert not re.search(r"(?<!\\)(?:\\\\)*\|", out)
     assert "://" not in out
+
+
+def test_other_metrics_files_go_to_details_and_small_values_keep_digits():
+    report = example()
+    report["sections"]["evaluate"]["metrics"] += [
+        {"file": "metrics/compile.json", "name": "parity.max_abs_error", "base": 7.6e-06,
+         "head": 9.1e-06, "delta": 1.5e-06},
+        {"file": "metrics/compile.json", "name": "accuracy", "base": 0.5, "head": 0.5,
+         "delta": 0.0},
+        {"file": "metrics/compile.json", "name": "backend", "base": "onnxruntime",
+         "head": "tensorrt", "delta": None},
+    ]
+    body = render_comment(report)
+    main_table = body.split("### Metrics", 1)[1].split("<details>", 1)[0]
+    assert main_table.count("| accuracy |") == 1 and "0.5" not in main_table
+    other = body.split("Other metrics files (2 values)", 1)[1].split("</details>", 1)[0]
+    assert "| `metrics/compile.json` | parity.max\\_abs\\_error | 7.6e-06 | 9.1e-06 | +1.5e-06 |" \
+        in other
+    assert "backend" not in other
