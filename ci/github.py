@@ -332,6 +332,18 @@ class GitHub:
         except (gh_exc.GitHubException, requests.RequestException) as exc:
             raise self._fail(f"create the check run on {sha[:12]}", exc) from None
 
+    # -- events ----------------------------------------------------------------------------
+    def dispatch(self, repo: str, event_type: str, client_payload: dict) -> None:
+        """A ``repository_dispatch`` event (needs ``contents: write``); GitHub answers 204.
+
+        Not retried: a lost answer to a dispatch GitHub did accept would start a second run."""
+        data = {"event_type": event_type, "client_payload": client_payload}
+        try:
+            resp = self.gh._post(self._url("repos", *repo.split("/"), "dispatches"), data=data)
+            self._json(resp, 204, f"send the {event_type} dispatch")
+        except (gh_exc.GitHubException, requests.RequestException) as exc:
+            raise self._fail(f"send the {event_type} dispatch", exc) from None
+
 
 def max_requests(n_comments: int) -> int:
     """The budget per upsert the project promises: ``ceil(n/100) + 2``."""
