@@ -218,6 +218,8 @@ def _optional_sections() -> dict[str, type]:
 # section name -> (module, dataclass name). One line per section owned outside pipeline/.
 EXTRA_SECTIONS: dict[str, tuple[str, str]] = {
     "compile": ("ci.compile.params", "CompileParams"),
+    "workflow": ("gitops.workflow", "WorkflowParams"),
+    "retrain": ("gitops.retrain", "RetrainParams"),
     "deploy": ("gitops.params", "DeployParams"),
     "alerts": ("gitops.alerts", "AlertParams"),
 }

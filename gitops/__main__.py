@@ -12,6 +12,7 @@ from ci.cli import run_main
 # Modules that add subcommands: each exposes register(subparsers). One line per module.
 COMMAND_MODULES: list[str] = [
     "gitops.publish", "gitops.promote", "gitops.history",
+    "gitops.workflow", "gitops.retrain",
     "gitops.render_cli",
     "gitops.analysis",
 ]
