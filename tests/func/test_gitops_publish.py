@@ -205,6 +205,7 @@ def test_read_rendered_dir_reads_env_model_layout(tmp_path):
 
 # --------------------------------------------------------------------------- races
 
+@pytest.mark.slow
 def test_eight_concurrent_publishers_all_land_with_linear_history(remote, tmp_path):
     """Eight processes push at the same moment (a pre-push hook holds each one until all eight
     are ready), so seven are rejected in the first round: all must land, nothing lost."""
@@ -215,7 +216,7 @@ def test_eight_concurrent_publishers_all_land_with_linear_history(remote, tmp_pa
     write_hook(tmp_path / "hooks" / "pre-push", f"""\
         touch "{barrier}/$$"
         i=0
-        while [ "$(ls "{barrier}" | wc -l)" -lt {n} ] && [ $i -lt 300 ]; do
+        while [ "$(ls "{barrier}" | wc -l)" -lt {n} ] && [ $i -lt 1200 ]; do
             sleep 0.05; i=$((i+1))
         done
         exit 0

@@ -127,6 +127,7 @@ def test_killed_after_the_ref_moved_leaves_the_whole_commit(seeded, tmp_path):
     fsck(remote)
 
 
+@pytest.mark.slow
 def test_killed_at_arbitrary_moments_remote_is_old_or_complete(seeded, tmp_path):
     remote, _ = seeded
     # how long one whole publish takes here, to spread the kills over it
