@@ -10,7 +10,13 @@ import math
 import pytest
 
 from gitops.analysis import ERROR, load_templates, run_templates
-from serve.canary import free_port, render_analysis_templates, run_scenarios, scenarios
+from serve.canary import (
+    free_port,
+    render_analysis_templates,
+    run_scenarios,
+    scenarios,
+    thresholds,
+)
 from tests.conftest import require_tool
 
 pytestmark = pytest.mark.slow
@@ -47,12 +53,14 @@ def test_degraded_canary_aborts_within_the_failure_limit(outcomes):
         (metric,) = outcomes[name].results["prediction-drift"].metrics
         # failureLimit 1 (params.yaml): the second failed measurement aborts, no later
         assert len(metric.measurements) == 2
-        assert all(float(m.value.strip("[]")) >= 0.2 for m in metric.measurements)
+        limit = thresholds()["drift_psi_max"]
+        assert all(float(m.value.strip("[]")) >= limit for m in metric.measurements)
 
 
 def test_slow_canary_reports_its_p99_over_the_threshold(outcomes):
     (metric,) = outcomes["slow"].results["latency-p99"].metrics
-    assert all(float(m.value.strip("[]")) > 0.25 for m in metric.measurements)
+    limit = thresholds()["latency_p99_max_seconds"]
+    assert all(float(m.value.strip("[]")) > limit for m in metric.measurements)
 
 
 def test_no_data_and_nan_are_inconclusive_not_pass_or_fail(outcomes):
