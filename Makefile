@@ -62,3 +62,10 @@ canary-demo: $(STAMP)
 
 bench-serve: $(STAMP)
 	$(PY) bench/serve.py
+
+# The example model's pipeline (pipeline/, dvc.yaml): cold repro + push, no-op repro, and
+# ONNX Runtime vs PyTorch latency, in one table.
+.PHONY: bench-pipeline
+bench-pipeline: $(STAMP)
+	$(PY) bench/pipeline.py
+bench: bench-pipeline
