@@ -71,6 +71,8 @@ def front_matter(model: dict[str, Any], metrics: dict[str, Any]) -> dict[str, An
 
 
 def _stage_data(lock: dict[str, Any]) -> tuple[list[dict], list[dict], list[dict]]:
+    from ci.compare import flatten
+
     data, params, lineage = [], [], []
     for stage, entry in lock.items():
         entry = entry or {}
@@ -87,7 +89,7 @@ def _stage_data(lock: dict[str, Any]) -> tuple[list[dict], list[dict], list[dict
                 data.append({"path": out["path"], "md5": out.get("md5"),
                              "size": out.get("size", "–"), "stage": stage})
         for _file, values in (entry.get("params") or {}).items():
-            for key, value in _flatten(values or {}):
+            for key, value in flatten(values or {}):
                 params.append({"stage": stage, "name": key, "value": value})
         if outs:
             lineage.append({"stage": stage, "outs": outs})
@@ -95,18 +97,6 @@ def _stage_data(lock: dict[str, Any]) -> tuple[list[dict], list[dict], list[dict
     data = [d for d in data if not any(str(d["path"]).startswith(str(o["path"]).rstrip("/") + "/")
                                        for o in data)]
     return data, params, lineage
-
-
-def _flatten(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    """``{"train": {"epochs": 3}}`` -> ``[("train.epochs", 3)]`` (whole-section params)."""
-    out: list[tuple[str, Any]] = []
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.extend(_flatten(value, name + "."))
-        else:
-            out.append((name, value))
-    return out
 
 
 def build_context(root: str | Path = ".", params_file: str = "params.yaml",

@@ -247,10 +247,22 @@ def _hashes(entries: Any) -> dict[str, str | None]:
     return out
 
 
+def flatten(values: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """``{"train": {"epochs": 3}}`` -> ``[("train.epochs", 3)]`` (dvc.lock whole-section params)."""
+    out: list[tuple[str, Any]] = []
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.extend(flatten(value, name + "."))
+        else:
+            out.append((name, value))
+    return out
+
+
 def _flat_params(params: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for file, values in (params or {}).items():
-        for key, value in (values or {}).items():
+        for key, value in flatten(values or {}):
             out[f"{file}:{key}"] = value
     return out
 
