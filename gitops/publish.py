@@ -181,7 +181,8 @@ def check_files(changes: Mapping[str, Files | None]) -> dict[str, Files | None]:
     return out
 
 
-def publish(url: str, changes: Mapping[str, Files | None], *, message: str,
+def publish(url: str, changes: Mapping[str, Files | None], *,
+            message: str | Callable[[list[str]], str],
             branch: str = DEFAULT_BRANCH, ref: str | None = None, max_attempts: int = 8,
             backoff_s: float = 0.1, log: Log = _stderr,
             workdir: str | Path | None = None, clone: Clone | None = None) -> PublishResult:
@@ -190,9 +191,10 @@ def publish(url: str, changes: Mapping[str, Files | None], *, message: str,
     which then starts from the branch head).
 
     ``changes`` maps ``"<env>/<model>"`` to ``{relative name: bytes}`` (None deletes the
-    folder). Raises :class:`ExternalError` (``retryable`` set) when git fails, a non-retryable
-    one on a real conflict, and never force-pushes. ``clone`` reuses an open clone (whose
-    remote-tracking head is the base the caller decided on).
+    folder). ``message`` is the commit message, or a function of the folders that really
+    change (so the message names only those). Raises :class:`ExternalError` (``retryable``
+    set) when git fails, a non-retryable one on a real conflict, and never force-pushes.
+    ``clone`` reuses an open clone (whose remote-tracking head is the base the caller chose).
     """
     changes = check_files(changes)
     if max_attempts < 1:
@@ -216,7 +218,8 @@ def publish(url: str, changes: Mapping[str, Files | None], *, message: str,
                 log(f"gitops: no change: {', '.join(folders)} already as rendered "
                     f"(at {(base or '')[:12]}); nothing committed")
                 return PublishResult(url, target_ref, None, base, [], same, attempt)
-            commit = clone.commit_tree(base, {f: changes[f] for f in todo}, message)
+            text = message(todo) if callable(message) else message
+            commit = clone.commit_tree(base, {f: changes[f] for f in todo}, text)
             log(f"gitops: pushing {commit[:12]} ({len(todo)} folder(s) changed) to "
                 f"{target_ref} (attempt {attempt}/{max_attempts})")
             try:
@@ -302,24 +305,32 @@ def read_rendered_dir(root: str | Path, envs: Sequence[str] | None = None
 
 
 def describe(changes: Mapping[str, Files | None]) -> tuple[str, list[tuple[str, str]]]:
-    """Subject and trailers for publishing ``changes`` (read from each release.json)."""
+    """Subject and trailers for publishing ``changes`` (read from each release.json).
+
+    One release in one or more environments gets that release's provenance trailers (one
+    ``Environment`` trailer per environment); a batch of different releases gets one
+    ``Published: <env>/<model>@<version> sha256:<digest>`` trailer per folder."""
     import json
 
-    infos = {}
+    infos: dict[str, dict[str, Any]] = {}
     for folder, files in sorted(changes.items()):
         try:
-            infos[folder] = json.loads((files or {}).get("release.json", b"{}"))
+            raw = json.loads((files or {}).get("release.json", b"{}"))
         except ValueError:
-            infos[folder] = {}
-    if len(infos) == 1:
-        ((folder, info),) = infos.items()
-        env, model = folder.split("/")
+            raw = {}
+        infos[folder] = raw if isinstance(raw, dict) else {}
+    models = {f.split("/")[1] for f in infos}
+    releases = {(i.get("version"), i.get("sha256")) for i in infos.values()}
+    if len(models) == 1 and len(releases) == 1:
+        (model,) = models
+        info = next(iter(infos.values()))
+        envs = [f.split("/")[0] for f in infos]
         rel = type("R", (), {k: v for k, v in info.items() if isinstance(v, str)})
-        trailers = release_trailers(rel, env)
-        if not any(k == "Model" for k, _ in trailers):
-            trailers.insert(0, ("Model", model))
+        trailers = [t for t in release_trailers(rel, envs[0]) if t[0] not in
+                    ("Model", "Environment")]
+        trailers = [("Model", model), *[("Environment", e) for e in envs], *trailers]
         version = info.get("version", "unversioned")
-        return (f"publish {model} {version} to {env}",
+        return (f"publish {model} {version} to {', '.join(envs)}",
                 [*trailers, ("Gitops-Action", "publish")])
     trailers = [("Published", f"{f}@{i.get('version', 'unversioned')} "
                               f"sha256:{i.get('sha256', 'unknown')}") for f, i in infos.items()]
@@ -377,9 +388,13 @@ def _cmd_publish(args: Any) -> int:
         for env in args.envs:
             _stderr(f"gitops: rendering {release.model} {release.version} for {env}")
             changes[folder_name(env, release.model)] = dict(render(release, env))
-    subject, trailers = describe(changes)
+    format_message(*describe(changes))  # bad trailer values fail here, before any git work
     url = resolve_repo(args.gitops_repo)
-    result = publish(url, changes, message=format_message(subject, trailers),
+
+    def message(todo: list[str]) -> str:
+        return format_message(*describe({f: changes[f] for f in todo}))
+
+    result = publish(url, changes, message=message,
                      branch=args.branch, max_attempts=args.max_attempts)
     if result.noop:
         print(f"no change: {', '.join(result.unchanged)} already published in {redact(url)}")
