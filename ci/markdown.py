@@ -30,7 +30,6 @@ MAX_INLINE = 200
 _ZWSP = "&#8203;"
 # characters with a Markdown or HTML meaning, escaped with a backslash
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~])")
-_URL_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*):(?=//)")
 _WWW = re.compile(r"(?i)\bwww\.")
 
 
@@ -53,7 +52,7 @@ def md(value: Any, limit: int = MAX_INLINE) -> str:
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_SPECIAL.sub(r"\\\1", text)
     text = text.replace("@", "@" + _ZWSP)          # no @user / @org/team mentions
-    text = _URL_SCHEME.sub(lambda m: m.group(1) + ":" + _ZWSP, text)  # no autolinks
+    text = text.replace("://", ":" + _ZWSP + "//")  # no autolinks
     text = _WWW.sub(lambda m: m.group(0)[:3] + _ZWSP + ".", text)
     text = re.sub(r"(?<=\w)/(?=[\w.-]+\\?#)", "/" + _ZWSP, text)  # no owner/repo#1 refs
     return text
