@@ -11,8 +11,8 @@ fields (like ``kubeconform -strict``):
 - ``nullable: true`` also accepts null.
 
 CEL rules (``x-kubernetes-validations``) are not evaluated. A new kind is one entry in
-:data:`CRD_FILES`. Converted schemas are cached as JSON (keyed by the CRD file's sha256) because
-parsing a 600 KB CRD with the pure-Python YAML loader takes about a second.
+:data:`CRD_FILES`. Converted schemas are cached as JSON (keyed by the CRD file's sha256), and
+CRDs are read with libyaml when available: a 600 KB CRD takes ~2 s with the pure-Python loader.
 """
 
 from __future__ import annotations
@@ -108,9 +108,9 @@ def _load(kind: str) -> dict[str, Any]:
         return json.loads(cache.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         pass
-    from ci.yamlio import load_yaml
+    from ci.yamlio import load_yaml_large
 
-    crd = load_yaml(data.decode("utf-8"), str(path.name))
+    crd = load_yaml_large(data.decode("utf-8"), str(path.name))
     try:
         versions = crd["spec"]["versions"]
         schema = next(v for v in versions if v.get("storage", True))["schema"]["openAPIV3Schema"]

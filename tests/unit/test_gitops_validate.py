@@ -129,3 +129,11 @@ def test_cross_reference_missing_template_and_args():
 ])
 def test_image_references(image, ok):
     assert (image_problem(image) is None) is ok
+
+
+def test_fast_crd_loader_reads_the_same_data():
+    from ci.yamlio import load_yaml, load_yaml_large
+    from gitops.crd import SCHEMA_DIR
+
+    text = (SCHEMA_DIR / CRD_FILES["AnalysisTemplate"]).read_text()
+    assert load_yaml_large(text) == load_yaml(text)
