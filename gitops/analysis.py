@@ -69,14 +69,16 @@ def _int_or_str(value: Any, default: int, where: str, args: dict[str, str]) -> i
     raise InputError(f"{where}: must be a non-negative integer (got {value!r})")
 
 
-def substitute(text: str, args: dict[str, str], where: str) -> str:
+def substitute(text: str, args: dict[str, str], where: str,
+               declared: list[str] | None = None) -> str:
     """Replace ``{{args.NAME}}`` like Argo does; a missing argument is an error naming it."""
     def one(m: re.Match) -> str:
         name = m.group(1)
         if name not in args:
+            known = declared if declared is not None else list(args)
             raise InputError(f"{where}: argument {name!r} has no value",
                              hint=f"pass --arg {name}=VALUE (template args: "
-                                  f"{', '.join(args) or 'none'})")
+                                  f"{', '.join(known) or 'none'})")
         return args[name]
     return re.sub(r"\{\{\s*args\.([A-Za-z0-9_.\-]+)\s*\}\}", one, text)
 
@@ -183,8 +185,12 @@ def worst(phases) -> str:
 
 
 def load_templates(path: str | Path, args: dict[str, str] | None = None,
-                   prometheus: str | None = None) -> dict[str, list[Metric]]:
-    """AnalysisTemplates in ``path`` (multi-document YAML) -> template name -> metrics."""
+                   prometheus: str | None = None,
+                   only: list[str] | None = None) -> dict[str, list[Metric]]:
+    """AnalysisTemplates in ``path`` (multi-document YAML) -> template name -> metrics.
+
+    ``only`` keeps the named templates (an unknown name is an error listing the known ones).
+    """
     from ci.yamlio import load_yaml_all
 
     p = Path(path)
@@ -193,22 +199,29 @@ def load_templates(path: str | Path, args: dict[str, str] | None = None,
     except FileNotFoundError as exc:
         raise InputError(f"{p}: file not found", hint="render it with `python -m gitops "
                                                        "render`") from exc
-    out: dict[str, list[Metric]] = {}
+    specs: dict[str, dict] = {}
     for i, doc in enumerate(load_yaml_all(text, str(p))):
         if not isinstance(doc, dict) or doc.get("kind") not in ("AnalysisTemplate",
                                                                  "ClusterAnalysisTemplate"):
             continue
         name = (doc.get("metadata") or {}).get("name") or f"document {i}"
-        out[name] = _metrics(p, name, doc.get("spec") or {}, dict(args or {}), prometheus)
-    if not out:
+        specs[name] = doc.get("spec") or {}
+    if not specs:
         raise InputError(f"{p}: no AnalysisTemplate in this file",
                          hint="pass the analysis-templates.yaml that `gitops render` wrote")
-    return out
+    for name in only or []:
+        if name not in specs:
+            raise InputError(f"--template: no template {name!r} in {p}",
+                             hint=f"templates there: {', '.join(specs)}")
+    return {name: _metrics(p, name, spec, dict(args or {}), prometheus)
+            for name, spec in specs.items() if not only or name in only}
 
 
 def _metrics(file: Path, tname: str, spec: dict, given: dict[str, str],
              prometheus: str | None) -> list[Metric]:
     args: dict[str, str] = {}
+    declared = [str(a["name"]) for a in spec.get("args") or []
+                if isinstance(a, dict) and "name" in a]
     for a in spec.get("args") or []:
         if isinstance(a, dict) and "name" in a:
             if a["name"] in given:
@@ -230,7 +243,8 @@ def _metrics(file: Path, tname: str, spec: dict, given: dict[str, str],
         count = _int_or_str(m.get("count"), 1, f"{where}.count", args)
         metrics.append(Metric(
             template=tname, name=str(m.get("name") or f"metric-{j}"),
-            query=substitute(str(prov["query"]), args, f"{where}.provider.prometheus.query"),
+            query=substitute(str(prov["query"]), args, f"{where}.provider.prometheus.query",
+                             declared),
             address=address,
             interval=parse_duration(interval, f"{where}.interval") if interval else 0.0,
             count=count,
@@ -374,13 +388,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             raise InputError(f"--arg: must be NAME=VALUE (got {item!r})")
         k, v = item.split("=", 1)
         given[k] = v
-    templates = load_templates(args.templates, given, args.prometheus)
-    if args.template:
-        unknown = [t for t in args.template if t not in templates]
-        if unknown:
-            raise InputError(f"--template: no template {unknown[0]!r} in {args.templates}",
-                             hint=f"templates there: {', '.join(templates)}")
-        templates = {k: v for k, v in templates.items() if k in args.template}
+    templates = load_templates(args.templates, given, args.prometheus, args.template)
     total = sum(len(v) for v in templates.values())
     print(f"analyze: {len(templates)} template(s), {total} metric(s)", flush=True)
     runs = run_templates(templates, on_measurement=_print_measurement)

@@ -81,3 +81,32 @@ def test_unreachable_prometheus_is_an_error_so_argo_aborts(tmp_path):
         (metric,) = run.metrics
         assert len(metric.measurements) == 5  # consecutiveErrorLimit 4 (Argo's default)
         assert "cannot reach prometheus" in metric.measurements[-1].message
+
+
+def test_analyze_cli_says_what_argo_would_do(tmp_path):
+    import json
+    import sys
+
+    from tests.conftest import ROOT, run
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    path = render_analysis_templates(tmp_path, dead, interval="100ms", count=1)
+    out = tmp_path / "result.json"
+    proc = run([sys.executable, "-m", "gitops", "analyze", "--templates", str(path),
+                "--arg", "model=digits-cnn", "--arg", "version=2",
+                "--template", "digits-cnn-error-rate", "--json", str(out)],
+               cwd=ROOT, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "analysis error: argo rollouts would abort the rollout" in proc.stderr
+    result = json.loads(out.read_text())
+    assert result["phase"] == "Error"
+    assert [t["name"] for t in result["templates"]] == ["digits-cnn-error-rate"]
+    proc = run([sys.executable, "-m", "gitops", "analyze", "--templates", str(path),
+                "--template", "nope"], cwd=ROOT, check=False)
+    assert proc.returncode == 2
+    assert "no template 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run([sys.executable, "-m", "gitops", "analyze", "--templates", str(path),
+                "--template", "digits-cnn-error-rate"], cwd=ROOT, check=False)
+    assert proc.returncode == 2
+    assert "argument 'model' has no value" in proc.stderr
+    assert "template args: model, version" in proc.stderr
