@@ -205,7 +205,12 @@ def publish(url: str, changes: Mapping[str, Files | None], *,
     try:
         if clone is None:
             log(f"gitops: cloning {branch!r} of {redact(url)}")
-            clone = Clone.create(url, tmp / "repo", branch)
+
+            def fresh_clone() -> Clone:
+                shutil.rmtree(tmp / "repo", ignore_errors=True)
+                return Clone.create(url, tmp / "repo", branch)
+
+            clone = with_retries("cloning", fresh_clone, backoff_s=backoff_s, log=log)
         desired = _desired_ids(clone, changes)
         base = clone.remote_head()
         attempt = 0
@@ -223,7 +228,8 @@ def publish(url: str, changes: Mapping[str, Files | None], *,
             log(f"gitops: pushing {commit[:12]} ({len(todo)} folder(s) changed) to "
                 f"{target_ref} (attempt {attempt}/{max_attempts})")
             try:
-                clone.push(commit, target_ref)
+                with_retries("pushing", lambda c=commit: clone.push(c, target_ref),
+                             backoff_s=backoff_s, log=log)
             except PushRejected:
                 if attempt >= max_attempts:
                     raise ExternalError(
@@ -235,7 +241,7 @@ def publish(url: str, changes: Mapping[str, Files | None], *,
                 log(f"gitops: the branch moved (someone else pushed first); fetching and "
                     f"re-applying in {pause:.2f}s")
                 time.sleep(pause)
-                new_base = clone.fetch()
+                new_base = with_retries("fetching", clone.fetch, backoff_s=backoff_s, log=log)
                 _check_conflict(clone, base, new_base, todo, desired)
                 base = new_base
                 continue
@@ -243,6 +249,32 @@ def publish(url: str, changes: Mapping[str, Files | None], *,
             return PublishResult(url, target_ref, commit, base, todo, same, attempt)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+NETWORK_ATTEMPTS = 3
+
+
+def with_retries(what: str, fn: Callable[[], Any], *, attempts: int = NETWORK_ATTEMPTS,
+                 backoff_s: float = 0.1, log: Log = _stderr) -> Any:
+    """Call ``fn``; repeat it after a pause when it raises a *retryable* ExternalError (a
+    dropped connection, a 5xx). Auth errors and refusals are raised at once; a push that was
+    rejected because the branch moved is left to the caller (it must re-apply first).
+
+    Repeating a push whose answer was lost is safe: if it did land, git finds the branch
+    already at the commit and succeeds; otherwise it is pushed or rejected as usual."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except PushRejected:
+            raise
+        except ExternalError as exc:
+            if not exc.retryable or attempt == attempts:
+                raise
+            pause = backoff_s * 2 ** attempt * (0.5 + random.random())
+            log(f"gitops: {what} failed ({exc.message.splitlines()[0][:160]}); retrying in "
+                f"{pause:.2f}s ({attempt}/{attempts})")
+            time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def _check_conflict(clone: Clone, old: str | None, new: str | None, folders: Sequence[str],

@@ -18,6 +18,7 @@ from tests.func.test_gitops_publish import (
     folder,
     gitops,
     head,
+    rgit,
     trailers,
     tree_files,
     write_rendered,
@@ -40,6 +41,7 @@ class GitHTTP(BaseHTTPRequestHandler):
     root: Path
     backend: str
     log: list[tuple[str, str, int]]
+    faults: list[tuple[str, str]]  # (method, path part): answer the next match with a 502
 
     def log_message(self, format, *args):  # noqa: A002 - quiet
         pass
@@ -76,7 +78,13 @@ class GitHTTP(BaseHTTPRequestHandler):
         body = self._body() if self.command == "POST" else b""
         user = self._user()
         writing = "git-receive-pack" in path or "service=git-receive-pack" in query
-        if user is None:
+        fault = next((f for f in self.faults if f[0] == self.command and f[1] in self.path),
+                     None)
+        if fault is not None:
+            self.faults.remove(fault)
+            code = 502
+            self._answer(502, b"bad gateway\n")
+        elif user is None:
             code = 401
             self._answer(401, b"auth required\n", {"WWW-Authenticate": 'Basic realm="git"'})
         elif writing and user not in WRITERS:
@@ -118,7 +126,7 @@ def git_http(tmp_path, git_env):
     class Handler(GitHTTP):
         pass
 
-    Handler.root, Handler.backend, Handler.log = root, _backend(), []
+    Handler.root, Handler.backend, Handler.log, Handler.faults = root, _backend(), [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
@@ -127,14 +135,14 @@ def git_http(tmp_path, git_env):
         return f"http://{user}:{password}@127.0.0.1:{port}/gitops.git"
 
     try:
-        yield remote, url, Handler.log
+        yield remote, url, Handler.log, Handler.faults
     finally:
         server.shutdown()
         server.server_close()
 
 
 def test_publish_over_http_shallow_clone_push_and_noop(git_http, tmp_path):
-    remote, url, log = git_http
+    remote, url, log, _faults = git_http
     writer = url("writer", USERS["writer"])
     for version in ("v1", "v2"):
         out = write_rendered(tmp_path / version, {"staging/m": folder("m", version)})
@@ -154,7 +162,7 @@ def test_publish_over_http_shallow_clone_push_and_noop(git_http, tmp_path):
 
 
 def test_wrong_password_stops_with_exit_2_and_hides_the_password(git_http, tmp_path):
-    remote, url, log = git_http
+    remote, url, log, _faults = git_http
     out = write_rendered(tmp_path / "out", {"staging/m": folder("m", "v1")})
     proc = gitops("publish", "--rendered-dir", str(out), "--gitops-repo",
                   url("writer", "wrong-password"), cwd=tmp_path)
@@ -168,7 +176,7 @@ def test_wrong_password_stops_with_exit_2_and_hides_the_password(git_http, tmp_p
 
 
 def test_read_only_account_cannot_push_and_nothing_is_retried(git_http, tmp_path):
-    remote, url, log = git_http
+    remote, url, log, _faults = git_http
     out = write_rendered(tmp_path / "out", {"staging/m": folder("m", "v1")})
     proc = gitops("publish", "--rendered-dir", str(out), "--gitops-repo",
                   url("reader", USERS["reader"]), cwd=tmp_path)
@@ -181,7 +189,7 @@ def test_read_only_account_cannot_push_and_nothing_is_retried(git_http, tmp_path
 
 
 def test_history_and_rollback_over_http_use_a_partial_clone(git_http, tmp_path):
-    remote, url, log = git_http
+    remote, url, log, _faults = git_http
     writer = url("writer", USERS["writer"])
     for version in ("v1", "v2"):
         out = write_rendered(tmp_path / version, {"staging/m": folder("m", version)})
@@ -200,3 +208,29 @@ def test_history_and_rollback_over_http_use_a_partial_clone(git_http, tmp_path):
     assert trailers(remote, main)["Model-Version"] == "v1"
     assert {k[len("staging/m/"):]: v for k, v in tree_files(remote, main, "staging/m").items()} \
         == folder("m", "v1")
+
+
+def test_server_errors_are_retried_and_the_publish_lands_once(git_http, tmp_path):
+    remote, url, log, faults = git_http
+    writer = url("writer", USERS["writer"])
+    faults += [("GET", "service=git-upload-pack"), ("POST", "/git-receive-pack")]
+    out = write_rendered(tmp_path / "out", {"staging/m": folder("m", "v1")})
+    proc = gitops("publish", "--rendered-dir", str(out), "--gitops-repo", writer, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "cloning failed" in proc.stderr and "pushing failed" in proc.stderr
+    assert proc.stderr.count("retrying in") == 2
+    assert faults == []
+    assert rgit(remote, "rev-list", "--count", "refs/heads/main") == "1"
+    assert trailers(remote, head(remote))["Model-Version"] == "v1"
+
+
+def test_a_server_that_keeps_failing_gives_up_with_exit_2(git_http, tmp_path):
+    remote, url, log, faults = git_http
+    faults += [("GET", "service=git-upload-pack")] * 10
+    out = write_rendered(tmp_path / "out", {"staging/m": folder("m", "v1")})
+    proc = gitops("publish", "--rendered-dir", str(out), "--gitops-repo",
+                  url("writer", USERS["writer"]), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "502" in proc.stderr and "run the command again" in proc.stderr
+    assert len(faults) == 10 - 3, "three attempts, then stop"
+    assert head(remote) is None
