@@ -106,7 +106,8 @@ def read_at(repo: Path, rev: str | None, path: str) -> str | None:
     if rev is None or rev == WORKSPACE:
         p = repo / path
         return p.read_text(encoding="utf-8") if p.is_file() else None
-    proc = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True)
+    # "./" makes the path relative to ``repo``, so a project in a monorepo subfolder works
+    proc = subprocess.run(["git", "show", f"{rev}:./{path}"], cwd=repo, capture_output=True)
     if proc.returncode != 0:
         return None
     return proc.stdout.decode("utf-8", errors="replace")
