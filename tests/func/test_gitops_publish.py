@@ -360,3 +360,29 @@ def test_a_runner_without_git_identity_commits_as_the_fallback_identity(remote, 
     assert proc.returncode == 0, proc.stderr
     assert rgit(remote, "log", "-1", "--format=%cn <%ce>") == \
         "modelops-gitops <modelops-gitops@users.noreply.invalid>"
+
+
+@pytest.mark.parametrize("stderr, retryable", [
+    ("fatal: Authentication failed for 'https://github.com/o/r.git/'", False),
+    ("remote: Permission to o/r.git denied to bot.\nfatal: unable to access "
+     "'https://github.com/o/r.git/': The requested URL returned error: 403", False),
+    ("git@github.com: Permission denied (publickey).", False),
+    ("fatal: could not read Username for 'https://github.com': terminal prompts disabled", False),
+    ("fatal: unable to access 'https://github.com/o/r.git/': Could not resolve host: github.com",
+     True),
+    ("error: RPC failed; HTTP 502 curl 22 The requested URL returned error: 502", True),
+    ("fatal: the remote end hung up unexpectedly", True),
+    ("fatal: '/nowhere' does not appear to be a git repository", False),
+])
+def test_git_errors_say_whether_a_retry_can_help(stderr, retryable):
+    from gitops.gitrepo import _classify
+
+    assert _classify(stderr)[0] is retryable
+
+
+def test_credentials_in_urls_are_redacted():
+    from gitops.gitrepo import redact
+
+    assert redact("cloning https://x-access-token:ghs_abc@github.com/o/r.git failed") == \
+        "cloning https://***@github.com/o/r.git failed"
+    assert redact("/srv/gitops.git") == "/srv/gitops.git"
