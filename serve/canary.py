@@ -7,6 +7,7 @@ with its own ``version`` label (the templates select ``role="canary"`` and the v
 - ``healthy``: the same model as stable -> every analysis passes;
 - ``degraded``: the model with shuffled weights -> the drift analysis fails (abort);
 - ``drifted-inputs``: the good model fed inverted images -> the drift analysis fails (abort);
+- ``erroring``: a model whose outputs are NaN, answered 500 -> the error analysis fails (abort);
 - ``slow``: the good model with injected latency -> the latency analysis fails (abort);
 - ``idle``: a canary that is scraped but gets no traffic -> every query is NaN (inconclusive);
 - ``absent``: a version that no pod serves -> every query is empty (inconclusive).
@@ -226,7 +227,7 @@ class Scenario:
     name: str
     version: str
     expect: dict[str, str]  # template short name -> expected phase
-    model: str = "good"  # good | shuffled
+    model: str = "good"  # good | shuffled | nan
     inputs: str = "held-out"  # held-out | inverted | none
     latency_ms: float = 0.0
     serve: bool = True
@@ -241,6 +242,8 @@ def scenarios() -> list[Scenario]:
         Scenario("degraded", "3-degraded", {"prediction-drift": "Failed"}, model="shuffled"),
         Scenario("drifted-inputs", "4-drifted", {"prediction-drift": "Failed"},
                  inputs="inverted"),
+        Scenario("erroring", "8-erroring", {"error-rate": "Failed", "latency-p99": ok},
+                 model="nan"),
         Scenario("slow", "5-slow", {"latency-p99": "Failed", "error-rate": ok,
                                     "prediction-drift": ok}, latency_ms=400),
         Scenario("idle", "6-idle", {"error-rate": "Inconclusive",
@@ -263,7 +266,9 @@ def canary_lab(workdir: Path, chosen: list[Scenario], *, warmup: float = 8.0,
     try:
         x, y = held_out(workdir)  # workdir has no data/: sklearn's digits, deterministic
         good = linear_model(workdir / "good.onnx")
-        bad = linear_model(workdir / "shuffled.onnx", shuffled=True)
+        models = {"good": good,
+                  "shuffled": linear_model(workdir / "shuffled.onnx", shuffled=True),
+                  "nan": linear_model(workdir / "nan.onnx", nan=True)}
         baseline = workdir / "drift_baseline.json"
         baseline.write_text(json.dumps({"model": MODEL, "split": "validation",
                                         "class_distribution": class_distribution(y),
@@ -277,7 +282,7 @@ def canary_lab(workdir: Path, chosen: list[Scenario], *, warmup: float = 8.0,
             if not sc.serve:
                 continue
             extra = ["--inject-latency-ms", str(sc.latency_ms)] if sc.latency_ms else []
-            p = start_server(workdir, sc.name, bad if sc.model == "shuffled" else good,
+            p = start_server(workdir, sc.name, models[sc.model],
                              version=sc.version, role="canary", baseline=baseline,
                              extra=extra)
             procs.append(p)

@@ -43,12 +43,16 @@ def _weights(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return (scale * coef[:-1].T).astype(np.float32), (scale * coef[-1]).astype(np.float32)
 
 
-def linear_model(path: Path, *, shuffled: bool = False, seed: int = 0) -> Path:
-    """Write a digits classifier as ONNX; ``shuffled`` permutes its weights (a broken model)."""
+def linear_model(path: Path, *, shuffled: bool = False, nan: bool = False,
+                 seed: int = 0) -> Path:
+    """Write a digits classifier as ONNX; ``shuffled`` permutes its weights (a model whose
+    predictions drift), ``nan`` makes every output NaN (a model the server answers 500 for)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     w, b = _weights(seed)  # w [10, 64]
+    if nan:
+        b = np.full_like(b, np.nan)
     if shuffled:
         rng = np.random.default_rng(seed + 1)
         w = rng.permutation(w.ravel()).reshape(w.shape)
