@@ -160,6 +160,17 @@ def test_second_repro_is_a_noop_and_one_train_param_reruns_three_stages(work):
     assert "metrics/metrics.json" in table and "latency_p95_ms" in table
 
 
+def test_forced_retraining_reproduces_the_model_bit_for_bit(work):
+    lock_md5 = {o["path"]: o["md5"] for o in
+                load_yaml_file(work / "dvc.lock")["stages"]["train"]["outs"]}
+    proc = dvc(work, "repro", "--force", "--single-item", "train")
+    assert ran_stages(proc.stdout) == ["train"]
+    assert md5_file(work / "models/model.pt") == lock_md5["models/model.pt"]
+    assert md5_file(work / "plots/train_curve.csv") == lock_md5["plots/train_curve.csv"]
+    # identical bytes, so nothing downstream needs to run again
+    assert dvc(work, "status", *TARGET).stdout.strip() == UP_TO_DATE
+
+
 def test_bad_param_stops_dvc_repro_with_one_clear_message(work):
     set_params(work, train={"epochs": -1})
     proc = dvc(work, "repro", "evaluate", check=False)
