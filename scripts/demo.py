@@ -41,6 +41,8 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
      [PY, "-m", "gitops", "history", "--env", "production"], []),
     ("preview the sticky PR comment reviewers will see (no token: written and printed)",
      [PY, "-m", "ci", "comment", "--preview"], ["reports/pr-comment.md"]),
+    ("serve the model over the Open Inference Protocol, query it, stop it with SIGTERM",
+     [PY, "-m", "serve.smoke"], []),
 ]
 
 
