@@ -58,11 +58,17 @@ def _release_key(data: bytes | None) -> tuple[str, str] | None:
         return ("unknown", "unknown")
 
 
+_ACTION = "%(trailers:key=Gitops-Action,valueonly,separator=%x2C)"
+
+
 def folder_log(clone: Clone, head: str | None, folder: str) -> list[dict[str, str]]:
-    """Commits of the branch's first-parent line that touched ``folder``, oldest first."""
+    """Commits of the branch's first-parent line that touched ``folder``, oldest first.
+
+    The action is the commit's ``Gitops-Action`` trailer; for a merge commit without one (a
+    merged pull request) it is the merged tip's, marked ``(merged)``; ``manual`` otherwise."""
     if head is None:
         return []
-    fmt = "%H%x1f%ct%x1f%s%x1f%(trailers:key=Gitops-Action,valueonly,separator=%x2C)%x1e"
+    fmt = f"%H%x1f%ct%x1f%s%x1f%P%x1f{_ACTION}%x1e"
     out = clone.run(["log", "--first-parent", "--reverse", f"--format={fmt}", head, "--",
                      folder]).stdout.decode("utf-8", "replace")
     rows = []
@@ -70,9 +76,15 @@ def folder_log(clone: Clone, head: str | None, folder: str) -> list[dict[str, st
         rec = rec.strip("\n")
         if not rec:
             continue
-        commit, ct, subject, action = (rec.split("\x1f") + [""] * 4)[:4]
+        commit, ct, subject, parents, action = (rec.split("\x1f") + [""] * 5)[:5]
+        action = action.strip()
+        merged = parents.split()[1:]
+        if not action and merged:
+            tip = clone.run(["log", "-1", f"--format={_ACTION}", merged[-1]]
+                            ).stdout.decode("utf-8", "replace").strip()
+            action = f"{tip} (merged)" if tip else ""
         rows.append({"commit": commit, "time": ct, "subject": subject,
-                     "action": action.strip() or "publish"})
+                     "action": action or "manual"})
     return rows
 
 

@@ -216,7 +216,8 @@ def test_promote_to_production_opens_one_pull_request_and_merge_starts_history(
     merged = head(remote)
     deps = json.loads(cli("history", "--env", "production", "--json", "--gitops-repo", url,
                           cwd=tmp_path).stdout)
-    assert [(d["version"], d["commit"], d["until"]) for d in deps] == [("v1", merged, None)]
+    assert [(d["version"], d["commit"], d["until"], d["action"]) for d in deps] == [
+        ("v1", merged, None, "promote (merged)")]
 
 
 def test_pull_request_with_a_read_only_token_stops_with_exit_2(remote, tmp_path, render,
