@@ -8,8 +8,9 @@ is one module or template plus one dict entry; ``kustomization.yaml`` lists ever
 
 Templates are Jinja2 with ``StrictUndefined``. Every value enters through the ``j`` filter,
 which writes JSON (valid YAML), so no value can add keys or documents. The text is parsed back
-with the safe loader, validated (:mod:`gitops.validate`) and dumped through :mod:`ci.yamlio`:
-the same release and params give the same bytes.
+with a safe loader, validated (:mod:`gitops.validate`) and dumped through :mod:`ci.yamlio`:
+the same release and params give the same bytes. The written bytes are read back (as YAML 1.1,
+the way kubectl reads them) and must give exactly the rendered values.
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ def _jinja():
 
 def render_template(name: str, context: dict[str, Any]) -> list[Any]:
     """Render template ``name`` and parse it back into documents (safe loader)."""
-    from ci.yamlio import load_yaml_all
+    from ci.yamlio import load_yaml_all_fast
 
     text = _jinja().get_template(name).render(**context)
-    return load_yaml_all(text, f"template {name}")
+    return load_yaml_all_fast(text, f"template {name}")
 
 
 # --------------------------------------------------------------------------- kinds
@@ -234,10 +235,10 @@ def render_docs(release: Release, params: Any, env: str) -> dict[str, list[dict[
 def dump_manifests(docs: list[Any], source: str) -> bytes:
     """YAML bytes of ``docs`` (via ci.yamlio), checked to read back as exactly ``docs``."""
     from ci.errors import ValidationError
-    from ci.yamlio import dump_yaml_all, load_yaml_all
+    from ci.yamlio import dump_yaml_all, load_yaml_all_fast
 
     text = dump_yaml_all(docs, yaml11_safe=True)
-    if load_yaml_all(text, source) != docs:
+    if load_yaml_all_fast(text, source) != docs:  # read back as YAML 1.1, like kubectl
         raise ValidationError(f"{source}: a value does not survive writing as YAML",
                               hint="remove control characters from the release fields")
     return text.encode("utf-8")

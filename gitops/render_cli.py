@@ -93,9 +93,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from ci.yamlio import load_yaml_all
-    from gitops.validate import check_manifests, kustomize_build
-
     from gitops.render import KINDS
+    from gitops.validate import check_manifests, kustomize_build
 
     # rendered files that are not Kubernetes objects this validator knows (kustomization.yaml)
     unchecked = {k.filename for k in KINDS.values() if not k.validated}
@@ -116,7 +115,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         for d in load_yaml_all(f.read_text(encoding="utf-8"), str(f)):
             docs.append(d)
             sources.append(str(f))
-    check_manifests(docs, sources, cross_refs=not args.no_cross_refs)
+    check_manifests(docs, sources, cross_refs=not args.no_cross_refs,
+                    hint="fix the fields named above (paths are inside each document)")
     built = 0
     if not args.no_kustomize:
         for folder in folders:

@@ -192,27 +192,37 @@ def _check_pod_template(doc: dict, where: str, out: list[Problem]) -> None:
 
 
 @functools.cache
-def _k8s_validate():
-    import kubernetes_validate
+def _core_validator(api_version: str, kind: str):
+    """A cached strict validator for a core kind, from kubernetes-validate's bundled schemas
+    (the same files ``kubernetes-validate --strict`` uses; loading them per call is slow)."""
+    import jsonschema
+    from kubernetes_validate import utils
+    from referencing import Registry, Resource
 
-    return kubernetes_validate
+    wanted = utils.major_minor(K8S_VERSION)
+    version = [v for v in utils.all_versions() if utils.major_minor(v) <= wanted][-1]
+    api = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    folder = f"kubernetes-json-schema/v{version}-local-strict"
+    try:
+        schema = utils.schema_contents(f"{folder}/{kind.lower()}-{api}.json", K8S_VERSION)
+    except FileNotFoundError:
+        return None
+    defs = utils.schema_contents(f"{folder}/_definitions.json", K8S_VERSION)
+    registry = Resource.from_contents(defs) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
 
 
 def _check_core(doc: dict, where: str, out: list[Problem]) -> None:
-    kv = _k8s_validate()
-    try:
-        kv.validate(doc, K8S_VERSION, strict=True)
-    except kv.ValidationError as exc:
-        parts = list(getattr(exc, "absolute_path", None) or getattr(exc, "path", []))
+    validator = _core_validator(str(doc.get("apiVersion")), str(doc.get("kind")))
+    if validator is None:
+        out.append(Problem(where, "kind", f"no kubernetes {K8S_VERSION} schema for "
+                                          f"{doc.get('apiVersion')!r} {doc.get('kind')!r}"))
+        return
+    for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
         path = ""
-        for part in parts:
+        for part in err.absolute_path:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        out.append(Problem(where, path or "(top level)",
-                           str(getattr(exc, "message", exc))[:200]))
-    except (kv.SchemaNotFoundError, kv.InvalidSchemaError) as exc:
-        out.append(Problem(where, "kind",
-                           f"no kubernetes schema for {doc.get('apiVersion')!r} "
-                           f"{doc.get('kind')!r}: {exc}"[:200]))
+        out.append(Problem(where, path or "(top level)", str(err.message)[:200]))
 
 
 def validate_document(doc: Any, index: int = 0, source: str | None = None) -> list[Problem]:
@@ -316,15 +326,16 @@ def validate_manifests(docs: Iterable[Any], sources: Iterable[str | None] | None
 
 
 def check_manifests(docs: Iterable[Any], sources: Iterable[str | None] | None = None,
-                    *, cross_refs: bool = True) -> None:
+                    *, cross_refs: bool = True,
+                    hint: str = "fix the deploy section of params.yaml or the release inputs; "
+                                "nothing was written") -> None:
     """Raise one ValidationError listing every problem (at most 20 shown)."""
     problems = validate_manifests(docs, sources, cross_refs=cross_refs)
     if problems:
         shown = "\n  ".join(str(p) for p in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise ValidationError(f"{len(problems)} problem(s) in the manifests:\n  {shown}{more}",
-                              hint="fix params.yaml deploy section or the release inputs; "
-                                   "nothing was written")
+                              hint=hint)
 
 
 # --------------------------------------------------------------------------- kustomize

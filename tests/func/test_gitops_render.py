@@ -204,3 +204,33 @@ def test_cli_validate_reports_upstream_style_errors(tmp_path):
     proc = _cli(tmp_path, "validate", str(bad))
     assert proc.returncode == 2
     assert "replicaz" in proc.stderr
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_templates_read_the_same_in_yaml_1_1_and_1_2(params, env):
+    # Templates are parsed with libyaml (YAML 1.1, fast); the strict pure-Python 1.2 loader
+    # (which also rejects duplicate keys) must read exactly the same documents.
+    from ci.yamlio import load_yaml_all_fast
+    from gitops.render import _jinja, build_context
+
+    context = build_context(example_release(), params, env)
+    for kind in KINDS.values():
+        template = getattr(kind, "template", None)
+        if template is None:
+            continue
+        text = _jinja().get_template(template).render(**context)
+        assert load_yaml_all_fast(text) == load_yaml_all(text), template
+
+
+@pytest.mark.parametrize("value", ["yes", "on", "off", "y", "n", "0b101", "1_000", "012",
+                                   "1e3", "null", "2020-01-01"])
+def test_yaml_1_1_lookalikes_stay_strings_for_kubectl(params, value):
+    # kubectl and Argo CD read YAML 1.1: plain `yes` would become a boolean there.
+    import yaml
+
+    release = example_release(version=value)
+    files = render_env(release, params, "staging")
+    text = files["rollout.yaml"].decode()
+    (doc,) = yaml.load_all(text, Loader=yaml.SafeLoader)  # the pure YAML 1.1 loader
+    assert doc["metadata"]["labels"]["app.kubernetes.io/version"] == value
+    assert f"'{value}'" in text
