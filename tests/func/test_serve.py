@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -204,3 +205,18 @@ def test_sigterm_lets_in_flight_requests_finish(artifacts):
     assert result["status"] == 200
     assert proc.returncode == 0
     assert "stopped cleanly" in out
+
+
+def test_smoke_command_of_the_demo(artifacts, tmp_path):
+    env = {"PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "serve.smoke", "--model",
+                          str(artifacts["model"]), "--baseline", str(artifacts["baseline"]),
+                          "--requests", "20"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, **env})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "logits match in-process onnxruntime" in out.stdout
+    assert "drained and exited 0" in out.stdout
+    missing = subprocess.run([sys.executable, "-m", "serve.smoke", "--model", "nope.onnx"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                             env={**os.environ, **env})
+    assert missing.returncode == 2 and "nope.onnx: not found" in missing.stderr
