@@ -271,8 +271,10 @@ def render_env(release: Release, params: Any, env: str, *, validate: bool = True
 def write_env(files: dict[str, bytes], out_dir: str | Path, env: str, model: str) -> Path:
     """Write a rendered folder to ``out_dir/<env>/<model>/`` atomically (all files or none).
 
-    The files go to a sibling temporary folder that replaces the old one in one rename; files
-    of an earlier render that are no longer rendered disappear.
+    The files go to a sibling temporary folder; the old folder is moved aside to
+    ``.<model>.old`` and the new one renamed into place, so files of an earlier render that are
+    no longer rendered disappear. Killed between those two renames, the next call first puts
+    the old folder back.
     """
     import os
     import shutil
@@ -282,20 +284,23 @@ def write_env(files: dict[str, bytes], out_dir: str | Path, env: str, model: str
 
     target = Path(out_dir) / env / model
     target.parent.mkdir(parents=True, exist_ok=True)
+    aside = target.parent / f".{model}.old"
+    if aside.exists() and not target.exists():
+        os.replace(aside, target)  # an earlier write was killed between its two renames
     tmp = Path(tempfile.mkdtemp(prefix=f".{model}.", dir=target.parent))
     try:
         for name, data in files.items():
             if "/" in name or name.startswith("."):
                 raise InputError(f"refusing to write file name {name!r}")
             atomic_write_bytes(tmp / name, data)
-        old = None
+        moved = False
         if target.exists():
-            old = target.parent / f".{model}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(target, aside)
+            moved = True
         os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if moved:
+            shutil.rmtree(aside, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

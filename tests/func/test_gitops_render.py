@@ -12,7 +12,7 @@ import os
 import pytest
 
 from ci.config import load_params, parse_params
-from ci.errors import ConfigError, ValidationError
+from ci.errors import ConfigError, InputError, ValidationError
 from ci.yamlio import load_yaml_all, load_yaml_file
 from gitops.render import KINDS, render_env, write_env
 from tests.conftest import PY, ROOT, in_ci, require_tool, run
@@ -234,3 +234,32 @@ def test_yaml_1_1_lookalikes_stay_strings_for_kubectl(params, value):
     (doc,) = yaml.load_all(text, Loader=yaml.SafeLoader)  # the pure YAML 1.1 loader
     assert doc["metadata"]["labels"]["app.kubernetes.io/version"] == value
     assert f"'{value}'" in text
+
+
+def test_cli_release_writes_a_release_render_can_use(tmp_path, model_repo):
+    from gitops.release import Release
+
+    rel = tmp_path / "release.json"
+    proc = _cli(tmp_path, "release", "--repo", str(model_repo), "--out", str(rel), *GOOD,
+                "--version", "1.4.0", "--image", "ghcr.io/example/serve@sha256:" + "e" * 64)
+    assert proc.returncode == 0, proc.stderr
+    release = Release.from_json(rel.read_bytes())
+    assert (release.version, release.image[-64:]) == ("1.4.0", "e" * 64)
+    out = tmp_path / "out"
+    proc = _cli(tmp_path, "render", "--release", str(rel), "--out", str(out), "--env",
+                "production")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "production" / "digits-cnn" / "release.json").read_bytes() == rel.read_bytes()
+
+
+def test_write_env_replaces_the_folder_and_recovers_an_interrupted_swap(params, tmp_path):
+    files = render_env(example_release(), params, "staging")
+    target = write_env({**files, "stale.yaml": b"x: 1\n"}, tmp_path, "staging", "digits-cnn")
+    write_env(files, tmp_path, "staging", "digits-cnn")
+    assert sorted(p.name for p in target.iterdir()) == sorted(files)  # stale file gone
+    # Simulate a kill between "move the old folder aside" and "rename the new one in".
+    target.rename(tmp_path / "staging" / ".digits-cnn.old")
+    with pytest.raises(InputError, match="refusing to write"):
+        write_env({"../escape": b""}, tmp_path, "staging", "digits-cnn")
+    assert sorted(p.name for p in target.iterdir()) == sorted(files)  # old folder restored
+    assert not [p for p in (tmp_path / "staging").iterdir() if p.name.startswith(".")]
