@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             out = data["outputs"][0]
             return np.asarray(out["data"], np.float32).reshape(out["shape"])
 
-        logits = infer(x)
+        logits = np.concatenate([infer(x[i:i + 256]) for i in range(0, len(x), 256)])
         import onnxruntime as ort
 
         want = ort.InferenceSession(str(args.model)).run(None, {"input": x})[0]
@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
               f"model_prediction_psi {float(psi):.4f}")
         ok = same
         conn.close()
+    except (RuntimeError, OSError, ValueError) as exc:
+        print(f"serve.smoke: error: {exc}", file=sys.stderr)
+        ok = False
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
