@@ -205,6 +205,13 @@ def build_release(repo_root: str | Path, params: Any, *, version: str | None = N
     """
     root = Path(repo_root)
     deploy = params.deploy
+    pattern, problem = FIELD_RULES["model"]
+    if not re.fullmatch(pattern, params.model.name):
+        from ci.errors import ConfigError
+
+        raise ConfigError(getattr(params, "file", "params.yaml"), "model.name",
+                          params.model.name, problem,
+                          hint="the model name names Kubernetes objects; shorten it")
     lock = root / "dvc.lock"
     pinned = read_dvc_lock_out(lock, deploy.artifact_stage, deploy.artifact_path)
     artifact = root / deploy.artifact_path

@@ -136,3 +136,21 @@ def test_from_json_rejects_unknown_and_bad_fields():
         Release.from_json(json.dumps({**raw, "extra": 1}))
     with pytest.raises(InputError, match="model: must be a DNS-1123 label"):
         Release.from_json(json.dumps({**raw, "model": "Bad_Name"}))
+
+
+def test_model_name_too_long_for_kubernetes_names_params_path(repo):
+    from ci.config import parse_params
+    from ci.errors import ConfigError
+    from ci.yamlio import load_yaml_file
+
+    raw = load_yaml_file(ROOT / "params.yaml")
+    raw["model"]["name"] = "m" * 64
+    long_params = parse_params(raw, "params.yaml")
+    with pytest.raises(ConfigError) as info:
+        _build(repo, long_params)
+    assert (info.value.path, info.value.value) == ("model.name", "m" * 64)
+    for bad in ("Digits", "a_b"):
+        raw["model"]["name"] = bad
+        with pytest.raises(ConfigError) as info:
+            parse_params(raw, "params.yaml")
+        assert (info.value.path, info.value.value) == ("model.name", bad)
