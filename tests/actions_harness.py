@@ -8,8 +8,9 @@ What is faithful to the runner:
   pasted into the text *before* the shell sees it, exactly like the runner does. So a workflow
   that puts ``${{ github.event.pull_request.title }}`` inside ``run:`` is injectable here too,
   and a test with a hostile title proves ours are not.
-- ``run:`` steps run as ``bash --noprofile --norc -eo pipefail <script>`` (``shell: bash``),
-  in ``working-directory`` (default ``$GITHUB_WORKSPACE``).
+- ``run:`` steps run as ``bash --noprofile --norc -eo pipefail <script>`` (``shell: bash``;
+  a workflow step without ``shell:`` gets the runner's default ``bash -e <script>``), in
+  ``working-directory`` (default ``$GITHUB_WORKSPACE``).
 - ``GITHUB_OUTPUT``, ``GITHUB_ENV``, ``GITHUB_PATH``, ``GITHUB_STEP_SUMMARY`` are files, fresh per
   step; ``name=value`` and ``name<<DELIM`` heredoc forms are parsed after each step.
 - ``if:`` supports the status functions (``success()``, ``failure()``, ``always()``,
@@ -27,7 +28,9 @@ get their inputs as ``INPUT_<NAME>`` like a JavaScript action does):
 - ``actions/setup-python``: puts the directory of the running interpreter first on ``PATH``.
 - ``actions/cache``: a directory store under the harness root keyed by ``key``; ``cache-hit``.
 - ``actions/upload-artifact`` / ``actions/download-artifact``: copy into / out of
-  ``<harness root>/artifacts/<name>`` (download honours ``run-id`` by ignoring it: one store).
+  ``<harness root>/artifacts/<name>``, keeping paths relative to the least common ancestor of
+  the ``path`` lines as the real action does; ``overwrite``; download ignores ``run-id`` and
+  ``github-token`` (one store shared by the runners made with the same root).
 
 Composite ``run:`` steps do **not** get ``INPUT_*`` variables (the runner does not set them for
 composite actions either); actions pass inputs through ``env:``.
@@ -562,14 +565,16 @@ class Runner:
                     for k, v in (step.get("env") or {}).items()}
         self.log.append(f"::step {name}")
         if "run" in step:
-            shell = step.get("shell", "bash" if scope.get("action_path") else None)
+            shell = step.get("shell")
             if shell not in ("bash", None):
                 raise HarnessError(f"step {name!r}: shell {shell!r} is not supported")
-            if scope.get("action_path") and "shell" not in step:
+            if scope.get("action_path") and shell is None:
                 raise HarnessError(f"step {name!r}: composite run steps need shell:")
+            # an explicit `shell: bash` adds pipefail; a workflow step without shell does not
+            flags = ["--noprofile", "--norc", "-eo", "pipefail"] if shell else ["-e"]
             script = interpolate(str(step["run"]), ctx, status)
             cwd = interpolate(step.get("working-directory", str(self.workspace)), ctx, status)
-            return self._bash(script, Path(self.workspace, cwd), step_env, step_id, name)
+            return self._bash(script, Path(self.workspace, cwd), step_env, step_id, name, flags)
         uses = str(step.get("uses", ""))
         with_ = {k: to_str(interpolate(v, ctx, status))
                  for k, v in (step.get("with") or {}).items()}
@@ -602,14 +607,13 @@ class Runner:
         return parse_command_file(files["GITHUB_OUTPUT"])
 
     def _bash(self, script: str, cwd: Path, step_env: dict, step_id: str,
-              name: str) -> StepResult:
+              name: str, flags: list[str]) -> StepResult:
         files = self._files()
         script_path = self.temp / f"script_{uuid.uuid4().hex[:8]}.sh"
         script_path.write_text(script, encoding="utf-8")
         env = self._process_env(step_env)
         env.update({k: str(v) for k, v in files.items()})
-        proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail",
-                               str(script_path)], cwd=cwd, env=env, text=True,
+        proc = subprocess.run(["bash", *flags, str(script_path)], cwd=cwd, env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               timeout=self.timeout)
         self.log.append(proc.stdout)
@@ -653,14 +657,20 @@ class Runner:
             outputs["cache-hit"] = "true" if hit else "false"
         elif action == "actions/upload-artifact":
             dest = self.artifacts / with_["name"]
-            found = False
-            for p in with_.get("path", "").splitlines():
-                src = Path(self.workspace, p.strip()) if p.strip() else None
-                if src is not None and src.exists():
-                    _copy(src, dest / src.name if src.is_file() else dest)
-                    found = True
-            if not found and with_.get("if-no-files-found", "warn") == "error":
+            if dest.exists() and with_.get("overwrite", "false") != "true":
+                self.log.append(f"::error artifact {with_['name']!r} already exists")
                 return StepResult(step_id, name, "failure", "failure", {})
+            shutil.rmtree(dest, ignore_errors=True)
+            paths = [Path(self.workspace, p.strip()) for p in with_.get("path", "").splitlines()
+                     if p.strip()]
+            found = [p for p in paths if p.exists()]
+            if not found:
+                if with_.get("if-no-files-found", "warn") == "error":
+                    return StepResult(step_id, name, "failure", "failure", {})
+            else:  # like the real action: paths relative to the least common ancestor
+                root = Path(os.path.commonpath([p if p.is_dir() else p.parent for p in found]))
+                for p in found:
+                    _copy(p, dest / p.relative_to(root))
             outputs["artifact-id"] = "1"
         elif action == "actions/download-artifact":
             src = self.artifacts / with_["name"]

@@ -171,21 +171,43 @@ def test_pr_ends_with_one_sticky_comment_and_a_check(workspace, tmp_path, github
     assert INJECTIONS[0] in ev.summary
 
 
-def test_fork_pr_without_token_ends_neutral_with_the_report_in_the_summary(workspace, tmp_path):
+def test_fork_pr_ends_neutral_then_workflow_run_comments(workspace, tmp_path, github_api):  # noqa: F811
+    """pr.yml's evaluate job for a fork (no secrets, read-only token), the comment action without
+    a token, then pr-comment.yml (workflow_run) posting from the artifact alone."""
     open_pr(workspace, "outsider-change")
     payload = pr_event(workspace, INJECTIONS[1], fork=True)
-    r = runner(workspace, tmp_path / "runner", "pull_request", payload)
+    number = payload["pull_request"]["number"]
+    head = payload["pull_request"]["head"]["sha"]
+    root = tmp_path / "runner"
+    r = runner(workspace, root, "pull_request", payload, github_api, "read-token")
 
-    setup = r.run_action("actions/setup", {"requirements": ""})
-    assert setup.status == "success"
-    ev = r.run_action("actions/evaluate")
-    assert ev.status == "success", ev.log[-4000:]
+    job = r.run_job(ROOT / ".github/workflows/pr.yml", "evaluate")
+    assert job.status == "success", job.log[-4000:]
+    assert md(INJECTIONS[1]) in job.summary  # the report, with the title as plain text
+    assert (r.artifacts / "report" / "reports" / "pr-number").read_text().strip() == str(number)
     post = r.run_action("actions/comment", {"token": ""})
     assert post.status == "success", post.log[-4000:]
-    assert post.outputs["mode"] == "summary"
-    assert "no token" in post.log
-    assert md(INJECTIONS[1]) in post.summary  # the report, with the title as plain text
+    assert post.outputs["mode"] == "summary" and "no token" in post.log
+    assert github_api.comments(REPO, number) == []
+    assert_nothing_injected(job)
     assert_nothing_injected(post)
+
+    # pr-comment.yml: trusted code (main), untrusted data (the artifact), a write token
+    git(workspace, "checkout", "-q", "main")
+    event = {"action": "completed", "repository": payload["repository"],
+             "sender": payload["sender"],
+             "workflow_run": {"id": 4242, "event": "pull_request", "head_sha": head,
+                              "head_repository": payload["pull_request"]["head"]["repo"],
+                              "conclusion": "success", "name": "pr"}}
+    wr = Runner(workspace, root, github_context("workflow_run", event, workspace,
+                                                token="write-token", api_url=github_api.api_url),
+                env=GIT_ENV)
+    comment = wr.run_job(ROOT / ".github/workflows/pr-comment.yml", "comment")
+    assert comment.status == "success", comment.log[-4000:]
+    comments = github_api.comments(REPO, number)
+    assert len(comments) == 1 and md(INJECTIONS[1]) in comments[0]["body"]
+    assert {c["head_sha"] for c in github_api.repos[REPO].check_runs.values()} == {head}
+    assert_nothing_injected(comment)
 
 
 def test_gpu_compile_never_runs_for_a_fork(tmp_path):
