@@ -117,7 +117,13 @@ def _close(dep: Deployment, until: str) -> Deployment:
 
 def open_history_clone(url: str, dest: Path, branch: str = DEFAULT_BRANCH) -> Clone:
     """A clone with the whole history of the branch (blobs fetched on demand when remote)."""
-    return Clone.create(url, dest, branch, depth=None)
+    from gitops.publish import with_retries
+
+    def fresh() -> Clone:
+        shutil.rmtree(dest, ignore_errors=True)
+        return Clone.create(url, dest, branch, depth=None)
+
+    return with_retries("cloning", fresh)
 
 
 def history(url: str, env: str, model: str, branch: str = DEFAULT_BRANCH) -> list[Deployment]:

@@ -38,6 +38,7 @@ from gitops.publish import (
     publish,
     release_trailers,
     resolve_repo,
+    with_retries,
 )
 
 PR_DEFAULT_ENVS = ("production",)
@@ -74,7 +75,12 @@ def promote(url: str, *, model: str, source: str, target: str, render: Render,
     tmp = Path(tempfile.mkdtemp(prefix="gitops-promote-"))
     try:
         log(f"gitops: cloning {branch!r} of {redact(url)}")
-        clone = Clone.create(url, tmp / "repo", branch)
+
+        def fresh() -> Clone:
+            shutil.rmtree(tmp / "repo", ignore_errors=True)
+            return Clone.create(url, tmp / "repo", branch)
+
+        clone = with_retries("cloning", fresh, log=log)
         head = clone.remote_head()
         data = clone.read_objects([f"{head}:{src}/{RELEASE_FILE}"])[0] if head else None
         if data is None:
