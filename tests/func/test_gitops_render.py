@@ -13,7 +13,7 @@ import pytest
 
 from ci.config import load_params, parse_params
 from ci.errors import ConfigError, InputError, ValidationError
-from ci.yamlio import load_yaml_all, load_yaml_file
+from ci.yamlio import dump_yaml_all, load_yaml_all, load_yaml_file
 from gitops.render import KINDS, render_env, write_env
 from tests.conftest import PY, ROOT, in_ci, require_tool, run
 from tests.unit.test_gitops_release import example_release
@@ -263,3 +263,28 @@ def test_write_env_replaces_the_folder_and_recovers_an_interrupted_swap(params, 
         write_env({"../escape": b""}, tmp_path, "staging", "digits-cnn")
     assert sorted(p.name for p in target.iterdir()) == sorted(files)  # old folder restored
     assert not [p for p in (tmp_path / "staging").iterdir() if p.name.startswith(".")]
+
+
+def test_core_kinds_agree_with_the_kubernetes_validate_cli(params, tmp_path):
+    # The in-process check uses kubernetes-validate's bundled strict schemas (offline); its own
+    # CLI must agree on the rendered Services, and on a Service with an unknown field.
+    import sys
+    from pathlib import Path
+
+    from gitops.validate import K8S_VERSION, validate_manifests
+
+    cli = str(Path(sys.executable).parent / "kubernetes-validate")
+    files = render_env(example_release(), params, "staging")
+    good = tmp_path / "services.yaml"
+    good.write_bytes(files["services.yaml"])
+    proc = run([cli, "--strict", "-k", K8S_VERSION, str(good)], cwd=tmp_path, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    docs = load_yaml_all(files["services.yaml"].decode())
+    docs[0]["spec"]["ports"][0]["targetPortt"] = "http"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(dump_yaml_all(docs))
+    proc = run([cli, "--strict", "-k", K8S_VERSION, str(bad)], cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    problems = validate_manifests(docs, cross_refs=False)
+    assert [p.path for p in problems] == ["spec.ports[0]"]
+    assert "targetPortt" in problems[0].message
