@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ci.errors import InputError
+from gitops.alerts import PrometheusRulesKind
 from gitops.params import ANALYSIS_TEMPLATES, DeployParams
 from gitops.release import Release
 
@@ -97,6 +98,7 @@ KINDS: dict[str, ManifestKind] = {
                                 in_kustomization=False),
     "kustomization": TemplateKind("kustomization.yaml", "kustomization.yaml.j2",
                                   in_kustomization=False, validated=False),
+    "prometheus-rules": PrometheusRulesKind(),
 }
 RELEASE_FILE = "release.json"
 
@@ -220,6 +222,7 @@ def build_context(release: Release, params: Any, env: str) -> dict[str, Any]:
         "steps": canary_steps(model, release.version, deploy.canary.steps),
         "analysis_templates": analysis_templates(model, deploy),
         "kustomize_resources": [k.filename for k in KINDS.values() if k.in_kustomization],
+        "alerts": getattr(params, "alerts", None),
     }
 
 

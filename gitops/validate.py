@@ -253,6 +253,10 @@ def validate_document(doc: Any, index: int = 0, source: str | None = None) -> li
             for message in validate_strict(doc):
                 path, _, text = message.partition(": ")
                 out.append(Problem(where, path, text))
+    elif kind == "PrometheusRule" and api.startswith("monitoring.coreos.com/"):
+        from gitops.alerts import rule_problems
+
+        out.extend(Problem(where, path, text) for path, text in rule_problems(doc))
     else:
         _check_core(doc, where, out)
     return out

@@ -160,3 +160,19 @@ def test_rules_kind_renders_the_params_thresholds(tmp_path):
     path = tmp_path / "rules.yaml"
     path.write_text(dump_yaml(doc["spec"]))
     run([promtool, "check", "rules", str(path)], cwd=tmp_path)
+
+
+def test_rendered_rules_are_validated_strictly():
+    from gitops.alerts import prometheus_rule
+    from gitops.validate import validate_document
+
+    doc = prometheus_rule("digits-cnn", "ml-platform", "ml-production", AlertParams())
+    assert validate_document(doc) == []
+    rules = doc["spec"]["groups"][0]["rules"]
+    rules[1]["record"] = "x"  # an alert and a record at once
+    rules[2]["for"] = "ten minutes"
+    rules[2]["severity"] = "critical"  # belongs under labels
+    problems = {(p.path, p.message.split(" (")[0]) for p in validate_document(doc)}
+    assert ("spec.groups[0].rules[1]", "needs exactly one of 'alert' and 'record'") in problems
+    assert ("spec.groups[0].rules[2].for", "not a duration") in problems
+    assert ("spec.groups[0].rules[2].severity", "unknown field") in problems
