@@ -176,3 +176,16 @@ def test_rendered_rules_are_validated_strictly():
     assert ("spec.groups[0].rules[1]", "needs exactly one of 'alert' and 'record'") in problems
     assert ("spec.groups[0].rules[2].for", "not a duration") in problems
     assert ("spec.groups[0].rules[2].severity", "unknown field") in problems
+
+
+def test_gitops_render_writes_rules_that_promtool_accepts(tmp_path):
+    from serve.canary import render_analysis_templates
+
+    promtool = require_tool("promtool")
+    folder = render_analysis_templates(tmp_path, "http://127.0.0.1:9090").parent
+    (doc,) = [load_yaml((folder / "prometheus-rules.yaml").read_text())]
+    assert "prometheus-rules.yaml" in (folder / "kustomization.yaml").read_text()
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(dump_yaml(doc["spec"]))
+    out = run([promtool, "check", "rules", str(rules)], cwd=tmp_path)
+    assert "SUCCESS: 4 rules found" in out.stdout
