@@ -44,6 +44,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -370,6 +371,7 @@ class StepResult:
     outputs: dict[str, str] = field(default_factory=dict)
     stdout: str = ""
     returncode: int | None = None
+    seconds: float = 0.0
 
 
 @dataclass
@@ -547,7 +549,9 @@ class Runner:
                 res = StepResult(step_id, name, "skipped", "skipped")
                 self.log.append(f"::step {name}: skipped")
             else:
+                start = time.perf_counter()
                 res = self._run_one(step, step_id, name, scope, status)
+                res.seconds = time.perf_counter() - start
                 if res.outcome == "failure" and not truthy(
                         interpolate(step.get("continue-on-error", False), ctx, status)):
                     status = "failure"
