@@ -220,3 +220,35 @@ def test_smoke_command_of_the_demo(artifacts, tmp_path):
                              cwd=tmp_path, capture_output=True, text=True, timeout=60,
                              env={**os.environ, **env})
     assert missing.returncode == 2 and "nope.onnx: not found" in missing.stderr
+
+
+def test_not_ready_until_the_verified_model_is_loaded(artifacts):
+    """The HTTP side answers live at once, but ready and infer only once a backend is set
+    (python -m serve sets it after the sha256 check and the warm-up)."""
+    from serve.backends import load_backend
+    from serve.metrics import DriftWindow, ServingMetrics
+    from serve.protocol import Limits
+    from serve.server import ServingState, make_server
+
+    state = ServingState(model=MODEL, version="3", limits=Limits(),
+                         metrics=ServingMetrics(MODEL, "3", "canary", DriftWindow(None, 10, 1)))
+    server = make_server("127.0.0.1", 0, state)
+    port = server.server_address[1]
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        body = _infer_body(artifacts["x"][:1])
+        assert _call(port, "GET", "/v2/health/live")[0] == 200
+        assert _call(port, "GET", "/v2/health/ready")[0] == 503
+        assert _call(port, "GET", f"/v2/models/{MODEL}/ready")[0] == 503
+        status, _, data = _call(port, "POST", f"/v2/models/{MODEL}/infer", body)
+        assert status == 503 and "not ready" in json.loads(data)["error"]
+        state.backend = load_backend("auto", artifacts["model"])
+        assert _call(port, "GET", "/v2/health/ready")[0] == 200
+        assert _call(port, "POST", f"/v2/models/{MODEL}/infer", body)[0] == 200
+        state.draining = True  # SIGTERM: not ready any more, connections close
+        status, headers, _ = _call(port, "GET", "/v2/health/ready")
+        assert status == 503 and headers.get("Connection") == "close"
+    finally:
+        server.shutdown()
+        server.server_close()
