@@ -1,0 +1,46 @@
+"""The fast YAML writer used for rendered manifests writes exactly ruamel's bytes."""
+
+from __future__ import annotations
+
+import io
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ci.yamlio import _dump_fast, _writer, dump_yaml_all
+
+ASCII = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30)
+TRICKY = st.sampled_from(["", " ", "a ", " a", "a:", "a: b", "a #b", "a#b", "-x", "- x", "?x",
+                          ":x", "'q'", "it's", '"', "#", "yes", "on", "Off", "~", "null", "0x1",
+                          "012", "1e3", "1_0", "0b1", "2020-01-01", "<<", "=", "true", "---",
+                          "...", "x...", "a,b", "[x", "{x", "x}", "%x", "@x", "`x", "|", ">",
+                          "!x", "&x", "*x", "(x)", "a\\b", "CreateNamespace=true"])
+SCALAR = st.one_of(ASCII, TRICKY, st.integers(-10**6, 10**6), st.booleans(), st.none())
+KEY = st.one_of(ASCII, TRICKY)
+NODE = st.recursive(SCALAR, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(KEY, inner, max_size=4)), max_leaves=12)
+DOC = st.dictionaries(KEY, NODE, min_size=1, max_size=5)
+
+
+def _ruamel(docs) -> str:
+    buf = io.StringIO()
+    _writer(True).dump_all(docs, buf)
+    return buf.getvalue()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(DOC, min_size=1, max_size=3))
+def test_fast_writer_matches_ruamel_byte_for_byte(docs):
+    fast = _dump_fast(docs)
+    if fast is not None:
+        assert fast == _ruamel(docs)
+    assert dump_yaml_all(docs, yaml11_safe=True) == _ruamel(docs)
+
+
+def test_fast_writer_takes_the_common_manifest_shapes():
+    doc = {"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": "m", "labels": {"a": "true", "b": "x: y"}, "empty": {}},
+           "spec": {"ports": [{"name": "http", "port": 8080}], "list": [], "n": None}}
+    assert _dump_fast([doc]) is not None
+    assert _dump_fast([{"x": 1.5}]) is None  # floats go to ruamel
+    assert _dump_fast([{"x": [[1]]}]) is None  # nested sequences too
