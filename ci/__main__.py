@@ -14,6 +14,7 @@ COMMAND_MODULES: list[str] = [
     "ci.compile.cli",
     "ci.report",
     "ci.comment",
+    "ci.retrain",
 ]
 
 

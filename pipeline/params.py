@@ -23,6 +23,9 @@ class ModelParams:
 @dataclass(frozen=True)
 class IngestParams:
     dataset: Literal["sklearn-digits"] = "sklearn-digits"
+    # Fresh labelled data (CSV files with the raw header) appended to the data set, kept in
+    # git (small labelled batches). `python -m ci retrain` adds files here.
+    incoming: str = "data/incoming"
 
 
 @dataclass(frozen=True)

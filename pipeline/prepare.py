@@ -31,51 +31,53 @@ MAX_PIXEL = 16
 _FIX = ("regenerate it with `dvc repro --force ingest` (or restore it with `dvc pull`)")
 
 
-def read_raw(path: Path = RAW_CSV) -> tuple[np.ndarray, np.ndarray]:
+def read_raw(path: Path = RAW_CSV, *, hint: str = _FIX,
+             min_per_class: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Parse and check the raw CSV; return ``(pixels [N, 64] int64, labels [N] int64)``.
 
     A missing, truncated or corrupt file raises :class:`InputError` naming the file and line.
+    ``min_per_class`` is what a stratified split needs (0 for a batch of fresh data).
     """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise InputError(f"{path}: raw data file not found", hint=_FIX) from None
+        raise InputError(f"{path}: raw data file not found", hint=hint) from None
     if not data.endswith(b"\n"):
-        raise InputError(f"{path}: file is truncated (the last line has no end)", hint=_FIX)
+        raise InputError(f"{path}: file is truncated (the last line has no end)", hint=hint)
     lines = data.decode("utf-8", errors="replace").splitlines()
     if not lines or lines[0].split(",") != HEADER:
         got = lines[0][:40] if lines else ""
         raise InputError(f"{path}: line 1: expected the header 'p0,...,p63,label' "
-                         f"(got {got!r})", hint=_FIX)
+                         f"(got {got!r})", hint=hint)
     rows = np.empty((len(lines) - 1, N_FEATURES + 1), dtype=np.int64)
     for n, line in enumerate(lines[1:], start=2):
         fields = line.split(",")
         if len(fields) != N_FEATURES + 1:
             raise InputError(f"{path}: line {n}: expected {N_FEATURES + 1} fields, got "
-                             f"{len(fields)} ({line[:40]!r})", hint=_FIX)
+                             f"{len(fields)} ({line[:40]!r})", hint=hint)
         try:
             rows[n - 2] = [int(f) for f in fields]
         except ValueError:
             bad = next(f for f in fields if not f.strip().lstrip("-").isdigit())
-            raise InputError(f"{path}: line {n}: {bad!r} is not an integer", hint=_FIX) from None
+            raise InputError(f"{path}: line {n}: {bad!r} is not an integer", hint=hint) from None
     pixels, labels = rows[:, :N_FEATURES], rows[:, N_FEATURES]
     if len(labels) == 0:
-        raise InputError(f"{path}: no data rows", hint=_FIX)
+        raise InputError(f"{path}: no data rows", hint=hint)
     bad_px = np.argwhere((pixels < 0) | (pixels > MAX_PIXEL))
     if len(bad_px):
         r, c = bad_px[0]
         raise InputError(f"{path}: line {r + 2}: pixel p{c} = {int(pixels[r, c])!r} is outside "
-                         f"0..{MAX_PIXEL}", hint=_FIX)
+                         f"0..{MAX_PIXEL}", hint=hint)
     bad_lab = np.flatnonzero((labels < 0) | (labels >= N_CLASSES))
     if len(bad_lab):
         r = bad_lab[0]
         raise InputError(f"{path}: line {r + 2}: label {int(labels[r])!r} is outside "
-                         f"0..{N_CLASSES - 1}", hint=_FIX)
+                         f"0..{N_CLASSES - 1}", hint=hint)
     counts = np.bincount(labels, minlength=N_CLASSES)
-    if counts.min() < 3:
+    if counts.min() < min_per_class:
         cls = int(counts.argmin())
         raise InputError(f"{path}: class {cls} has {int(counts[cls])} row(s); a stratified "
-                         "split needs at least 3 per class", hint=_FIX)
+                         f"split needs at least {min_per_class} per class", hint=hint)
     return pixels, labels
 
 
