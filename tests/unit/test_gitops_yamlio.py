@@ -7,7 +7,7 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ci.yamlio import _dump_fast, _writer, dump_yaml_all
+from ci.yamlio import _dump_fast, _writer, dump_yaml_all, load_yaml_all, load_yaml_all_fast
 
 ASCII = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30)
 TRICKY = st.sampled_from(["", " ", "a ", " a", "a:", "a: b", "a #b", "a#b", "-x", "- x", "?x",
@@ -34,6 +34,8 @@ def test_fast_writer_matches_ruamel_byte_for_byte(docs):
     fast = _dump_fast(docs)
     if fast is not None:
         assert fast == _ruamel(docs)
+        assert load_yaml_all(fast) == docs  # YAML 1.2 (ruamel)
+        assert load_yaml_all_fast(fast) == docs  # YAML 1.1 (libyaml, as kubectl reads)
     assert dump_yaml_all(docs, yaml11_safe=True) == _ruamel(docs)
 
 
