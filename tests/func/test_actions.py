@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from ci.markdown import md
 from ci.yamlio import load_yaml_file
@@ -122,6 +123,18 @@ def open_pr(ws: Path, branch: str = "faster-eval") -> None:
     git(ws, "commit", "-q", "-am", "evaluate: fewer latency runs")
 
 
+def register_pr(api, branch: str, head: str) -> int:
+    """Open a pull request in the GitHub imitation (through its HTTP API) at commit ``head``."""
+    resp = requests.post(f"{api.api_url}/repos/{REPO}/pulls", timeout=30,
+                         headers={"Authorization": "token write-token"},
+                         json={"title": branch, "head": branch, "base": "main"})
+    assert resp.status_code == 201, resp.text
+    number = resp.json()["number"]
+    pr = next(p for p in api.repos[REPO].pulls if p["number"] == number)
+    pr["head"]["sha"] = head  # the imitation cannot know our commits
+    return number
+
+
 def runner(ws: Path, root: Path, event_name: str, payload: dict, api=None,
            token: str = "") -> Runner:
     gh = github_context(event_name, payload, ws, token=token,
@@ -176,8 +189,10 @@ def test_fork_pr_ends_neutral_then_workflow_run_comments(workspace, tmp_path, gi
     a token, then pr-comment.yml (workflow_run) posting from the artifact alone."""
     open_pr(workspace, "outsider-change")
     payload = pr_event(workspace, INJECTIONS[1], fork=True)
-    number = payload["pull_request"]["number"]
     head = payload["pull_request"]["head"]["sha"]
+    number = register_pr(github_api, "outsider-change", head)
+    other = register_pr(github_api, "someone-else", "f" * 40)
+    payload["number"] = payload["pull_request"]["number"] = number
     root = tmp_path / "runner"
     r = runner(workspace, root, "pull_request", payload, github_api, "read-token")
 
@@ -208,6 +223,14 @@ def test_fork_pr_ends_neutral_then_workflow_run_comments(workspace, tmp_path, gi
     assert len(comments) == 1 and md(INJECTIONS[1]) in comments[0]["body"]
     assert {c["head_sha"] for c in github_api.repos[REPO].check_runs.values()} == {head}
     assert_nothing_injected(comment)
+
+    # a tampered artifact pointing at someone else's pull request is refused
+    (r.artifacts / "report" / "reports" / "pr-number").write_text(f"{other}\n")
+    tampered = Runner(workspace, root, wr.github, env=GIT_ENV).run_job(
+        ROOT / ".github/workflows/pr-comment.yml", "comment")
+    assert tampered.status == "failure"
+    assert f"pull request #{other} is at {'f' * 40}, not at the evaluated {head}" in tampered.log
+    assert github_api.comments(REPO, other) == [] and len(github_api.comments(REPO, number)) == 1
 
 
 def test_gpu_compile_never_runs_for_a_fork(tmp_path):
