@@ -5,8 +5,10 @@ cache; not timed). Each round then starts from a fresh copy with the cache warm 
 workspace outputs removed, the way a CI job finds it (nothing to retrain), and times:
 
 - baseline: ``dvc repro`` alone (restores the outputs from the cache);
-- the PR path: the composite actions setup -> evaluate -> compile (ONNX Runtime) -> comment,
-  run by the test harness against the GitHub API imitation (one sticky comment + check).
+- the PR path: the composite actions setup -> evaluate -> comment, run by the test harness
+  against the GitHub API imitation (one sticky comment + check); evaluate's `dvc repro` includes
+  the ONNX Runtime compile stage. The compile action (pr.yml runs it on the GPU runner, for
+  TensorRT) is timed too, here with ONNX Runtime, and shown on its own row.
 
 Usage: ``python -m bench.ci_path [--rounds 3] [--epochs N]`` (``--epochs`` shortens the one-off
 training; the timed rounds retrain nothing either way).
@@ -141,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
                 steps.setdefault(k, []).append(v)
     api.stop()
     base = statistics.median(repro)
-    actions = {k: v for k, v in steps.items() if ":" not in k}
-    total = statistics.median([sum(vals) for vals in zip(*actions.values())])
+    cpu = ("setup", "evaluate", "comment")
+    total = statistics.median([sum(vals) for vals in zip(*(steps[k] for k in cpu))])
+    with_compile = statistics.median(
+        [sum(vals) for vals in zip(*(steps[k] for k in (*cpu, "compile")))])
     print(f"\nPR path on the example, warm DVC cache, median of {args.rounds} round(s)\n")
     w = 50
     print(f"| {'what':<{w}} | {'seconds':>8} | {'x dvc repro':>11} |")
@@ -152,9 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         m = statistics.median(vals)
         label = f"    {k.split(': ', 1)[1]}" if ":" in k else f"  {k} action"
         print(f"| {label[:w]:<{w}} | {m:8.1f} | {m / base:11.2f} |")
-    print(f"| {'whole PR path':<{w}} | {total:8.1f} | {total / base:11.2f} |")
-    print(f"| {'added on top of dvc repro':<{w}} | {total - base:8.1f} | "
+    print(f"| {'PR path: setup + evaluate + comment':<{w}} | {total:8.1f} | "
+          f"{total / base:11.2f} |")
+    print(f"| {'  added on top of dvc repro':<{w}} | {total - base:8.1f} | "
           f"{(total - base) / base:11.2f} |")
+    print(f"| {'  + compile action (GPU job; ONNX Runtime here)':<{w}} | "
+          f"{with_compile:8.1f} | {with_compile / base:11.2f} |")
     goal = (total - base) / base < 2
     print(f"\ngoal (the suite adds under 2x dvc repro): {'met' if goal else 'NOT met'}")
     return 0
