@@ -523,7 +523,17 @@ class Runner:
         """Run one job of a workflow file (its ``if:``, ``env:`` and steps)."""
         wf = load_yaml_file(Path(workflow))
         job = (wf.get("jobs") or {})[job_id]
-        scope: dict[str, Any] = {"steps": {}, "inputs": {}, "env": {}, "needs": needs or {}}
+        inputs: dict[str, Any] = {}
+        if self.github["event_name"] == "workflow_dispatch":  # inputs: declared defaults + given
+            declared = ((wf.get("on") or {}).get("workflow_dispatch") or {}).get("inputs") or {}
+            inputs = {k: (v or {}).get("default", "") for k, v in declared.items()}
+            inputs.update(self.github["event"].get("inputs") or {})
+            missing = [k for k, v in declared.items() if (v or {}).get("required")
+                       and inputs.get(k) in (None, "")]
+            if missing:
+                raise HarnessError(f"workflow_dispatch: required inputs {missing} not given")
+        scope: dict[str, Any] = {"steps": {}, "inputs": inputs, "env": {},
+                                 "needs": needs or {}}
         self.job_env = {k: to_str(v) for k, v in (wf.get("env") or {}).items()}
         ctx = self._context(scope)
         if not condition(job.get("if"), ctx, "success"):

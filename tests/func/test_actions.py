@@ -276,3 +276,17 @@ def test_push_to_main_ends_with_a_gitops_commit(workspace, tmp_path):
                                               "dvc-push": "false"})
     assert again.status == "success", again.log[-4000:]
     assert run(["git", "rev-parse", "main"], cwd=gitops, env=GIT_ENV).stdout.strip() == head
+
+    # a release manager promotes staging's release with promote.yml (workflow_dispatch)
+    dispatch = copy.deepcopy(webhook_payload("workflow_dispatch"))
+    dispatch["ref"] = "refs/heads/main"
+    dispatch["inputs"] = {"operation": "promote", "environment": "production", "mode": "commit"}
+    pm = Runner(workspace, tmp_path / "runner-promote",
+                github_context("workflow_dispatch", dispatch, workspace),
+                env=GIT_ENV, vars={"GITOPS_REPO": str(gitops)})
+    job = pm.run_job(ROOT / ".github/workflows/promote.yml", "promote")
+    assert job.status == "success", job.log[-4000:]
+    promoted = run(["git", "rev-parse", "main"], cwd=gitops, env=GIT_ENV).stdout.strip()
+    assert promoted != head and job.outputs == {} and promoted in job.summary
+    files = run(["git", "ls-tree", "-r", "--name-only", "main"], cwd=gitops, env=GIT_ENV).stdout
+    assert any(f.startswith("production/") for f in files.splitlines())
