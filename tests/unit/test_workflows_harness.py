@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ci.yamlio import load_yaml_file
 from tests.actions_harness import (
     HarnessError,
     Runner,
@@ -17,6 +18,7 @@ from tests.actions_harness import (
     interpolate,
     parse_command_file,
 )
+from tests.conftest import ROOT
 from tests.github_imitation import webhook_payload
 
 CTX = {
@@ -234,3 +236,20 @@ runs:
 """)
     result = _runner(tmp_path, "t").run_action("actions/pipefail")
     assert result.status == "failure" and "unreachable" not in result.log
+
+
+def test_gpu_compile_never_runs_for_a_fork(tmp_path):
+    wf = ROOT / ".github/workflows/pr.yml"
+    for fork in (True, False):
+        payload = copy.deepcopy(webhook_payload("pull_request.opened"))
+        if fork:
+            payload["pull_request"]["head"]["repo"]["full_name"] = "outsider/Hello-World"
+        r = Runner(tmp_path, tmp_path / f"runner-{fork}",
+                   github_context("pull_request", payload, tmp_path))
+        doc = load_yaml_file(wf)
+        runs = condition(doc["jobs"]["compile-gpu"]["if"], r.context(), "success")
+        assert runs is not fork
+        if fork:
+            result = r.run_job(wf, "compile-gpu")
+            assert result.status == "skipped" and result.steps == []
+            assert "skipped by its if" in result.log
