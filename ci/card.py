@@ -2,17 +2,24 @@
 
 Inputs: ``params.yaml`` (model name, description, team), ``dvc.lock`` (data hashes, parameters
 and outputs of every stage), ``metrics/metrics.json`` (headline metrics and per-class slices),
-``models/model.onnx`` (sha256) and the git commit. The YAML front matter follows the Hugging Face
-model card metadata (``model-index`` with results), written through :mod:`ci.yamlio` and checked
-by loading the card with ``huggingface_hub.ModelCard`` before anything is written. The card has no
-timestamp, so the same inputs give the same bytes and a PR diff shows only real changes.
+``models/model.onnx`` (sha256). The YAML front matter follows the Hugging Face model card
+metadata (``model-index`` with results), written through :mod:`ci.yamlio` and checked by loading
+the card with ``huggingface_hub.ModelCard`` before anything is written.
+
+The ``card`` stage of ``dvc.yaml`` writes the card, so it is a pure function of what that stage
+declares: when ``dvc.yaml`` has a ``card`` stage, the card shows only the stages upstream of it
+and, of their hashes and parameters, only the ones the stage lists as ``deps`` and ``params``.
+A change to anything the card shows therefore reruns the stage, and nothing else can change it:
+no timestamp, no git commit (the commit that holds the card cannot be known before it is made,
+and the commit the stage ran at changes on every commit without the model changing). The same
+inputs give the same bytes, and a PR diff shows only real changes.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +39,75 @@ def card_path(model: str, root: str | Path = ".") -> Path:
     return Path(root) / "model-cards" / f"{model}.md"
 
 
-def _git_sha(root: Path) -> str:
-    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
-    return proc.stdout.strip() if proc.returncode == 0 else "unknown (not a git checkout)"
+CARD_STAGE = "card"
+
+
+@dataclass(frozen=True)
+class CardInputs:
+    """What the ``card`` stage of ``dvc.yaml`` declares: the card shows nothing else."""
+
+    stages: frozenset[str]  # the stages upstream of the card stage
+    deps: frozenset[str]    # paths whose DVC hashes the card may show
+    params: tuple[str, ...]  # params.yaml keys (sections or dotted keys) it may show
+
+    def shows_path(self, path: str) -> bool:
+        return path in self.deps
+
+    def shows_param(self, key: str) -> bool:
+        return any(key == p or key.startswith(p + ".") for p in self.params)
+
+
+def _paths(entries: Any) -> list[str]:
+    """Paths of a dvc.yaml ``deps``/``outs``/``metrics``/``plots`` list (str or {path: opts})."""
+    paths = []
+    for entry in entries or []:
+        paths.extend([entry] if isinstance(entry, str) else list(entry or {}))
+    return [str(p) for p in paths]
+
+
+def _params(entries: Any) -> list[str]:
+    keys = []
+    for entry in entries or []:
+        if isinstance(entry, str):
+            keys.append(entry)
+        elif isinstance(entry, dict):  # {params.yaml: [keys]} (other files are not shown)
+            for values in entry.values():
+                keys.extend(str(v) for v in values or [])
+    return keys
+
+
+def card_inputs(root: str | Path = ".") -> CardInputs | None:
+    """The ``card`` stage's inputs from ``dvc.yaml``; ``None`` when there is no such stage."""
+    from ci.yamlio import load_yaml_file
+
+    path = Path(root) / "dvc.yaml"
+    if not path.is_file():
+        return None
+    stages = (load_yaml_file(path) or {}).get("stages") or {}
+    card = stages.get(CARD_STAGE)
+    if not isinstance(card, dict):
+        return None
+    owner = {}
+    for name, stage in stages.items():
+        if name != CARD_STAGE and isinstance(stage, dict):
+            for out in _paths(stage.get("outs")) + _paths(stage.get("metrics")) \
+                    + _paths(stage.get("plots")):
+                owner[out.rstrip("/")] = name
+
+    def producer(dep: str) -> str | None:
+        return next((s for out, s in owner.items()
+                     if dep == out or dep.startswith(out + "/")), None)
+
+    upstream: set[str] = set()
+    todo = _paths(card.get("deps"))
+    while todo:
+        stage = producer(todo.pop())
+        if stage is not None and stage not in upstream:
+            upstream.add(stage)
+            todo.extend(_paths(stages[stage].get("deps")))
+    return CardInputs(frozenset(upstream), frozenset(p.rstrip("/") for p in
+                                                     _paths(card.get("deps"))),
+                      tuple(_params(card.get("params"))))
 
 
 def _value(v: Any) -> Any:
@@ -70,11 +143,14 @@ def front_matter(model: dict[str, Any], metrics: dict[str, Any]) -> dict[str, An
     return data
 
 
-def _stage_data(lock: dict[str, Any]) -> tuple[list[dict], list[dict], list[dict]]:
+def _stage_data(lock: dict[str, Any], inputs: CardInputs | None = None,
+                ) -> tuple[list[dict], list[dict], list[dict]]:
     from ci.compare import flatten
 
     data, params, lineage = [], [], []
     for stage, entry in lock.items():
+        if inputs is not None and stage not in inputs.stages:
+            continue  # the card stage itself, and stages beside it (compile)
         entry = entry or {}
         for dep in entry.get("deps") or []:
             if str(dep.get("path", "")).startswith("data/") and not any(
@@ -90,12 +166,17 @@ def _stage_data(lock: dict[str, Any]) -> tuple[list[dict], list[dict], list[dict
                              "size": out.get("size", "–"), "stage": stage})
         for _file, values in (entry.get("params") or {}).items():
             for key, value in flatten(values or {}):
-                params.append({"stage": stage, "name": key, "value": value})
+                if inputs is None or inputs.shows_param(key):
+                    params.append({"stage": stage, "name": key, "value": value})
+        if inputs is not None:
+            outs = [o for o in outs if inputs.shows_path(str(o["path"]))]
         if outs:
             lineage.append({"stage": stage, "outs": outs})
     # a file inside a tracked directory is versioned by the directory's hash
     data = [d for d in data if not any(str(d["path"]).startswith(str(o["path"]).rstrip("/") + "/")
                                        for o in data)]
+    if inputs is not None:
+        data = [d for d in data if inputs.shows_path(str(d["path"]))]
     return data, params, lineage
 
 
@@ -115,7 +196,7 @@ def build_context(root: str | Path = ".", params_file: str = "params.yaml",
     if metrics is None:
         raise InputError(f"{METRICS_FILE} not found", hint="run the pipeline first: dvc repro")
     lock = read_lock_at(root, None)
-    data, stage_params, stages = _stage_data(lock)
+    data, stage_params, stages = _stage_data(lock, card_inputs(root))
     onnx = root / ONNX_FILE
     onnx_md5 = next((o["md5"] for s in stages for o in s["outs"] if o["path"] == ONNX_FILE),
                     None)
@@ -134,7 +215,6 @@ def build_context(root: str | Path = ".", params_file: str = "params.yaml",
                     if k in metrics],
         "per_class": per_class,
         "lineage": {
-            "git_sha": _git_sha(root),
             "onnx_sha256": sha256_file(onnx) if onnx.is_file() else "not built",
             "onnx_md5": onnx_md5 or "not in dvc.lock",
             "stages": stages,

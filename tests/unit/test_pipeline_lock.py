@@ -10,7 +10,8 @@ from ci.fsutil import md5_file
 from ci.yamlio import load_yaml_file
 from tests.conftest import ROOT
 
-STAGES = ("ingest", "prepare", "train", "export", "evaluate")
+STAGES = ("ingest", "prepare", "train", "export", "evaluate", "card")
+CODE = ("pipeline/", "ci/", "scripts/", "model-cards/templates/")
 LOCK = load_yaml_file(ROOT / "dvc.lock")
 DVC_YAML = load_yaml_file(ROOT / "dvc.yaml")
 PARAMS = load_yaml_file(ROOT / "params.yaml")
@@ -37,7 +38,7 @@ def test_lock_records_the_stage_as_dvc_yaml_declares_it(stage):
 def test_code_deps_match_the_lock(stage):
     for dep in LOCK["stages"][stage]["deps"]:
         path = ROOT / dep["path"]
-        if dep["path"].startswith("pipeline/"):
+        if dep["path"].startswith(CODE):
             assert md5_file(path) == dep["md5"], f"{dep['path']} changed since the lock: {FIX}"
 
 
@@ -55,5 +56,6 @@ def test_the_lock_pins_the_contract_outputs():
         assert path in outs, path
     # cache: false outputs are in git; their bytes must be the ones the lock records
     for path in ("metrics/metrics.json", "metrics/drift_baseline.json", "plots/confusion.csv",
-                 "plots/per_class.csv", "plots/train_curve.csv", "metrics/parity.json"):
+                 "plots/per_class.csv", "plots/train_curve.csv", "metrics/parity.json",
+                 "model-cards/digits-cnn.md"):
         assert md5_file(ROOT / path) == outs[path]["md5"], f"{path} differs from dvc.lock: {FIX}"
