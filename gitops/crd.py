@@ -136,6 +136,14 @@ def _validator(kind: str):
     return jsonschema.Draft7Validator(schema)
 
 
+@functools.cache
+def _fast_valid(kind: str):
+    """A compiled yes/no check of ``kind``'s strict schema (None: use jsonschema alone)."""
+    from gitops.fastschema import compile_check
+
+    return compile_check(_validator(kind))
+
+
 def _where(path: Any) -> str:
     out = ""
     for part in path:
@@ -148,6 +156,9 @@ def validate_strict(doc: dict[str, Any]) -> list[str]:
     kind = doc.get("kind") if isinstance(doc, dict) else None
     if kind not in CRD_FILES:
         return [f"kind: no crd schema for {kind!r} (known: {', '.join(CRD_FILES)})"]
+    fast = _fast_valid(kind)
+    if fast is not None and fast(doc):
+        return []  # valid; jsonschema below only to explain what is wrong
     problems = []
     for err in sorted(_validator(kind).iter_errors(doc), key=lambda e: list(e.absolute_path)):
         problems.append(f"{_where(err.absolute_path)}: {_short(err.message)}")

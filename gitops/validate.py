@@ -212,12 +212,24 @@ def _core_validator(api_version: str, kind: str):
     return jsonschema.Draft202012Validator(schema, registry=registry)
 
 
+@functools.cache
+def _core_fast_valid(api_version: str, kind: str):
+    """A compiled yes/no check for a core kind (None: use jsonschema alone)."""
+    from gitops.fastschema import compile_check
+
+    validator = _core_validator(api_version, kind)
+    return None if validator is None else compile_check(validator)
+
+
 def _check_core(doc: dict, where: str, out: list[Problem]) -> None:
     validator = _core_validator(str(doc.get("apiVersion")), str(doc.get("kind")))
     if validator is None:
         out.append(Problem(where, "kind", f"no kubernetes {K8S_VERSION} schema for "
                                           f"{doc.get('apiVersion')!r} {doc.get('kind')!r}"))
         return
+    fast = _core_fast_valid(str(doc.get("apiVersion")), str(doc.get("kind")))
+    if fast is not None and fast(doc):
+        return  # valid; jsonschema below only to explain what is wrong
     for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
         path = ""
         for part in err.absolute_path:
