@@ -149,20 +149,36 @@ def assert_nothing_injected(result) -> None:
 
 # --------------------------------------------------------------------------- pull requests
 
-def test_pr_ends_with_one_sticky_comment_and_a_check(workspace, tmp_path, github_api):  # noqa: F811
+def test_pr_ends_with_one_sticky_comment_and_a_check(example, workspace, tmp_path,
+                                                      github_api):  # noqa: F811
+    """Like a runner: a fresh shallow clone of the PR branch with an empty DVC cache; the setup
+    action points DVC at the remote, evaluate fetches the base and pulls what it needs."""
+    origin = tmp_path / "origin.git"
+    shutil.copytree(example.parent / "origin.git", origin)
+    git(workspace, "remote", "set-url", "origin", str(origin))
     open_pr(workspace)
+    git(workspace, "push", "-q", "origin", "faster-eval")
+    ci = tmp_path / "checkout"
+    git(tmp_path, "clone", "-q", "--depth", "1", "--branch", "faster-eval", f"file://{origin}",
+        str(ci))
+    assert git(ci, "rev-parse", "--is-shallow-repository") == "true"
+    assert not (ci / "models" / "model.onnx").exists() and not (ci / ".dvc" / "cache").exists()
     payload = pr_event(workspace, INJECTIONS[0])
     number = payload["pull_request"]["number"]
     head = payload["pull_request"]["head"]["sha"]
-    r = runner(workspace, tmp_path / "runner", "pull_request", payload, github_api, "write-token")
+    r = runner(ci, tmp_path / "runner", "pull_request", payload, github_api, "write-token")
 
-    assert r.run_action("actions/setup", {"requirements": ""}).status == "success"
-    ev = r.run_action("actions/evaluate")
+    setup = r.run_action("actions/setup", {"requirements": "",
+                                           "dvc-remote-url": str(example / ".dvc-remote")})
+    assert setup.status == "success" and setup.outputs["has-remote"] == "true", setup.log[-3000:]
+    ev = r.run_action("actions/evaluate", {"pull": setup.outputs["has-remote"]})
     assert ev.status == "success", ev.log[-4000:]
+    assert "--pull --allow-missing" in ev.log and "fetching main from origin" in ev.log
     assert ev.outputs["verdict"] in ("pass", "fail")
     assert ev.outputs["base-rev"] == "origin/main"
-    report = json.loads((workspace / ev.outputs["report"]).read_text())
+    report = json.loads((ci / ev.outputs["report"]).read_text())
     assert report["context"]["pr_title"] == INJECTIONS[0]
+    assert report["revisions"]["head"]["sha"] == head
 
     comp = r.run_action("actions/compile", {"backend": "onnxruntime"})
     assert comp.status == "success", comp.log[-4000:]
