@@ -121,11 +121,16 @@ def github_context(env: dict[str, str] | None = None) -> dict[str, Any]:
     ctx: dict[str, Any] = {"pr_number": None, "pr_title": None,
                            "head_ref": env.get("GITHUB_HEAD_REF") or None,
                            "base_ref": env.get("GITHUB_BASE_REF") or None,
-                           "repository": env.get("GITHUB_REPOSITORY") or None, "run_url": None}
+                           "repository": env.get("GITHUB_REPOSITORY") or None, "run_url": None,
+                           "plots_artifact": None}
     server, repo, run = (env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY"),
                          env.get("GITHUB_RUN_ID"))
     if server and repo and run:
         ctx["run_url"] = f"{server}/{repo}/actions/runs/{run}"
+    if run:  # in Actions the evaluate job uploads reports/plots (python -m ci plots) as this
+        from ci.plots import ARTIFACT
+
+        ctx["plots_artifact"] = ARTIFACT
     event_path = env.get("GITHUB_EVENT_PATH")
     if event_path and Path(event_path).is_file():
         try:

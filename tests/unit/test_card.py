@@ -209,9 +209,11 @@ def test_github_context_from_a_real_pull_request_payload():
     assert ctx["pr_number"] == event["number"] and ctx["pr_title"] == event["title"]
     assert ctx["head_ref"] == event["head"]["ref"] and ctx["base_ref"] == event["base"]["ref"]
     assert ctx["run_url"] == "https://github.com/o/r/actions/runs/5"
+    assert ctx["plots_artifact"] == "model-plots"  # the evaluate job uploads reports/plots
     assert default_base(env) == "origin/main"
     assert default_base({}) == "HEAD"
     assert github_context({})["run_url"] is None
+    assert github_context({})["plots_artifact"] is None  # not in Actions: no artifact to name
 
 
 def test_gate_from_report_fails_on_any_failed_section(tmp_path, capsys):

@@ -88,3 +88,17 @@ def test_cli_writes_the_folder_and_exits_2_on_bad_input(plots, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "confusion.csv: line 2: column 'predicted' is empty" in err
     assert "Traceback" not in err and not (tmp_path / "x").exists()
+
+
+def test_comment_names_the_artifact_only_when_the_report_has_one():
+    import json
+
+    from ci.markdown import render_comment
+    from tests.conftest import ROOT
+
+    report = json.loads((ROOT / "tests/data/comment/report.json").read_text())
+    assert report["context"]["plots_artifact"] == ARTIFACT
+    line = f"PNG plots: attached as the workflow artifact `{ARTIFACT}`"
+    assert line in render_comment(report)
+    report["context"]["plots_artifact"] = None  # a local run: no artifact exists
+    assert "PNG plots" not in render_comment(report)
