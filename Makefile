@@ -80,3 +80,8 @@ lint-actions: $(STAMP)
 bench-ci-path: $(STAMP)
 	$(PY) -m bench.ci_path
 bench: bench-ci-path
+
+# PNG plots of plots/*.csv for the workflow artifact 'model-plots' (ci/plots.py).
+.PHONY: plots
+plots: $(STAMP)
+	$(PY) -m ci plots --out reports/plots

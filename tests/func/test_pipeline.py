@@ -17,17 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from ci.fsutil import md5_file
+from ci.fsutil import md5_file, sha256_file
 from ci.yamlio import dump_yaml, load_yaml_file
 from tests.conftest import PY, ROOT, require_module, run
 
 pytestmark = pytest.mark.slow
 
 FAST = {"train": {"epochs": 3}, "evaluate": {"latency_runs": 10}}
-STAGES = ("ingest", "prepare", "train", "export", "evaluate")
-# The example model's pipeline ends at `evaluate`; later stages (compile, ...) have their own
-# tests, so these run `dvc repro evaluate` and address that part of the DAG.
-TARGET = ["--with-deps", "evaluate"]
+STAGES = ("ingest", "prepare", "train", "export", "evaluate", "card")
+# The example model's pipeline ends at `card` (the model card); `compile` has its own tests, so
+# these run `dvc repro card` and address that part of the DAG.
+TARGET = ["--with-deps", "card"]
+CARD = "model-cards/digits-cnn.md"
 UP_TO_DATE = "Data and pipelines are up to date."
 ENV = {
     "VIRTUAL_ENV": sys.prefix,  # pipeline/run.sh runs the stages with this interpreter
@@ -104,7 +105,7 @@ def reproduced(tmp_path_factory) -> Path:
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "project with fast params")
-    proc = dvc(repo, "repro", "evaluate")
+    proc = dvc(repo, "repro", "card")
     assert ran_stages(proc.stdout) == list(STAGES), proc.stdout
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "reproduce")
@@ -119,8 +120,8 @@ def work(reproduced, tmp_path) -> Path:
 
 def test_full_repro_writes_contract_outputs(reproduced):
     lock = load_yaml_file(reproduced / "dvc.lock")
-    assert list(lock["stages"])[:len(STAGES)] == list(STAGES)
-    assert outputs_match_lock(reproduced) == 12  # 6 cached + 6 git-tracked (cache: false)
+    assert set(STAGES) <= set(lock["stages"])
+    assert outputs_match_lock(reproduced) == 13  # 6 cached + 7 git-tracked (cache: false)
     metrics = json.loads((reproduced / "metrics/metrics.json").read_text())
     assert metrics["accuracy"] > 0.8  # 3 epochs only; the committed model is checked in unit
     drift = json.loads((reproduced / "metrics/drift_baseline.json").read_text())
@@ -130,21 +131,35 @@ def test_full_repro_writes_contract_outputs(reproduced):
     # metrics and plots are git-tracked (cache: false), the data and models are not
     tracked = git(reproduced, "ls-files").stdout.split()
     assert {"metrics/metrics.json", "metrics/drift_baseline.json", "plots/confusion.csv",
-            "dvc.lock"} <= set(tracked)
+            "dvc.lock", CARD} <= set(tracked)
+    # the card describes this run's model: the ONNX sha256 and the md5 dvc.lock pins
+    card = (reproduced / CARD).read_text()
+    onnx_md5 = next(o["md5"] for o in lock["stages"]["export"]["outs"]
+                    if o["path"] == "models/model.onnx")
+    assert sha256_file(reproduced / "models/model.onnx") in card and onnx_md5 in card
+    assert f"| accuracy | {round(metrics['accuracy'], 6)} |" in card
+    assert "| train | `train.epochs` | `3` |" in card
     assert "models/model.onnx" not in tracked and "data/raw/digits.csv" not in tracked
     assert git(reproduced, "status", "--porcelain").stdout == ""
 
 
-def test_second_repro_is_a_noop_and_one_train_param_reruns_three_stages(work):
+def test_second_repro_is_a_noop_and_one_train_param_reruns_four_stages(work):
     before = (work / "models/model.onnx").read_bytes()
-    proc = dvc(work, "repro", "evaluate")
+    card = (work / CARD).read_bytes()
+    git(work, "commit", "-q", "--allow-empty", "-m", "a commit changes nothing in the card")
+    proc = dvc(work, "repro", "card")
     assert ran_stages(proc.stdout) == []
     assert UP_TO_DATE in proc.stdout
     assert (work / "models/model.onnx").read_bytes() == before
+    # forced, on another commit: the same inputs give the same card, byte for byte
+    assert ran_stages(dvc(work, "repro", "--force", "--single-item", "card").stdout) == ["card"]
+    assert (work / CARD).read_bytes() == card
+    assert git(work, "status", "--porcelain").stdout == ""
 
     set_params(work, train={"learning_rate": 0.003})
-    proc = dvc(work, "repro", "evaluate")
-    assert ran_stages(proc.stdout) == ["train", "export", "evaluate"], proc.stdout
+    proc = dvc(work, "repro", "card")
+    assert ran_stages(proc.stdout) == ["train", "export", "evaluate", "card"], proc.stdout
+    assert "| train | `train.learning_rate` | `0.003` |" in (work / CARD).read_text()
     assert (work / "models/model.onnx").read_bytes() != before
     assert dvc(work, "status", *TARGET).stdout.strip() == UP_TO_DATE
 
@@ -173,7 +188,7 @@ def test_forced_retraining_reproduces_the_model_bit_for_bit(work):
 
 def test_bad_param_stops_dvc_repro_with_one_clear_message(work):
     set_params(work, train={"epochs": -1})
-    proc = dvc(work, "repro", "evaluate", check=False)
+    proc = dvc(work, "repro", "card", check=False)
     assert proc.returncode != 0
     assert "pipeline.train: error: params.yaml: train.epochs: must be at least 1 (got -1)" \
         in proc.stderr
@@ -182,10 +197,10 @@ def test_bad_param_stops_dvc_repro_with_one_clear_message(work):
     assert "train:" in dvc(work, "status", *TARGET).stdout
     # back to the recorded value: the pipeline ends exactly where dvc.lock says
     set_params(work, train={"epochs": 3})
-    proc = dvc(work, "repro", "evaluate")
+    proc = dvc(work, "repro", "card")
     assert "export" not in ran_stages(proc.stdout), proc.stdout  # same model.pt bytes again
     assert dvc(work, "status", *TARGET).stdout.strip() == UP_TO_DATE
-    assert outputs_match_lock(work) == 12
+    assert outputs_match_lock(work) == 13
 
 
 def test_truncated_raw_data_fails_prepare_and_is_repaired_by_repro(work):
@@ -198,10 +213,10 @@ def test_truncated_raw_data_fails_prepare_and_is_repaired_by_repro(work):
     assert not any((work / "data/prepared").glob("*.npz"))  # no half-written split
     # the next repro restores the raw file and the splits (rerun or from DVC's run cache); they
     # are byte-identical to before, so training is not repeated
-    proc = dvc(work, "repro", "evaluate")
+    proc = dvc(work, "repro", "card")
     assert ran_stages(proc.stdout) in ([], ["ingest", "prepare"]), proc.stdout
     assert "Stage 'train' didn't change, skipping" in proc.stdout
-    assert outputs_match_lock(work) == 12
+    assert outputs_match_lock(work) == 13
 
 
 def test_local_remote_round_trip(work, tmp_path):
@@ -212,13 +227,13 @@ def test_local_remote_round_trip(work, tmp_path):
     for path in ("data", "models", ".dvc/cache"):
         shutil.rmtree(work / path)
     dvc(work, "pull", *TARGET)
-    assert outputs_match_lock(work) == 12
+    assert outputs_match_lock(work) == 13
     # a fresh clone pointed at the shared folder (config.local, not committed)
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(work), str(clone))
     dvc(clone, "remote", "modify", "--local", "local", "url", str(work / ".dvc-remote"))
     dvc(clone, "pull", *TARGET)
-    assert outputs_match_lock(clone) == 12
+    assert outputs_match_lock(clone) == 13
     assert dvc(clone, "status", *TARGET).stdout.strip() == UP_TO_DATE
 
 
@@ -265,5 +280,5 @@ def test_s3_remote_round_trip_against_moto(work, tmp_path, s3_server):
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(work), str(clone))
     dvc(clone, "pull", "-r", "s3", *TARGET, env=creds)
-    assert outputs_match_lock(clone) == 12
+    assert outputs_match_lock(clone) == 13
     assert dvc(clone, "status", *TARGET).stdout.strip() == UP_TO_DATE
