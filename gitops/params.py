@@ -169,6 +169,11 @@ class Resources:
         default_factory=lambda: ResourceAmounts(cpu="1", memory="512Mi"))
 
 
+def _fetch_resources() -> Resources:
+    return Resources(requests=ResourceAmounts(cpu="100m", memory="64Mi"),
+                     limits=ResourceAmounts(cpu="500m", memory="256Mi"))
+
+
 @dataclass(frozen=True)
 class PrometheusParams:
     address: str = field(default="http://prometheus.monitoring.svc:9090", metadata=_URL)
@@ -237,7 +242,21 @@ class DeployParams:
     port: int = field(default=8080, metadata={"min": 1, "max": 65535})
     artifact_stage: str = "export"
     artifact_path: str = "models/model.onnx"
+    # the pipeline's drift baseline, released with the artifact ("" = release without one)
+    drift_baseline_path: str = field(default="metrics/drift_baseline.json", metadata={
+        "pattern": r"([^/\s][^\s]*)?",
+        "pattern_help": "must be a path relative to the repository root, or '' for none"})
+    # Secret whose keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ...) the
+    # fetch-model init container gets as environment variables ("" = none: a public store or
+    # the node's/IRSA credentials)
+    artifact_credentials_secret: str = field(default="", metadata={
+        "pattern": r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)?",
+        "pattern_help": "must be a Secret name (a DNS-1123 subdomain) or '' for none"})
+    # the GitOps repository (git URL or path); "" = $GITOPS_REPO, else .gitops-remote/ here
+    gitops_repo: str = field(default="", metadata={
+        "pattern": r"[^\s\x00-\x1f\x7f]*", "pattern_help": "must be a git URL without spaces"})
     resources: Resources = field(default_factory=Resources)
+    fetch_resources: Resources = field(default_factory=_fetch_resources)
     prometheus: PrometheusParams = field(default_factory=PrometheusParams)
     analysis: AnalysisParams = field(default_factory=AnalysisParams)
     canary: CanaryParams = field(default_factory=CanaryParams)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import subprocess
@@ -40,6 +41,51 @@ FIELD_RULES: dict[str, tuple[str, str]] = {
     "source_commit": (f"{_HEX}{{7,64}}", "must be a git commit id (7-64 lowercase hex digits)"),
     "dvc_lock_sha256": (f"{_HEX}{{64}}", "must be 64 lowercase hex digits"),
 }
+# Fields that are not strings; checked by their own function (field, value, release) -> problems.
+OPTIONAL_FIELDS = ("drift_baseline",)
+BASELINE_MAX_BYTES = 256 * 1024  # a ConfigMap holds at most 1 MiB; a baseline is a few KiB
+
+
+def baseline_problems(value: Any, model: str) -> list[tuple[str, Any, str]]:
+    """(path, value, problem) for a drift baseline (``metrics/drift_baseline.json``'s shape).
+
+    The serving runtime reads ``class_distribution``; ``model`` must name the released model;
+    ``classes`` (when given) must match the distribution's length. Other keys pass through.
+    """
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        return [("drift_baseline", value, "must be a JSON object")]
+    out: list[tuple[str, Any, str]] = []
+    if value.get("model") != model:
+        out.append(("drift_baseline.model", value.get("model"),
+                    f"must name the released model {model!r}: the baseline must come from "
+                    "the same training run"))
+    dist = value.get("class_distribution")
+    if (not isinstance(dist, list) or not dist
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                       and math.isfinite(x) and x >= 0 for x in dist)):
+        out.append(("drift_baseline.class_distribution", dist,
+                    "must be a non-empty list of non-negative numbers"))
+    elif not math.isclose(float(sum(dist)), 1.0, abs_tol=1e-3):
+        out.append(("drift_baseline.class_distribution", dist,
+                    f"must sum to 1 (sums to {float(sum(dist)):.4f})"))
+    else:
+        classes = value.get("classes")
+        if classes is not None and (not isinstance(classes, list) or len(classes) != len(dist)
+                                    or not all(isinstance(c, str) for c in classes)):
+            out.append(("drift_baseline.classes", classes,
+                        f"must be {len(dist)} class names, one per class_distribution entry"))
+    if not out:
+        try:
+            size = len(json.dumps(value, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            return [("drift_baseline", value, f"must be plain finite JSON ({exc})")]
+        if size > BASELINE_MAX_BYTES:
+            out.append(("drift_baseline", f"{size} bytes",
+                        f"must be at most {BASELINE_MAX_BYTES} bytes of JSON (it becomes a "
+                        "ConfigMap)"))
+    return out
 
 
 @dataclass(frozen=True)
@@ -53,6 +99,10 @@ class Release:
     source_repo: str
     source_commit: str
     dvc_lock_sha256: str
+    # metrics/drift_baseline.json of the same training run (the serving runtime's PSI
+    # reference), rendered as the ConfigMap <model>-drift-baseline. None: an older release.json
+    # without it, or deploy.drift_baseline_path set to "": no ConfigMap, the PSI stays NaN.
+    drift_baseline: dict[str, Any] | None = None
 
     def problems(self) -> list[tuple[str, Any, str]]:
         """(field, value, problem) for each field that breaks its rule."""
@@ -61,6 +111,9 @@ class Release:
         out = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name == "drift_baseline":
+                out.extend(baseline_problems(value, self.model))
+                continue
             pattern, problem = FIELD_RULES[f.name]
             if not isinstance(value, str):
                 out.append((f.name, value, "must be a string"))
@@ -79,7 +132,18 @@ class Release:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": RELEASE_FORMAT, **dataclasses.asdict(self)}
+        out = {"format": RELEASE_FORMAT, **dataclasses.asdict(self)}
+        for name in OPTIONAL_FIELDS:  # absent rather than null: older releases keep their bytes
+            if out[name] is None:
+                del out[name]
+        return out
+
+    def baseline_json(self) -> str | None:
+        """The drift baseline as the file the serving runtime reads (canonical JSON)."""
+        if self.drift_baseline is None:
+            return None
+        return json.dumps(self.drift_baseline, sort_keys=True, separators=(",", ":"),
+                          allow_nan=False) + "\n"
 
     def to_json(self) -> bytes:
         """Canonical bytes: sorted keys, 2-space indent, trailing newline."""
@@ -101,10 +165,10 @@ class Release:
         for key in raw:
             if key != "format" and key not in names:
                 raise InputError(f"{source}: {key}: unknown key (got {_show(raw[key])})")
-        missing = [n for n in names if n not in raw]
+        missing = [n for n in names if n not in raw and n not in OPTIONAL_FIELDS]
         if missing:
             raise InputError(f"{source}: {missing[0]}: required key is missing")
-        release = cls(**{n: raw[n] for n in names})
+        release = cls(**{n: raw[n] for n in names if n in raw})
         try:
             release.check(source)
         except ValidationError as exc:
@@ -148,6 +212,57 @@ def read_dvc_lock_out(lock_path: Path, stage: str, out_path: str) -> str:
             return md5
     raise InputError(f"{lock_path.name}: stages.{stage}.outs: no output {out_path!r}",
                      hint="check deploy.artifact_path in params.yaml")
+
+
+def find_dvc_lock_out(lock_path: Path, out_path: str) -> tuple[str, str] | None:
+    """(stage, md5) of the stage in ``dvc.lock`` that outputs ``out_path``, or None."""
+    from ci.yamlio import load_yaml_file
+
+    raw = load_yaml_file(lock_path) if lock_path.exists() else None
+    stages = raw.get("stages") if isinstance(raw, dict) else None
+    for stage, body in (stages or {}).items():
+        outs = body.get("outs") if isinstance(body, dict) else None
+        for out in outs or []:
+            if isinstance(out, dict) and out.get("path") == out_path:
+                return stage, str(out.get("md5"))
+    return None
+
+
+def read_drift_baseline(root: Path, rel_path: str, model: str) -> dict[str, Any]:
+    """The drift baseline at ``rel_path``, checked against its md5 in ``dvc.lock`` and its shape.
+
+    The md5 check makes sure the baseline came from the same ``dvc repro`` as the artifact.
+    """
+    lock = root / "dvc.lock"
+    found = find_dvc_lock_out(lock, rel_path)
+    if found is None:
+        raise InputError(f"{lock.name}: no stage outputs {rel_path!r} (deploy.drift_baseline_path)",
+                         hint="run `dvc repro` and commit dvc.lock, or set "
+                              "deploy.drift_baseline_path: '' in params.yaml to release without "
+                              "a drift baseline (the drift analysis then stays inconclusive)")
+    stage, pinned = found
+    path = root / rel_path
+    if not path.exists():
+        raise InputError(f"{rel_path}: file not found",
+                         hint="run `dvc repro` (or `dvc pull`) to produce the drift baseline")
+    actual = md5_file(path)
+    if actual != pinned:
+        raise InputError(
+            f"{rel_path}: md5 {actual!r} does not match dvc.lock stages.{stage} ({pinned!r})",
+            hint="the file changed after `dvc repro`: run `dvc repro` and commit dvc.lock "
+                 "before releasing")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{rel_path}: not valid JSON: {exc}",
+                         hint="regenerate it with `dvc repro`") from exc
+    bad = baseline_problems(data, model)
+    if bad:
+        name, value, problem = bad[0]
+        field_path = name.removeprefix("drift_baseline").lstrip(".") or "(top level)"
+        raise InputError(f"{rel_path}: {field_path}: {problem} (got {_show(value)})",
+                         hint="regenerate it with `dvc repro`")
+    return data
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -200,8 +315,9 @@ def build_release(repo_root: str | Path, params: Any, *, version: str | None = N
     ``params`` is the loaded params.yaml (``ci.config.load_params``). Defaults: version = the
     first 12 hex digits of the git HEAD, image = ``deploy.image``, artifact URI = the default DVC
     remote's content-addressed path (``<remote>/files/md5/<2>/<30>``), source repo from GitHub
-    Actions or the ``origin`` remote, source commit = git HEAD. Refuses an artifact whose md5
-    does not match ``dvc.lock``.
+    Actions or the ``origin`` remote, source commit = git HEAD, drift baseline =
+    ``deploy.drift_baseline_path`` (metrics/drift_baseline.json; "" = none). Refuses an artifact
+    or a baseline whose md5 does not match ``dvc.lock``.
     """
     root = Path(repo_root)
     deploy = params.deploy
@@ -235,6 +351,9 @@ def build_release(repo_root: str | Path, params: Any, *, version: str | None = N
     if not commit:
         raise ExternalError(f"{root.name or root}: not a git repository with a commit",
                             hint="commit first, or pass --source-commit")
+    baseline_path = getattr(deploy, "drift_baseline_path", "")
+    baseline = (read_drift_baseline(root, baseline_path, params.model.name) if baseline_path
+                else None)
     release = Release(
         model=params.model.name,
         version=version if version is not None else commit[:12],
@@ -245,5 +364,6 @@ def build_release(repo_root: str | Path, params: Any, *, version: str | None = N
         source_repo=source_repo or default_source_repo(root),
         source_commit=commit,
         dvc_lock_sha256=sha256_file(lock),
+        drift_baseline=baseline,
     )
     return release.check()

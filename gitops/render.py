@@ -16,6 +16,7 @@ the way kubectl reads them) and must give exactly the rendered values.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -57,11 +58,11 @@ def _jinja():
 
 
 def render_template(name: str, context: dict[str, Any]) -> list[Any]:
-    """Render template ``name`` and parse it back into documents (safe loader)."""
-    from ci.yamlio import load_yaml_all_fast
+    """Render template ``name`` and parse it back into documents (safe loader). Each distinct
+    shape of text is parsed once, values filled in (exactly equal: gitops.template_cache)."""
+    from gitops.template_cache import render_parsed
 
-    text = _jinja().get_template(name).render(**context)
-    return load_yaml_all_fast(text, f"template {name}")
+    return render_parsed(name, context)
 
 
 # --------------------------------------------------------------------------- kinds
@@ -89,9 +90,36 @@ class TemplateKind:
         return render_template(self.template, context)
 
 
+@dataclass(frozen=True)
+class DriftBaselineKind:
+    """ConfigMap ``<model>-drift-baseline``: the release's drift baseline as a file.
+
+    A release without a baseline (an older release.json) renders no such file, and the pod
+    then neither mounts it nor sets DRIFT_BASELINE.
+    """
+
+    filename: str = "drift-baseline.yaml"
+    template: str = "drift-baseline.yaml.j2"
+    in_kustomization: bool = True
+    validated: bool = True
+
+    def wanted(self, release: Release) -> bool:
+        return release.drift_baseline is not None
+
+    def render(self, context: dict[str, Any]) -> list[dict[str, Any]]:
+        return render_template(self.template, context)
+
+
+def wanted(kind: ManifestKind, release: Release) -> bool:
+    """Whether ``kind`` has a file for ``release`` (a kind may define ``wanted(release)``)."""
+    check = getattr(kind, "wanted", None)
+    return check is None or bool(check(release))
+
+
 # kind name -> manifest kind. Order = order in kustomization.yaml. One entry per kind.
 KINDS: dict[str, ManifestKind] = {
     "rollout": TemplateKind("rollout.yaml", "rollout.yaml.j2"),
+    "drift-baseline": DriftBaselineKind(),
     "services": TemplateKind("services.yaml", "services.yaml.j2"),
     "analysis-templates": TemplateKind("analysis-templates.yaml", "analysis-templates.yaml.j2"),
     "application": TemplateKind("application.yaml", "application.yaml.j2",
@@ -101,6 +129,17 @@ KINDS: dict[str, ManifestKind] = {
     "prometheus-rules": PrometheusRulesKind(),
 }
 RELEASE_FILE = "release.json"
+MODEL_DIR = "/models"  # emptyDir the fetch-model init container fills
+BASELINE_DIR = "/etc/model"  # the drift baseline ConfigMap's mount
+BASELINE_KEY = "drift_baseline.json"
+# Both containers: the restricted Pod Security Standard (the image runs as uid 10001).
+CONTAINER_SECURITY = {
+    "runAsNonRoot": True,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 
 # --------------------------------------------------------------------------- analysis
@@ -187,29 +226,45 @@ def build_context(release: Release, params: Any, env: str) -> dict[str, Any]:
         "modelops.io/source-commit": release.source_commit,
         "modelops.io/dvc-lock-sha256": release.dvc_lock_sha256,
     }
+    baseline = release.baseline_json()
+    if baseline is not None:  # which baseline the pods read (the ConfigMap is shared by name)
+        annotations["modelops.io/drift-baseline-sha256"] = hashlib.sha256(
+            baseline.encode("utf-8")).hexdigest()
     pod_annotations = {
         **annotations,
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(deploy.port),
         "prometheus.io/path": "/metrics",
     }
+    model_path = f"{MODEL_DIR}/{Path(deploy.artifact_path).name}"
     container_env = [
         {"name": "MODEL_NAME", "value": model},
         {"name": "MODEL_VERSION", "value": release.version},
         {"name": "MODEL_SHA256", "value": release.sha256},
-        {"name": "MODEL_URI", "value": release.artifact_uri},
+        {"name": "MODEL_PATH", "value": model_path},
+        *([{"name": "DRIFT_BASELINE", "value": f"{BASELINE_DIR}/{BASELINE_KEY}"}]
+          if baseline is not None else []),
         {"name": "MODEL_ROLE_FILE", "value": "/etc/podinfo/labels"},
         {"name": "PORT", "value": str(deploy.port)},
     ]
-    r = deploy.resources
-    resources = {"requests": {"cpu": r.requests.cpu, "memory": r.requests.memory},
-                 "limits": {"cpu": r.limits.cpu, "memory": r.limits.memory}}
+    fetch_env = [
+        {"name": "MODEL_URI", "value": release.artifact_uri},
+        {"name": "MODEL_SHA256", "value": release.sha256},
+        {"name": "MODEL_PATH", "value": model_path},
+    ]
+
+    def amounts(r: Any) -> dict[str, Any]:
+        return {"requests": {"cpu": r.requests.cpu, "memory": r.requests.memory},
+                "limits": {"cpu": r.limits.cpu, "memory": r.limits.memory}}
+
+    resources, fetch_resources = amounts(deploy.resources), amounts(deploy.fetch_resources)
     names = {
         "rollout": model,
         "stable_service": f"{model}-stable",
         "canary_service": f"{model}-canary",
         "application": f"{model}-{env}",
         "path": f"{env}/{model}",
+        "drift_baseline": f"{model}-drift-baseline",
     }
     return {
         "release": release, "deploy": deploy, "env": env_params, "env_name": env,
@@ -218,10 +273,15 @@ def build_context(release: Release, params: Any, env: str) -> dict[str, Any]:
         "pod_labels": {**labels}, "annotations": annotations,
         "pod_annotations": pod_annotations, "container_env": container_env,
         "resources": resources, "role_label": ROLE_LABEL,
+        "fetch_env": fetch_env, "fetch_resources": fetch_resources,
+        "credentials_secret": deploy.artifact_credentials_secret,
+        "security": CONTAINER_SECURITY, "model_dir": MODEL_DIR, "baseline_dir": BASELINE_DIR,
+        "baseline_key": BASELINE_KEY, "has_baseline": baseline is not None,
         "service_labels": {role: {**labels, ROLE_LABEL: role} for role in ("stable", "canary")},
         "steps": canary_steps(model, release.version, deploy.canary.steps),
         "analysis_templates": analysis_templates(model, deploy),
-        "kustomize_resources": [k.filename for k in KINDS.values() if k.in_kustomization],
+        "kustomize_resources": [k.filename for k in KINDS.values()
+                                if k.in_kustomization and wanted(k, release)],
         "alerts": getattr(params, "alerts", None),
     }
 
@@ -231,7 +291,8 @@ def render_docs(release: Release, params: Any, env: str) -> dict[str, list[dict[
     context = build_context(release, params, env)
     out: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS.values():
-        out[kind.filename] = kind.render(context)
+        if wanted(kind, release):
+            out[kind.filename] = kind.render(context)
     return out
 
 

@@ -16,6 +16,7 @@ from gitops.gitrepo import ensure_bare_remote
 from gitops.publish import format_message, publish
 from tests.conftest import ROOT
 from tests.func.test_gitops_publish import folder, gitops, head, quiet, rgit, tree_files
+from tests.unit.test_gitops_release import BASELINE
 
 pytestmark = pytest.mark.slow
 
@@ -27,10 +28,16 @@ def model_repo(tmp_path, git_env):
     shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
     onnx = bytes(range(256)) * 64
     (repo / "models" / "model.onnx").write_bytes(onnx)
+    (repo / "metrics").mkdir()
+    baseline = (json.dumps(BASELINE) + "\n").encode()
+    (repo / "metrics" / "drift_baseline.json").write_bytes(baseline)
     lock = {"schema": "2.0", "stages": {"export": {
         "cmd": "sh pipeline/run.sh export",
         "outs": [{"path": "models/model.onnx", "hash": "md5",
-                  "md5": hashlib.md5(onnx).hexdigest(), "size": len(onnx)}]}}}
+                  "md5": hashlib.md5(onnx).hexdigest(), "size": len(onnx)}]}, "evaluate": {
+        "cmd": "sh pipeline/run.sh evaluate",
+        "outs": [{"path": "metrics/drift_baseline.json", "hash": "md5",
+                  "md5": hashlib.md5(baseline).hexdigest(), "size": len(baseline)}]}}}
     (repo / "dvc.lock").write_text(dump_yaml(lock))
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "model"]):
         subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)

@@ -147,14 +147,12 @@ def test_cli_render_and_validate(tmp_path):
 @pytest.fixture
 def model_repo(tmp_path):
     """A model repository with dvc.lock pinning models/model.onnx (no git needed)."""
-    import hashlib
-
-    from tests.unit.test_gitops_release import ARTIFACT, _lock
+    from tests.unit.test_gitops_release import ARTIFACT, BASELINE_BYTES, _write_baseline
 
     repo = tmp_path / "repo"
     (repo / "models").mkdir(parents=True)
     (repo / "models" / "model.onnx").write_bytes(ARTIFACT)
-    (repo / "dvc.lock").write_text(_lock(hashlib.md5(ARTIFACT).hexdigest()))
+    _write_baseline(repo, BASELINE_BYTES)  # dvc.lock pins the model and the drift baseline
     return repo
 
 

@@ -16,30 +16,54 @@ from tests.conftest import ROOT
 ARTIFACT = b"\x08\x07onnx-bytes-for-tests"
 
 
+BASELINE = {"model": "digits-cnn", "split": "validation", "classes": [str(i) for i in range(10)],
+            "class_distribution": [0.1] * 10, "n": 270,
+            "features": {"mean": [0.25, 0.5], "std": [0.1, 0.2], "min": [0.0, 0.0],
+                         "max": [1.0, 1.0]}}
+
+
 def example_release(**changes) -> Release:
     base = Release(
         model="digits-cnn", version="0123456789ab", sha256="a" * 64, dvc_md5="b" * 32,
         artifact_uri="s3://models/files/md5/bb/" + "b" * 30,
         image="ghcr.io/example/modelops-serve:0.1.0",
         source_repo="https://github.com/example/modelops",
-        source_commit="0123456789ab" + "c" * 28, dvc_lock_sha256="d" * 64)
+        source_commit="0123456789ab" + "c" * 28, dvc_lock_sha256="d" * 64,
+        drift_baseline=BASELINE)
+    if "model" in changes and "drift_baseline" not in changes:  # the same run's baseline
+        changes["drift_baseline"] = {**BASELINE, "model": changes["model"]}
     return dataclasses.replace(base, **changes)
 
 
-def _lock(md5: str) -> str:
-    return (
+BASELINE_BYTES = (json.dumps(BASELINE, indent=2) + "\n").encode()
+
+
+def _lock(md5: str, baseline_md5: str | None = None) -> str:
+    text = (
         "schema: '2.0'\nstages:\n  export:\n    cmd: python -m pipeline.export\n"
         "    deps:\n    - path: models/model.pt\n      hash: md5\n"
         "      md5: 0123456789abcdef0123456789abcdef\n      size: 10\n"
         "    outs:\n    - path: models/model.onnx\n      hash: md5\n"
         f"      md5: {md5}\n      size: {len(ARTIFACT)}\n")
+    if baseline_md5:
+        text += ("  evaluate:\n    cmd: python -m pipeline.evaluate\n"
+                 "    outs:\n    - path: metrics/drift_baseline.json\n      hash: md5\n"
+                 f"      md5: {baseline_md5}\n      size: {len(BASELINE_BYTES)}\n")
+    return text
+
+
+def _write_baseline(repo, data: bytes) -> None:
+    (repo / "metrics").mkdir(exist_ok=True)
+    (repo / "metrics" / "drift_baseline.json").write_bytes(data)
+    (repo / "dvc.lock").write_text(_lock(hashlib.md5(ARTIFACT).hexdigest(),
+                                         hashlib.md5(data).hexdigest()))
 
 
 @pytest.fixture
 def repo(tmp_path):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "model.onnx").write_bytes(ARTIFACT)
-    (tmp_path / "dvc.lock").write_text(_lock(hashlib.md5(ARTIFACT).hexdigest()))
+    _write_baseline(tmp_path, BASELINE_BYTES)
     return tmp_path
 
 
@@ -154,3 +178,69 @@ def test_model_name_too_long_for_kubernetes_names_params_path(repo):
         with pytest.raises(ConfigError) as info:
             parse_params(raw, "params.yaml")
         assert (info.value.path, info.value.value) == ("model.name", bad)
+
+
+# --------------------------------------------------------------------------- drift baseline
+
+def test_build_release_carries_the_drift_baseline(repo, params):
+    release = _build(repo, params)
+    assert release.drift_baseline == BASELINE
+    assert json.loads(release.to_json())["drift_baseline"] == BASELINE
+    assert json.loads(release.baseline_json()) == BASELINE
+
+
+def test_baseline_that_changed_after_dvc_repro_is_refused(repo, params):
+    (repo / "metrics" / "drift_baseline.json").write_bytes(BASELINE_BYTES + b" ")
+    with pytest.raises(InputError) as info:
+        _build(repo, params)
+    assert "metrics/drift_baseline.json: md5" in str(info.value)
+    assert "does not match dvc.lock stages.evaluate" in str(info.value)
+
+
+def test_baseline_missing_from_dvc_lock_or_disk(repo, params):
+    (repo / "metrics" / "drift_baseline.json").unlink()
+    with pytest.raises(InputError, match="metrics/drift_baseline.json: file not found"):
+        _build(repo, params)
+    (repo / "dvc.lock").write_text(_lock(hashlib.md5(ARTIFACT).hexdigest()))
+    with pytest.raises(InputError) as info:
+        _build(repo, params)
+    assert "no stage outputs 'metrics/drift_baseline.json'" in str(info.value)
+    assert "drift_baseline_path: ''" in str(info.value)  # says how to release without one
+    no_baseline = dataclasses.replace(
+        params, sections={**params.sections,
+                          "deploy": dataclasses.replace(params.deploy, drift_baseline_path="")})
+    assert _build(repo, no_baseline).drift_baseline is None
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"model": "other-model"}, "model"),
+    ({"class_distribution": [0.5, 0.6]}, "class_distribution"),
+    ({"class_distribution": [1.0, -0.0, "x"]}, "class_distribution"),
+    ({"class_distribution": []}, "class_distribution"),
+    ({"classes": ["0", "1"]}, "classes"),
+])
+def test_bad_baseline_file_names_file_field_and_value(repo, params, change, field):
+    _write_baseline(repo, json.dumps({**BASELINE, **change}).encode())
+    with pytest.raises(InputError) as info:
+        _build(repo, params)
+    message = str(info.value)
+    assert message.startswith(f"metrics/drift_baseline.json: {field}: ")
+    assert repr(next(iter(change.values())))[:30] in message
+
+
+def test_older_release_json_without_baseline_still_loads():
+    old = example_release(drift_baseline=None)
+    data = old.to_json()
+    assert b"drift_baseline" not in data  # the bytes an older release.json has
+    loaded = Release.from_json(data)
+    assert loaded.drift_baseline is None and loaded.to_json() == data
+
+
+def test_release_json_with_bad_baseline_is_refused():
+    raw = json.loads(example_release().to_json())
+    raw["drift_baseline"]["class_distribution"] = [0.2] * 10
+    with pytest.raises(InputError, match=r"drift_baseline.class_distribution: must sum to 1"):
+        Release.from_json(json.dumps(raw))
+    raw["drift_baseline"] = [1, 2]
+    with pytest.raises(InputError, match=r"drift_baseline: must be a JSON object"):
+        Release.from_json(json.dumps(raw))

@@ -7,6 +7,7 @@ manifests hold exactly that value, the same documents and the same keys.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -26,7 +27,7 @@ HOSTILE = st.one_of(
                      "null", "0x10", "1e3", "'", '"', "\\", "#c", "&a *a", "!!python/object",
                      "{{args.model}}", "{% raw %}", "\u2028", "\x85", "\ufeff", "\t", "\r\n"]),
 )
-FIELDS = [f.name for f in dataclasses.fields(Release)]
+FIELDS = [f.name for f in dataclasses.fields(Release) if f.name != "drift_baseline"]
 
 
 def _shape(node):
@@ -63,11 +64,12 @@ def test_hostile_release_fields_cannot_change_structure(field, value):
         if field != "model":  # the model name is also a dict-free name component
             assert _shape(parsed) == _shape(BASELINE[name])
     (rollout,) = rendered["rollout.yaml"]
+    pod = rollout["spec"]["template"]["spec"]
     env = {e["name"]: e["value"] for e in
-           rollout["spec"]["template"]["spec"]["containers"][0]["env"]}
+           pod["containers"][0]["env"] + pod["initContainers"][0]["env"]}
     expected = {"model": env["MODEL_NAME"], "version": env["MODEL_VERSION"],
                 "sha256": env["MODEL_SHA256"], "artifact_uri": env["MODEL_URI"],
-                "image": rollout["spec"]["template"]["spec"]["containers"][0]["image"],
+                "image": pod["containers"][0]["image"],
                 "source_repo": rollout["metadata"]["annotations"]["modelops.io/source-repo"],
                 "source_commit": rollout["metadata"]["annotations"]["modelops.io/source-commit"],
                 "dvc_md5": rollout["metadata"]["annotations"]["modelops.io/dvc-md5"],
@@ -126,3 +128,18 @@ def test_hostile_params_values_cannot_change_structure(field, value):
         assert _shape(parsed) == _shape(BASELINE[name])
     flat = repr(rendered)
     assert repr(value)[1:-1] in flat or value == ""
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=HOSTILE)
+def test_hostile_strings_in_the_drift_baseline_stay_inside_its_file(value):
+    baseline = {**example_release().drift_baseline, "split": value, "classes": [value] * 10}
+    release = dataclasses.replace(example_release(), drift_baseline=baseline)
+    (doc,) = render_docs(release, PARAMS, "staging")["drift-baseline.yaml"]
+    try:
+        text = dump_manifests([doc], "drift-baseline.yaml").decode()
+    except ValidationError:
+        assume(False)
+    (parsed,) = load_yaml_all(text)
+    assert _shape(parsed) == _shape(BASELINE["drift-baseline.yaml"][0])
+    assert json.loads(parsed["data"]["drift_baseline.json"]) == baseline
