@@ -147,9 +147,10 @@ def format_table(deps: list[Deployment]) -> str:
 
 def add_repo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gitops-repo", metavar="URL",
-                   help="the GitOps repository (any git URL or path); default $GITOPS_REPO, "
-                        "else .gitops-remote/ in the current folder (a bare repository created "
-                        "on first use)")
+                   help="the GitOps repository (any git URL or path); default "
+                        "deploy.gitops_repo in params.yaml, else $GITOPS_REPO, else "
+                        ".gitops-remote/ in the current folder (a bare repository created on "
+                        "first use)")
     p.add_argument("--branch", default=DEFAULT_BRANCH,
                    help="the GitOps repository's branch Argo CD follows (default: %(default)s)")
 
@@ -187,11 +188,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from gitops.publish import folder_name, resolve_repo
+    from gitops.publish import configured_repo, folder_name, resolve_repo
 
     model = model_name(args)
     folder_name(args.env, model)
-    url = resolve_repo(args.gitops_repo)
+    url = resolve_repo(args.gitops_repo, configured_repo(args.params))
     deps = history(url, args.env, model, args.branch)
     if args.json:
         print(json.dumps([asdict(d) for d in deps], indent=2))

@@ -32,6 +32,7 @@ from gitops.publish import (
     PublishResult,
     Render,
     _stderr,
+    configured_repo,
     folder_name,
     format_message,
     params_renderer,
@@ -313,7 +314,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _cmd_promote(args: argparse.Namespace) -> int:
     model = model_name(args)
     mode = args.mode or ("pr" if args.target in PR_DEFAULT_ENVS else "commit")
-    url = resolve_repo(args.gitops_repo)
+    url = resolve_repo(args.gitops_repo, configured_repo(args.params))
     github = {"repository": args.github_repo or "", "token": os.environ.get("GITHUB_TOKEN", ""),
               "api_url": os.environ.get("GITHUB_API_URL", "")}
     if mode == "pr":  # fail before any git work when the pull request cannot be opened
@@ -339,7 +340,7 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
     model = model_name(args)
-    url = resolve_repo(args.gitops_repo)
+    url = resolve_repo(args.gitops_repo, configured_repo(args.params))
     result = rollback(url, env=args.env, model=model, to_version=args.to_version,
                       branch=args.branch)
     if result.commit:

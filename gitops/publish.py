@@ -119,11 +119,26 @@ def default_remote(base: str | Path | None = None) -> Path:
     return Path(base or Path.cwd()) / DEFAULT_REMOTE_DIR
 
 
+REPO_PRECEDENCE = ("--gitops-repo, else deploy.gitops_repo in params.yaml, else $GITOPS_REPO, "
+                   "else .gitops-remote/ here (a bare repository created on first use)")
+
+
+def configured_repo(params_path: str | Path | None) -> str | None:
+    """``deploy.gitops_repo`` of params.yaml (validated), or None when unset or no such file."""
+    if not params_path or not Path(params_path).is_file():
+        return None
+    from ci.config import load_params
+
+    return load_params(params_path).deploy.gitops_repo or None
+
+
 def resolve_repo(flag: str | None = None, configured: str | None = None,
                  base: str | Path | None = None) -> str:
-    """The GitOps repository URL: ``--gitops-repo``, else ``$GITOPS_REPO``, else the params.yaml
-    value, else ``.gitops-remote/`` (a bare repository created on first use)."""
-    url = flag or os.environ.get(ENV_REPO) or configured
+    """The GitOps repository URL: ``--gitops-repo``, else the params.yaml value
+    (``deploy.gitops_repo``), else ``$GITOPS_REPO``, else ``.gitops-remote/`` (a bare repository
+    created on first use). The committed configuration wins over the environment; the flag
+    over both."""
+    url = flag or configured or os.environ.get(ENV_REPO)
     if not url:
         return str(ensure_bare_remote(default_remote(base)))
     if is_local(url):
@@ -379,8 +394,7 @@ def register(sub: Any) -> None:
                     "pushed without force. No change: no commit, exit 0. When someone else "
                     "pushed first it fetches, re-applies and retries; a conflicting change to "
                     "the same folder or an auth error stops with exit 2.",
-        epilog="Repository: --gitops-repo, else $GITOPS_REPO, else .gitops-remote/ here (a bare "
-               "repository created on first use).")
+        epilog=f"Repository: {REPO_PRECEDENCE}.")
     p.add_argument("--env", action="append", dest="envs", metavar="ENV",
                    help="environment to publish (repeat for several; one commit for all)")
     p.add_argument("--rendered-dir", metavar="DIR",
@@ -394,7 +408,9 @@ def register(sub: Any) -> None:
     p.add_argument("--max-attempts", type=int, default=8,
                    help="push attempts when others push at the same time (default: %(default)s)")
     p.add_argument("--gitops-repo", metavar="URL",
-                   help="the GitOps repository (any git URL or path)")
+                   help="the GitOps repository (any git URL or path); default: "
+                        "deploy.gitops_repo in params.yaml, else $GITOPS_REPO, else "
+                        ".gitops-remote/")
     p.add_argument("--branch", default=DEFAULT_BRANCH,
                    help="the branch Argo CD follows (default: %(default)s)")
     p.set_defaults(handler=_cmd_publish)
@@ -421,7 +437,7 @@ def _cmd_publish(args: Any) -> int:
             _stderr(f"gitops: rendering {release.model} {release.version} for {env}")
             changes[folder_name(env, release.model)] = dict(render(release, env))
     format_message(*describe(changes))  # bad trailer values fail here, before any git work
-    url = resolve_repo(args.gitops_repo)
+    url = resolve_repo(args.gitops_repo, configured_repo(args.params))
 
     def message(todo: list[str]) -> str:
         return format_message(*describe({f: changes[f] for f in todo}))
