@@ -280,3 +280,29 @@ def test_cli_reads_the_container_environment(s3_env, tmp_path):
     assert "verified" in proc.stderr
     help_text = run([PY, "-m", "serve.fetch", "--help"], cwd=ROOT).stdout
     assert "MODEL_URI" in help_text and "AWS_ENDPOINT_URL" in help_text
+
+
+def test_serving_image_has_what_fetch_and_serve_import():
+    """serve/Dockerfile copies every project module the two entry points import and pins
+    the same versions as requirements.lock."""
+    import re
+
+    code = ("import sys, serve.fetch, serve.__main__, botocore.exceptions; "
+            "print('\\n'.join(m for m in sys.modules if m.split('.')[0] in ('ci', 'serve')))")
+    mods = run([PY, "-c", code], cwd=ROOT).stdout.split()
+    files = {m.replace(".", "/") + ".py" for m in mods}
+    files = {f if (ROOT / f).is_file() else f[:-3] + "/__init__.py" for f in files}
+    dockerfile = (ROOT / "serve" / "Dockerfile").read_text()
+    copied = set()
+    for block in re.findall(r"^COPY ((?:.*\\\n)*.*)$", dockerfile, re.M):
+        words = block.replace("\\\n", " ").split()
+        folder = words[-1].rstrip("/")
+        copied |= {w for w in words[:-1] if w.startswith(folder + "/")}
+    assert "serve/fetch.py" in files
+    assert sorted(files - copied) == []
+    lock = dict(line.split("==") for line in (ROOT / "requirements.lock").read_text().split()
+                if "==" in line)
+    pins = dict(re.findall(r"^\s+([A-Za-z0-9_.\-]+)==(\S+)", dockerfile, re.M))
+    assert "boto3" in pins
+    for name, version in pins.items():
+        assert lock.get(name.lower().replace("_", "-"), lock.get(name)) == version, name
