@@ -1,0 +1,211 @@
+"""Render a template and parse it, parsing each distinct *shape* of YAML only once.
+
+Every value enters a template through the ``j`` filter (JSON, see :mod:`gitops.render`), so two
+renders for different models usually differ only in those values. Here ``j`` writes a
+placeholder ``"\\ue000<n>\\ue001"`` instead and records the value; the text with placeholders
+(the same for every model of a fleet) is parsed once and cached, and each render gets a copy of
+that tree with every placeholder replaced by what the JSON text of its value parses to on its
+own. The template is also rendered with the real ``j`` (rendering is cheap, parsing is not),
+and the documents are exactly those of parsing that real text, because the shortcut is taken
+only when:
+
+- the real text is the placeholder text with each ``"\ue000<n>\ue001"`` replaced by the JSON
+  text of value n (so ``j``'s output went in as written, nothing sliced or re-quoted it);
+- each placeholder parses as a whole scalar value: not a key, not part of a longer string, not
+  in a comment, not behind an anchor (each one found exactly once; no container is shared);
+- the template has no placeholder characters of its own and no value contains them;
+- the JSON text of each value parses on its own (a string of printable ASCII without quote or
+  backslash is itself, as are ints, bools, null and containers of those; anything else is
+  parsed on its own, cached).
+
+Otherwise the real text is parsed as usual (with the usual error for text that is not YAML).
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import re
+import threading
+from typing import Any
+
+MARK, END = "\ue000", "\ue001"
+_PLACEHOLDER = re.compile("\ue000([0-9]+)\ue001")
+_QUOTED = re.compile('"\ue000([0-9]+)\ue001"')
+_BORING = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII but '"' and '\': JSON "..." is itself
+_MAX_SHAPES = 512
+_MAX_VALUES = 4096
+
+_SCALARS = (int, float, bool, type(None), str, datetime.date, datetime.datetime)
+_state = threading.local()
+_shapes: dict[str, Any] = {}  # text with placeholders -> (tree, placeholder count) or None
+_parsed_values: dict[str, Any] = {}  # JSON text -> what it parses to (as YAML, on its own)
+stats = {"fast": 0, "slow": 0}
+
+
+class _Poisoned(Exception):
+    pass
+
+
+def _record(value: Any) -> str:
+    from gitops.render import to_json
+
+    text = to_json(value)  # the real filter's errors (NaN, unserialisable) stay the same
+    values = _state.values
+    if MARK in text or END in text:
+        _state.poisoned = True
+    values.append((value, text))
+    return f'"{MARK}{len(values) - 1}{END}"'
+
+
+@functools.lru_cache(maxsize=8)
+def _recording_env(base: Any) -> Any:
+    env = base.overlay(cache_size=400)  # its own compiled templates, bound to its own filters
+    env.filters = {**base.filters, "j": _record}
+    return env
+
+
+def _shape(text: str, count: int) -> Any:
+    """The parsed tree of ``text`` when every placeholder is a whole, unshared scalar value."""
+    from ci.errors import InputError
+    from ci.yamlio import load_yaml_all_fast
+
+    if text.count(MARK) != count or text.count(END) != count:
+        return None  # the template has such characters itself, or hid a placeholder
+    try:
+        docs = load_yaml_all_fast(text, "template")
+    except InputError:
+        return None
+    found: list[int] = []
+    containers: set[int] = set()
+
+    def walk(node: Any) -> None:
+        kind = type(node)
+        if kind is dict or kind is list:
+            if id(node) in containers:
+                raise _Poisoned  # an alias: copies would lose the sharing
+            containers.add(id(node))
+            if kind is dict:
+                for key, value in node.items():
+                    if isinstance(key, str) and (MARK in key or END in key):
+                        raise _Poisoned
+                    walk(value)
+            else:
+                for value in node:
+                    walk(value)
+        elif kind is str and (MARK in node or END in node):
+            match = _PLACEHOLDER.fullmatch(node)
+            if match is None:
+                raise _Poisoned
+            found.append(int(match.group(1)))
+        elif kind not in _SCALARS:
+            raise _Poisoned  # a !!set or !!binary: not worth the risk
+
+    try:
+        walk(docs)
+    except _Poisoned:
+        return None
+    if sorted(found) != list(range(count)):
+        return None
+    return docs
+
+
+def _plain(value: Any) -> bool:
+    """JSON of ``value`` reads back as ``value`` itself (no parse needed)."""
+    kind = type(value)
+    if kind is str:
+        return _BORING.fullmatch(value) is not None
+    if kind is int or kind is bool or value is None:
+        return True
+    if kind is dict:
+        return all(type(k) is str and _BORING.fullmatch(k) and _plain(v)
+                   for k, v in value.items())
+    if kind is list:
+        return all(_plain(v) for v in value)
+    return False
+
+
+class _Unparsable(Exception):
+    pass
+
+
+def _value(value: Any, text: str) -> Any:
+    if type(value) is str and _BORING.fullmatch(value):
+        return value
+    if _plain(value):
+        return _copy(value)
+    if text not in _parsed_values:
+        from ci.errors import InputError
+        from ci.yamlio import load_yaml_all_fast
+
+        try:
+            docs = load_yaml_all_fast(text, "value")
+        except InputError:
+            docs = _Unparsable
+        if len(_parsed_values) >= _MAX_VALUES:
+            _parsed_values.clear()
+        _parsed_values[text] = docs
+    docs = _parsed_values[text]
+    if docs is _Unparsable or len(docs) > 1:
+        raise _Unparsable
+    return _copy(docs[0]) if docs else None
+
+
+def _copy(node: Any) -> Any:
+    kind = type(node)
+    if kind is dict:
+        return {k: _copy(v) for k, v in node.items()}
+    if kind is list:
+        return [_copy(v) for v in node]
+    return node
+
+
+def _fill(node: Any, values: list[Any]) -> Any:
+    kind = type(node)
+    if kind is dict:
+        return {k: _fill(v, values) for k, v in node.items()}
+    if kind is list:
+        return [_fill(v, values) for v in node]
+    if kind is str and node[:1] == MARK:
+        return values[int(node[1:-1])]
+    return node
+
+
+def render_parsed(name: str, context: dict[str, Any], base: Any = None) -> list[Any]:
+    """The documents of template ``name`` rendered with ``context`` (see the module doc);
+    ``base``: the Jinja environment with the real ``j`` filter (default: gitops.render's)."""
+    from ci.yamlio import load_yaml_all_fast
+
+    if base is None:
+        from gitops.render import _jinja
+
+        base = _jinja()
+    real = base.get_template(name).render(**context)  # the real text, and its errors
+    _state.values, _state.poisoned = [], False
+    try:
+        text = _recording_env(base).get_template(name).render(**context)
+        recorded, poisoned = _state.values, _state.poisoned
+    finally:
+        _state.values = None
+    tree = None
+    if not poisoned and text.count(MARK) == len(recorded) == text.count(END):
+        try:  # the real text is this one with each quoted placeholder replaced by the JSON
+            spliced = _QUOTED.sub(lambda m: recorded[int(m.group(1))][1], text)
+        except IndexError:
+            spliced = None
+        if spliced == real:
+            if text not in _shapes:
+                if len(_shapes) >= _MAX_SHAPES:
+                    _shapes.clear()
+                _shapes[text] = _shape(text, len(recorded))
+            tree = _shapes[text]
+    if tree is not None:
+        try:
+            values = [_value(v, t) for v, t in recorded]
+        except _Unparsable:
+            pass
+        else:
+            stats["fast"] += 1
+            return _fill(tree, values)
+    stats["slow"] += 1
+    return load_yaml_all_fast(real, f"template {name}")
