@@ -136,7 +136,7 @@ def dump_yaml(data: Any) -> str:
 # write plain), the writer below produces the exact bytes ruamel would (tests compare the two on
 # generated documents); anything else goes to ruamel.
 
-_PLAIN_CANDIDATE = re.compile(r"[A-Za-z0-9_./=(][ -~]{0,999}")
+_PLAIN_CANDIDATE = re.compile(r"(?:[A-Za-z0-9_./=(]|-(?=[!-~]))[ -~]{0,999}")  # "-m" is plain
 _PRINTABLE = re.compile(r"[ -~]{0,1000}")
 _NEVER_PLAIN_FIRST = frozenset("#,[]{}&*!|>'\"%@` ")
 

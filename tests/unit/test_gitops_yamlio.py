@@ -14,7 +14,9 @@ TRICKY = st.sampled_from(["", " ", "a ", " a", "a:", "a: b", "a #b", "a#b", "-x"
                           ":x", "'q'", "it's", '"', "#", "yes", "on", "Off", "~", "null", "0x1",
                           "012", "1e3", "1_0", "0b1", "2020-01-01", "<<", "=", "true", "---",
                           "...", "x...", "a,b", "[x", "{x", "x}", "%x", "@x", "`x", "|", ">",
-                          "!x", "&x", "*x", "(x)", "a\\b", "CreateNamespace=true"])
+                          "!x", "&x", "*x", "(x)", "a\\b", "CreateNamespace=true", "-m",
+                          "--port=8080", "-", "--", "-1", "-.5", "-inf", "-x: y", "-x #c",
+                          "-:", "-#", "-'", "-x ", "--- x", "-?"])
 SCALAR = st.one_of(ASCII, TRICKY, st.integers(-10**6, 10**6), st.booleans(), st.none())
 KEY = st.one_of(ASCII, TRICKY)
 NODE = st.recursive(SCALAR, lambda inner: st.one_of(
@@ -44,5 +46,6 @@ def test_fast_writer_takes_the_common_manifest_shapes():
            "metadata": {"name": "m", "labels": {"a": "true", "b": "x: y"}, "empty": {}},
            "spec": {"ports": [{"name": "http", "port": 8080}], "list": [], "n": None}}
     assert _dump_fast([doc]) is not None
+    assert _dump_fast([{"command": ["python", "-m", "serve.fetch"]}]) is not None
     assert _dump_fast([{"x": 1.5}]) is None  # floats go to ruamel
     assert _dump_fast([{"x": [[1]]}]) is None  # nested sequences too
