@@ -7,6 +7,11 @@
 * stages that reran: ``dvc.lock`` of the base against ``dvc.lock`` of the head
 * stale stages: ``dvc status --json`` when the head is the workspace (metrics not reproduced)
 
+The four DVC queries run in this process through DVC's Python API on one ``dvc.repo.Repo``
+(:class:`DvcQueries`), with the same arguments and the same post-processing as the commands
+above, so they return exactly what ``--json`` prints; four ``dvc`` processes would each pay
+DVC's start-up (about 0.8 s apiece).
+
 The head is the workspace by default (what CI just reproduced) or any git revision. In a shallow
 CI clone the base commit may be missing: :func:`resolve_revision` fetches it from ``origin`` when
 allowed, and otherwise says exactly what to fetch.
@@ -14,10 +19,12 @@ allowed, and otherwise says exactly what to fetch.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,16 +56,94 @@ def _git(repo: Path, *args: str) -> str:
     return _run(["git", *args], repo, f"git {' '.join(args)}")
 
 
-def _dvc_json(repo: Path, *args: str) -> Any:
-    out = _run([sys.executable, "-m", "dvc", *args], repo, f"dvc {' '.join(args)}")
-    text = out.strip()
-    if not text:
-        return {}
+def _as_json(data: Any) -> Any:
+    """What ``dvc ... --json`` would print for ``data``, read back (tuples become lists...)."""
+    return json.loads(json.dumps(data))
+
+
+class DvcQueries:
+    """``dvc metrics diff``, ``params diff``, ``diff`` and ``status`` (``--json``) on one Repo.
+
+    Each method mirrors the command's ``run()`` in ``dvc/commands/`` (same defaults, same
+    post-processing) and returns what its ``--json`` output parses to. Any DVC failure becomes
+    an :class:`ExternalError` naming the command, as a failed ``dvc`` process did.
+    """
+
+    def __init__(self, repo: Any) -> None:
+        self.repo = repo
+
+    def _call(self, what: str, fn: Any) -> Any:
+        try:
+            return _as_json(fn())
+        except (KeyboardInterrupt, ExternalError):
+            raise
+        except Exception as exc:  # a failed dvc command, whatever DVC raised
+            text = str(exc).strip() or type(exc).__name__
+            raise ExternalError(f"dvc {what} failed: {text[-800:]}") from exc
+
+    def _relative(self, diff_result: Mapping[str, Any], what: str) -> dict[str, Any]:
+        errored = [rev for rev, err in (diff_result.get("errors") or {}).items() if err]
+        if errored:
+            print(f"compare: dvc {what} could not load some files at revision(s) "
+                  f"{', '.join(map(str, errored))}", file=sys.stderr, flush=True)
+        start = os.path.relpath(os.getcwd(), self.repo.root_dir)
+        return {os.path.relpath(path, start): result
+                for path, result in (diff_result.get("diff") or {}).items()}
+
+    def metrics_diff(self, a_rev: str, b_rev: str | None) -> dict[str, Any]:
+        """``dvc metrics diff <a_rev> [<b_rev>] --all --json``."""
+        return self._call("metrics diff", lambda: self._relative(self.repo.metrics.diff(
+            a_rev=a_rev, b_rev=b_rev or WORKSPACE, targets=None, all=True), "metrics diff"))
+
+    def params_diff(self, a_rev: str, b_rev: str | None) -> dict[str, Any]:
+        """``dvc params diff <a_rev> [<b_rev>] --json``."""
+        return self._call("params diff", lambda: self._relative(self.repo.params.diff(
+            a_rev=a_rev, b_rev=b_rev or WORKSPACE, targets=None, all=False, deps_only=False),
+            "params diff"))
+
+    def diff(self, a_rev: str, b_rev: str | None) -> dict[str, Any]:
+        """``dvc diff --json <a_rev> [<b_rev>]`` (no hashes; no "not in cache" between commits)."""
+        def run() -> dict[str, Any]:
+            diff = self.repo.diff(a_rev, b_rev, None)
+            if b_rev:
+                diff.pop("not in cache", None)
+            for key, entries in diff.items():
+                entries = sorted(entries, key=lambda e: (
+                    e["path"]["old"] if isinstance(e["path"], dict) else e["path"]))
+                for entry in entries:
+                    entry.pop("hash", None)
+                diff[key] = entries
+            return diff
+        return self._call("diff", run)
+
+    def status(self) -> dict[str, Any]:
+        """``dvc status --json`` of the workspace."""
+        def run() -> Any:
+            from dvc.repo import lock_repo
+
+            with lock_repo(self.repo):
+                return self.repo.status(targets=[], jobs=None, cloud=False, remote=None,
+                                        all_branches=False, all_tags=False, all_commits=False,
+                                        with_deps=False, recursive=False, check_updates=True)
+        return self._call("status", run)
+
+
+@contextlib.contextmanager
+def dvc_queries(repo: Path) -> Iterator[DvcQueries]:
+    """Open the DVC repository at ``repo`` (the working directory meanwhile, as for ``dvc``)."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ExternalError(f"dvc {' '.join(args)} printed something that is not JSON: "
-                            f"{text[:200]!r}") from exc
+        from dvc.repo import Repo
+    except ImportError as exc:
+        raise ExternalError(f"cannot import dvc: {exc}",
+                            hint="install the pinned dependencies: "
+                                 "pip install -r requirements.lock") from exc
+    with contextlib.chdir(repo):
+        try:
+            dvc_repo = Repo(os.curdir)
+        except Exception as exc:  # e.g. a broken .dvc/config
+            raise ExternalError(f"dvc cannot open the repository: {exc}") from exc
+        with dvc_repo:
+            yield DvcQueries(dvc_repo)
 
 
 def _commit_of(repo: Path, rev: str) -> str | None:
@@ -305,29 +390,30 @@ def compare(repo: str | Path = ".", base: str = "HEAD", head: str | None = None,
                          hint="run the command from the root of the model repository")
     base_sha = resolve_revision(repo, base, fetch=fetch)
     head_sha = resolve_revision(repo, head, fetch=fetch) if head else _commit_of(repo, "HEAD")
-    revs = [base_sha] + ([head_sha] if head and head_sha else [])
     head_rev = head or WORKSPACE
     result = Comparison(base, base_sha, head_rev, head_sha, metrics_file=metrics_file)
 
     def step(what: str) -> None:
         print(f"compare: {what} ({base} -> {head_rev})", file=sys.stderr, flush=True)
 
-    step("metrics")
-    result.metrics = metric_rows(_dvc_json(repo, "metrics", "diff", *revs, "--all", "--json"))
-    step("params")
-    result.params = param_rows(_dvc_json(repo, "params", "diff", *revs, "--json"))
-    step("data")
-    base_lock = read_lock_at(repo, base_sha)
-    head_lock = read_lock_at(repo, head_sha if head else None)
-    result.data = data_rows(_dvc_json(repo, "diff", "--json", *revs), base_lock, head_lock)
-    result.stages = stage_rows(base_lock, head_lock)
-    if not head:
-        step("pipeline status")
-        status = _dvc_json(repo, "status", "--json")
-        result.stale = sorted(k for k in status if isinstance(status, dict))
-        if result.stale:
-            result.notes.append("the pipeline is not up to date in the workspace (stale: "
-                                + ", ".join(result.stale) + "); run dvc repro")
+    a_rev, b_rev = base_sha, (head_sha if head else None)
+    with dvc_queries(repo) as dvc:
+        step("metrics")
+        result.metrics = metric_rows(dvc.metrics_diff(a_rev, b_rev))
+        step("params")
+        result.params = param_rows(dvc.params_diff(a_rev, b_rev))
+        step("data")
+        base_lock = read_lock_at(repo, base_sha)
+        head_lock = read_lock_at(repo, head_sha if head else None)
+        result.data = data_rows(dvc.diff(a_rev, b_rev), base_lock, head_lock)
+        result.stages = stage_rows(base_lock, head_lock)
+        if not head:
+            step("pipeline status")
+            status = dvc.status()
+            result.stale = sorted(k for k in status if isinstance(status, dict))
+            if result.stale:
+                result.notes.append("the pipeline is not up to date in the workspace (stale: "
+                                    + ", ".join(result.stale) + "); run dvc repro")
     if not base_lock:
         result.notes.append(f"the base revision {base!r} has no {LOCK_FILE}")
     result.base_metrics = read_json_at(repo, base_sha, metrics_file)
