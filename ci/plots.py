@@ -191,6 +191,14 @@ def make_plots(plots_dir: str | Path = DEFAULT_PLOTS, out: str | Path = DEFAULT_
     return [path for path, _ in images]
 
 
+def artifact_name(out: str | Path = DEFAULT_OUT) -> str | None:
+    """:data:`ARTIFACT` when ``out`` holds every PNG of this module (made in this checkout:
+    ``reports/`` is not committed), else ``None``: the comment names no artifact that was
+    not made."""
+    out = Path(out)
+    return ARTIFACT if all((out / f"{s.name}.png").is_file() for s in SPECS) else None
+
+
 def _cmd_plots(args: Any) -> int:
     written = make_plots(args.plots, args.out, progress=lambda line: print(line, flush=True))
     for path in written:

@@ -115,8 +115,13 @@ def merge_section(report_path: str | Path, name: str, section: dict[str, Any]) -
 
 # --------------------------------------------------------------------------- building
 
-def github_context(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """PR number, title and refs from ``GITHUB_EVENT_PATH``; the run URL from ``GITHUB_*``."""
+def github_context(env: dict[str, str] | None = None,
+                   plots_dir: str | Path | None = None) -> dict[str, Any]:
+    """PR number, title and refs from ``GITHUB_EVENT_PATH``; the run URL from ``GITHUB_*``.
+
+    ``plots_artifact`` names the workflow artifact with the PNG plots when this runs in Actions
+    and ``python -m ci plots`` wrote them to ``plots_dir`` (default ``reports/plots``) first.
+    """
     env = dict(os.environ) if env is None else env
     ctx: dict[str, Any] = {"pr_number": None, "pr_title": None,
                            "head_ref": env.get("GITHUB_HEAD_REF") or None,
@@ -127,10 +132,10 @@ def github_context(env: dict[str, str] | None = None) -> dict[str, Any]:
                          env.get("GITHUB_RUN_ID"))
     if server and repo and run:
         ctx["run_url"] = f"{server}/{repo}/actions/runs/{run}"
-    if run:  # in Actions the evaluate job uploads reports/plots (python -m ci plots) as this
-        from ci.plots import ARTIFACT
+    if run:  # in Actions the evaluate job uploads reports/plots (python -m ci plots)
+        from ci.plots import DEFAULT_OUT, artifact_name
 
-        ctx["plots_artifact"] = ARTIFACT
+        ctx["plots_artifact"] = artifact_name(DEFAULT_OUT if plots_dir is None else plots_dir)
     event_path = env.get("GITHUB_EVENT_PATH")
     if event_path and Path(event_path).is_file():
         try:

@@ -198,22 +198,26 @@ def test_section_file_is_picked_up_only_when_valid_and_current(repo):
     assert section_from_file(repo, "compile", None) is None
 
 
-def test_github_context_from_a_real_pull_request_payload():
+def test_github_context_from_a_real_pull_request_payload(tmp_path):
     from ci.report import default_base, github_context
 
     event_path = ROOT / "tests" / "data" / "github" / "webhooks" / "pull_request.opened.json"
     event = json.loads(event_path.read_text())["pull_request"]
     env = {"GITHUB_EVENT_PATH": str(event_path), "GITHUB_SERVER_URL": "https://github.com",
            "GITHUB_REPOSITORY": "o/r", "GITHUB_RUN_ID": "5", "GITHUB_BASE_REF": "main"}
-    ctx = github_context(env)
+    for name in ("confusion", "per_class", "train_curve"):  # what `python -m ci plots` writes
+        (tmp_path / f"{name}.png").write_bytes(b"png")
+    ctx = github_context(env, tmp_path)
     assert ctx["pr_number"] == event["number"] and ctx["pr_title"] == event["title"]
     assert ctx["head_ref"] == event["head"]["ref"] and ctx["base_ref"] == event["base"]["ref"]
     assert ctx["run_url"] == "https://github.com/o/r/actions/runs/5"
     assert ctx["plots_artifact"] == "model-plots"  # the evaluate job uploads reports/plots
+    (tmp_path / "per_class.png").unlink()  # plots not (all) made: no artifact is claimed
+    assert github_context(env, tmp_path)["plots_artifact"] is None
     assert default_base(env) == "origin/main"
     assert default_base({}) == "HEAD"
     assert github_context({})["run_url"] is None
-    assert github_context({})["plots_artifact"] is None  # not in Actions: no artifact to name
+    assert github_context({}, tmp_path)["plots_artifact"] is None  # not in Actions
 
 
 def test_gate_from_report_fails_on_any_failed_section(tmp_path, capsys):

@@ -9,7 +9,7 @@ from PIL import Image  # matplotlib's own dependency
 
 from ci.__main__ import main
 from ci.errors import InputError
-from ci.plots import ARTIFACT, make_plots
+from ci.plots import ARTIFACT, artifact_name, make_plots
 
 CSVS = {
     "confusion.csv": "actual,predicted\n" + "".join(
@@ -82,12 +82,14 @@ def test_cli_writes_the_folder_and_exits_2_on_bad_input(plots, tmp_path, capsys)
     printed = capsys.readouterr().out
     assert "rendering confusion.png" in printed and ARTIFACT in printed
     assert sorted(p.name for p in out.iterdir()) == sorted(SIZES)
+    assert artifact_name(out) == ARTIFACT  # what the report names in Actions
 
     (plots / "confusion.csv").write_text("actual,predicted\n3\n")
     assert main(["plots", "--plots", str(plots), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "confusion.csv: line 2: column 'predicted' is empty" in err
     assert "Traceback" not in err and not (tmp_path / "x").exists()
+    assert artifact_name(tmp_path / "x") is None
 
 
 def test_comment_names_the_artifact_only_when_the_report_has_one():
