@@ -145,15 +145,35 @@ class _NotFast(Exception):
     pass
 
 
+_STR_CACHE: dict[str, str | None] = {}  # string -> how it is written (None: not fast)
+
+
 def _fast_scalar(value: Any) -> str:
     kind = type(value)
+    if kind is str:
+        out = _STR_CACHE.get(value)
+        if out is None:
+            if value in _STR_CACHE:
+                raise _NotFast
+            if len(_STR_CACHE) >= 65536:
+                _STR_CACHE.clear()
+            try:
+                out = _STR_CACHE[value] = _fast_str(value)
+            except _NotFast:
+                _STR_CACHE[value] = None
+                raise
+        return out
     if kind is bool:
         return "true" if value else "false"
     if value is None:
         return "null"
     if kind is int:
         return str(value)
-    if kind is not str or not _PRINTABLE.fullmatch(value):
+    raise _NotFast
+
+
+def _fast_str(value: str) -> str:
+    if not _PRINTABLE.fullmatch(value):
         raise _NotFast
     if not value:
         return "''"

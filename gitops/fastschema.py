@@ -124,7 +124,13 @@ class _Compiler:
         if len(checks) == 2:
             a, b = checks
             return lambda x: a(x) and b(x)
-        return lambda x: all(c(x) for c in checks)
+
+        def check_all(x: Any) -> bool:  # a loop beats all(genexpr) here
+            for c in checks:  # noqa: SIM110
+                if not c(x):
+                    return False
+            return True
+        return check_all
 
     def _ref(self, ref: str, resolver: Any) -> Check:
         resolved = resolver.lookup(ref)
@@ -185,11 +191,13 @@ class _Compiler:
         preds = [_TYPES[n] for n in names]
         if len(preds) == 1:
             return preds[0]
+        if names == ["string", "null"] or names == ["null", "string"]:
+            return lambda x: x is None or isinstance(x, str)
         return lambda x: any(p(x) for p in preds)
 
     def _kw_required(self, required: list, *_args: Any) -> Check:
-        names = list(required)
-        return lambda x: not isinstance(x, dict) or all(n in x for n in names)
+        names = frozenset(required)
+        return lambda x: not isinstance(x, dict) or names.issubset(x)
 
     def _kw_items(self, items: Any, schema: dict, resolver: Any) -> Check:
         if isinstance(items, list) or "prefixItems" in schema:
@@ -197,7 +205,14 @@ class _Compiler:
         if "additionalItems" in schema and self.draft7:
             pass  # ignored by draft 7 when items is a schema
         sub = self.compile(items, resolver)
-        return lambda x: not isinstance(x, list) or all(sub(i) for i in x)
+
+        def check_items(x: Any) -> bool:
+            if isinstance(x, list):
+                for i in x:
+                    if not sub(i):
+                        return False
+            return True
+        return check_items
 
     def _kw_additionalItems(self, _value: Any, schema: dict, _resolver: Any) -> Check:
         if isinstance(schema.get("items", {}), list):

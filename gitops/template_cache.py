@@ -40,7 +40,7 @@ _SCALARS = (int, float, bool, type(None), str, datetime.date, datetime.datetime)
 _state = threading.local()
 _shapes: dict[str, Any] = {}  # text with placeholders -> (tree, placeholder count) or None
 _parsed_values: dict[str, Any] = {}  # JSON text -> what it parses to (as YAML, on its own)
-stats = {"fast": 0, "slow": 0}
+stats = {"fast": 0, "slow": 0, "one render": 0}
 
 
 class _Poisoned(Exception):
@@ -171,6 +171,39 @@ def _fill(node: Any, values: list[Any]) -> Any:
     return node
 
 
+_NOT_VERBATIM = ("Include", "Import", "FromImport", "Extends", "Macro", "CallBlock",
+                 "FilterBlock", "AssignBlock", "Block")
+_verbatim_cache: dict[Any, bool] = {}
+
+
+def _verbatim(env: Any, template: Any, name: str) -> bool:
+    """Whether every ``j`` in the template is a whole ``{{ ... | j }}`` output, written as is:
+    not fed to another filter, test, call or variable, no macros, blocks or includes, no
+    finalize or autoescape. Then the real text is the recorded one with each quoted
+    placeholder replaced by its JSON, with no need to render it again to compare."""
+    if template in _verbatim_cache:
+        return _verbatim_cache[template]
+    from jinja2 import nodes
+
+    ok = env.finalize is None and env.autoescape is False
+    if ok:
+        try:
+            source = env.loader.get_source(env, name)[0]
+            tree = env.parse(source, name)
+        except Exception:  # noqa: BLE001 - any doubt: render twice and compare
+            ok = False
+    if ok:
+        unsafe = tuple(getattr(nodes, n) for n in _NOT_VERBATIM)
+        whole = {id(n) for out in tree.find_all(nodes.Output) for n in out.nodes
+                 if isinstance(n, nodes.Filter) and n.name == "j"}
+        ok = not any(True for _ in tree.find_all(unsafe)) and all(
+            id(f) in whole for f in tree.find_all(nodes.Filter) if f.name == "j")
+    if len(_verbatim_cache) > 64:
+        _verbatim_cache.clear()
+    _verbatim_cache[template] = ok
+    return ok
+
+
 def render_parsed(name: str, context: dict[str, Any], base: Any = None) -> list[Any]:
     """The documents of template ``name`` rendered with ``context`` (see the module doc);
     ``base``: the Jinja environment with the real ``j`` filter (default: gitops.render's)."""
@@ -180,20 +213,24 @@ def render_parsed(name: str, context: dict[str, Any], base: Any = None) -> list[
         from gitops.render import _jinja
 
         base = _jinja()
-    real = base.get_template(name).render(**context)  # the real text, and its errors
+    recording = _recording_env(base)
+    template = recording.get_template(name)
+    verbatim = _verbatim(recording, template, name)
+    real = None if verbatim else base.get_template(name).render(**context)
     _state.values, _state.poisoned = [], False
     try:
-        text = _recording_env(base).get_template(name).render(**context)
+        text = template.render(**context)  # the same errors as the real filter would raise
         recorded, poisoned = _state.values, _state.poisoned
     finally:
         _state.values = None
     tree = None
     if not poisoned and text.count(MARK) == len(recorded) == text.count(END):
-        try:  # the real text is this one with each quoted placeholder replaced by the JSON
-            spliced = _QUOTED.sub(lambda m: recorded[int(m.group(1))][1], text)
-        except IndexError:
-            spliced = None
-        if spliced == real:
+        if not verbatim:
+            try:  # the real text is this one with each quoted placeholder replaced by its JSON
+                spliced = _QUOTED.sub(lambda m: recorded[int(m.group(1))][1], text)
+            except IndexError:
+                spliced = None
+        if verbatim or spliced == real:
             if text not in _shapes:
                 if len(_shapes) >= _MAX_SHAPES:
                     _shapes.clear()
@@ -206,6 +243,9 @@ def render_parsed(name: str, context: dict[str, Any], base: Any = None) -> list[
             pass
         else:
             stats["fast"] += 1
+            stats["one render"] += verbatim
             return _fill(tree, values)
     stats["slow"] += 1
+    if real is None:
+        real = base.get_template(name).render(**context)
     return load_yaml_all_fast(real, f"template {name}")

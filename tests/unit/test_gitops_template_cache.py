@@ -50,6 +50,7 @@ def test_real_templates_take_the_fast_path_and_give_the_same_documents():
                 assert _typed(render_parsed(name, context)) == _typed(
                     _reference(_jinja(), name, context))
     assert template_cache.stats["fast"] - before["fast"] == 4 * len(TEMPLATES)
+    assert template_cache.stats["one render"] - before["one render"] == 4 * len(TEMPLATES)
     assert template_cache.stats["slow"] == before["slow"]
 
 
@@ -77,7 +78,7 @@ def _env(templates: dict[str, str]) -> jinja2.Environment:
 
 
 CASES = {
-    # template, value, whether the shortcut may be taken
+    # template, whether the shortcut may be taken (True: for some values; documents equal)
     "plain": ("a: {{ v | j }}\nb: [{{ v | j }}]\n", True),
     "key": ("{{ v | j }}: 1\n", False),
     "comment": ("a: 1 # {{ v | j }}\n", False),
@@ -89,6 +90,12 @@ CASES = {
     "marker in template": ('a: {{ v | j }}\nb: "\ue000"\n', False),
     "sliced": ("a: {{ (v | j)[1:-1] }}\n", False),
     "several documents": ("---\na: {{ v | j }}\n---\nb: {{ v | j }}\n", True),
+    "constants": ('a: {{ "x y" | j }}\nb: {{ 5 | j }}\nc: {{ v | j }}\n', True),
+    "loop": ("{% for i in [1, 2] %}\n- {{ i | j }}: {{ v | j }}\n{% endfor %}\n", False),
+    "set": ("{% set w = v | j %}a: {{ w }}\n", True),
+    "default": ("a: {{ v | j | default('x') }}\n", True),
+    "macro": ("{% macro m(x) %}{{ x | j }}{% endmacro %}a: {{ m(v) }}\n", True),
+    "filter block": ("{% filter upper %}a: {{ v | j }}{% endfilter %}\n", True),
 }
 VALUES = [None, True, 0, -7, 10**30, 1.5, 1e-05, 2.0, "", "x y", "yes", "1e3", "a\"b", "\u2028",
           "\ue000", "#", [1, "a", None], {"k": [1.25, {"n": "v"}]}, {"\ue001": 1}, []]
@@ -111,6 +118,8 @@ def test_tricky_templates_give_the_same_documents_or_the_same_error(case, value)
     assert _typed(render_parsed("t", context, base)) == expected
     if not shortcut:
         assert template_cache.stats["slow"] == before["slow"] + 1
+    if case in ("default", "macro", "set", "filter block", "sliced", "j of j"):
+        assert template_cache.stats["one render"] == before["one render"]  # rendered twice
 
 
 def test_values_are_fresh_copies():
