@@ -97,6 +97,21 @@ def test_pod_wiring(params):
     assert "envFrom" not in init and "envFrom" not in main
 
 
+def test_configmap_is_validated_as_a_core_kind(params):
+    import copy
+
+    from gitops.validate import validate_manifests
+
+    (cm,) = render_docs(example_release(), params, "staging")["drift-baseline.yaml"]
+    assert validate_manifests([cm], ["drift-baseline.yaml"]) == []
+    bad = copy.deepcopy(cm)
+    bad["data"]["drift_baseline.json"] = 3  # ConfigMap data values are strings
+    bad["dat"] = bad.pop("binaryData", {})  # misspelled field: strict mode rejects it
+    problems = [str(p) for p in validate_manifests([bad], ["drift-baseline.yaml"])]
+    assert any("data.drift_baseline.json" in p for p in problems), problems
+    assert any("dat" in p and "data." not in p for p in problems), problems
+
+
 def test_credentials_secret_goes_to_the_init_container_only(params):
     raw = load_yaml_file(ROOT / "params.yaml")
     raw["deploy"]["artifact_credentials_secret"] = "model-store-creds"
