@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import os
 import re
 import sys
@@ -195,6 +196,20 @@ class Progress:
                 print(f"fetch: {mib:.1f} MiB", file=self.stream, flush=True)
 
 
+def _chunks(uri: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """``chunks``, with a read that breaks off mid-way turned into a retryable error."""
+    it = iter(chunks)
+    while True:
+        try:
+            block = next(it)
+        except StopIteration:
+            return
+        except (OSError, http.client.HTTPException) as exc:
+            raise ExternalError(f"{_redact(uri)}: download interrupted "
+                                f"({type(exc).__name__}: {exc})", retryable=True) from None
+        yield block
+
+
 def _download(uri: str, out: Path, expected: str, *, timeout: float, progress: bool) -> None:
     """One attempt: stream ``uri`` into a temporary file, check, rename to ``out``."""
     from ci.fsutil import atomic_path
@@ -202,24 +217,29 @@ def _download(uri: str, out: Path, expected: str, *, timeout: float, progress: b
     size, chunks = source_for(uri)(uri, timeout)
     digest = hashlib.sha256()
     meter = Progress(size, progress)
-    with atomic_path(out) as tmp:
-        with open(tmp, "wb") as fh:
-            for block in chunks:
-                fh.write(block)
-                digest.update(block)
-                meter.add(len(block))
-            fh.flush()
-            os.fsync(fh.fileno())
-        if size is not None and meter.done != size:
-            raise ExternalError(f"{_redact(uri)}: got {meter.done} bytes, expected {size} "
-                                "(connection cut short)", retryable=True)
-        actual = digest.hexdigest()
-        if actual != expected:
-            raise InputError(
-                f"{_redact(uri)}: sha256 mismatch: expected {expected}, got {actual}; nothing "
-                f"was written to {out}",
-                hint="the stored artifact is not the released one: check MODEL_URI and "
-                     "MODEL_SHA256 come from the same release.json")
+    try:
+        with atomic_path(out) as tmp:
+            with open(tmp, "wb") as fh:
+                for block in _chunks(uri, chunks):
+                    fh.write(block)
+                    digest.update(block)
+                    meter.add(len(block))
+                fh.flush()
+                os.fsync(fh.fileno())
+            if size is not None and meter.done != size:
+                raise ExternalError(f"{_redact(uri)}: got {meter.done} bytes, expected {size} "
+                                    "(connection cut short)", retryable=True)
+            actual = digest.hexdigest()
+            if actual != expected:
+                raise InputError(
+                    f"{_redact(uri)}: sha256 mismatch: expected {expected}, got {actual}; "
+                    f"nothing was written to {out}",
+                    hint="the stored artifact is not the released one: check MODEL_URI and "
+                         "MODEL_SHA256 come from the same release.json")
+    except OSError as exc:  # reading errors are ExternalError already: this is the local side
+        raise InputError(f"{out}: cannot write ({exc.strerror or exc})",
+                         hint="check that the folder exists, is writable and has room "
+                              "(in the pod: the emptyDir mounted at /models)") from None
 
 
 def fetch(uri: str, sha256: str, out: str | Path, *, attempts: int = 4, backoff: float = 1.0,

@@ -21,6 +21,7 @@ from tests.conftest import PY, ROOT, require_module, run
 PAYLOAD = os.urandom(300_000)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
 OTHER = hashlib.sha256(b"something else").hexdigest()
+CUT = 0  # scripted status: a 200 whose body breaks off
 
 
 class Script:
@@ -41,10 +42,13 @@ def http_server():
             script.hits[path] = script.hits.get(path, 0) + 1
             queue = script.routes.get(path) or [(404, b"not found")]
             status, body = queue.pop(0) if len(queue) > 1 else queue[0]
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
+            cut = status == CUT  # promise more bytes than sent, then hang up
+            self.send_response(200 if cut else status)
+            self.send_header("Content-Length", str(len(body) + (1000 if cut else 0)))
             self.end_headers()
             self.wfile.write(body)
+            if cut:
+                self.close_connection = True
 
         def log_message(self, *args):
             pass
@@ -114,6 +118,26 @@ def test_http_5xx_gives_up_after_the_bound(http_server, tmp_path, capsys):
     assert script.hits["/down"] == 2
     assert "gave up after 2 attempts" in err
     assert _leftovers(tmp_path) == []
+
+
+def test_connection_cut_mid_body_is_retried(http_server, tmp_path, capsys):
+    url, script = http_server
+    script.routes["/cut"] = [(CUT, PAYLOAD[:1000]), (200, PAYLOAD)]
+    out = tmp_path / "model.onnx"
+    code, err = _fetch(capsys, "--uri", f"{url}/cut", "--sha256", SHA, "--out", str(out))
+    assert code == 0, err
+    assert "attempt 1/4 failed" in err and ("cut short" in err or "interrupted" in err)
+    assert script.hits["/cut"] == 2 and out.read_bytes() == PAYLOAD
+
+
+def test_unwritable_out_is_one_clear_error(tmp_path, capsys):
+    src = tmp_path / "m.onnx"
+    src.write_bytes(PAYLOAD)
+    out = tmp_path / "m.onnx" / "model.onnx"  # its folder is a file
+    code, err = _fetch(capsys, "--uri", str(src), "--sha256", SHA, "--out", str(out))
+    assert code == 2
+    assert err.startswith(f"fetch: error: {out}: cannot write")
+    assert "Traceback" not in err
 
 
 def test_hash_mismatch_names_uri_and_both_hashes(http_server, tmp_path, capsys):
