@@ -109,8 +109,8 @@ def _check_args(args: argparse.Namespace) -> None:
         args.model = args.model[len("file://"):]
     elif "://" in args.model:
         raise InputError(f"--model: this server reads a local file, not {args.model!r}",
-                         hint="fetch the artifact first (an init container running `dvc pull` "
-                              "or the object store's CLI) and set MODEL_PATH to the file")
+                         hint="fetch it first with `python -m serve.fetch` (the Rollout's "
+                              "fetch-model init container does) and set MODEL_PATH to the file")
     if not args.no_verify:
         if not args.sha256:
             raise InputError("--sha256 is required (or MODEL_SHA256): the server only serves a "
