@@ -5,12 +5,14 @@ renders for different models usually differ only in those values. Here ``j`` wri
 placeholder ``"\\ue000<n>\\ue001"`` instead and records the value; the text with placeholders
 (the same for every model of a fleet) is parsed once and cached, and each render gets a copy of
 that tree with every placeholder replaced by what the JSON text of its value parses to on its
-own. The template is also rendered with the real ``j`` (rendering is cheap, parsing is not),
-and the documents are exactly those of parsing that real text, because the shortcut is taken
+own. The documents are exactly those of parsing the real text, because the shortcut is taken
 only when:
 
-- the real text is the placeholder text with each ``"\ue000<n>\ue001"`` replaced by the JSON
-  text of value n (so ``j``'s output went in as written, nothing sliced or re-quoted it);
+- the real text is the placeholder text with each ``"\\ue000<n>\\ue001"`` replaced by the JSON
+  text of value n (``j``'s output went in as written, nothing sliced or re-quoted it). When
+  every ``j`` in the template's syntax tree is a whole ``{{ ... | j }}`` output (no macro,
+  block, include, finalize), that holds by construction; otherwise the template is also
+  rendered with the real ``j`` and the two texts compared;
 - each placeholder parses as a whole scalar value: not a key, not part of a longer string, not
   in a comment, not behind an anchor (each one found exactly once; no container is shared);
 - the template has no placeholder characters of its own and no value contains them;
@@ -40,6 +42,7 @@ _SCALARS = (int, float, bool, type(None), str, datetime.date, datetime.datetime)
 _state = threading.local()
 _shapes: dict[str, Any] = {}  # text with placeholders -> (tree, placeholder count) or None
 _parsed_values: dict[str, Any] = {}  # JSON text -> what it parses to (as YAML, on its own)
+_MISSING = object()
 stats = {"fast": 0, "slow": 0, "one render": 0}
 
 
@@ -134,7 +137,8 @@ def _value(value: Any, text: str) -> Any:
         return value
     if _plain(value):
         return _copy(value)
-    if text not in _parsed_values:
+    docs = _parsed_values.get(text, _MISSING)
+    if docs is _MISSING:
         from ci.errors import InputError
         from ci.yamlio import load_yaml_all_fast
 
@@ -145,7 +149,6 @@ def _value(value: Any, text: str) -> Any:
         if len(_parsed_values) >= _MAX_VALUES:
             _parsed_values.clear()
         _parsed_values[text] = docs
-    docs = _parsed_values[text]
     if docs is _Unparsable or len(docs) > 1:
         raise _Unparsable
     return _copy(docs[0]) if docs else None
@@ -181,8 +184,9 @@ def _verbatim(env: Any, template: Any, name: str) -> bool:
     not fed to another filter, test, call or variable, no macros, blocks or includes, no
     finalize or autoescape. Then the real text is the recorded one with each quoted
     placeholder replaced by its JSON, with no need to render it again to compare."""
-    if template in _verbatim_cache:
-        return _verbatim_cache[template]
+    known = _verbatim_cache.get(template)
+    if known is not None:
+        return known
     from jinja2 import nodes
 
     ok = env.finalize is None and env.autoescape is False
@@ -231,11 +235,12 @@ def render_parsed(name: str, context: dict[str, Any], base: Any = None) -> list[
             except IndexError:
                 spliced = None
         if verbatim or spliced == real:
-            if text not in _shapes:
+            tree = _shapes.get(text, _MISSING)
+            if tree is _MISSING:  # (get, not "in" then [...]: another thread may clear)
+                tree = _shape(text, len(recorded))
                 if len(_shapes) >= _MAX_SHAPES:
                     _shapes.clear()
-                _shapes[text] = _shape(text, len(recorded))
-            tree = _shapes[text]
+                _shapes[text] = tree
     if tree is not None:
         try:
             values = [_value(v, t) for v, t in recorded]
