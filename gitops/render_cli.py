@@ -14,11 +14,16 @@ defaults: --version is the first 12 hex digits of the git HEAD commit; --image i
 from params.yaml (prefer a digest: name@sha256:...); --artifact-uri is the default DVC remote's
 content-addressed path of the artifact (<remote>/files/md5/<2>/<30>); --source-commit is the git
 HEAD; --source-repo comes from GitHub Actions or the 'origin' remote. The artifact
-(deploy.artifact_path, default models/model.onnx) must match its md5 in dvc.lock."""
+(deploy.artifact_path, default models/model.onnx) must match its md5 in dvc.lock; so must the
+drift baseline (deploy.drift_baseline_path, default metrics/drift_baseline.json; '' = none),
+which the release carries."""
 
 _RENDER_HELP = """\
-writes OUT/<env>/<model>/ with rollout.yaml, services.yaml, analysis-templates.yaml,
-application.yaml, kustomization.yaml and release.json (all files or none; stale files removed).
+writes OUT/<env>/<model>/ with rollout.yaml, drift-baseline.yaml (a ConfigMap, when the release
+has a baseline), services.yaml, analysis-templates.yaml, prometheus-rules.yaml, application.yaml,
+kustomization.yaml and release.json (all files or none; stale files removed). The Rollout's
+fetch-model init container (python -m serve.fetch) downloads and checks the artifact into
+/models; the server reads DRIFT_BASELINE from the ConfigMap.
 
 analysis thresholds (params.yaml deploy.analysis) -> AnalysisTemplates:
   error_rate_max          <model>-error-rate: share of 5xx in model_requests_total{role="canary"}
