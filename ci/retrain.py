@@ -33,7 +33,8 @@ COMMIT_PATHS = ["dvc.lock", "metrics", "plots", "model-cards"]
 
 @dataclass
 class RetrainResult:
-    status: str  # "opened" | "pushed" | "committed" | "no-new-data" | "not-this-model"
+    # "opened" | "pushed" | "committed" | "already-open" | "no-new-data" | "not-this-model"
+    status: str
     branch: str | None = None
     pull_request: int | None = None
     url: str | None = None
@@ -118,6 +119,13 @@ def retrain(root: Path, *, model: str, fresh_data: str, incoming: str, base: str
         _log(f"the dispatch is for model {wanted!r}, this repository holds {model!r}: "
              "nothing to do")
         return RetrainResult("not-this-model")
+    if github:
+        found = open_retrain_pull_request(github, f"{branch_prefix}{model}-", base)
+        if found:
+            number, url, branch = found
+            _log(f"retraining pull request #{number} is still open ({url}): review or close it "
+                 "first; nothing to do")
+            return RetrainResult("already-open", branch=branch, pull_request=number, url=url)
     new = fetch_fresh_data(root, fresh_data, incoming)
     if not new:
         _log(f"no new data in {fresh_data!r}: nothing to retrain")
@@ -166,6 +174,31 @@ def retrain(root: Path, *, model: str, fresh_data: str, incoming: str, base: str
                                     f"Retrain {model} on fresh data ({stamp})", body, _log)
     _log(f"pull request #{number}: {url}")
     return RetrainResult("opened", branch=branch, pull_request=number, url=url)
+
+
+def open_retrain_pull_request(github: dict[str, str], prefix: str,
+                              base: str) -> tuple[int, str, str] | None:
+    """(number, url, branch) of an open pull request from a ``prefix*`` branch, if any.
+
+    Alertmanager repeats a firing alert; until a human merges or closes the retraining pull
+    request, repeats must not open another one."""
+    import github3.exceptions as gx
+    import requests
+
+    from gitops.promote import _github_client
+
+    owner, name = github["repository"].split("/", 1)
+    try:
+        repo = _github_client(github.get("api_url"), github["token"]).repository(owner, name)
+        for pr in repo.pull_requests(state="open", base=base):
+            if pr.head.ref.startswith(prefix):
+                return pr.number, pr.html_url, pr.head.ref
+    except (gx.GitHubException, requests.RequestException) as exc:
+        raise ExternalError(f"cannot list the open pull requests of {github['repository']}: "
+                            f"{getattr(exc, 'msg', exc)}",
+                            hint="check GITHUB_TOKEN (pull-requests: read)",
+                            retryable=True) from exc
+    return None
 
 
 def _metrics_line(root: Path) -> str:

@@ -92,11 +92,17 @@ def test_drift_dispatch_opens_one_pull_request_with_a_new_data_version(
     raw_rows = (model_repo / "data/raw/digits.csv").read_text().count("\n") - 1
     assert raw_rows == 1797 + 40
 
-    # the same alert again, with no new data: nothing to retrain, no second pull request
-    git(model_repo, "checkout", "-q", result["branch"])
+    # the same alert again while the pull request is open: no second pull request
     again = _retrain(model_repo, github_api, event, fresh.parent, tmp_path)
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout.strip().splitlines()[-1])["status"] == "no-new-data"
+    assert json.loads(again.stdout.strip().splitlines()[-1])["status"] == "already-open"
+    assert len(repo.pulls) == 1
+    # once that pull request is closed (here: merged by hand), the same data is not new
+    repo.pulls[0]["state"] = "closed"
+    git(model_repo, "checkout", "-q", result["branch"])
+    third = _retrain(model_repo, github_api, event, fresh.parent, tmp_path)
+    assert third.returncode == 0, third.stderr
+    assert json.loads(third.stdout.strip().splitlines()[-1])["status"] == "no-new-data"
     assert len(repo.pulls) == 1
     git(model_repo, "checkout", "-q", "main")
 
