@@ -9,7 +9,12 @@ and ``git add -A && git commit`` records them (no clone, no push).
 
 Goals: a no-op publish under 1 s; publishing 500 pairs within 3x the baseline.
 
-    .venv/bin/python bench/gitops.py [--sizes 1 100 500]
+``--steps`` also times render + validate of one folder (median of ``--runs``) with the renderer's
+speed-ups switched off one by one, in the same process: the fast writer's plain ``-m`` strings,
+the compiled schema check (gitops/fastschema.py), parsing each template shape once
+(gitops/template_cache.py).
+
+    .venv/bin/python bench/gitops.py [--sizes 1 100 500] [--steps] [--runs 40]
 """
 
 from __future__ import annotations
@@ -100,10 +105,60 @@ def run_size(n: int, render, tmp: Path) -> dict[str, float]:
             "noop": t_noop, "baseline": t_base}
 
 
+def _plain_render(name: str, context: dict) -> list:
+    """Render and parse every text (what gitops.render did before the template cache)."""
+    from ci.yamlio import load_yaml_all_fast
+    from gitops.render import _jinja
+
+    return load_yaml_all_fast(_jinja().get_template(name).render(**context), f"template {name}")
+
+
+def steps(render, runs: int) -> list[tuple[str, float]]:
+    """Median ms per folder with the speed-ups switched on one at a time (cumulative); the
+    levels take turns folder by folder, so load on the machine hits them alike."""
+    import re
+    import statistics
+
+    from ci import yamlio
+    from gitops import crd, template_cache, validate
+
+    saved = (yamlio._PLAIN_CANDIDATE, yamlio._STR_CACHE, crd._fast_valid,
+             validate._core_fast_valid, template_cache.render_parsed)
+    plain_no_dash = re.compile(r"[A-Za-z0-9_./=(][ -~]{0,999}")
+    old_cache: dict = {}  # the writer's string cache under the old rule
+
+    def level(n: int) -> None:
+        yamlio._PLAIN_CANDIDATE = saved[0] if n >= 1 else plain_no_dash
+        yamlio._STR_CACHE = saved[1] if n >= 1 else old_cache
+        crd._fast_valid = saved[2] if n >= 2 else (lambda _kind: None)
+        validate._core_fast_valid = saved[3] if n >= 2 else (lambda _a, _k: None)
+        template_cache.render_parsed = saved[4] if n >= 3 else _plain_render
+
+    labels = ["none of the three below (the rollout's '-m' sends it to ruamel)",
+              "+ fast writer writes '-m' plain (ci/yamlio.py)",
+              "+ compiled yes/no schema check (gitops/fastschema.py)",
+              "+ each template shape parsed once (gitops/template_cache.py)"]
+    times: list[list[float]] = [[] for _ in labels]
+    try:
+        for i in range(runs + 2):
+            for n in range(len(labels)):
+                level(n)
+                t0 = time.perf_counter()
+                render(release(f"model-{i:04d}", "v2"), ENVS[i % 2])
+                times[n].append(time.perf_counter() - t0)
+    finally:
+        (yamlio._PLAIN_CANDIDATE, yamlio._STR_CACHE, crd._fast_valid,
+         validate._core_fast_valid, template_cache.render_parsed) = saved
+    return [(label, statistics.median(t[2:]) * 1000) for label, t in zip(labels, times)]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 100, 500],
                     help="numbers of model/env pairs (default: 1 100 500)")
+    ap.add_argument("--steps", action="store_true",
+                    help="also time one folder with each renderer speed-up switched off")
+    ap.add_argument("--runs", type=int, default=40, help="folders timed per step (default 40)")
     args = ap.parse_args(argv)
     os.environ.setdefault("GIT_AUTHOR_NAME", "bench")
     os.environ.setdefault("GIT_AUTHOR_EMAIL", "bench@example.invalid")
@@ -136,6 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     full = (big["render"] + big["publish"]) / big["baseline"]
     print(f"render+validate+publish of {big['pairs']} pairs: {full:.1f}x the baseline "
           f"(goal <= {RATIO_GOAL:.0f}x): {'met' if full <= RATIO_GOAL else 'MISSED'}")
+    if args.steps:
+        print(f"bench: render + validate of one folder, {args.runs} runs per step...",
+              file=sys.stderr, flush=True)
+        rows = steps(render, args.runs)
+        width = max(len(label) for label, _ in rows)
+        print(f"\n{'render + validate of one folder':<{width}} {'ms (median)':>11} "
+              f"{'vs first':>8}")
+        for label, ms in rows:
+            print(f"{label:<{width}} {ms:>11.2f} {rows[0][1] / ms:>7.1f}x")
     return 0
 
 
