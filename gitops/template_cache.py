@@ -53,7 +53,10 @@ class _Poisoned(Exception):
 def _record(value: Any) -> str:
     from gitops.render import to_json
 
-    text = to_json(value)  # the real filter's errors (NaN, unserialisable) stay the same
+    # A plain ASCII string: exactly what to_json writes (tested). Anything else goes through
+    # to_json, so the real filter's errors (NaN, unserialisable) stay the same.
+    boring = type(value) is str and _BORING.fullmatch(value)
+    text = '"' + value + '"' if boring else to_json(value)
     values = _state.values
     if MARK in text or END in text:
         _state.poisoned = True
@@ -189,7 +192,11 @@ def _verbatim(env: Any, template: Any, name: str) -> bool:
         return known
     from jinja2 import nodes
 
-    ok = env.finalize is None and env.autoescape is False
+    from gitops.render import to_json
+
+    ok = (env.finalize is None and env.autoescape is False
+          and getattr(env, "linked_to", None) is not None
+          and env.linked_to.filters.get("j") is to_json)  # what _record writes is the real j
     if ok:
         try:
             source = env.loader.get_source(env, name)[0]

@@ -135,3 +135,19 @@ def test_a_set_or_a_date_in_the_template():
                  "d": "a: 2024-01-02\nb: {{ v | j }}\n"})
     assert render_parsed("s", {"v": 1}, base) == [{"a": {"x"}, "b": 1}]
     assert render_parsed("d", {"v": 1}, base) == [{"a": datetime.date(2024, 1, 2), "b": 1}]
+
+
+@given(st.text(st.characters(min_codepoint=0, max_codepoint=0x7f), max_size=20))
+def test_plain_ascii_strings_are_their_own_json(value):
+    if template_cache._BORING.fullmatch(value):
+        assert to_json(value) == '"' + value + '"'
+        assert load_yaml_all_fast(to_json(value)) == [value]
+
+
+def test_another_j_filter_means_two_renders_and_a_comparison():
+    base = _env({"t": "a: {{ v | j }}\n"})
+    base.filters["j"] = lambda v: to_json(str(v).upper())
+    before = dict(template_cache.stats)
+    assert render_parsed("t", {"v": "abc"}, base) == [{"a": "ABC"}]
+    assert template_cache.stats["one render"] == before["one render"]
+
