@@ -20,8 +20,9 @@ ACTIONS = sorted((ROOT / "actions").glob("*/action.yml"))
 PIN = re.compile(r"^\s*-?\s*uses:\s*([^@\s]+)@(\S+)(\s*#\s*(\S+))?", re.M)
 UNTRUSTED_IN_RUN = re.compile(
     r"\$\{\{[^}]*\b(github\.event\.|github\.head_ref|inputs\.|env\.)[^}]*\}\}")
-EXPECTED_ACTIONS = {"setup", "evaluate", "compile", "comment", "publish", "promote"}
-EXPECTED_WORKFLOWS = {"pr.yml", "pr-comment.yml", "release.yml", "promote.yml", "test.yml"}
+EXPECTED_ACTIONS = {"setup", "evaluate", "compile", "comment", "publish", "promote", "retrain"}
+EXPECTED_WORKFLOWS = {"pr.yml", "pr-comment.yml", "release.yml", "promote.yml", "test.yml",
+                      "retrain.yml"}
 
 
 def _steps(doc: dict) -> list[dict]:
