@@ -291,7 +291,7 @@ def compile_check(validator: Any) -> Check | None:
     try:
         compiler = _Compiler(validator)
         check = compiler.compile(validator.schema, validator._resolver)
-    except (_Unsupported, RecursionError, AttributeError, LookupError):
+    except (_Unsupported, RecursionError, AttributeError, LookupError, ImportError):
         return None
     except Exception as exc:  # an unresolvable $ref and the like: jsonschema will say so
         if type(exc).__module__.startswith(("referencing", "jsonschema")):
