@@ -370,22 +370,28 @@ def _cmd_compare(args: Any) -> int:
     return 0
 
 
+def report_verdict(report: dict[str, Any]) -> int:
+    """Print a report's gate table, its failed sections and verdict; 0 on pass, 1 on fail."""
+    from ci.gates import GateResult, format_table
+
+    gates = [GateResult(**g) for g in report["sections"]["evaluate"].get("gates", [])]
+    print(format_table(gates))
+    failed = [name for name, sec in report["sections"].items() if sec["status"] == "fail"]
+    for name in failed:
+        sec = report["sections"][name]
+        why = sec.get("summary") or sec.get("reason") or sec.get("error") or ""
+        print(f"section {name}: fail{': ' + str(why) if why else ''}")
+    print(f"gate verdict: {report['verdict']}")
+    return 0 if report["verdict"] == "pass" else 1
+
+
 def _cmd_gate(args: Any) -> int:
     from ci.compare import read_json_at, resolve_revision
     from ci.config import load_params
-    from ci.gates import GateResult, evaluate_gates, format_table, verdict
+    from ci.gates import evaluate_gates, format_table, verdict
 
     if args.report:
-        report = load_report(args.report)
-        gates = [GateResult(**g) for g in report["sections"]["evaluate"].get("gates", [])]
-        print(format_table(gates))
-        failed = [name for name, sec in report["sections"].items() if sec["status"] == "fail"]
-        for name in failed:
-            sec = report["sections"][name]
-            why = sec.get("summary") or sec.get("reason") or sec.get("error") or ""
-            print(f"section {name}: fail{': ' + str(why) if why else ''}")
-        print(f"gate verdict: {report['verdict']}")
-        return 0 if report["verdict"] == "pass" else 1
+        return report_verdict(load_report(args.report))
     else:
         params = load_params(args.params)
         head = read_json_at(Path("."), None, args.metrics)
@@ -438,6 +444,8 @@ def _cmd_report(args: Any) -> int:
 
         atomic_write_text(args.markdown, render_comment(report))
         print(f"wrote {args.markdown}")
+    if args.gate:  # what `ci gate --report OUT` would say, without a second process
+        return report_verdict(report)
     return 0
 
 
@@ -493,11 +501,16 @@ def register(subparsers: Any) -> None:
                     "confusion matrix, model card diff, and the compile section (from "
                     "metrics/compile.json when the compile stage ran, else skipped with a "
                     "reason). Sections added by later steps for the same head commit are kept. "
-                    "Exit 0 even when a gate fails (use `python -m ci gate --report` to decide).")
+                    "Exit 0 even when a gate fails, unless --gate is given (or use "
+                    "`python -m ci gate --report` to decide).")
     common_base(p)
     p.add_argument("--head", default=None, help="head revision (default: the workspace)")
     p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     p.add_argument("--out", default=str(DEFAULT_REPORT), help="report file (default: %(default)s)")
     p.add_argument("--markdown", default=None,
                    help="also write the comment Markdown preview to this file")
+    p.add_argument("--gate", action="store_true",
+                   help="then judge the report as `python -m ci gate --report` does: print the "
+                        "gate table and exit 1 when the verdict is fail (the report and the "
+                        "Markdown are written either way)")
     p.set_defaults(handler=_cmd_report)

@@ -161,6 +161,12 @@ def test_change_that_lowers_accuracy_fails_the_regression_gate(project):
     gate_proc = ci(repo, "gate", "--report", "reports/report.json", check=False)
     assert gate_proc.returncode == 1, gate_proc.stdout + gate_proc.stderr
     assert "gate verdict: fail" in gate_proc.stdout
+    # report --gate: the same judgement in the same process, after writing the report
+    gated = ci(repo, "report", "--base", "main", "--out", "reports/gated.json", "--gate",
+               check=False)
+    assert gated.returncode == 1, gated.stdout + gated.stderr
+    assert gate_proc.stdout in gated.stdout
+    assert json.loads((repo / "reports" / "gated.json").read_text())["verdict"] == "fail"
     direct = ci(repo, "gate", "--base", "main", check=False)
     assert direct.returncode == 1 and "max_drop" in direct.stdout
 
