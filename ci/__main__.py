@@ -15,6 +15,7 @@ COMMAND_MODULES: list[str] = [
     "ci.report",
     "ci.comment",
     "ci.retrain",
+    "ci.cost",
     "ci.plots",
 ]
 

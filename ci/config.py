@@ -220,6 +220,7 @@ EXTRA_SECTIONS: dict[str, tuple[str, str]] = {
     "compile": ("ci.compile.params", "CompileParams"),
     "workflow": ("gitops.workflow", "WorkflowParams"),
     "retrain": ("gitops.retrain", "RetrainParams"),
+    "cost": ("ci.compute", "CostParams"),
     "deploy": ("gitops.params", "DeployParams"),
     "alerts": ("gitops.alerts", "AlertParams"),
 }

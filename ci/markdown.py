@@ -158,6 +158,7 @@ def confusion_table(cm: dict[str, Any]) -> str:
 SECTION_RENDERERS: dict[str, tuple[str, str]] = {
     # section name -> (module, function(section) -> Markdown); the section owner escapes its text
     "compile": ("ci.compile.markdown", "render_compile_section"),
+    "compute": ("ci.cost", "render_compute_section"),
 }
 
 

@@ -42,7 +42,7 @@ FIELD_RULES: dict[str, tuple[str, str]] = {
     "dvc_lock_sha256": (f"{_HEX}{{64}}", "must be 64 lowercase hex digits"),
 }
 # Fields that are not strings; checked by their own function (field, value, release) -> problems.
-OPTIONAL_FIELDS = ("drift_baseline",)
+OPTIONAL_FIELDS = ("drift_baseline", "compute")
 BASELINE_MAX_BYTES = 256 * 1024  # a ConfigMap holds at most 1 MiB; a baseline is a few KiB
 
 
@@ -103,6 +103,9 @@ class Release:
     # reference), rendered as the ConfigMap <model>-drift-baseline. None: an older release.json
     # without it, or deploy.drift_baseline_path set to "": no ConfigMap, the PSI stays NaN.
     drift_baseline: dict[str, Any] | None = None
+    # Compute that produced this model (metrics/compute/*.json, see ci.compute): totals and
+    # per-stage CPU/GPU seconds with the estimated cost. None: recorded without the launcher.
+    compute: dict[str, Any] | None = None
 
     def problems(self) -> list[tuple[str, Any, str]]:
         """(field, value, problem) for each field that breaks its rule."""
@@ -113,6 +116,9 @@ class Release:
             value = getattr(self, f.name)
             if f.name == "drift_baseline":
                 out.extend(baseline_problems(value, self.model))
+                continue
+            if f.name == "compute":
+                out.extend(compute_problems(value))
                 continue
             pattern, problem = FIELD_RULES[f.name]
             if not isinstance(value, str):
@@ -226,6 +232,35 @@ def find_dvc_lock_out(lock_path: Path, out_path: str) -> tuple[str, str] | None:
             if isinstance(out, dict) and out.get("path") == out_path:
                 return stage, str(out.get("md5"))
     return None
+
+
+def compute_problems(value: Any) -> list[tuple[str, Any, str]]:
+    """(path, value, problem) for a release's compute record."""
+    if value is None:
+        return []
+    if not isinstance(value, dict) or not isinstance(value.get("total"), dict):
+        return [("compute", value, "must be an object with a 'total' object")]
+    out = []
+    for key in ("cpu_seconds", "gpu_seconds", "cost"):
+        number = value["total"].get(key)
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
+            out.append((f"compute.total.{key}", number, "must be a number >= 0"))
+    return out
+
+
+def read_compute_record(root: Path, params: Any) -> dict[str, Any] | None:
+    """Totals and per-stage compute from metrics/compute/*.json, priced by params.yaml cost."""
+    from ci.compute import CostParams, price, read_compute, totals
+
+    stages = read_compute(root)
+    if not stages:
+        return None
+    prices = getattr(params, "cost", None) or CostParams()
+    keys = ("wall_seconds", "cpu_seconds", "gpu_seconds")
+    return {"total": totals(stages, prices),
+            "stages": {name: {**{k: data.get(k, 0.0) for k in keys},
+                              "cost": round(price(data, prices), 6)}
+                       for name, data in stages.items()}}
 
 
 def read_drift_baseline(root: Path, rel_path: str, model: str) -> dict[str, Any]:
@@ -365,5 +400,6 @@ def build_release(repo_root: str | Path, params: Any, *, version: str | None = N
         source_commit=commit,
         dvc_lock_sha256=sha256_file(lock),
         drift_baseline=baseline,
+        compute=read_compute_record(root, params),
     )
     return release.check()

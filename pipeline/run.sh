@@ -13,4 +13,5 @@ elif [ -x .venv/bin/python ]; then
 else
   py=python3
 fi
-exec "$py" -m "pipeline.$stage" "$@"
+# ci.compute records the stage's CPU/GPU seconds in metrics/compute/<stage>.json on success.
+exec "$py" -m ci.compute --stage "$stage" -- "$py" -m "pipeline.$stage" "$@"

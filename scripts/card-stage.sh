@@ -10,4 +10,5 @@ elif [ -x .venv/bin/python ]; then
 else
   py=python3
 fi
-exec "$py" -m ci card "$@"
+# ci.compute records the stage's CPU/GPU seconds in metrics/compute/card.json on success.
+exec "$py" -m ci.compute --stage card -- "$py" -m ci card "$@"

@@ -10,4 +10,5 @@ elif [ -x .venv/bin/python ]; then
 else
   py=python3
 fi
-exec "$py" -m ci compile "$@"
+# ci.compute records the stage's CPU/GPU seconds in metrics/compute/compile.json on success.
+exec "$py" -m ci.compute --stage compile -- "$py" -m ci compile "$@"
