@@ -188,7 +188,8 @@ def _fast_str(value: str) -> str:
     raise _NotFast
 
 
-def _fast_mapping(data: dict, indent: int, out: list[str], first: str | None = None) -> None:
+def _fast_mapping(data: dict, indent: int, out: list[str], first: str | None = None,
+                  chain: tuple[str, ...] | None = None) -> None:
     pad = " " * indent
     for i, (key, value) in enumerate(data.items()):
         if type(key) is not str or len(key) > 100:
@@ -200,7 +201,8 @@ def _fast_mapping(data: dict, indent: int, out: list[str], first: str | None = N
                 out.append(lead + " {}\n")
             else:
                 out.append(lead + "\n")
-                _fast_mapping(value, indent + 2, out)
+                _fast_mapping(value, indent + 2, out,
+                              chain=None if chain is None else (*chain, key))
         elif kind is list:
             if not value:
                 out.append(lead + " []\n")
@@ -208,7 +210,30 @@ def _fast_mapping(data: dict, indent: int, out: list[str], first: str | None = N
                 out.append(lead + "\n")
                 _fast_sequence(value, indent + 2, out)
         else:
-            out.append(lead + " " + _fast_scalar(value) + "\n")
+            try:
+                out.append(lead + " " + _fast_scalar(value) + "\n")
+            except _NotFast:
+                if chain is None:
+                    raise
+                out.append(lead + _ruamel_value(chain, key, value))
+
+
+def _ruamel_value(chain: tuple[str, ...], key: str, value: Any) -> str:
+    """What ruamel writes after ``key:`` for a scalar the fast writer does not handle (a long
+    or escaped string, a float), reached through mappings only: ruamel writes the same keys,
+    nested the same way, around this one value, and the text after ``key:`` is taken. The
+    emitter is then in the same state (column, indent, context) as in the whole document."""
+    mini: Any = {key: value}
+    for k in reversed(chain):
+        mini = {k: mini}
+    buf = io.StringIO()
+    _writer(True).dump_all([mini], buf)
+    text = buf.getvalue()
+    prefix = "".join(" " * (2 * i) + _fast_scalar(k) + ":\n" for i, k in enumerate(chain))
+    prefix += " " * (2 * len(chain)) + _fast_scalar(key) + ":"
+    if not text.startswith(prefix) or not text.endswith("\n"):
+        raise _NotFast
+    return text[len(prefix):]
 
 
 def _fast_sequence(items: list, indent: int, out: list[str]) -> None:
@@ -232,15 +257,17 @@ def dump_yaml_all_fast(docs: list[Any]) -> str | None:
     return _dump_fast(docs)
 
 
-def _dump_fast(docs: list[Any]) -> str | None:
-    """The bytes ruamel would write for ``docs`` (yaml11_safe settings), or None."""
+def _dump_fast(docs: list[Any], splice: bool = False) -> str | None:
+    """The bytes ruamel would write for ``docs`` (yaml11_safe settings), or None. ``splice``:
+    scalars the fast writer does not handle, under mappings only, are written by ruamel
+    alone (:func:`_ruamel_value`); such output is not known to read back exactly."""
     parts = []
     try:
         for doc in docs:
             if type(doc) is not dict or not doc:
                 return None
             out: list[str] = []
-            _fast_mapping(doc, 0, out)
+            _fast_mapping(doc, 0, out, chain=() if splice else None)
             parts.append("".join(out))
     except _NotFast:
         return None
@@ -251,7 +278,7 @@ def dump_yaml_all(docs: list[Any], *, yaml11_safe: bool = False) -> str:
     """Dump documents; ``yaml11_safe`` also quotes strings YAML 1.1 readers would retype
     (and takes a fast path that writes the same bytes for plain JSON-like documents)."""
     if yaml11_safe and docs:
-        fast = _dump_fast(docs)
+        fast = _dump_fast(docs, splice=True)
         if fast is not None:
             return fast
     buf = io.StringIO()

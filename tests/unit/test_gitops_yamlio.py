@@ -49,3 +49,35 @@ def test_fast_writer_takes_the_common_manifest_shapes():
     assert _dump_fast([{"command": ["python", "-m", "serve.fetch"]}]) is not None
     assert _dump_fast([{"x": 1.5}]) is None  # floats go to ruamel
     assert _dump_fast([{"x": [[1]]}]) is None  # nested sequences too
+
+
+# Scalars the fast writer hands to ruamel: long, escaped, quoted, multi-line strings, floats.
+ODD = st.one_of(
+    st.text(max_size=12),
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=990, max_size=1100),
+    st.builds(lambda a, n: (a + " ") * n, st.sampled_from(["x", "ab", "it's", '"q"', "a\nb"]),
+              st.integers(200, 1500)),
+    st.builds(lambda n: '{"k":[' + ",".join(["0.25"] * n) + ']}\n', st.integers(300, 900)),
+    st.floats(allow_nan=False), st.sampled_from(["a\nb", "\t", "x\x85y", "'", "a'b c",
+                                                 "\u2028", "\ufeff", " lead", "trail "]))
+SPLICE_KEY = st.one_of(st.sampled_from(["data", "drift_baseline.json", "k", "a" * 60]), ASCII)
+SPLICE_NODE = st.recursive(st.one_of(SCALAR, ODD), lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(SPLICE_KEY, inner, max_size=3)), max_leaves=8)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.dictionaries(SPLICE_KEY, SPLICE_NODE, min_size=1, max_size=4), min_size=1,
+                max_size=2))
+def test_ruamel_written_scalars_spliced_into_fast_output_match_ruamel(docs):
+    spliced = _dump_fast(docs, splice=True)
+    if spliced is not None:
+        assert spliced == _ruamel(docs)
+    assert dump_yaml_all(docs, yaml11_safe=True) == _ruamel(docs)
+
+
+def test_a_configmap_with_a_long_json_string_is_spliced_not_whole_ruamel():
+    doc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m"},
+           "data": {"baseline.json": '{"mean":[' + ",".join(["0.123456"] * 400) + ']}\n'}}
+    assert _dump_fast([doc]) is None  # not the exact-read-back fast path
+    assert _dump_fast([doc], splice=True) == _ruamel([doc])
+
