@@ -218,7 +218,25 @@ def _fast_mapping(data: dict, indent: int, out: list[str], first: str | None = N
                 out.append(lead + _ruamel_value(chain, key, value))
 
 
+_SPLICE_CACHE: dict[tuple[Any, ...], str] = {}  # (chain, key, string) -> text after "key:"
+
+
 def _ruamel_value(chain: tuple[str, ...], key: str, value: Any) -> str:
+    """:func:`_ruamel_text`, remembered: the same release rendered for two environments writes
+    the same long strings at the same places."""
+    if type(value) is not str:
+        return _ruamel_text(chain, key, value)
+    cache_key = (chain, key, value)
+    text = _SPLICE_CACHE.get(cache_key)
+    if text is None:
+        text = _ruamel_text(chain, key, value)
+        if len(_SPLICE_CACHE) >= 256:
+            _SPLICE_CACHE.clear()
+        _SPLICE_CACHE[cache_key] = text
+    return text
+
+
+def _ruamel_text(chain: tuple[str, ...], key: str, value: Any) -> str:
     """What ruamel writes after ``key:`` for a scalar the fast writer does not handle (a long
     or escaped string, a float), reached through mappings only: ruamel writes the same keys,
     nested the same way, around this one value, and the text after ``key:`` is taken. The
