@@ -137,8 +137,12 @@ class Release:
             raise ValidationError(f"{source}: {name}: {problem} (got {_show(value)})")
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        out = {"format": RELEASE_FORMAT, **dataclasses.asdict(self)}
+    def to_dict(self, *, copy: bool = True) -> dict[str, Any]:
+        """The release.json object; ``copy=False`` shares the field values (no deep copy of
+        the drift baseline, for writing it out at once)."""
+        fields = (dataclasses.asdict(self) if copy else
+                  {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        out = {"format": RELEASE_FORMAT, **fields}
         for name in OPTIONAL_FIELDS:  # absent rather than null: older releases keep their bytes
             if out[name] is None:
                 del out[name]
@@ -153,7 +157,7 @@ class Release:
 
     def to_json(self) -> bytes:
         """Canonical bytes: sorted keys, 2-space indent, trailing newline."""
-        return (json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False)
+        return (json.dumps(self.to_dict(copy=False), indent=2, sort_keys=True, ensure_ascii=False)
                 + "\n").encode("utf-8")
 
     @classmethod
