@@ -223,17 +223,110 @@ _SPLICE_CACHE: dict[tuple[Any, ...], str] = {}  # (chain, key, string) -> text a
 
 def _ruamel_value(chain: tuple[str, ...], key: str, value: Any) -> str:
     """:func:`_ruamel_text`, remembered: the same release rendered for two environments writes
-    the same long strings at the same places."""
+    the same long strings at the same places. A string with a line break (ruamel always writes
+    it double-quoted) is written by :func:`_double_quoted` instead."""
     if type(value) is not str:
         return _ruamel_text(chain, key, value)
     cache_key = (chain, key, value)
     text = _SPLICE_CACHE.get(cache_key)
     if text is None:
-        text = _ruamel_text(chain, key, value)
+        if "\n" in value and _implicit_tag(value) is None:
+            column = 2 * len(chain) + len(_fast_scalar(key)) + 1  # after "key:"
+            text = _double_quoted(value, column, 2 * (len(chain) + 1)) + "\n"
+        else:
+            text = _ruamel_text(chain, key, value)
         if len(_SPLICE_CACHE) >= 256:
             _SPLICE_CACHE.clear()
         _SPLICE_CACHE[cache_key] = text
     return text
+
+
+_ESCAPES = {"\x00": "0", "\x07": "a", "\x08": "b", "\t": "t", "\n": "n", "\x0b": "v",
+            "\x0c": "f", "\r": "r", "\x1b": "e", '"': '"', "\\": "\\", "\x85": "N",
+            "\xa0": "_", "\u2028": "L", "\u2029": "P"}
+
+
+# What write_double_quoted escapes: '"', backslash, NEL, LS, PS, BOM and non-printables.
+_TO_ESCAPE = re.compile('["\\\\\x85\u2028\u2029\ufeff]|[^\x20-\x7e\xa0-\ud7ff\ue000-\ufffd'
+                        '\U00010000-\U0010ffff]')
+
+
+def _escape(match: re.Match) -> str:
+    ch = match.group()
+    if ch in _ESCAPES:
+        return "\\" + _ESCAPES[ch]
+    if ch <= "\xff":
+        return f"\\x{ord(ch):02X}"
+    if ch <= "\uffff":
+        return f"\\u{ord(ch):04X}"
+    return f"\\U{ord(ch):08X}"
+
+
+def _double_quoted(text: str, column: int, indent: int, best_width: int = 4096) -> str:
+    """``' "text"'`` as ruamel's ``Emitter.write_double_quoted`` writes a block mapping value
+    (allow_unicode, split) starting at ``column``, continuation lines at ``indent``: the same
+    escapes and the same folding (a port of it, compared byte for byte in the tests)."""
+    escaped = _TO_ESCAPE.sub(_escape, text)
+    if column + 2 + len(escaped) <= best_width:
+        return ' "' + escaped + '"'  # fits: the fold test below can never pass
+    out = [' "']
+    column += 2
+    start = end = 0
+    n = len(text)
+    while end <= n:
+        ch = text[end] if end < n else None
+        if ch is None or ch in '"\\\x85\u2028\u2029\ufeff' or not (
+                "\x20" <= ch <= "\x7e" or "\xa0" <= ch <= "\ud7ff"
+                or "\ue000" <= ch <= "\ufffd" or "\U00010000" <= ch <= "\U0010ffff"):
+            if start < end:
+                data = text[start:end]
+                column += len(data)
+                out.append(data)
+                start = end
+            if ch is not None:
+                if ch in _ESCAPES:
+                    data = "\\" + _ESCAPES[ch]
+                elif ch <= "\xff":
+                    data = f"\\x{ord(ch):02X}"
+                elif ch <= "\uffff":
+                    data = f"\\u{ord(ch):04X}"
+                else:
+                    data = f"\\U{ord(ch):08X}"
+                column += len(data)
+                out.append(data)
+                start = end + 1
+        if (0 < end < n - 1 and (ch == " " or start >= end)
+                and column + (end - start) > best_width):
+            need_backslash = True
+            try:
+                space_pos = text.index(" ", end)
+                line_break = text.find("\n", end, space_pos)
+                if line_break != -1:
+                    space_pos = line_break
+                if text[space_pos] == "\n" and text[space_pos + 1] != " ":
+                    pass
+                elif ('"' not in text[end:space_pos] and "'" not in text[end:space_pos]
+                      and text[space_pos + 1] not in " \n" and text[end - 1:end + 1] != "  "
+                      and start != end):
+                    need_backslash = False
+            except (ValueError, IndexError):
+                pass
+            data = text[start:end] + ("\\" if need_backslash else "")
+            if start < end:
+                start = end
+            column += len(data)
+            out.append(data)
+            out.append("\n" + " " * indent)  # write_indent after a line: break, then indent
+            column = indent
+            if text[start] == " ":
+                if not need_backslash:
+                    start += 1
+                data = "\\" if need_backslash else ""
+                column += len(data)
+                out.append(data)
+        end += 1
+    out.append('"')
+    return "".join(out)
 
 
 def _ruamel_text(chain: tuple[str, ...], key: str, value: Any) -> str:

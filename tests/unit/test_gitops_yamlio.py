@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -80,4 +81,25 @@ def test_a_configmap_with_a_long_json_string_is_spliced_not_whole_ruamel():
            "data": {"baseline.json": '{"mean":[' + ",".join(["0.123456"] * 400) + ']}\n'}}
     assert _dump_fast([doc]) is None  # not the exact-read-back fast path
     assert _dump_fast([doc], splice=True) == _ruamel([doc])
+
+
+def test_double_quoted_port_matches_ruamel_on_long_and_escaped_strings():
+    # Strings with a line break are written double-quoted: folding past the 4096-column width
+    # (with and without a backslash), every escape, at several depths and key lengths.
+    rng = random.Random(11)
+    words = ["x", "ab", "it's", '"q"', "a\nb", "\n", "\n ", " \n", "\u00e9", "\t", "0.25,",
+             "{", ":", "#", " ", "  ", "-", "\u2028", "\\", "\x85", "\ufeff", "\x01",
+             "\U0001f600", "\xa0", "\ud800"]
+    checked = 0
+    for _ in range(250):
+        n = rng.choice([3, 400, 1000, 3000, 4090, 4100, 9000])
+        text = rng.choice(["", " ", ",", "\n", "  "]).join(
+            rng.choice(words) for _ in range(n // 2 + 1))[:n] + "\n"
+        doc = {"x" * rng.randrange(1, 40): text}
+        for _ in range(rng.randrange(0, 5)):
+            doc = {rng.choice(["a", "data", "k" * rng.randrange(1, 60)]): doc}
+        docs = [{"apiVersion": "v1", **doc}]
+        assert _dump_fast(docs, splice=True) == _ruamel(docs)
+        checked += 1
+    assert checked == 250
 
