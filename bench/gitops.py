@@ -12,7 +12,7 @@ Goals: a no-op publish under 1 s; publishing 500 pairs within 3x the baseline.
 
 ``--steps`` also times render + validate of one folder (median of ``--runs``) with the renderer's
 speed-ups switched off one by one, in the same process: the fast writer's plain ``-m`` strings,
-ruamel writing only the strings the fast writer cannot (spliced in), the compiled schema check
+writing alone the strings the fast writer cannot (spliced in), the compiled schema check
 (gitops/fastschema.py), parsing each template shape once (gitops/template_cache.py).
 
     .venv/bin/python bench/gitops.py [--sizes 1 100 500] [--steps] [--runs 40]
@@ -152,7 +152,7 @@ def steps(render, runs: int) -> list[tuple[str, float]]:
 
     labels = ["none of the four below (the rollout's '-m' sends it to ruamel)",
               "+ fast writer writes '-m' plain (ci/yamlio.py)",
-              "+ ruamel writes only the baseline's long string, spliced in (ci/yamlio.py)",
+              "+ the baseline's long string written alone, spliced in (ci/yamlio.py)",
               "+ compiled yes/no schema check (gitops/fastschema.py)",
               "+ each template shape parsed once (gitops/template_cache.py)"]
     times: list[list[float]] = [[] for _ in labels]
