@@ -313,6 +313,13 @@ def build_report(root: str | Path = ".", base: str | None = None, head: str | No
         if from_file is not None:
             sections[name] = from_file
     sections["card"] = card_section(root, comparison.base_sha, params_file)
+    if head is None and getattr(params, "cost", None) is not None:
+        from ci.compute import compute_section, read_compute
+        from ci.cost import reran_since
+
+        if read_compute(root):  # recorded by the stage launchers (ci.compute)
+            sections["compute"] = compute_section(root, params.cost,
+                                                  reran_since(root, comparison.base_sha))
     report = {
         "schema_version": SCHEMA_VERSION,
         "generated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
