@@ -30,6 +30,10 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
      [PY, "-m", "ci", "report"], ["reports/report.json"]),
     ("gate verdict (exit 1 when a gate fails)",
      [PY, "-m", "ci", "gate", "--report", "reports/report.json"], []),
+    ("draw the plots as PNG (a workflow artifact in CI, never an image host)",
+     [PY, "-m", "ci", "plots", "--out", "reports/plots"], ["reports/plots/"]),
+    ("compute and estimated cost per model, from git history",
+     [PY, "-m", "ci", "cost"], ["metrics/compute/"]),
     ("render Argo Rollouts + Argo CD manifests for every environment (checked before writing)",
      [PY, "-m", "gitops", "render", "--out", "build/manifests"],
      ["build/manifests/<env>/digits-cnn/"]),
@@ -47,6 +51,12 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
      [PY, "-m", "ci", "comment", "--preview"], ["reports/pr-comment.md"]),
     ("serve the model over the Open Inference Protocol, query it, stop it with SIGTERM",
      [PY, "-m", "serve.smoke"], []),
+    ("render the pipeline as an Argo Workflow for training at scale (strictly validated)",
+     [PY, "-m", "gitops", "workflow", "render", "--out", "build/workflow.yaml"],
+     ["build/workflow.yaml"]),
+    ("render the Alertmanager route that turns drift alerts into retraining PRs",
+     [PY, "-m", "gitops", "alertmanager-config", "--out", "build/alertmanager-retrain.yaml"],
+     ["build/alertmanager-retrain.yaml"]),
 ]
 
 
