@@ -1,7 +1,7 @@
 """Compute used by each pipeline stage, and what it cost.
 
 ``python -m ci.compute --stage NAME -- CMD...`` runs one DVC stage's command (the launchers in
-``pipeline/run.sh`` and ``scripts/*-stage.sh`` do this) and, when it succeeds, writes
+``pipeline/run.sh`` does this) and, when it succeeds, writes
 ``metrics/compute/<stage>.json``: wall seconds, CPU seconds (user + system of the stage's
 processes) and GPU seconds (wall time times the GPUs visible to the stage: what a cloud bills
 for an attached GPU). The file is a ``cache: false`` metrics output of the stage, so git holds

@@ -1,11 +1,19 @@
 #!/bin/sh
-# Launcher for the DVC stages (dvc.yaml: `sh pipeline/run.sh <stage>`).
+# Launcher for the DVC stages (dvc.yaml):
+#   sh pipeline/run.sh <stage> [-m <module>] [args...]
+# runs `python -m <module> [args...]` (default module: pipeline.<stage>) under ci.compute,
+# which records the stage's CPU/GPU seconds in metrics/compute/<stage>.json on success.
 # DVC runs commands with the caller's PATH, so `python` may not be the project's interpreter
 # when dvc is called as `.venv/bin/dvc`. Pick, in order: the active virtualenv, the project's
 # .venv, then `python3` on PATH.
 set -eu
 stage="$1"
 shift
+module="pipeline.$stage"
+if [ "${1:-}" = "-m" ]; then
+  module="$2"
+  shift 2
+fi
 if [ -n "${VIRTUAL_ENV:-}" ] && [ -x "$VIRTUAL_ENV/bin/python" ]; then
   py="$VIRTUAL_ENV/bin/python"
 elif [ -x .venv/bin/python ]; then
@@ -13,5 +21,5 @@ elif [ -x .venv/bin/python ]; then
 else
   py=python3
 fi
-# ci.compute records the stage's CPU/GPU seconds in metrics/compute/<stage>.json on success.
-exec "$py" -m ci.compute --stage "$stage" -- "$py" -m "pipeline.$stage" "$@"
+# shellcheck disable=SC2086  # the module may be "ci card": two words on purpose
+exec "$py" -m ci.compute --stage "$stage" -- "$py" -m $module "$@"
