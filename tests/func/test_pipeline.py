@@ -29,6 +29,7 @@ STAGES = ("ingest", "prepare", "train", "export", "evaluate", "card")
 # these run `dvc repro card` and address that part of the DAG.
 TARGET = ["--with-deps", "card"]
 CARD = "model-cards/digits-cnn.md"
+N_OUTPUTS = 6 + 7 + len(STAGES)  # cached files, git-tracked outputs, compute records
 UP_TO_DATE = "Data and pipelines are up to date."
 ENV = {
     "VIRTUAL_ENV": sys.prefix,  # pipeline/run.sh runs the stages with this interpreter
@@ -121,7 +122,11 @@ def work(reproduced, tmp_path) -> Path:
 def test_full_repro_writes_contract_outputs(reproduced):
     lock = load_yaml_file(reproduced / "dvc.lock")
     assert set(STAGES) <= set(lock["stages"])
-    assert outputs_match_lock(reproduced) == 13  # 6 cached + 7 git-tracked (cache: false)
+    # 6 cached + 7 git-tracked (cache: false) + one compute record per stage
+    assert outputs_match_lock(reproduced) == N_OUTPUTS
+    for stage in STAGES:
+        compute = json.loads((reproduced / f"metrics/compute/{stage}.json").read_text())
+        assert compute["stage"] == stage and compute["cpu_seconds"] >= 0
     metrics = json.loads((reproduced / "metrics/metrics.json").read_text())
     assert metrics["accuracy"] > 0.8  # 3 epochs only; the committed model is checked in unit
     drift = json.loads((reproduced / "metrics/drift_baseline.json").read_text())
@@ -154,7 +159,12 @@ def test_second_repro_is_a_noop_and_one_train_param_reruns_four_stages(work):
     # forced, on another commit: the same inputs give the same card, byte for byte
     assert ran_stages(dvc(work, "repro", "--force", "--single-item", "card").stdout) == ["card"]
     assert (work / CARD).read_bytes() == card
-    assert git(work, "status", "--porcelain").stdout == ""
+    # only the record of the rerun changed: its compute (and that file's hash in dvc.lock)
+    changed = sorted(line[3:] for line in git(work, "status", "--porcelain").stdout.splitlines())
+    assert changed == ["dvc.lock", "metrics/compute/card.json"]
+    lock_diff = [line for line in git(work, "diff", "-U0", "dvc.lock").stdout.splitlines()
+                 if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert lock_diff and all("md5:" in line or "size:" in line for line in lock_diff), lock_diff
 
     set_params(work, train={"learning_rate": 0.003})
     proc = dvc(work, "repro", "card")
@@ -200,7 +210,7 @@ def test_bad_param_stops_dvc_repro_with_one_clear_message(work):
     proc = dvc(work, "repro", "card")
     assert "export" not in ran_stages(proc.stdout), proc.stdout  # same model.pt bytes again
     assert dvc(work, "status", *TARGET).stdout.strip() == UP_TO_DATE
-    assert outputs_match_lock(work) == 13
+    assert outputs_match_lock(work) == N_OUTPUTS
 
 
 def test_truncated_raw_data_fails_prepare_and_is_repaired_by_repro(work):
@@ -216,7 +226,7 @@ def test_truncated_raw_data_fails_prepare_and_is_repaired_by_repro(work):
     proc = dvc(work, "repro", "card")
     assert ran_stages(proc.stdout) in ([], ["ingest", "prepare"]), proc.stdout
     assert "Stage 'train' didn't change, skipping" in proc.stdout
-    assert outputs_match_lock(work) == 13
+    assert outputs_match_lock(work) == N_OUTPUTS
 
 
 def test_local_remote_round_trip(work, tmp_path):
@@ -227,13 +237,13 @@ def test_local_remote_round_trip(work, tmp_path):
     for path in ("data", "models", ".dvc/cache"):
         shutil.rmtree(work / path)
     dvc(work, "pull", *TARGET)
-    assert outputs_match_lock(work) == 13
+    assert outputs_match_lock(work) == N_OUTPUTS
     # a fresh clone pointed at the shared folder (config.local, not committed)
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(work), str(clone))
     dvc(clone, "remote", "modify", "--local", "local", "url", str(work / ".dvc-remote"))
     dvc(clone, "pull", *TARGET)
-    assert outputs_match_lock(clone) == 13
+    assert outputs_match_lock(clone) == N_OUTPUTS
     assert dvc(clone, "status", *TARGET).stdout.strip() == UP_TO_DATE
 
 
@@ -280,5 +290,5 @@ def test_s3_remote_round_trip_against_moto(work, tmp_path, s3_server):
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(work), str(clone))
     dvc(clone, "pull", "-r", "s3", *TARGET, env=creds)
-    assert outputs_match_lock(clone) == 13
+    assert outputs_match_lock(clone) == N_OUTPUTS
     assert dvc(clone, "status", *TARGET).stdout.strip() == UP_TO_DATE
