@@ -33,6 +33,11 @@ def _backend() -> str:
                                check=True).stdout.strip()
     path = Path(exec_path) / "git-http-backend"
     if not path.exists():
+        from tests.conftest import in_ci
+
+        if in_ci():
+            pytest.fail("git-http-backend is not installed with git; CI must have it",
+                        pytrace=False)
         pytest.skip("git-http-backend is not installed with git")
     return str(path)
 
