@@ -47,8 +47,6 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
      []),
     ("which release runs in production since when",
      [PY, "-m", "gitops", "history", "--env", "production"], []),
-    ("preview the sticky PR comment reviewers will see (no token: written and printed)",
-     [PY, "-m", "ci", "comment", "--preview"], ["reports/pr-comment.md"]),
     ("serve the model over the Open Inference Protocol, query it, stop it with SIGTERM",
      [PY, "-m", "serve.smoke"], []),
     ("render the pipeline as an Argo Workflow for training at scale (strictly validated)",
@@ -57,6 +55,9 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
     ("render the Alertmanager route that turns drift alerts into retraining PRs",
      [PY, "-m", "gitops", "alertmanager-config", "--out", "build/alertmanager-retrain.yaml"],
      ["build/alertmanager-retrain.yaml"]),
+    # last, so the end of the output is exactly what reviewers will read
+    ("preview the sticky PR comment reviewers will see (no token: written and printed)",
+     [PY, "-m", "ci", "comment", "--preview"], ["reports/pr-comment.md"]),
 ]
 
 
@@ -74,7 +75,7 @@ def main() -> int:
             return proc.returncode
         print(f"    done in {took:.1f}s", flush=True)
         outputs.extend((title, o) for o in outs)
-    print("\n==> outputs")
+    print("\n==> outputs (the comment preview is just above)")
     for title, out in outputs:
         print(f"  {out:<32} ({title})")
     return 0
