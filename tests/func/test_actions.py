@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 import requests
 
 from ci.markdown import md
+from scripts.project import copy_project
 from tests.actions_harness import Runner, github_context
 from tests.conftest import ROOT, run
 from tests.github_imitation import github_api, webhook_payload  # noqa: F401 (fixture)
@@ -34,14 +34,6 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "dev", "GIT_AUTHOR_EMAIL": "dev@example.invalid",
            "GIT_CONFIG_NOSYSTEM": "1"}
 REPO = "octo/models"
 INJECTIONS = ['x"; echo INJECTED; #', "$(id)"]
-
-
-def project_files() -> list[str]:
-    """Tracked (and not ignored) files of the project, without tests and benchmarks."""
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    return [f for f in out.split("\0") if f and not f.startswith(SKIP_DIRS)
-            and (ROOT / f).is_file()]
 
 
 def small_params(text: str) -> str:
@@ -69,10 +61,7 @@ def example(tmp_path_factory) -> Path:
     DVC remote (``.dvc-remote/``) and to a bare ``origin``."""
     base = tmp_path_factory.mktemp("example")
     repo = base / "repo"
-    for rel in project_files():
-        dest = repo / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, dest)
+    copy_project(repo, skip=SKIP_DIRS)
     params = repo / "params.yaml"
     params.write_text(small_params(params.read_text()))
     git(repo, "init", "-q", "-b", "main")

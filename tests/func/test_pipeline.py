@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +18,8 @@ import pytest
 
 from ci.fsutil import md5_file, sha256_file
 from ci.yamlio import dump_yaml, load_yaml_file
-from tests.conftest import PY, ROOT, require_module, run
+from scripts.project import copy_project
+from tests.conftest import PY, require_module, run
 
 pytestmark = pytest.mark.slow
 
@@ -58,19 +58,6 @@ def set_params(repo: Path, **sections: dict) -> None:
 
 def ran_stages(output: str) -> list[str]:
     return re.findall(r"Running stage '(\w+)'", output)
-
-
-def copy_project(dest: Path) -> Path:
-    """Copy what a clone of the project holds: tracked and untracked-but-not-ignored files."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
-                             "--exclude-standard"], cwd=ROOT, capture_output=True,
-                            check=True).stdout.decode().split("\0")
-    for rel in filter(None, listed):
-        src = ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    return dest
 
 
 def outputs_match_lock(repo: Path) -> int:
