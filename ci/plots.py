@@ -26,7 +26,7 @@ from ci.errors import InputError
 
 ARTIFACT = "model-plots"
 DEFAULT_PLOTS = Path("plots")
-DEFAULT_OUT = Path("reports") / "plots"
+DEFAULT_OUT = Path("plots") / "png"  # the `figures` stage of dvc.yaml writes here
 DPI = 100
 HINT = "run the pipeline (dvc repro) to write it again, or pass --plots"
 
@@ -193,9 +193,9 @@ def make_plots(plots_dir: str | Path = DEFAULT_PLOTS, out: str | Path = DEFAULT_
 
 
 def artifact_name(out: str | Path = DEFAULT_OUT) -> str | None:
-    """:data:`ARTIFACT` when ``out`` holds every PNG of this module (made in this checkout:
-    ``reports/`` is not committed), else ``None``: the comment names no artifact that was
-    not made."""
+    """:data:`ARTIFACT` when ``out`` holds every PNG of this module (the ``figures`` stage's
+    output, reproduced or checked out for this revision), else ``None``: the comment names no
+    artifact that was not made."""
     out = Path(out)
     return ARTIFACT if all((out / f"{s.name}.png").is_file() for s in SPECS) else None
 

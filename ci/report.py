@@ -120,7 +120,7 @@ def github_context(env: dict[str, str] | None = None,
     """PR number, title and refs from ``GITHUB_EVENT_PATH``; the run URL from ``GITHUB_*``.
 
     ``plots_artifact`` names the workflow artifact with the PNG plots when this runs in Actions
-    and ``python -m ci plots`` wrote them to ``plots_dir`` (default ``reports/plots``) first.
+    and the PNGs are in ``plots_dir`` (default ``plots/png``, the ``figures`` stage's output).
     """
     env = dict(os.environ) if env is None else env
     ctx: dict[str, Any] = {"pr_number": None, "pr_title": None,
@@ -132,7 +132,7 @@ def github_context(env: dict[str, str] | None = None,
                          env.get("GITHUB_RUN_ID"))
     if server and repo and run:
         ctx["run_url"] = f"{server}/{repo}/actions/runs/{run}"
-    if run:  # in Actions the evaluate job uploads reports/plots (python -m ci plots)
+    if run:  # in Actions the evaluate job uploads plots/png (dvc stage `figures`)
         from ci.plots import DEFAULT_OUT, artifact_name
 
         ctx["plots_artifact"] = artifact_name(DEFAULT_OUT if plots_dir is None else plots_dir)

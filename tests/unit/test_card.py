@@ -211,7 +211,7 @@ def test_github_context_from_a_real_pull_request_payload(tmp_path):
     assert ctx["pr_number"] == event["number"] and ctx["pr_title"] == event["title"]
     assert ctx["head_ref"] == event["head"]["ref"] and ctx["base_ref"] == event["base"]["ref"]
     assert ctx["run_url"] == "https://github.com/o/r/actions/runs/5"
-    assert ctx["plots_artifact"] == "model-plots"  # the evaluate job uploads reports/plots
+    assert ctx["plots_artifact"] == "model-plots"  # the evaluate job uploads plots/png
     (tmp_path / "per_class.png").unlink()  # plots not (all) made: no artifact is claimed
     assert github_context(env, tmp_path)["plots_artifact"] is None
     assert default_base(env) == "origin/main"
