@@ -57,3 +57,12 @@ def md5_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def write_output(out: str, text: str) -> bool:
+    """A command's ``--out``: ``-`` prints ``text``; a path gets it atomically. True if written."""
+    if out == "-":
+        print(text, end="")
+        return False
+    atomic_write_text(out, text)
+    return True

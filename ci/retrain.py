@@ -185,11 +185,11 @@ def open_retrain_pull_request(github: dict[str, str], prefix: str,
     import github3.exceptions as gx
     import requests
 
-    from gitops.promote import _github_client
+    from gitops.promote import github_client
 
     owner, name = github["repository"].split("/", 1)
     try:
-        repo = _github_client(github.get("api_url"), github["token"]).repository(owner, name)
+        repo = github_client(github.get("api_url"), github["token"]).repository(owner, name)
         for pr in repo.pull_requests(state="open", base=base):
             if pr.head.ref.startswith(prefix):
                 return pr.number, pr.html_url, pr.head.ref

@@ -152,7 +152,7 @@ def _promote_by_pr(url: str, clone: Clone, head: str | None, dst: str,
     return result
 
 
-def _github_client(api_url: str | None, token: str):
+def github_client(api_url: str | None, token: str):
     import github3
 
     api = (api_url or "https://api.github.com").rstrip("/")
@@ -176,7 +176,7 @@ def open_pull_request(github: Mapping[str, str], head: str, base: str, title: st
     owner, name = github["repository"].split("/", 1)
     for attempt in range(1, attempts + 1):
         try:
-            gh = _github_client(github.get("api_url"), github["token"])
+            gh = github_client(github.get("api_url"), github["token"])
             repo = gh.repository(owner, name)
             try:
                 pr = repo.create_pull(title, base, head, body)

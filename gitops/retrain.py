@@ -213,15 +213,12 @@ def _cmd_relay(args) -> int:
 
 def _cmd_alertmanager(args) -> int:
     from ci.config import load_params
-    from ci.fsutil import atomic_write_text
+    from ci.fsutil import write_output
     from ci.yamlio import dump_yaml
 
     params = load_params(args.params)
-    text = dump_yaml(alertmanager_config(params.model.name, params.retrain))
-    if args.out == "-":
-        print(text, end="")
-    else:
-        atomic_write_text(args.out, text)
+    if write_output(args.out, dump_yaml(alertmanager_config(params.model.name,
+                                                            params.retrain))):
         print(f"wrote {args.out}")
     return 0
 

@@ -363,15 +363,11 @@ def _head_commit(root: Path) -> str:
 
 
 def _cmd_render(args) -> int:
-    from ci.fsutil import atomic_write_text
+    from ci.fsutil import write_output
     from ci.yamlio import dump_yaml
 
     doc = build(args.repo, source_commit=args.source_commit)
-    text = dump_yaml(doc)
-    if args.out == "-":
-        print(text, end="")
-    else:
-        atomic_write_text(args.out, text)
+    if write_output(args.out, dump_yaml(doc)):
         print(f"wrote {args.out}: {doc['kind']} with {len(workflow_dag(doc))} stage task(s)")
     return 0
 
