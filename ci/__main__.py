@@ -17,6 +17,7 @@ COMMAND_MODULES: list[str] = [
     "ci.retrain",
     "ci.cost",
     "ci.plots",
+    "ci.reproduce",
 ]
 
 
