@@ -5,7 +5,8 @@
 * data: ``dvc diff --json <base> [<head>]`` (tracked outputs added / modified / deleted), with
   sizes read from ``dvc.lock`` of both sides
 * stages that reran: ``dvc.lock`` of the base against ``dvc.lock`` of the head
-* stale stages: ``dvc status --json`` when the head is the workspace (metrics not reproduced)
+* stale stages: ``dvc status --json`` when the head is the workspace (metrics not reproduced;
+  outputs merely not checked out do not count, see :func:`stale_stages`)
 
 The four DVC queries run in this process through DVC's Python API on one ``dvc.repo.Repo``
 (:class:`DvcQueries`), with the same arguments and the same post-processing as the commands
@@ -381,6 +382,34 @@ def stage_rows(base_lock: Mapping[str, Any], head_lock: Mapping[str, Any]) -> li
     return rows
 
 
+# what ``dvc repro --allow-missing`` lets pass (dvc/stage/__init__.py, changed_deps/changed_outs)
+_MISSING_OK = {"changed deps": ("deleted",), "changed outs": ("deleted", "not in cache")}
+
+
+def _only_missing(change: Any, ok: tuple[str, ...]) -> bool:
+    """True when every leaf of a ``dvc status`` entry is one of ``ok``."""
+    if isinstance(change, Mapping):
+        return all(_only_missing(v, ok) for v in change.values())
+    return change in ok
+
+
+def stale_stages(status: Any) -> list[str]:
+    """Stages of ``dvc status --json`` that are out of date, as ``dvc repro --allow-missing``
+    judges it: a dependency missing from the workspace, or an output missing from the workspace
+    or the cache, is not staleness (their hashes are in dvc.lock; CI's ``dvc repro --pull
+    --allow-missing`` leaves unchanged stages' outputs unfetched); a modified or new one, a
+    changed command or parameter, an ``always_changed`` stage are."""
+    def fine(entry: Any) -> bool:
+        return isinstance(entry, Mapping) and bool(entry) and all(
+            kind in _MISSING_OK and _only_missing(change, _MISSING_OK[kind])
+            for kind, change in entry.items())
+
+    if not isinstance(status, Mapping):
+        return []
+    return sorted(name for name, changes in status.items()
+                  if not (isinstance(changes, list) and changes and all(map(fine, changes))))
+
+
 def compare(repo: str | Path = ".", base: str = "HEAD", head: str | None = None, *,
             fetch: bool = True, metrics_file: str = "metrics/metrics.json") -> Comparison:
     """Compare ``head`` (``None``: the workspace) with ``base``. Prints progress to stderr."""
@@ -410,7 +439,7 @@ def compare(repo: str | Path = ".", base: str = "HEAD", head: str | None = None,
         if not head:
             step("pipeline status")
             status = dvc.status()
-            result.stale = sorted(k for k in status if isinstance(status, dict))
+            result.stale = stale_stages(status)
             if result.stale:
                 result.notes.append("the pipeline is not up to date in the workspace (stale: "
                                     + ", ".join(result.stale) + "); run dvc repro")

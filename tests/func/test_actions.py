@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from ci.markdown import md
+from ci.report import card_section
 from scripts.project import copy_project
 from tests.actions_harness import Runner, github_context
 from tests.conftest import ROOT, run
@@ -168,6 +169,16 @@ def test_pr_ends_with_one_sticky_comment_and_a_check(example, workspace, tmp_pat
     report = json.loads((ci / ev.outputs["report"]).read_text())
     assert report["context"]["pr_title"] == INJECTIONS[0]
     assert report["revisions"]["head"]["sha"] == head
+    # outputs left unfetched by --allow-missing are not staleness; the evaluate stage's pull
+    # of two files of data/prepared left the folder partial for the card stage, so reproduce
+    # pulled it whole and ran the card again
+    assert "==> data/prepared: only part of it is here" in ev.log
+    assert report["sections"]["evaluate"]["stale"] == [], report["sections"]["evaluate"]
+    assert sorted(p.name for p in (ci / "data" / "prepared").iterdir()) == \
+        ["test.npz", "train.npz", "val.npz"]
+    # the card section came from the up-to-date card stage's file: the same as generating it
+    regenerated = card_section(ci, report["revisions"]["base"]["sha"], "params.yaml")
+    assert report["sections"]["card"] == regenerated and regenerated["changed"]
 
     comp = r.run_action("actions/compile", {"backend": "onnxruntime"})
     assert comp.status == "success", comp.log[-4000:]

@@ -31,6 +31,12 @@ stages:
     outs:
       - metrics/count.json:
           cache: false
+  pick:
+    cmd: python pick.py
+    deps: [pick.py, data/dir/0.txt]
+    outs:
+      - metrics/pick.json:
+          cache: false
 """
 
 MAKE_PY = """\
@@ -47,6 +53,12 @@ import pathlib
 text = pathlib.Path("data/big.txt").read_text()
 pathlib.Path("metrics").mkdir(exist_ok=True)
 pathlib.Path("metrics/count.json").write_text(str(len(text)))
+"""
+
+
+PICK_PY = """\
+import pathlib
+pathlib.Path("metrics/pick.json").write_text(pathlib.Path("data/dir/0.txt").read_text())
 """
 
 
@@ -79,6 +91,7 @@ def origin(tmp_path_factory) -> Path:
     (repo / "dvc.yaml").write_text(DVC_YAML)
     (repo / "make.py").write_text(MAKE_PY)
     (repo / "count.py").write_text(COUNT_PY)
+    (repo / "pick.py").write_text(PICK_PY)
     (repo / ".gitignore").write_text("ran.log\n")
     dvc(repo, "repro", "-q")
     dvc(repo, "push", "-q")
@@ -160,7 +173,19 @@ def test_reproduce_runs_a_changed_stage_after_pulling_its_inputs(checkout):
     assert "Running stage 'make'" in proc.stdout and "Running stage 'count'" in proc.stdout
     assert (checkout / "data/big.txt").read_text() == "y" * 10
     assert (checkout / "metrics/count.json").read_text() == "10"
-    assert "==> dvc pull" not in proc.stdout  # nothing was missing afterwards
+    assert "==> dvc pull data/big.txt" in proc.stdout  # present: nothing to do
+    assert "Everything is up to date." in proc.stdout
+
+
+def test_reproduce_completes_a_folder_a_changed_stage_pulled_in_part(checkout):
+    (checkout / "pick.py").write_text(PICK_PY + "# changed\n")
+    proc = ci(checkout, "reproduce", "--pull", "true", "--outputs", "data/dir")
+    assert "Running stage 'pick'" in proc.stdout
+    assert "==> data/dir: only part of it is here" in proc.stdout  # pick pulled 0.txt alone
+    assert proc.stdout.count("==> dvc repro --pull --allow-missing") == 2
+    assert (checkout / "metrics/pick.json").read_text() == "0"
+    assert sorted(p.name for p in (checkout / "data/dir").iterdir()) == ["0.txt", "1.txt", "2.txt"]
+    assert not (checkout / "ran.log").exists()
 
 
 def test_reproduce_without_a_remote_checks_out_from_the_cache(checkout):

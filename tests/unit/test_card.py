@@ -10,7 +10,14 @@ import pytest
 from ci.card import build_context, generate_card, render_card, validate_card
 from ci.errors import InputError, ValidationError
 from ci.fsutil import sha256_file
-from ci.report import load_report, merge_section, validate_report, write_report
+from ci.report import (
+    card_from_stage,
+    card_section,
+    load_report,
+    merge_section,
+    validate_report,
+    write_report,
+)
 from tests.conftest import ROOT
 
 DATA = ROOT / "tests" / "data" / "comment"
@@ -235,3 +242,41 @@ def test_gate_from_report_fails_on_any_failed_section(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "section compile: fail: parity: top-1 0.91 < 0.99" in out
     assert "gate verdict: fail" in out
+
+
+CARD_DVC_YAML = """\
+stages:
+  train:
+    cmd: python -m pipeline.train
+    outs: [models/model.onnx]
+  card:
+    cmd: python -m ci card
+    deps: [models/model.onnx]
+    params: [model]
+    outs:
+      - model-cards/digits-cnn.md:
+          cache: false
+"""
+
+
+def test_an_up_to_date_card_stage_file_stands_in_for_generating_the_card(repo):
+    (repo / "dvc.yaml").write_text(CARD_DVC_YAML)
+    _, generated = generate_card(repo)
+    card = repo / "model-cards" / "digits-cnn.md"
+    card.write_text("the card stage's file\n")
+    assert card_from_stage(repo, "digits-cnn", [], "params.yaml") == "the card stage's file\n"
+    section = card_section(repo, "HEAD", "params.yaml", model="digits-cnn", stale=[])
+    assert "+the card stage's file" in section["diff"]
+    # anything DVC does not vouch for is generated again
+    assert card_from_stage(repo, "digits-cnn", ["card"], "params.yaml") is None
+    assert card_from_stage(repo, "digits-cnn", ["train"], "params.yaml") is None
+    assert card_from_stage(repo, "digits-cnn", None, "params.yaml") is None
+    assert card_from_stage(repo, "digits-cnn", [], "other-params.yaml") is None
+    section = card_section(repo, "HEAD", "params.yaml", model="digits-cnn", stale=["card"])
+    assert "+the card stage's file" not in section["diff"]
+    assert section["diff"].count("\n+") == generated.count("\n") + 1  # all of it is new
+    card.unlink()
+    assert card_from_stage(repo, "digits-cnn", [], "params.yaml") is None
+    (repo / "dvc.yaml").write_text(CARD_DVC_YAML.split("  card:")[0])
+    card.write_text("no card stage: not trusted\n")
+    assert card_from_stage(repo, "digits-cnn", [], "params.yaml") is None
