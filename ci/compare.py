@@ -213,12 +213,12 @@ def read_json_at(repo: Path, rev: str | None, path: str) -> dict[str, Any] | Non
 
 
 def read_lock_at(repo: Path, rev: str | None) -> dict[str, Any]:
-    from ci.yamlio import load_yaml
+    from ci.yamlio import load_yaml_as_dvc
 
     text = read_at(repo, rev, LOCK_FILE)
     if text is None:
         return {}
-    data = load_yaml(text, f"{LOCK_FILE}@{rev or WORKSPACE}")
+    data = load_yaml_as_dvc(text, f"{LOCK_FILE}@{rev or WORKSPACE}")
     stages = data.get("stages") if isinstance(data, dict) else None
     return stages if isinstance(stages, dict) else {}
 

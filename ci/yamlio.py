@@ -76,6 +76,18 @@ def load_yaml(text: str, source: str = "<string>") -> Any:
         raise InputError(f"{source}: not valid YAML: {exc}".replace("\n", " ")) from exc
 
 
+def load_yaml_as_dvc(text: str, source: str = "<string>") -> Any:
+    """Parse a file DVC writes and reads (``dvc.lock``) the way DVC reads it
+    (``dvc.utils.serialize.loads_yaml``: ruamel's safe loader, on libyaml through
+    ruamel.yaml.clib when installed): what DVC sees, 4-5x faster than the pure-Python loader."""
+    yaml = YAML(typ="safe")
+    yaml.allow_duplicate_keys = False
+    try:
+        return yaml.load(text)
+    except YAMLError as exc:
+        raise InputError(f"{source}: not valid YAML: {exc}".replace("\n", " ")) from exc
+
+
 def load_yaml_all(text: str, source: str = "<string>") -> list[Any]:
     try:
         return [d for d in _safe().load_all(text) if d is not None]

@@ -103,3 +103,26 @@ def test_double_quoted_port_matches_ruamel_on_long_and_escaped_strings():
         checked += 1
     assert checked == 250
 
+
+
+@settings(max_examples=150, deadline=None)
+@given(DOC)
+def test_dvc_lock_reader_reads_what_dvc_reads(doc):
+    """ci.compare reads dvc.lock with load_yaml_as_dvc: DVC's own loader settings, so any text
+    DVC writes (ruamel, YAML 1.2) parses to what DVC and the pure-Python loader see."""
+    from dvc.utils.serialize import dumps_yaml, loads_yaml
+
+    from ci.yamlio import load_yaml, load_yaml_as_dvc
+
+    text = dumps_yaml(doc)  # how DVC writes dvc.lock
+    assert load_yaml_as_dvc(text) == loads_yaml(text) == load_yaml(text)
+
+
+def test_dvc_lock_reader_on_the_committed_lock():
+    from dvc.utils.serialize import loads_yaml
+
+    from ci.yamlio import load_yaml, load_yaml_as_dvc
+    from tests.conftest import ROOT
+
+    text = (ROOT / "dvc.lock").read_text()
+    assert load_yaml_as_dvc(text) == loads_yaml(text) == load_yaml(text)
