@@ -1,5 +1,6 @@
-"""GitHub side of the pull-request report: one sticky comment per PR and model, plus a commit
-status or check run with the gate verdict. Talks to GitHub through github3.py.
+"""The suite's one GitHub client, on github3.py: the pull-request report's sticky comment and
+its commit status or check run, ``repository_dispatch`` events, and the pull requests that
+promotion (``python -m gitops promote``) and retraining (``python -m ci retrain``) open.
 
 - :class:`RetryPolicy` says how long to wait and how often to retry; every delay goes through
   its ``sleep`` so tests inject a fake clock.
@@ -10,6 +11,8 @@ status or check run with the gate verdict. Talks to GitHub through github3.py.
   login across all pages (``per_page=100``) and edits it in place; a POST is never retried blindly:
   after a failed POST the comments are listed again, so a retry cannot duplicate. Requests per
   upsert without faults: ``max(1, ceil(n/100)) + 1`` for ``n`` existing comments.
+- :meth:`GitHub.open_pull_request` works the same way: after a failed POST (or 422, "already
+  exists") the open pull requests are listed first, so a lost answer never opens a second one.
 - 403 "Resource not accessible by integration" (fork PR, read-only token) raises
   :class:`CommentForbidden`, which callers turn into a neutral message.
 - The token is never printed: it lives only in the auth object (whose ``repr`` hides it) and every
@@ -28,6 +31,7 @@ import github3
 import requests
 from github3 import exceptions as gh_exc
 from github3.issues.comment import IssueComment
+from github3.pulls import ShortPullRequest
 from github3.session import GitHubSession
 
 from ci.errors import ExternalError, InputError
@@ -297,6 +301,60 @@ class GitHub:
                 raise error
             delay = self.policy.delay(attempt)
             LOG.warning("github: posting the comment failed (%s); listing again in %.1fs",
+                        error.message, delay)
+            self.policy.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- pull requests ---------------------------------------------------------------------
+    def list_pulls(self, repo: str, *, state: str = "open", head: str | None = None,
+                   base: str | None = None) -> list[ShortPullRequest]:
+        """Pull requests of ``repo`` (``head`` as ``owner:branch``), every page of 100."""
+        params: dict[str, object] = {"state": state, "per_page": 100}
+        if head:
+            params["head"] = head
+        if base:
+            params["base"] = base
+        url = self._url("repos", *repo.split("/"), "pulls")
+        try:
+            return list(self.gh._iter(-1, url, ShortPullRequest, params=params))
+        except (gh_exc.GitHubException, requests.RequestException) as exc:
+            raise self._fail(f"list the {state} pull requests of {repo}", exc) from None
+
+    def find_open_pull(self, repo: str, head: str, base: str) -> tuple[int, str] | None:
+        """(number, html url) of the open pull request from branch ``head`` into ``base``."""
+        for pr in self.list_pulls(repo, head=f"{repo.split('/')[0]}:{head}", base=base):
+            return pr.number, pr.html_url
+        return None
+
+    def open_pull_request(self, repo: str, head: str, base: str, title: str,
+                          body: str) -> tuple[int, str]:
+        """Open the pull request ``head`` -> ``base`` (branches of ``repo``), or find the one
+        already open: (number, html url). Never opens two: after a failed POST, or GitHub's 422
+        for a pull request that exists, the open ones are listed before anything else."""
+        what = f"open the pull request {head!r} -> {base!r} on {repo}"
+        url = self._url("repos", *repo.split("/"), "pulls")
+        for attempt in range(self.policy.attempts):
+            try:
+                resp = self.gh._post(url, data={"title": title, "head": head, "base": base,
+                                                "body": body})
+                if resp.status_code == 201:
+                    created = resp.json()
+                    return created["number"], created["html_url"]
+                error = self._fail(what, gh_exc.error_for(resp))
+                exists = resp.status_code == 422
+            except (gh_exc.GitHubException, requests.RequestException) as exc:
+                error, exists = self._fail(what, exc), False
+            if exists or error.retryable:
+                found = self.find_open_pull(repo, head, base)
+                if found is not None:
+                    return found
+            if exists:
+                raise ExternalError(f"{error.message}; no open pull request {head!r} -> "
+                                    f"{base!r} either", hint="check that both branches exist")
+            if not error.retryable or attempt == self.policy.attempts - 1:
+                raise error
+            delay = self.policy.delay(attempt)
+            LOG.warning("github: opening the pull request failed (%s); retrying in %.1fs",
                         error.message, delay)
             self.policy.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover

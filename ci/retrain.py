@@ -171,7 +171,7 @@ def retrain(root: Path, *, model: str, fresh_data: str, incoming: str, base: str
             "The pull-request evaluation below compares this model with the base branch. "
             "Merge only if its gates pass; nothing is deployed before a merge.")
     number, url = open_pull_request(github, branch, base,
-                                    f"Retrain {model} on fresh data ({stamp})", body, _log)
+                                    f"Retrain {model} on fresh data ({stamp})", body)
     _log(f"pull request #{number}: {url}")
     return RetrainResult("opened", branch=branch, pull_request=number, url=url)
 
@@ -182,22 +182,17 @@ def open_retrain_pull_request(github: dict[str, str], prefix: str,
 
     Alertmanager repeats a firing alert; until a human merges or closes the retraining pull
     request, repeats must not open another one."""
-    import github3.exceptions as gx
-    import requests
+    from ci.github import GitHub
 
-    from gitops.promote import github_client
-
-    owner, name = github["repository"].split("/", 1)
     try:
-        repo = github_client(github.get("api_url"), github["token"]).repository(owner, name)
-        for pr in repo.pull_requests(state="open", base=base):
-            if pr.head.ref.startswith(prefix):
-                return pr.number, pr.html_url, pr.head.ref
-    except (gx.GitHubException, requests.RequestException) as exc:
-        raise ExternalError(f"cannot list the open pull requests of {github['repository']}: "
-                            f"{getattr(exc, 'msg', exc)}",
-                            hint="check GITHUB_TOKEN (pull-requests: read)",
-                            retryable=True) from exc
+        pulls = GitHub(github["token"], github.get("api_url")).list_pulls(
+            github["repository"], base=base)
+    except ExternalError as exc:
+        raise ExternalError(exc.message, hint="check GITHUB_TOKEN (pull-requests: read)",
+                            retryable=exc.retryable) from exc
+    for pr in pulls:
+        if pr.head.ref.startswith(prefix):
+            return pr.number, pr.html_url, pr.head.ref
     return None
 
 

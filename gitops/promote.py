@@ -2,8 +2,8 @@
 
 Promote: the release in ``<from>/<model>/release.json`` (the exact artifact: same sha256) is
 rendered for ``<to>`` and published there, either as a direct commit or, the default for
-production, as a branch plus a pull request in the GitOps repository (github3.py) for a release
-manager to merge.
+production, as a branch plus a pull request in the GitOps repository (``ci.github.GitHub``) for
+a release manager to merge.
 
 Rollback: a *new* commit that restores ``<env>/<model>/`` to the exact bytes it had while the
 previous (or the named) release ran, so Git and the cluster agree after an aborted canary. The
@@ -18,7 +18,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,64 +145,29 @@ def _promote_by_pr(url: str, clone: Clone, head: str | None, dst: str,
             f"| version | `{release.version}` |\n| sha256 | `{release.sha256}` |\n"
             f"| source commit | `{release.source_commit}` |\n"
             f"| {source} head | `{head}` |\n\nMerge to deploy; close to cancel.")
-    number, html = open_pull_request(github, pr_branch, branch, title, body, log)
+    number, html = open_pull_request(github, pr_branch, branch, title, body)
     result.pull_request_url, result.pull_request_number = html, number
     log(f"gitops: pull request #{number}: {html}")
     return result
 
 
-def github_client(api_url: str | None, token: str):
-    import github3
-
-    api = (api_url or "https://api.github.com").rstrip("/")
-    if api == "https://api.github.com":
-        return github3.login(token=token)
-    if api.endswith("/api/v3"):
-        return github3.enterprise_login(url=api[: -len("/api/v3")], token=token)
-    raise InputError(f"GitHub API URL {api_url!r} is not understood",
-                     hint="use https://api.github.com or https://HOST/api/v3 (GITHUB_API_URL)")
-
-
-def open_pull_request(github: Mapping[str, str], head: str, base: str, title: str, body: str,
-                      log: Log = _stderr, attempts: int = 3) -> tuple[int, str]:
+def open_pull_request(github: Mapping[str, str], head: str, base: str, title: str,
+                      body: str) -> tuple[int, str]:
     """Open (or find the already open) pull request ``head`` -> ``base``; (number, html url).
 
-    Auth and permission errors stop at once; server errors and dropped connections are retried
-    (a POST whose answer was lost and that GitHub did perform is found, not duplicated)."""
-    import github3.exceptions as gx
-    import requests
+    Through the suite's GitHub client (:class:`ci.github.GitHub`): server errors and dropped
+    connections are retried with backoff, and a POST whose answer was lost is found, not
+    duplicated; auth and permission errors stop at once."""
+    from ci.github import GitHub
 
-    owner, name = github["repository"].split("/", 1)
-    for attempt in range(1, attempts + 1):
-        try:
-            gh = github_client(github.get("api_url"), github["token"])
-            repo = gh.repository(owner, name)
-            try:
-                pr = repo.create_pull(title, base, head, body)
-            except gx.UnprocessableEntity:
-                pr = None
-            if pr is None:  # already open (or github3 returned nothing): find it
-                for found in repo.pull_requests(state="open", head=f"{owner}:{head}", base=base):
-                    return found.number, found.html_url
-                raise ExternalError(f"GitHub refused the pull request {head!r} -> {base!r}",
-                                    hint="check that both branches exist", retryable=False)
-            return pr.number, pr.html_url
-        except (gx.AuthenticationFailed, gx.ForbiddenError, gx.NotFoundError) as exc:
-            code = getattr(exc, "code", "?")
-            raise ExternalError(
-                f"GitHub refused to open the pull request on {github['repository']!r} "
-                f"(HTTP {code}: {getattr(exc, 'msg', exc)})",
-                hint="check GITHUB_TOKEN: it needs pull-requests write on the GitOps "
-                     "repository; the branch was pushed, nothing was force-pushed",
-                retryable=False) from exc
-        except (gx.ServerError, gx.ConnectionError, requests.RequestException) as exc:
-            if attempt == attempts:
-                raise ExternalError(f"GitHub failed while opening the pull request: {exc}",
-                                    hint="run the command again; the branch is pushed and "
-                                         "is reused", retryable=True) from exc
-            log(f"gitops: GitHub failed ({exc}); retrying")
-            time.sleep(0.2 * attempt)
-    raise AssertionError("unreachable")
+    try:
+        client = GitHub(github["token"], github.get("api_url"))
+        return client.open_pull_request(github["repository"], head, base, title, body)
+    except ExternalError as exc:
+        hint = ("run the command again; the branch is pushed and is reused" if exc.retryable
+                else "check GITHUB_TOKEN: it needs pull-requests write on the GitOps "
+                     "repository; the branch was pushed, nothing was force-pushed")
+        raise ExternalError(exc.message, hint=hint, retryable=exc.retryable) from exc
 
 
 # --------------------------------------------------------------------------- rollback

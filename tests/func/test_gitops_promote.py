@@ -238,8 +238,8 @@ def test_pull_request_with_a_read_only_token_stops_with_exit_2(remote, tmp_path,
 
 def test_a_pull_request_whose_answer_was_lost_is_found_not_duplicated(remote, render,
                                                                        github_api):  # noqa: F811
-    """GitHub created the PR but answered 502: the retry gets 422 'already exists' and finds
-    the open pull request instead of failing or opening a second one."""
+    """GitHub created the PR but answered 502: the client lists the open pull requests before
+    posting again, and finds it instead of failing or opening a second one."""
     stage(remote, render, release("v1", "1"))
     github_api.inject("POST", "/repos/octo/models/pulls", 502, perform=True)
     result = promote(str(remote), model=MODEL, source="staging", target="production",
@@ -250,4 +250,5 @@ def test_a_pull_request_whose_answer_was_lost_is_found_not_duplicated(remote, re
     assert len(pulls) == 1
     assert result.pull_request_number == pulls[0]["number"]
     assert result.pull_request_url == pulls[0]["html_url"]
-    assert github_api.count("POST", "/repos/octo/models/pulls") == 2
+    assert github_api.count("POST", "/repos/octo/models/pulls") == 1
+    assert github_api.count("GET", "/repos/octo/models/pulls") == 1

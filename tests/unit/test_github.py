@@ -435,3 +435,35 @@ def test_api_url_forms(api_url, expected):
     gh = GitHub("t0ken-value", api_url)
     assert gh._url("repos", "o", "r", "issues", 1, "comments") == expected
     assert "t0ken-value" not in repr(gh) + repr(gh.session.auth)
+
+
+# --------------------------------------------------------------------------- pull requests
+
+def test_open_pull_request_opens_one_and_finds_it_again(github_api, clock):  # noqa: F811
+    gh = client(github_api, clock)
+    number, url = gh.open_pull_request(REPO, "promote/x", "main", "Promote x", "body")
+    assert url.endswith(f"/pull/{number}")
+    again = gh.open_pull_request(REPO, "promote/x", "main", "Promote x", "body")  # 422 -> found
+    assert again == (number, url)
+    assert len(github_api.repos[REPO].pulls) == 1
+    assert [p.number for p in gh.list_pulls(REPO, base="main")] == [number]
+    assert gh.list_pulls(REPO, base="other") == []
+
+
+def test_open_pull_request_lists_before_posting_again(github_api, clock):  # noqa: F811
+    github_api.inject("POST", f"/repos/{REPO}/pulls", 502, times=2)  # not performed
+    gh = client(github_api, clock)
+    number, _ = gh.open_pull_request(REPO, "promote/y", "main", "Promote y", "body")
+    assert len(github_api.repos[REPO].pulls) == 1 and number == 1
+    assert github_api.count("POST", f"/repos/{REPO}/pulls") == 3
+    assert github_api.count("GET", f"/repos/{REPO}/pulls") == 2  # after each failed POST
+    assert clock.sleeps == [1.0, 2.0]
+
+
+def test_open_pull_request_with_a_read_only_token_is_not_retried(github_api, clock):  # noqa: F811
+    gh = client(github_api, clock, token="read-token")
+    with pytest.raises(ExternalError) as err:
+        gh.open_pull_request(REPO, "promote/z", "main", "Promote z", "body")
+    assert not err.value.retryable and "403" in str(err.value)
+    assert "read-token" not in str(err.value)
+    assert github_api.count("POST", f"/repos/{REPO}/pulls") == 1 and clock.sleeps == []
