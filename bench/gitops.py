@@ -44,7 +44,7 @@ RATIO_GOAL = 3.0
 
 def drift_baseline(model: str) -> dict:
     """A drift baseline of metrics/drift_baseline.json's shape (64 features), as releases carry
-    (it becomes the drift-baseline ConfigMap: a ~2 KB JSON string, one per model)."""
+    (it becomes a pod-template annotation: a ~2 KB JSON string, one per model)."""
     seed = zlib.crc32(model.encode())
     feats = [round(((seed >> (i % 24)) % 1000) / 1000 * 0.4, 6) for i in range(64)]
     return {"model": model, "split": "validation", "classes": [str(c) for c in range(10)],

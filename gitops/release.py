@@ -43,7 +43,10 @@ FIELD_RULES: dict[str, tuple[str, str]] = {
 }
 # Fields that are not strings; checked by their own function (field, value, release) -> problems.
 OPTIONAL_FIELDS = ("drift_baseline", "compute")
-BASELINE_MAX_BYTES = 256 * 1024  # a ConfigMap holds at most 1 MiB; a baseline is a few KiB
+# The baseline travels in a pod-template annotation (gitops/render.py), and Kubernetes allows
+# 256 KiB of annotations per object, kubectl's last-applied copy of the Rollout included; a
+# baseline is a few hundred bytes to a few KiB.
+BASELINE_MAX_BYTES = 64 * 1024
 
 
 def baseline_problems(value: Any, model: str) -> list[tuple[str, Any, str]]:
@@ -83,8 +86,8 @@ def baseline_problems(value: Any, model: str) -> list[tuple[str, Any, str]]:
             return [("drift_baseline", value, f"must be plain finite JSON ({exc})")]
         if size > BASELINE_MAX_BYTES:
             out.append(("drift_baseline", f"{size} bytes",
-                        f"must be at most {BASELINE_MAX_BYTES} bytes of JSON (it becomes a "
-                        "ConfigMap)"))
+                        f"must be at most {BASELINE_MAX_BYTES} bytes of JSON (it travels in a "
+                        "pod-template annotation)"))
     return out
 
 
@@ -100,8 +103,8 @@ class Release:
     source_commit: str
     dvc_lock_sha256: str
     # metrics/drift_baseline.json of the same training run (the serving runtime's PSI
-    # reference), rendered as the ConfigMap <model>-drift-baseline. None: an older release.json
-    # without it, or deploy.drift_baseline_path set to "": no ConfigMap, the PSI stays NaN.
+    # reference), rendered into the pod template (annotation + downward API file). None: an
+    # older release.json without it, or deploy.drift_baseline_path set to "": the PSI stays NaN.
     drift_baseline: dict[str, Any] | None = None
     # Compute that produced this model (metrics/compute/*.json, see ci.compute): totals and
     # per-stage CPU/GPU seconds with the estimated cost. None: recorded without the launcher.

@@ -90,26 +90,6 @@ class TemplateKind:
         return render_template(self.template, context)
 
 
-@dataclass(frozen=True)
-class DriftBaselineKind:
-    """ConfigMap ``<model>-drift-baseline``: the release's drift baseline as a file.
-
-    A release without a baseline (an older release.json) renders no such file, and the pod
-    then neither mounts it nor sets DRIFT_BASELINE.
-    """
-
-    filename: str = "drift-baseline.yaml"
-    template: str = "drift-baseline.yaml.j2"
-    in_kustomization: bool = True
-    validated: bool = True
-
-    def wanted(self, release: Release) -> bool:
-        return release.drift_baseline is not None
-
-    def render(self, context: dict[str, Any]) -> list[dict[str, Any]]:
-        return render_template(self.template, context)
-
-
 def wanted(kind: ManifestKind, release: Release) -> bool:
     """Whether ``kind`` has a file for ``release`` (a kind may define ``wanted(release)``)."""
     check = getattr(kind, "wanted", None)
@@ -119,7 +99,6 @@ def wanted(kind: ManifestKind, release: Release) -> bool:
 # kind name -> manifest kind. Order = order in kustomization.yaml. One entry per kind.
 KINDS: dict[str, ManifestKind] = {
     "rollout": TemplateKind("rollout.yaml", "rollout.yaml.j2"),
-    "drift-baseline": DriftBaselineKind(),
     "services": TemplateKind("services.yaml", "services.yaml.j2"),
     "analysis-templates": TemplateKind("analysis-templates.yaml", "analysis-templates.yaml.j2"),
     "application": TemplateKind("application.yaml", "application.yaml.j2",
@@ -130,8 +109,13 @@ KINDS: dict[str, ManifestKind] = {
 }
 RELEASE_FILE = "release.json"
 MODEL_DIR = "/models"  # emptyDir the fetch-model init container fills
-BASELINE_DIR = "/etc/model"  # the drift baseline ConfigMap's mount
+BASELINE_DIR = "/etc/model"  # the drift baseline's mount (a downward API volume)
 BASELINE_KEY = "drift_baseline.json"
+# The pod template carries its release's drift baseline in this annotation, and a downward API
+# volume makes it the file DRIFT_BASELINE names: every ReplicaSet's pods read their own model's
+# baseline (a ConfigMap shared by name would give a stable pod restarted mid-canary, or after
+# an abort, the canary's baseline, and false drift alerts).
+BASELINE_ANNOTATION = "modelops.io/drift-baseline"
 # Both containers: the restricted Pod Security Standard (the image runs as uid 10001).
 CONTAINER_SECURITY = {
     "runAsNonRoot": True,
@@ -227,7 +211,7 @@ def build_context(release: Release, params: Any, env: str) -> dict[str, Any]:
         "modelops.io/dvc-lock-sha256": release.dvc_lock_sha256,
     }
     baseline = release.baseline_json()
-    if baseline is not None:  # which baseline the pods read (the ConfigMap is shared by name)
+    if baseline is not None:  # which baseline the pods read, short enough to eyeball
         annotations["modelops.io/drift-baseline-sha256"] = hashlib.sha256(
             baseline.encode("utf-8")).hexdigest()
     pod_annotations = {
@@ -235,6 +219,7 @@ def build_context(release: Release, params: Any, env: str) -> dict[str, Any]:
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(deploy.port),
         "prometheus.io/path": "/metrics",
+        **({BASELINE_ANNOTATION: baseline} if baseline is not None else {}),
     }
     model_path = f"{MODEL_DIR}/{Path(deploy.artifact_path).name}"
     container_env = [
@@ -264,7 +249,6 @@ def build_context(release: Release, params: Any, env: str) -> dict[str, Any]:
         "canary_service": f"{model}-canary",
         "application": f"{model}-{env}",
         "path": f"{env}/{model}",
-        "drift_baseline": f"{model}-drift-baseline",
     }
     return {
         "release": release, "deploy": deploy, "env": env_params, "env_name": env,
@@ -277,6 +261,7 @@ def build_context(release: Release, params: Any, env: str) -> dict[str, Any]:
         "credentials_secret": deploy.artifact_credentials_secret,
         "security": CONTAINER_SECURITY, "model_dir": MODEL_DIR, "baseline_dir": BASELINE_DIR,
         "baseline_key": BASELINE_KEY, "has_baseline": baseline is not None,
+        "baseline_annotation": BASELINE_ANNOTATION,
         "service_labels": {role: {**labels, ROLE_LABEL: role} for role in ("stable", "canary")},
         "steps": canary_steps(model, release.version, deploy.canary.steps),
         "analysis_templates": analysis_templates(model, deploy),

@@ -19,11 +19,12 @@ drift baseline (deploy.drift_baseline_path, default metrics/drift_baseline.json;
 which the release carries."""
 
 _RENDER_HELP = """\
-writes OUT/<env>/<model>/ with rollout.yaml, drift-baseline.yaml (a ConfigMap, when the release
-has a baseline), services.yaml, analysis-templates.yaml, prometheus-rules.yaml, application.yaml,
-kustomization.yaml and release.json (all files or none; stale files removed). The Rollout's
-fetch-model init container (python -m serve.fetch) downloads and checks the artifact into
-/models; the server reads DRIFT_BASELINE from the ConfigMap.
+writes OUT/<env>/<model>/ with rollout.yaml, services.yaml, analysis-templates.yaml,
+prometheus-rules.yaml, application.yaml, kustomization.yaml and release.json (all files or none;
+stale files removed). The Rollout's fetch-model init container (python -m serve.fetch) downloads
+and checks the artifact into /models; the server reads DRIFT_BASELINE, the release's drift
+baseline, from a downward API file of its pod template's annotation modelops.io/drift-baseline
+(so stable and canary pods each read their own model's baseline).
 
 analysis thresholds (params.yaml deploy.analysis) -> AnalysisTemplates:
   error_rate_max          <model>-error-rate: share of 5xx in model_requests_total{role="canary"}

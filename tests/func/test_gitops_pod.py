@@ -1,11 +1,11 @@
 """The rendered Rollout pod is runnable: fetch-model init container + serving container.
 
-Checks the wiring in the rendered manifests (volumes, mounts, env, the drift-baseline
-ConfigMap, credentials, security context), then runs the pod as the kubelet would, minus the
+Checks the wiring in the rendered manifests (volumes, mounts, env, the drift baseline in the
+pod template, credentials, security context), then runs the pod as the kubelet would, minus the
 container runtime: the init container's command and environment fetch the artifact from a real
 HTTP server into the ``/models`` volume (a temporary folder), and the serving container's
-environment starts ``python -m serve`` on the fetched file with the ConfigMap's baseline, so the
-drift gauge the AnalysisTemplate queries is a number, not NaN.
+environment starts ``python -m serve`` on the fetched file with the pod template's baseline (a
+downward API file), so the drift gauge the AnalysisTemplate queries is a number, not NaN.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import http.client
 import http.server
 import json
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from ci.errors import ConfigError
 from ci.fsutil import sha256_file
 from ci.yamlio import load_yaml_all, load_yaml_file
 from gitops.release import Release
-from gitops.render import KINDS, render_docs, render_env
+from gitops.render import BASELINE_ANNOTATION, KINDS, render_docs, render_env
 from serve.canary import free_port, wait_until
 from serve.fixtures import class_distribution, held_out, linear_model
 from tests.conftest import ROOT
@@ -44,6 +45,12 @@ def _pod(files_or_docs):
     rollout = files_or_docs["rollout.yaml"]
     (doc,) = load_yaml_all(rollout.decode()) if isinstance(rollout, bytes) else rollout
     return doc["spec"]["template"]["spec"]
+
+
+def _pod_meta(files_or_docs):
+    rollout = files_or_docs["rollout.yaml"]
+    (doc,) = load_yaml_all(rollout.decode()) if isinstance(rollout, bytes) else rollout
+    return doc["spec"]["template"]["metadata"]
 
 
 def _env(container) -> dict[str, str]:
@@ -73,19 +80,16 @@ def test_pod_wiring(params):
     assert "emptyDir" in volumes["model"]
     assert _mounts(init)["model"] == _mounts(main)["model"] == "/models"
     assert next(m for m in main["volumeMounts"] if m["name"] == "model")["readOnly"] is True
-    # the baseline file: ConfigMap key -> volume item -> mount -> DRIFT_BASELINE
-    cm_volume = volumes["drift-baseline"]["configMap"]
-    (item,) = cm_volume["items"]
+    # the baseline file: pod-template annotation -> downward API item -> mount -> DRIFT_BASELINE
+    (item,) = volumes["drift-baseline"]["downwardAPI"]["items"]
+    assert item["fieldRef"] == {"fieldPath": f"metadata.annotations['{BASELINE_ANNOTATION}']"}
     assert serve_env["DRIFT_BASELINE"] == f"{_mounts(main)['drift-baseline']}/{item['path']}"
-    (cm,) = load_yaml_all(files["drift-baseline.yaml"].decode())
-    assert (cm["kind"], cm["metadata"]["name"]) == ("ConfigMap", cm_volume["name"])
-    assert cm["metadata"]["name"] == "digits-cnn-drift-baseline"
-    assert cm["metadata"]["namespace"] == params.deploy.environments["production"].namespace
-    assert json.loads(cm["data"][item["key"]]) == release.drift_baseline
-    digest = hashlib.sha256(cm["data"][item["key"]].encode()).hexdigest()
-    (rollout,) = load_yaml_all(files["rollout.yaml"].decode())
-    pod_meta = rollout["spec"]["template"]["metadata"]
-    assert pod_meta["annotations"]["modelops.io/drift-baseline-sha256"] == digest
+    assert next(m for m in main["volumeMounts"] if m["name"] == "drift-baseline")["readOnly"]
+    annotations = _pod_meta(files)["annotations"]
+    assert json.loads(annotations[BASELINE_ANNOTATION]) == release.drift_baseline
+    digest = hashlib.sha256(annotations[BASELINE_ANNOTATION].encode()).hexdigest()
+    assert annotations["modelops.io/drift-baseline-sha256"] == digest
+    assert [n for n in files if "baseline" in n] == []  # no ConfigMap shared by name
     # hardened containers, resources from params, no credentials unless configured
     for c in (init, main):
         sc = c["securityContext"]
@@ -97,19 +101,16 @@ def test_pod_wiring(params):
     assert "envFrom" not in init and "envFrom" not in main
 
 
-def test_configmap_is_validated_as_a_core_kind(params):
-    import copy
-
-    from gitops.validate import validate_manifests
-
-    (cm,) = render_docs(example_release(), params, "staging")["drift-baseline.yaml"]
-    assert validate_manifests([cm], ["drift-baseline.yaml"]) == []
-    bad = copy.deepcopy(cm)
-    bad["data"]["drift_baseline.json"] = 3  # ConfigMap data values are strings
-    bad["dat"] = bad.pop("binaryData", {})  # misspelled field: strict mode rejects it
-    problems = [str(p) for p in validate_manifests([bad], ["drift-baseline.yaml"])]
-    assert any("data.drift_baseline.json" in p for p in problems), problems
-    assert any("dat" in p and "data." not in p for p in problems), problems
+def test_stable_and_canary_pods_each_read_their_own_baseline(params):
+    """Argo Rollouts keeps one ReplicaSet per pod template: the stable release's pods, restarted
+    mid-canary or after an abort, still mount the stable model's baseline, not the canary's."""
+    stable = example_release(version="1", drift_baseline={
+        "model": "digits-cnn", "class_distribution": [0.5, 0.5]})
+    canary = example_release(version="2", drift_baseline={
+        "model": "digits-cnn", "class_distribution": [0.9, 0.1]})
+    old, new = (_pod_meta(render_env(r, params, "production")) for r in (stable, canary))
+    assert json.loads(old["annotations"][BASELINE_ANNOTATION])["class_distribution"] == [0.5, 0.5]
+    assert json.loads(new["annotations"][BASELINE_ANNOTATION])["class_distribution"] == [0.9, 0.1]
 
 
 def test_credentials_secret_goes_to_the_init_container_only(params):
@@ -125,17 +126,16 @@ def test_credentials_secret_goes_to_the_init_container_only(params):
     assert "'Bad Secret'" in str(info.value)
 
 
-def test_release_without_baseline_renders_no_configmap(params):
+def test_release_without_baseline_mounts_none(params):
     release = example_release(drift_baseline=None)
     files = render_env(release, params, "staging")  # still validates
-    assert "drift-baseline.yaml" not in files
     (kust,) = load_yaml_all(files["kustomization.yaml"].decode())
-    assert "drift-baseline.yaml" not in kust["resources"]
-    assert kust["resources"] == [k.filename for name, k in KINDS.items()
-                                 if k.in_kustomization and name != "drift-baseline"]
+    assert kust["resources"] == [k.filename for k in KINDS.values() if k.in_kustomization]
     pod = _pod(files)
     assert "DRIFT_BASELINE" not in _env(pod["containers"][0])
     assert "drift-baseline" not in {v["name"] for v in pod["volumes"]}
+    assert "drift-baseline" not in _mounts(pod["containers"][0])
+    assert not any("drift-baseline" in k for k in _pod_meta(files)["annotations"])
 
 
 def test_release_json_carries_the_baseline_to_every_environment(params):
@@ -143,9 +143,8 @@ def test_release_json_carries_the_baseline_to_every_environment(params):
     staging = render_env(example_release(), params, "staging")
     copied = Release.from_json(staging["release.json"])
     production = render_env(copied, params, "production")
-    (a,) = load_yaml_all(staging["drift-baseline.yaml"].decode())
-    (b,) = load_yaml_all(production["drift-baseline.yaml"].decode())
-    assert a["data"] == b["data"]
+    a, b = (_pod_meta(files)["annotations"][BASELINE_ANNOTATION] for files in (staging, production))
+    assert a == b
     assert production["release.json"] == staging["release.json"]
 
 
@@ -177,17 +176,19 @@ def test_rendered_pod_runs_fetch_then_serve_with_drift_baseline(params, tmp_path
         sha256=sha256_file(model), drift_baseline=baseline,
         artifact_uri=f"http://127.0.0.1:{server.server_address[1]}/blob")
     docs = render_docs(release, params, "staging")
-    pod = _pod(docs)
-    (cm,) = docs["drift-baseline.yaml"]
-    # the kubelet's part: volumes as folders, the ConfigMap's keys as files
+    pod, annotations = _pod(docs), _pod_meta(docs)["annotations"]
+    # the kubelet's part: volumes as folders, downward API annotation items as files (the
+    # labels file as Argo Rollouts labels a canary pod)
     volume_dirs = {}
     for v in pod["volumes"]:
         volume_dirs[v["name"]] = tmp_path / "volumes" / v["name"]
         volume_dirs[v["name"]].mkdir(parents=True)
-        if "configMap" in v:
-            for item in v["configMap"]["items"]:
-                (volume_dirs[v["name"]] / item["path"]).write_text(cm["data"][item["key"]])
+        for item in v.get("downwardAPI", {}).get("items", []):
+            field = re.fullmatch(r"metadata\.annotations\['(.+)'\]", item["fieldRef"]["fieldPath"])
+            if field:
+                (volume_dirs[v["name"]] / item["path"]).write_text(annotations[field[1]])
     (volume_dirs["podinfo"] / "labels").write_text('modelops.io/role="canary"\n')
+    assert (volume_dirs["drift-baseline"] / "drift_baseline.json").is_file()
 
     def container_env(c):
         env = _env(c)

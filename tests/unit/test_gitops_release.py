@@ -244,3 +244,16 @@ def test_release_json_with_bad_baseline_is_refused():
     raw["drift_baseline"] = [1, 2]
     with pytest.raises(InputError, match=r"drift_baseline: must be a JSON object"):
         Release.from_json(json.dumps(raw))
+
+
+def test_a_baseline_too_big_for_a_pod_template_annotation_is_refused(repo, params):
+    from gitops.release import BASELINE_MAX_BYTES
+
+    big = {**BASELINE, "features": {"mean": [0.5] * (BASELINE_MAX_BYTES // 4)}}
+    _write_baseline(repo, json.dumps(big).encode())
+    with pytest.raises(InputError) as info:
+        _build(repo, params)
+    message = str(info.value)
+    assert message.startswith("metrics/drift_baseline.json: (top level): ")
+    assert f"must be at most {BASELINE_MAX_BYTES} bytes of JSON" in message
+    assert "pod-template annotation" in message

@@ -16,7 +16,13 @@ from ci.config import load_params
 from ci.errors import ValidationError
 from ci.yamlio import load_yaml_all
 from gitops.release import OPTIONAL_FIELDS, Release
-from gitops.render import dump_manifests, render_docs, render_template, to_json
+from gitops.render import (
+    BASELINE_ANNOTATION,
+    dump_manifests,
+    render_docs,
+    render_template,
+    to_json,
+)
 from tests.conftest import ROOT
 from tests.unit.test_gitops_release import example_release
 
@@ -133,14 +139,15 @@ def test_hostile_params_values_cannot_change_structure(field, value):
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=HOSTILE)
-def test_hostile_strings_in_the_drift_baseline_stay_inside_its_file(value):
+def test_hostile_strings_in_the_drift_baseline_stay_inside_its_annotation(value):
     baseline = {**example_release().drift_baseline, "split": value, "classes": [value] * 10}
     release = dataclasses.replace(example_release(), drift_baseline=baseline)
-    (doc,) = render_docs(release, PARAMS, "staging")["drift-baseline.yaml"]
+    docs = render_docs(release, PARAMS, "staging")["rollout.yaml"]
     try:
-        text = dump_manifests([doc], "drift-baseline.yaml").decode()
+        text = dump_manifests(docs, "rollout.yaml").decode()
     except ValidationError:
         assume(False)
-    (parsed,) = load_yaml_all(text)
-    assert _shape(parsed) == _shape(BASELINE["drift-baseline.yaml"][0])
-    assert json.loads(parsed["data"]["drift_baseline.json"]) == baseline
+    parsed = load_yaml_all(text)
+    assert _shape(parsed) == _shape(BASELINE["rollout.yaml"])
+    annotations = parsed[0]["spec"]["template"]["metadata"]["annotations"]
+    assert json.loads(annotations[BASELINE_ANNOTATION]) == baseline
