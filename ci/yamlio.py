@@ -201,7 +201,8 @@ def _fast_str(value: str) -> str:
 
 
 def _fast_mapping(data: dict, indent: int, out: list[str], first: str | None = None,
-                  chain: tuple[str, ...] | None = None) -> None:
+                  chain: tuple[str, ...] | None = None,
+                  spliced: list[tuple[str, Any, str]] | None = None) -> None:
     pad = " " * indent
     for i, (key, value) in enumerate(data.items()):
         if type(key) is not str or len(key) > 100:
@@ -214,7 +215,7 @@ def _fast_mapping(data: dict, indent: int, out: list[str], first: str | None = N
             else:
                 out.append(lead + "\n")
                 _fast_mapping(value, indent + 2, out,
-                              chain=None if chain is None else (*chain, key))
+                              chain=None if chain is None else (*chain, key), spliced=spliced)
         elif kind is list:
             if not value:
                 out.append(lead + " []\n")
@@ -227,7 +228,10 @@ def _fast_mapping(data: dict, indent: int, out: list[str], first: str | None = N
             except _NotFast:
                 if chain is None:
                     raise
-                out.append(lead + _ruamel_value(chain, key, value))
+                text = _ruamel_value(chain, key, value)
+                out.append(lead + text)
+                if spliced is not None:
+                    spliced.append((key, value, text))
 
 
 _SPLICE_CACHE: dict[tuple[Any, ...], str] = {}  # (chain, key, string) -> text after "key:"
@@ -251,6 +255,20 @@ def _ruamel_value(chain: tuple[str, ...], key: str, value: Any) -> str:
             _SPLICE_CACHE.clear()
         _SPLICE_CACHE[cache_key] = text
     return text
+
+
+def _reads_back(key: str, value: Any, text: str) -> bool:
+    """Whether ``key:`` + ``text`` (a spliced value) reads back as ``{key: value}`` with
+    libyaml's YAML 1.1 loader, as kubectl reads it: the one value checked on its own, so a
+    spliced document needs no parse of the whole to know it reads back exactly."""
+    pyyaml, loader = _libyaml_loader()
+    if loader is None:
+        return False
+    try:
+        docs = list(pyyaml.load_all(_fast_scalar(key) + ":" + text, Loader=loader))  # noqa: S506
+    except pyyaml.YAMLError:
+        return False
+    return docs == [{key: value}]
 
 
 _ESCAPES = {"\x00": "0", "\x07": "a", "\x08": "b", "\t": "t", "\n": "n", "\x0b": "v",
@@ -374,23 +392,30 @@ def _fast_sequence(items: list, indent: int, out: list[str]) -> None:
             out.append(lead + _fast_scalar(item) + "\n")
 
 
-def dump_yaml_all_fast(docs: list[Any]) -> str | None:
+def dump_yaml_all_fast(docs: list[Any], *, splice: bool = False) -> str | None:
     """The bytes ``dump_yaml_all(docs, yaml11_safe=True)`` writes, when the fast path applies
-    (else None). Its output reads back as exactly ``docs`` in YAML 1.1 and 1.2 (tested)."""
-    return _dump_fast(docs)
+    (else None). Its output reads back as exactly ``docs`` in YAML 1.1 and 1.2 (tested).
+    ``splice`` also takes documents with long or escaped strings and floats under mappings,
+    each written as ruamel writes it and checked to read back on its own
+    (:func:`_reads_back`)."""
+    return _dump_fast(docs, splice=splice, check=True)
 
 
-def _dump_fast(docs: list[Any], splice: bool = False) -> str | None:
+def _dump_fast(docs: list[Any], splice: bool = False, check: bool = False) -> str | None:
     """The bytes ruamel would write for ``docs`` (yaml11_safe settings), or None. ``splice``:
     scalars the fast writer does not handle, under mappings only, are written by ruamel
-    alone (:func:`_ruamel_value`); such output is not known to read back exactly."""
+    alone (:func:`_ruamel_value`); ``check``: None unless each of those reads back as itself
+    (:func:`_reads_back`), so that the whole output does."""
     parts = []
     try:
         for doc in docs:
             if type(doc) is not dict or not doc:
                 return None
             out: list[str] = []
-            _fast_mapping(doc, 0, out, chain=() if splice else None)
+            spliced: list[tuple[str, Any, str]] = []
+            _fast_mapping(doc, 0, out, chain=() if splice else None, spliced=spliced)
+            if check and not all(_reads_back(*s) for s in spliced):
+                return None
             parts.append("".join(out))
     except _NotFast:
         return None

@@ -286,7 +286,8 @@ def dump_manifests(docs: list[Any], source: str) -> bytes:
     from ci.errors import ValidationError
     from ci.yamlio import dump_yaml_all, dump_yaml_all_fast, load_yaml_all_fast
 
-    text = dump_yaml_all_fast(docs)  # reads back exactly, by construction (tested)
+    # reads back exactly: by construction (tested), each spliced value checked on its own
+    text = dump_yaml_all_fast(docs, splice=True)
     if text is not None:
         return text.encode("utf-8")
     text = dump_yaml_all(docs, yaml11_safe=True)

@@ -17,8 +17,9 @@ only when:
   in a comment, not behind an anchor (each one found exactly once; no container is shared);
 - the template has no placeholder characters of its own and no value contains them;
 - the JSON text of each value parses on its own (a string of printable ASCII without quote or
-  backslash is itself, as are ints, bools, null and containers of those; anything else is
-  parsed on its own, cached).
+  backslash is itself, as are ints, bools, null and containers of those; an object with such
+  keys, or an array, is its members each taken the same way; anything else is parsed on its
+  own, cached).
 
 Otherwise the real text is parsed as usual (with the usual error for text that is not YAML).
 """
@@ -140,6 +141,17 @@ def _value(value: Any, text: str) -> Any:
         return value
     if _plain(value):
         return _copy(value)
+    kind = type(value)
+    if (kind is dict and all(type(k) is str and _BORING.fullmatch(k) for k in value)) \
+            or kind is list:
+        # A JSON object or array is a YAML flow collection of its members' JSON texts: each
+        # member on its own, so one long string (a pod template's drift baseline annotation)
+        # costs its own parse, not a parse of the whole mapping around it for every model.
+        from gitops.render import to_json
+
+        if kind is list:
+            return [_value(v, to_json(v)) for v in value]
+        return {k: _value(v, to_json(v)) for k, v in value.items()}
     docs = _parsed_values.get(text, _MISSING)
     if docs is _MISSING:
         from ci.errors import InputError

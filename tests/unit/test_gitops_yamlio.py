@@ -73,7 +73,22 @@ def test_ruamel_written_scalars_spliced_into_fast_output_match_ruamel(docs):
     spliced = _dump_fast(docs, splice=True)
     if spliced is not None:
         assert spliced == _ruamel(docs)
+    checked = _dump_fast(docs, splice=True, check=True)
+    if checked is not None:
+        assert checked == spliced
+        # each spliced value was checked to read back, so the whole document does (what lets
+        # gitops.render.dump_manifests skip parsing it again)
+        assert load_yaml_all_fast(checked) == docs
     assert dump_yaml_all(docs, yaml11_safe=True) == _ruamel(docs)
+
+
+def test_a_spliced_value_that_would_not_read_back_is_not_spliced():
+    from ci.yamlio import dump_yaml_all_fast
+
+    assert dump_yaml_all_fast([{"x": 1e20}], splice=True) is None  # YAML 1.1 reads "1e+20" as text
+    assert load_yaml_all_fast(_ruamel([{"x": 1e20}])) != [{"x": 1e20}]
+    doc = {"metadata": {"annotations": {"baseline": '{"k":[' + "0.25," * 900 + '0]}\n'}}}
+    assert load_yaml_all_fast(dump_yaml_all_fast([doc], splice=True)) == [doc]
 
 
 def test_a_configmap_with_a_long_json_string_is_spliced_not_whole_ruamel():
