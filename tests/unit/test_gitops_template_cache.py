@@ -151,3 +151,25 @@ def test_another_j_filter_means_two_renders_and_a_comparison():
     assert render_parsed("t", {"v": "abc"}, base) == [{"a": "ABC"}]
     assert template_cache.stats["one render"] == before["one render"]
 
+
+
+JSONISH = st.recursive(
+    st.one_of(HOSTILE, st.integers(-10**9, 10**9), st.booleans(), st.none(),
+              st.floats(allow_nan=False, allow_infinity=False)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.one_of(HOSTILE, st.sampled_from(["k", "a-b"])),
+                                            inner, max_size=3)), max_leaves=10)
+
+
+@settings(max_examples=200, deadline=None)
+@given(JSONISH)
+def test_containers_of_hostile_values_give_the_same_documents(value):
+    """Objects and arrays are taken member by member: the same as parsing their JSON whole."""
+    base = _env({"t": "a: {{ v | j }}\nb: 1\n"})
+    try:
+        expected = _typed(_reference(base, "t", {"v": value}))
+    except (InputError, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            render_parsed("t", {"v": value}, base)
+        return
+    assert _typed(render_parsed("t", {"v": value}, base)) == expected
