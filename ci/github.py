@@ -236,6 +236,15 @@ class GitHub:
                              hint="check the network and GITHUB_API_URL, then rerun",
                              retryable=True)
 
+    def _back_off(self, error: ExternalError, attempt: int, failed: str, then: str) -> None:
+        """Raise ``error`` when it is final (not retryable, or the last attempt); else log and
+        wait the policy's delay before the caller's next round."""
+        if not error.retryable or attempt == self.policy.attempts - 1:
+            raise error
+        delay = self.policy.delay(attempt)
+        LOG.warning("github: %s (%s); %s in %.1fs", failed, error.message, then, delay)
+        self.policy.sleep(delay)
+
     def _json(self, resp: requests.Response, expected: int, what: str):
         if resp.status_code != expected:
             raise self._fail(what, gh_exc.error_for(resp))
@@ -297,12 +306,7 @@ class GitHub:
                 error = self._fail(f"post the {what}", gh_exc.error_for(resp))
             except (gh_exc.GitHubException, requests.RequestException) as exc:
                 error = self._fail(f"post the {what}", exc)
-            if not error.retryable or attempt == self.policy.attempts - 1:
-                raise error
-            delay = self.policy.delay(attempt)
-            LOG.warning("github: posting the comment failed (%s); listing again in %.1fs",
-                        error.message, delay)
-            self.policy.sleep(delay)
+            self._back_off(error, attempt, "posting the comment failed", "listing again")
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- pull requests ---------------------------------------------------------------------
@@ -351,12 +355,7 @@ class GitHub:
             if exists:
                 raise ExternalError(f"{error.message}; no open pull request {head!r} -> "
                                     f"{base!r} either", hint="check that both branches exist")
-            if not error.retryable or attempt == self.policy.attempts - 1:
-                raise error
-            delay = self.policy.delay(attempt)
-            LOG.warning("github: opening the pull request failed (%s); retrying in %.1fs",
-                        error.message, delay)
-            self.policy.sleep(delay)
+            self._back_off(error, attempt, "opening the pull request failed", "retrying")
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- verdicts --------------------------------------------------------------------------
