@@ -24,6 +24,7 @@ of 0.6 s. A default that names no configured remote is an error naming the file 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,11 +72,12 @@ def default_remote(root: str | Path = ".") -> str | None:
     return str(name)
 
 
-def _dvc(args: list[str]) -> None:
+def _dvc(args: list[str], root: str | Path) -> None:
     from dvc.cli import main as dvc_main
 
     print(f"==> dvc {' '.join(args)}", flush=True)
-    rc = dvc_main(args)
+    with contextlib.chdir(root):  # as `dvc` run from the repository's root
+        rc = dvc_main(args)
     if rc:
         raise ExternalError(f"dvc {args[0]} failed (exit {rc}); DVC's message is above")
 
@@ -96,7 +98,7 @@ def reproduce(pull: str = "auto", outputs: Sequence[str] = DEFAULT_OUTPUTS,
         print("==> unchanged stages are skipped, changed ones pull their inputs and run",
               flush=True)
     repro = ["repro", "--pull", "--allow-missing"] if use_remote else ["repro"]
-    _dvc(repro)
+    _dvc(repro, root)
     print(f"==> reproduced in {time.perf_counter() - start:.1f}s", flush=True)
     partial = partial_outputs(root) if use_remote else []
     if partial:
@@ -108,7 +110,7 @@ def reproduce(pull: str = "auto", outputs: Sequence[str] = DEFAULT_OUTPUTS,
         # Every listed output, present or not: pull and checkout only touch what differs from
         # dvc.lock, and pull reads the local cache before the remote.
         start = time.perf_counter()
-        _dvc(["pull", *targets] if use_remote else ["checkout", *targets])
+        _dvc(["pull", *targets] if use_remote else ["checkout", *targets], root)
         missing = [t for t in targets if not (Path(root) / t).exists()]
         if missing:
             raise ExternalError(f"outputs not in the workspace after dvc "
@@ -116,7 +118,7 @@ def reproduce(pull: str = "auto", outputs: Sequence[str] = DEFAULT_OUTPUTS,
                                 hint="is each one an output of a stage in dvc.yaml?")
         print(f"==> outputs in place in {time.perf_counter() - start:.1f}s", flush=True)
     if partial:  # the stages that ran on part of a folder see it changed, and run again
-        _dvc(repro)
+        _dvc(repro, root)
 
 
 def partial_outputs(root: str | Path = ".") -> list[str]:
