@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast lint venv lock bench clean
 
-$(STAMP): requirements.lock requirements.in
+$(STAMP): requirements.lock requirements.in pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "==> installing pinned dependencies into $(VENV) (first run takes a few minutes)"
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
+	@echo "==> installing the suite (editable: modelops -> core/, modelops.ci -> ci/, ...)"
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -58,7 +60,7 @@ bench-gitops: $(STAMP)
 # 127.0.0.1 (apt-get install prometheus; only the binary is used) and the benchmark vs KServe.
 .PHONY: canary-demo bench-serve
 canary-demo: $(STAMP)
-	$(PY) -m serve.canary
+	$(PY) -m scripts.canary_demo
 
 bench-serve: $(STAMP)
 	$(PY) bench/serve.py
@@ -84,4 +86,4 @@ bench: bench-ci-path
 # PNG plots of plots/*.csv for the workflow artifact 'model-plots' (ci/plots.py).
 .PHONY: plots
 plots: $(STAMP)
-	$(PY) -m ci plots --out reports/plots
+	$(VENV)/bin/modelops-ci plots --out reports/plots

@@ -1,6 +1,7 @@
 """Benchmark the sticky comment: API requests per upsert and render time.
 
-Runs the real client (ci.github) against the GitHub imitation (a loopback HTTP server that checks
+Runs the real client (modelops.github) against the GitHub imitation (a loopback HTTP server that
+checks
 every request and response against GitHub's OpenAPI description), with 0, 100 and 1000 existing
 comments on the pull request, the sticky one last (the worst case: every page is read).
 
@@ -25,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from github3.issues.comment import IssueComment  # noqa: E402
 
-from ci.github import APP_BOT_LOGIN, GitHub, RetryPolicy  # noqa: E402
-from ci.markdown import marker, render_comment  # noqa: E402
-from ci.report import load_report  # noqa: E402
+from modelops.ci.markdown import marker, render_comment  # noqa: E402
+from modelops.ci.reportfile import load_report  # noqa: E402
+from modelops.github import APP_BOT_LOGIN, GitHub, GitHubPolicy  # noqa: E402
 from tests.github_imitation import GitHubImitation  # noqa: E402
 
 REPO = "bench/models"
@@ -55,7 +56,7 @@ def measure(sizes: list[int], body: str, mark: str) -> list[tuple]:
     api.add_repo(REPO)
     rows = []
     try:
-        gh = GitHub("bench-token", api.api_url, policy=RetryPolicy(attempts=1))
+        gh = GitHub("bench-token", api.api_url, policy=GitHubPolicy(attempts=1))
         gh.gh._get(gh._url("rate_limit"))  # warm up: the imitation loads the OpenAPI document
         for i, n in enumerate(sizes):
             pr = 100 + i

@@ -20,8 +20,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ci.compile.latency import environment, make_batch, measure  # noqa: E402
-from ci.compile.onnxruntime import make_session  # noqa: E402
+from modelops.ci.compile.latency import environment, make_batch, measure  # noqa: E402
+from modelops.ci.compile.onnxruntime import make_session  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,9 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gitops.gitrepo import ensure_bare_remote  # noqa: E402
-from gitops.publish import params_renderer, publish  # noqa: E402
-from gitops.release import Release  # noqa: E402
+from modelops.gitops.gitrepo import ensure_bare_remote  # noqa: E402
+from modelops.gitops.publish import params_renderer, publish  # noqa: E402
+from modelops.gitops.release import Release  # noqa: E402
 
 ENVS = ("staging", "production")
 NOOP_GOAL_S = 1.0
@@ -119,10 +119,10 @@ def run_size(n: int, render, tmp: Path) -> dict[str, float]:
 
 def _plain_render(name: str, context: dict) -> list:
     """Render and parse every text (what gitops.render did before the template cache)."""
-    from ci.yamlio import load_yaml_all_fast
-    from gitops.render import _jinja
+    from modelops.gitops.templating import jinja_env
+    from modelops.yamlio import load_yaml_all_fast
 
-    return load_yaml_all_fast(_jinja().get_template(name).render(**context), f"template {name}")
+    return load_yaml_all_fast(jinja_env().get_template(name).render(**context), f"template {name}")
 
 
 def steps(render, runs: int) -> list[tuple[str, float]]:
@@ -131,8 +131,8 @@ def steps(render, runs: int) -> list[tuple[str, float]]:
     import re
     import statistics
 
-    from ci import yamlio
-    from gitops import crd, template_cache, validate
+    from modelops.ci import yamlio
+    from modelops.gitops import crd, template_cache, validate
 
     saved = (yamlio._PLAIN_CANDIDATE, yamlio._STR_CACHE, crd._fast_valid,
              validate._core_fast_valid, template_cache.render_parsed, yamlio._ruamel_value)

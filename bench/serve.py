@@ -4,7 +4,7 @@
 
 One run measures, on this machine:
 - in-process ONNX Runtime (the floor: no HTTP, no JSON);
-- ``python -m serve`` with JSON tensors and with binary tensors (the fast path);
+- ``modelops-serve`` with JSON tensors and with binary tensors (the fast path);
 - KServe's ``ModelServer`` (``kserve`` from PyPI, a minimal ONNX Runtime ``Model`` class), JSON
   tensors over its v2 REST endpoint;
 at batch 1 and 32, with 1 and 16 concurrent clients (keep-alive connections, one thread each,
@@ -92,7 +92,7 @@ def ensure_kserve(venv: Path) -> Path:
 
 
 def _free_port() -> int:
-    from serve.canary import free_port
+    from scripts.canary_demo import free_port
 
     return free_port()
 
@@ -229,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
 
-    from ci.fsutil import sha256_file
-    from serve.fixtures import held_out, linear_model
+    from modelops.fsutil import sha256_file
+    from scripts.fixtures import held_out, linear_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     model = args.model or (ROOT / "models" / "model.onnx")
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ours_port = _free_port()
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "serve", "--model", str(model), "--sha256",
+            [sys.executable, "-m", "modelops.serve", "--model", str(model), "--sha256",
              sha256_file(model), "--port", str(ours_port), "--threads", "1"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         ks_port = _free_port()

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gitops.crd import validate_strict  # noqa: E402
-from gitops.workflow import WorkflowContext, WorkflowParams, render_workflow  # noqa: E402
+from modelops.gitops.crd import validate_strict  # noqa: E402
+from modelops.gitops.workflow import WorkflowContext, WorkflowParams, render_workflow  # noqa: E402
 
 
 def generated_graph(n: int, seed: int = 0) -> dict[str, list[str]]:

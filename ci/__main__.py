@@ -1,4 +1,4 @@
-"""``python -m ci``: pull-request time commands for contributors and reviewers."""
+"""``modelops-ci``: pull-request time commands for contributors and reviewers."""
 
 from __future__ import annotations
 
@@ -7,31 +7,31 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from ci.cli import run_main
+from modelops.cli import run_main
 
 # Modules that add subcommands: each exposes register(subparsers). One line per module.
 COMMAND_MODULES: list[str] = [
-    "ci.compile.cli",
-    "ci.report",
-    "ci.comment",
-    "ci.retrain",
-    "ci.cost",
-    "ci.plots",
-    "ci.reproduce",
+    "modelops.ci.compile.cli",
+    "modelops.ci.report",
+    "modelops.ci.comment",
+    "modelops.ci.retrain",
+    "modelops.ci.cost",
+    "modelops.ci.plots",
+    "modelops.ci.reproduce",
 ]
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
-    from ci.config import load_params
+    from modelops.settings import load_settings
 
-    params = load_params(args.params)
+    params = load_settings(args.params)
     print(f"{args.params}: ok ({', '.join(params.sections)})")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m ci",
+        prog="modelops-ci",
         description="Pull-request evaluation of the model repository: check params, compare "
                     "with the base branch, gate, compile, report and comment.",
         epilog="Exit codes: 0 ok, 1 a gate said no, 2 bad input or config, 3 internal error.")
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_main(build_parser, argv, prog="ci")
+    return run_main(build_parser, argv, prog="modelops-ci")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Inputs: ``params.yaml`` (model name, description, team), ``dvc.lock`` (data hashes, parameters
 and outputs of every stage), ``metrics/metrics.json`` (headline metrics and per-class slices),
 ``models/model.onnx`` (sha256). The YAML front matter follows the Hugging Face model card
-metadata (``model-index`` with results), written through :mod:`ci.yamlio` and checked by loading
+metadata (``model-index`` with results), written through :mod:`modelops.yamlio` and checked by
+loading
 the card with ``huggingface_hub.ModelCard`` before anything is written.
 
 The ``card`` stage of ``dvc.yaml`` writes the card, so it is a pure function of what that stage
@@ -25,7 +26,7 @@ from typing import Any
 
 import jinja2
 
-from ci.errors import InputError, ValidationError
+from modelops.errors import InputError, ValidationError
 
 TEMPLATE_DIR = Path("model-cards") / "templates"
 TEMPLATE = "model-card.md.j2"
@@ -78,7 +79,7 @@ def _params(entries: Any) -> list[str]:
 
 def card_inputs(root: str | Path = ".") -> CardInputs | None:
     """The ``card`` stage's inputs from ``dvc.yaml``; ``None`` when there is no such stage."""
-    from ci.yamlio import load_yaml_file
+    from modelops.yamlio import load_yaml_file
 
     path = Path(root) / "dvc.yaml"
     if not path.is_file():
@@ -145,7 +146,7 @@ def front_matter(model: dict[str, Any], metrics: dict[str, Any]) -> dict[str, An
 
 def _stage_data(lock: dict[str, Any], inputs: CardInputs | None = None,
                 ) -> tuple[list[dict], list[dict], list[dict]]:
-    from ci.compare import flatten
+    from modelops.ci.compare import flatten
 
     data, params, lineage = [], [], []
     for stage, entry in lock.items():
@@ -182,13 +183,13 @@ def _stage_data(lock: dict[str, Any], inputs: CardInputs | None = None,
 
 def build_context(root: str | Path = ".", params_file: str = "params.yaml",
                   metrics: dict[str, Any] | None = None) -> dict[str, Any]:
-    from ci.compare import read_json_at, read_lock_at
-    from ci.config import load_params
-    from ci.fsutil import sha256_file
-    from ci.yamlio import dump_yaml
+    from modelops.ci.compare import read_json_at, read_lock_at
+    from modelops.fsutil import sha256_file
+    from modelops.settings import load_settings
+    from modelops.yamlio import dump_yaml
 
     root = Path(root)
-    params = load_params(root / params_file)
+    params = load_settings(root / params_file)
     model = {"name": params.model.name, "description": params.model.description,
              "team": params.model.team}
     if metrics is None:
@@ -223,7 +224,7 @@ def build_context(root: str | Path = ".", params_file: str = "params.yaml",
 
 
 def render_card(context: dict[str, Any], template_dir: str | Path | None = None) -> str:
-    from ci.markdown import code, md
+    from modelops.ci.markdown import code, md
 
     directory = Path(template_dir) if template_dir else Path(context.get("_root", ".")) \
         / TEMPLATE_DIR

@@ -1,4 +1,4 @@
-"""``python -m ci comment``: publish the PR report as ONE sticky comment and a gate verdict.
+"""``modelops-ci comment``: publish the PR report as ONE sticky comment and a gate verdict.
 
 Reads ``reports/report.json``, renders it with :func:`ci.markdown.render_comment`, and then:
 
@@ -25,11 +25,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ci.errors import InputError
+from modelops.errors import InputError
 
 DEFAULT_REPORT = "reports/report.json"
 DEFAULT_OUT = "reports/pr-comment.md"
-LOG = logging.getLogger("ci.comment")
+LOG = logging.getLogger("modelops.ci.comment")
 
 
 def event_info(event_path: str | None) -> dict[str, Any]:
@@ -80,7 +80,7 @@ def _verdict_text(report: dict[str, Any]) -> tuple[bool, str]:
 
 
 def _write_outputs(body: str, out: Path, env: dict[str, str]) -> None:
-    from ci.fsutil import atomic_write_text
+    from modelops.fsutil import atomic_write_text
 
     atomic_write_text(out, body)
     summary = env.get("GITHUB_STEP_SUMMARY")
@@ -90,9 +90,9 @@ def _write_outputs(body: str, out: Path, env: dict[str, str]) -> None:
 
 
 def publish(args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
-    from ci.github import APP_BOT_LOGIN, CommentForbidden, GitHub, RetryPolicy
-    from ci.markdown import marker, render_comment
-    from ci.report import load_report
+    from modelops.ci.markdown import marker, render_comment
+    from modelops.ci.reportfile import load_report
+    from modelops.github import APP_BOT_LOGIN, CommentForbidden, GitHub, GitHubPolicy
 
     env = dict(os.environ) if env is None else env
     report = load_report(args.report)
@@ -120,7 +120,7 @@ def publish(args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
         print(f"comment: not a pull request (no --pr and no pull request in the event); the "
               f"comment is in {out}", file=sys.stderr)
         return 0
-    policy = RetryPolicy(max_wait=args.max_wait, backoff=args.backoff)
+    policy = GitHubPolicy(max_wait=args.max_wait, backoff=args.backoff)
     gh = GitHub(token, env.get("GITHUB_API_URL"), policy=policy)
     bot = args.bot_login or env.get("MODELOPS_BOT_LOGIN") or APP_BOT_LOGIN
     print(f"comment: updating the sticky comment of {model} on {repo}#{number} as {bot}",
@@ -174,7 +174,7 @@ def _cmd_comment(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``comment`` to ``python -m ci``."""
+    """Add ``comment`` to ``modelops-ci``."""
     p = subparsers.add_parser(
         "comment", help="post the report as one sticky PR comment (or preview it locally)",
         description="Render reports/report.json to Markdown and upsert ONE sticky comment per "

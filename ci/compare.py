@@ -23,14 +23,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci.errors import ExternalError, InputError
+from modelops.errors import ExternalError, InputError
+from modelops.git import git, git_text
 
 WORKSPACE = "workspace"
 LOCK_FILE = "dvc.lock"
@@ -39,22 +39,8 @@ FETCH_DEPTH = 50
 
 # --------------------------------------------------------------------------- running tools
 
-def _run(cmd: list[str], cwd: Path, what: str) -> str:
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
-    except FileNotFoundError as exc:
-        raise ExternalError(f"cannot run {cmd[0]!r}: {exc}",
-                            hint="install it (git, or dvc from requirements.lock)") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise ExternalError(f"{what} timed out after 600s", retryable=True) from exc
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip() or proc.stdout.strip())[-800:]
-        raise ExternalError(f"{what} failed (exit {proc.returncode}): {tail}")
-    return proc.stdout
-
-
 def _git(repo: Path, *args: str) -> str:
-    return _run(["git", *args], repo, f"git {' '.join(args)}")
+    return git(args, cwd=repo, timeout=600).stdout.decode("utf-8", errors="replace")
 
 
 def _as_json(data: Any) -> Any:
@@ -148,14 +134,12 @@ def dvc_queries(repo: Path) -> Iterator[DvcQueries]:
 
 
 def _commit_of(repo: Path, rev: str) -> str | None:
-    proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
-                          cwd=repo, capture_output=True, text=True)
-    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+    out = git_text(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=repo)
+    return out.strip() if out and out.strip() else None
 
 
 def _has_origin(repo: Path) -> bool:
-    proc = subprocess.run(["git", "remote"], cwd=repo, capture_output=True, text=True)
-    return "origin" in proc.stdout.split()
+    return "origin" in (git_text(["remote"], cwd=repo) or "").split()
 
 
 def resolve_revision(repo: Path, rev: str, *, fetch: bool = True,
@@ -174,10 +158,10 @@ def resolve_revision(repo: Path, rev: str, *, fetch: bool = True,
                   if rev.startswith("origin/") else rev)
         print(f"compare: {rev!r} is not in this clone; fetching it from origin "
               f"(depth {depth})", file=sys.stderr, flush=True)
-        proc = subprocess.run(["git", "fetch", "--no-tags", f"--depth={depth}", "origin", target],
-                              cwd=repo, capture_output=True, text=True)
+        fetched = git_text(["fetch", "--no-tags", f"--depth={depth}", "origin", target],
+                           cwd=repo, timeout=300)
         sha = _commit_of(repo, rev) or (_commit_of(repo, "FETCH_HEAD")
-                                        if proc.returncode == 0 else None)
+                                        if fetched is not None else None)
         if sha:
             return sha
     kind = "this shallow clone" if shallow else "this repository"
@@ -193,10 +177,7 @@ def read_at(repo: Path, rev: str | None, path: str) -> str | None:
         p = repo / path
         return p.read_text(encoding="utf-8") if p.is_file() else None
     # "./" makes the path relative to ``repo``, so a project in a monorepo subfolder works
-    proc = subprocess.run(["git", "show", f"{rev}:./{path}"], cwd=repo, capture_output=True)
-    if proc.returncode != 0:
-        return None
-    return proc.stdout.decode("utf-8", errors="replace")
+    return git_text(["show", f"{rev}:./{path}"], cwd=repo)
 
 
 def read_json_at(repo: Path, rev: str | None, path: str) -> dict[str, Any] | None:
@@ -213,7 +194,7 @@ def read_json_at(repo: Path, rev: str | None, path: str) -> dict[str, Any] | Non
 
 
 def read_lock_at(repo: Path, rev: str | None) -> dict[str, Any]:
-    from ci.yamlio import load_yaml_as_dvc
+    from modelops.yamlio import load_yaml_as_dvc
 
     text = read_at(repo, rev, LOCK_FILE)
     if text is None:

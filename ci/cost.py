@@ -1,41 +1,44 @@
-"""``python -m ci cost``: compute and cost per model, from the records in git history.
+"""``modelops-ci cost``: compute and cost per model, from the records in git history.
 
 Every pipeline stage records its compute in ``metrics/compute/<stage>.json`` (see
-:mod:`ci.compute`), committed with the model it produced. A commit that changes one of those
+:mod:`modelops.compute`), committed with the model it produced. A commit that changes one of those
 files is a run of that stage; this command walks the first-parent history of the branch and
 sums, per model (``params.yaml`` ``model.name`` at that commit), the runs, CPU and GPU hours and
 the estimated cost at today's price table (``params.yaml`` ``cost``).
 
-``python -m ci cost --report reports/report.json [--base REV]`` adds the ``compute`` section to
+``modelops-ci cost --report reports/report.json [--base REV]`` adds the ``compute`` section to
 a PR report instead: every stage's recorded compute, and which stages this change reran.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ci.compute import COMPUTE_DIR, CostParams, compute_section, price
-from ci.errors import InputError
+from modelops.compute import COMPUTE_DIR, CostParams, compute_section, price
+from modelops.errors import InputError
+from modelops.git import git_text
+from modelops.settings import model_name_of
 
 
 def _git(root: Path, *args: str, check: bool = True) -> str:
-    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise InputError(f"git {args[0]} failed in {root}: {proc.stderr.strip()[:300]}",
+    out = git_text(args, cwd=root)
+    if out is None:
+        if not check:
+            return ""
+        raise InputError(f"git {args[0]} failed in {root}",
                          hint="run inside the model repository (a git checkout with history)")
-    return proc.stdout
+    return out
 
 
 def _model_at(root: Path, commit: str) -> str:
-    from ci.yamlio import load_yaml
+    from modelops.yamlio import load_yaml
 
     text = _git(root, "show", f"{commit}:params.yaml", check=False)
     try:
-        return str((load_yaml(text) or {}).get("model", {}).get("name") or "unknown")
+        return model_name_of(load_yaml(text)) or "unknown"
     except Exception:  # noqa: BLE001 - an old or broken params.yaml: still count the run
         return "unknown"
 
@@ -96,7 +99,7 @@ def format_table(summary: dict[str, Any]) -> str:
 
 def render_compute_section(section: dict[str, Any]) -> str:
     """The compute block of the PR comment: per stage, and what this change paid for."""
-    from ci.markdown import md
+    from modelops.ci.markdown import md
 
     cur = section.get("prices", {}).get("currency", "")
     lines = ["<details><summary>Compute and estimated cost</summary>", "",
@@ -118,12 +121,12 @@ def render_compute_section(section: dict[str, Any]) -> str:
 
 
 def _cmd_cost(args) -> int:
-    from ci.config import load_params
+    from modelops.settings import load_settings
 
     root = Path(args.repo)
-    params = load_params(root / args.params)
+    params = load_settings(root / args.params)
     if args.report:
-        from ci.report import merge_section
+        from modelops.ci.reportfile import merge_section
 
         reran = reran_since(root, args.base) if args.base else None
         merge_section(args.report, "compute", compute_section(root, params.cost, reran))

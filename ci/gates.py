@@ -1,4 +1,4 @@
-"""Quality gates: ``evaluate.gates`` in params.yaml, judged against head (and base) metrics.
+"""Quality gates: ``modelops.gates`` in params.yaml, judged against head (and base) metrics.
 
 A gate names a metric (a dotted path into ``metrics/metrics.json``, e.g. ``accuracy`` or
 ``per_class.3.recall``) and one or more bounds::
@@ -20,45 +20,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from ci.errors import ConfigError
+from modelops.settings.gates import MetricGate
 
 Status = Literal["pass", "fail", "no-baseline"]
-RULES = ("min", "max", "max_drop", "max_rise")
-
-_NON_NEGATIVE = {"min": 0.0}
 
 
-@dataclass(frozen=True)
-class MetricGate:
-    """Bounds for one metric. At least one must be set."""
-
-    min: float | None = None
-    max: float | None = None
-    max_drop: float | None = field(default=None, metadata=_NON_NEGATIVE)
-    max_rise: float | None = field(default=None, metadata=_NON_NEGATIVE)
-
-    def check(self, path: str, file: str | Path | None) -> None:
-        if all(getattr(self, r) is None for r in RULES):
-            raise ConfigError(file, path, {}, "a gate needs at least one bound",
-                              hint=f"set one of {', '.join(RULES)}")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ConfigError(file, f"{path}.min", self.min,
-                              f"is greater than max ({self.max}); no value could pass")
-
-    def rules(self) -> list[tuple[str, float]]:
-        return [(r, float(getattr(self, r))) for r in RULES if getattr(self, r) is not None]
 
 
-def default_gates() -> dict[str, MetricGate]:
-    return {
-        "accuracy": MetricGate(min=0.97, max_drop=0.005),
-        "latency_p95_ms": MetricGate(max=20.0),
-        "model_size_mb": MetricGate(max=5.0),
-    }
+
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Render ``report.json`` as the Markdown of the sticky pull-request comment.
 
-:func:`render_comment` is what ``python -m ci comment`` posts (and writes to
+:func:`render_comment` is what ``modelops-ci comment`` posts (and writes to
 ``reports/pr-comment.md`` without a token). The body starts with the hidden marker
 ``<!-- modelops-suite:sticky:<model> -->`` by which the comment is found again, and stays under
 ``max_chars`` (GitHub's limit is 65,536): detail blocks are shortened first, then the body is cut
@@ -157,8 +157,8 @@ def confusion_table(cm: dict[str, Any]) -> str:
 
 SECTION_RENDERERS: dict[str, tuple[str, str]] = {
     # section name -> (module, function(section) -> Markdown); the section owner escapes its text
-    "compile": ("ci.compile.markdown", "render_compile_section"),
-    "compute": ("ci.cost", "render_compute_section"),
+    "compile": ("modelops.ci.compile.markdown", "render_compile_section"),
+    "compute": ("modelops.ci.cost", "render_compute_section"),
 }
 
 

@@ -1,4 +1,4 @@
-"""``python -m ci plots``: PNG images of the pipeline's plot files, for the workflow artifact.
+"""``modelops-ci plots``: PNG images of the pipeline's plot files, for the workflow artifact.
 
 Reads ``plots/confusion.csv`` (``actual,predicted`` rows), ``plots/per_class.csv``
 (``class,precision,recall,f1,support``) and ``plots/train_curve.csv``
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ci.errors import InputError
+from modelops.errors import InputError
 
 ARTIFACT = "model-plots"
 DEFAULT_PLOTS = Path("plots")
@@ -176,7 +176,7 @@ def make_plots(plots_dir: str | Path = DEFAULT_PLOTS, out: str | Path = DEFAULT_
     All CSVs are read and all images rendered first: a bad file raises InputError and nothing
     is written.
     """
-    from ci.fsutil import atomic_write_bytes
+    from modelops.fsutil import atomic_write_bytes
 
     plots_dir, out = Path(plots_dir), Path(out)
     specs = [s for s in SPECS if names is None or s.name in names]
@@ -209,7 +209,7 @@ def _cmd_plots(args: Any) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``plots`` to ``python -m ci``."""
+    """Add ``plots`` to ``modelops-ci``."""
     p = subparsers.add_parser(
         "plots", help="render plots/*.csv as PNG files for the workflow artifact",
         description="Render the pipeline's plot data (plots/confusion.csv, plots/per_class.csv, "

@@ -19,98 +19,29 @@ add their section with :func:`merge_section`, which validates and writes atomica
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import difflib
 import json
 import os
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ci.errors import InputError, SuiteError, ValidationError
+from modelops.ci.reportfile import (
+    DEFAULT_REPORT,
+    SCHEMA_VERSION,
+    load_report,
+    ordered,
+    overall_verdict,
+    validate_report,
+    write_report,
+)
+from modelops.errors import InputError, SuiteError, ValidationError
 
-SCHEMA_VERSION = 1
-SCHEMA_FILE = Path(__file__).parent / "schemas" / "report.schema.json"
-DEFAULT_REPORT = Path("reports") / "report.json"
-SECTION_ORDER = ("evaluate", "compile", "card")
-COMPILE_PENDING = "the compile step has not run for this revision (python -m ci compile adds it)"
+COMPILE_PENDING = "the compile step has not run for this revision (modelops-ci compile adds it)"
 # Sections that other steps write to a file of their own (a DVC output): picked up when present.
 SECTION_FILES = {"compile": "metrics/compile.json"}
 CONFUSION_FILE = "plots/confusion.csv"
 MAX_CONFUSION_CLASSES = 30
-
-
-@cache
-def schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
-
-
-def validate_report(report: Any, source: str = "report") -> None:
-    """Raise ValidationError naming the first field that breaks the schema."""
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(report), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise ValidationError(f"{source}: {where}: {err.message}",
-                              hint="see ci/schemas/report.schema.json")
-
-
-def overall_verdict(sections: dict[str, Any]) -> str:
-    return "fail" if any(s.get("status") == "fail" for s in sections.values()) else "pass"
-
-
-def _ordered(sections: dict[str, Any]) -> dict[str, Any]:
-    keys = [k for k in SECTION_ORDER if k in sections] + sorted(
-        k for k in sections if k not in SECTION_ORDER)
-    return {k: sections[k] for k in keys}
-
-
-def load_report(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    try:
-        report = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(f"{p}: report not found",
-                         hint="write it first: python -m ci report") from exc
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{p}: not valid JSON: {exc}",
-                         hint="regenerate it: python -m ci report") from exc
-    if isinstance(report, dict) and report.get("schema_version") not in (None, SCHEMA_VERSION):
-        raise InputError(f"{p}: schema_version {report.get('schema_version')!r} is not "
-                         f"supported (this suite reads {SCHEMA_VERSION})",
-                         hint="regenerate it with this version: python -m ci report")
-    validate_report(report, str(p))
-    return report
-
-
-def write_report(path: str | Path, report: dict[str, Any]) -> dict[str, Any]:
-    """Order sections, recompute the verdict, validate, write atomically; return the result."""
-    from ci.fsutil import write_json
-
-    report = {**report, "sections": _ordered(report["sections"])}
-    report["verdict"] = overall_verdict(report["sections"])
-    validate_report(report, str(path))
-    write_json(path, report)
-    return report
-
-
-def merge_section(report_path: str | Path, name: str, section: dict[str, Any]) -> dict[str, Any]:
-    """Add or replace section ``name`` of the report at ``report_path``; return the new report.
-
-    ``section`` needs ``status`` (pass | fail | skipped) and a ``reason`` when skipped; any other
-    keys are the section's own. The verdict is recomputed; the file is replaced atomically and
-    only when the whole report still validates.
-    """
-    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-        raise InputError(f"report section name {name!r} is not a simple word",
-                         hint="use letters, digits, '-' or '_' (e.g. 'compile')")
-    report = load_report(report_path)
-    report["sections"][name] = copy.deepcopy(section)
-    return write_report(report_path, report)
 
 
 # --------------------------------------------------------------------------- building
@@ -133,7 +64,7 @@ def github_context(env: dict[str, str] | None = None,
     if server and repo and run:
         ctx["run_url"] = f"{server}/{repo}/actions/runs/{run}"
     if run:  # in Actions the evaluate job uploads plots/png (dvc stage `figures`)
-        from ci.plots import DEFAULT_OUT, artifact_name
+        from modelops.ci.plots import DEFAULT_OUT, artifact_name
 
         ctx["plots_artifact"] = artifact_name(DEFAULT_OUT if plots_dir is None else plots_dir)
     event_path = env.get("GITHUB_EVENT_PATH")
@@ -201,7 +132,7 @@ def confusion(text: str | None) -> tuple[list[str], list[list[int]]] | None:
 
 
 def confusion_section(root: Path, base_sha: str, head: str | None) -> dict[str, Any] | None:
-    from ci.compare import read_at
+    from modelops.ci.compare import read_at
 
     head_cm = confusion(read_at(root, head, CONFUSION_FILE))
     if head_cm is None:
@@ -217,7 +148,7 @@ def confusion_section(root: Path, base_sha: str, head: str | None) -> dict[str, 
 
 def section_from_file(root: Path, name: str, head: str | None) -> dict[str, Any] | None:
     """The section another step wrote to ``SECTION_FILES[name]``, if present and valid."""
-    from ci.compare import read_json_at
+    from modelops.ci.compare import read_json_at
 
     path = SECTION_FILES.get(name)
     if path is None:
@@ -230,7 +161,7 @@ def section_from_file(root: Path, name: str, head: str | None) -> dict[str, Any]
         return None
     model = section.get("model")
     if head is None and isinstance(model, dict) and isinstance(model.get("sha256"), str):
-        from ci.fsutil import sha256_file
+        from modelops.fsutil import sha256_file
 
         onnx = root / str(model.get("path") or "models/model.onnx")
         if onnx.is_file() and sha256_file(onnx) != model["sha256"]:
@@ -255,7 +186,7 @@ def card_from_stage(root: Path, model: str, stale: list[str] | None,
     the same way, without importing huggingface_hub and rendering again (0.3 s). ``None`` when
     that cannot be relied on: a stage is stale (say an edited card or a changed input), there is
     no card stage, the workspace was not checked, or another params file is asked for."""
-    from ci.card import card_inputs, card_path
+    from modelops.ci.card import card_inputs, card_path
 
     if stale is None or stale or Path(params_file) != Path("params.yaml") or \
             card_inputs(root) is None:
@@ -274,8 +205,8 @@ def card_section(root: Path, base_sha: str, params_file: str, *, model: str | No
     ``stale`` (the workspace's ``dvc status``, when the head is the workspace) lets an up-to-date
     ``card`` stage's file stand in for generating the card again, see :func:`card_from_stage`.
     """
-    from ci.card import card_path, generate_card
-    from ci.compare import read_at
+    from modelops.ci.card import card_path, generate_card
+    from modelops.ci.compare import read_at
 
     text = card_from_stage(root, model, stale, params_file) if model else None
     if text is not None:
@@ -304,15 +235,15 @@ def build_report(root: str | Path = ".", base: str | None = None, head: str | No
     Sections of ``previous`` (an earlier report for the same head commit) other than the ones
     built here are kept, so running the report after the compile step loses nothing.
     """
-    from ci.compare import compare
-    from ci.config import load_params
-    from ci.gates import evaluate_gates, verdict
+    from modelops.ci.compare import compare
+    from modelops.ci.gates import evaluate_gates, verdict
+    from modelops.settings import load_settings
 
     root = Path(root)
-    params = load_params(root / params_file)
+    params = load_settings(root / params_file)
     base = base or default_base()
     comparison = compare(root, base, head, fetch=fetch)
-    gates = evaluate_gates(params.evaluate.gates, comparison.head_metrics,
+    gates = evaluate_gates(params.gates, comparison.head_metrics,
                            comparison.base_metrics)
     gate_dicts = [g.to_dict() for g in gates]
     evaluate: dict[str, Any] = {
@@ -346,10 +277,10 @@ def build_report(root: str | Path = ".", base: str | None = None, head: str | No
                                     model=params.model.name,
                                     stale=comparison.stale if head is None else None)
     if head is None and getattr(params, "cost", None) is not None:
-        from ci.compute import compute_section, read_compute
-        from ci.cost import reran_since
+        from modelops.ci.cost import reran_since
+        from modelops.compute import compute_section, read_compute
 
-        if read_compute(root):  # recorded by the stage launchers (ci.compute)
+        if read_compute(root):  # recorded by the stage launchers (modelops.compute)
             sections["compute"] = compute_section(root, params.cost,
                                                   reran_since(root, comparison.base_sha))
     report = {
@@ -360,7 +291,7 @@ def build_report(root: str | Path = ".", base: str | None = None, head: str | No
                       "head": {"rev": comparison.head_rev, "sha": comparison.head_sha}},
         "context": context if context is not None else github_context(),
         "verdict": "pass",
-        "sections": _ordered(sections),
+        "sections": ordered(sections),
     }
     report["verdict"] = overall_verdict(report["sections"])
     validate_report(report)
@@ -381,8 +312,8 @@ def _summary(gates: list[dict[str, Any]]) -> str:
 # --------------------------------------------------------------------------- CLI
 
 def _cmd_compare(args: Any) -> int:
-    from ci.compare import compare
-    from ci.fsutil import write_json
+    from modelops.ci.compare import compare
+    from modelops.fsutil import write_json
 
     result = compare(".", args.base or default_base(), args.head, fetch=not args.no_fetch)
     data = result.to_dict()
@@ -411,7 +342,7 @@ def _cmd_compare(args: Any) -> int:
 
 def report_verdict(report: dict[str, Any]) -> int:
     """Print a report's gate table, its failed sections and verdict; 0 on pass, 1 on fail."""
-    from ci.gates import GateResult, format_table
+    from modelops.ci.gates import GateResult, format_table
 
     gates = [GateResult(**g) for g in report["sections"]["evaluate"].get("gates", [])]
     print(format_table(gates))
@@ -425,14 +356,14 @@ def report_verdict(report: dict[str, Any]) -> int:
 
 
 def _cmd_gate(args: Any) -> int:
-    from ci.compare import read_json_at, resolve_revision
-    from ci.config import load_params
-    from ci.gates import evaluate_gates, format_table, verdict
+    from modelops.ci.compare import read_json_at, resolve_revision
+    from modelops.ci.gates import evaluate_gates, format_table, verdict
+    from modelops.settings import load_settings
 
     if args.report:
         return report_verdict(load_report(args.report))
     else:
-        params = load_params(args.params)
+        params = load_settings(args.params)
         head = read_json_at(Path("."), None, args.metrics)
         if head is None:
             raise InputError(f"{args.metrics}: metrics file not found",
@@ -441,7 +372,7 @@ def _cmd_gate(args: Any) -> int:
         if args.base:
             sha = resolve_revision(Path("."), args.base, fetch=not args.no_fetch)
             base = read_json_at(Path("."), sha, args.metrics)
-        gates = evaluate_gates(params.evaluate.gates, head, base)
+        gates = evaluate_gates(params.gates, head, base)
     print(format_table(gates))
     result = verdict(gates)
     print(f"gate verdict: {result}")
@@ -449,8 +380,8 @@ def _cmd_gate(args: Any) -> int:
 
 
 def _cmd_card(args: Any) -> int:
-    from ci.card import card_path, generate_card
-    from ci.fsutil import atomic_write_text
+    from modelops.ci.card import card_path, generate_card
+    from modelops.fsutil import atomic_write_text
 
     name, text = generate_card(".", args.params, args.templates)
     if args.stdout:
@@ -478,8 +409,8 @@ def _cmd_report(args: Any) -> int:
           + ", ".join(f"{k}: {v['status']}" for k, v in report["sections"].items()))
     print(f"wrote {out}")
     if args.markdown:
-        from ci.fsutil import atomic_write_text
-        from ci.markdown import render_comment
+        from modelops.ci.markdown import render_comment
+        from modelops.fsutil import atomic_write_text
 
         atomic_write_text(args.markdown, render_comment(report))
         print(f"wrote {args.markdown}")
@@ -489,7 +420,7 @@ def _cmd_report(args: Any) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``compare``, ``gate``, ``card`` and ``report`` to ``python -m ci``."""
+    """Add ``compare``, ``gate``, ``card`` and ``report`` to ``modelops-ci``."""
     def common_base(p: Any) -> None:
         p.add_argument("--base", default=None,
                        help="base revision (default: origin/$GITHUB_BASE_REF on a pull request, "
@@ -508,8 +439,8 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=_cmd_compare)
 
     p = subparsers.add_parser(
-        "gate", help="judge evaluate.gates of params.yaml; exit 1 when a gate fails",
-        description="Check the gates of params.yaml (evaluate.gates) against the head metrics "
+        "gate", help="judge modelops.gates of params.yaml; exit 1 when a gate fails",
+        description="Check the gates of params.yaml (modelops.gates) against the head metrics "
                     "and, for regression bounds, the base revision's metrics. With --report, "
                     "use that report's verdict instead: any failed section (a gate, compile "
                     "parity, ...) fails. Exit 0 when all pass (no-baseline does not fail), 1 "
@@ -541,7 +472,7 @@ def register(subparsers: Any) -> None:
                     "metrics/compile.json when the compile stage ran, else skipped with a "
                     "reason). Sections added by later steps for the same head commit are kept. "
                     "Exit 0 even when a gate fails, unless --gate is given (or use "
-                    "`python -m ci gate --report` to decide).")
+                    "`modelops-ci gate --report` to decide).")
     common_base(p)
     p.add_argument("--head", default=None, help="head revision (default: the workspace)")
     p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
@@ -549,7 +480,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--markdown", default=None,
                    help="also write the comment Markdown preview to this file")
     p.add_argument("--gate", action="store_true",
-                   help="then judge the report as `python -m ci gate --report` does: print the "
+                   help="then judge the report as `modelops-ci gate --report` does: print the "
                         "gate table and exit 1 when the verdict is fail (the report and the "
                         "Markdown are written either way)")
     p.set_defaults(handler=_cmd_report)

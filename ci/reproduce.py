@@ -1,4 +1,4 @@
-"""``python -m ci reproduce`` and ``python -m ci dvc-remote``: the pipeline run of a CI job.
+"""``modelops-ci reproduce`` and ``modelops-ci dvc-remote``: the pipeline run of a CI job.
 
 ``reproduce`` is ``dvc repro [--pull --allow-missing]`` followed by putting the outputs the rest
 of the job needs into the workspace (``dvc pull`` with a remote, ``dvc checkout`` without):
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ci.errors import ConfigError, ExternalError
+from modelops.errors import ConfigError, ExternalError
 
 PULL_CHOICES = ("auto", "true", "false")
 DEFAULT_OUTPUTS = ("models/model.onnx", "data/prepared", "plots/png")
@@ -128,7 +128,7 @@ def partial_outputs(root: str | Path = ".") -> list[str]:
     a dependency on one file of a folder output pulls that file alone: a later stage that
     depends on the whole folder then finds it, partial, runs on it and records its hash.
     """
-    from ci.compare import read_lock_at
+    from modelops.ci.compare import read_lock_at
 
     partial = []
     for stage in read_lock_at(Path(root), None).values():
@@ -157,7 +157,7 @@ def _cmd_remote(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``reproduce`` and ``dvc-remote`` to ``python -m ci``."""
+    """Add ``reproduce`` and ``dvc-remote`` to ``modelops-ci``."""
     p = subparsers.add_parser(
         "reproduce", help="dvc repro, then put the outputs the job needs into the workspace",
         description="Run `dvc repro` (with a DVC remote: `--pull --allow-missing`, so unchanged "

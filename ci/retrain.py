@@ -1,4 +1,4 @@
-"""``python -m ci retrain``: turn a drift alert into a retraining pull request.
+"""``modelops-ci retrain``: turn a drift alert into a retraining pull request.
 
 Runs in the model repository (the ``retrain.yml`` workflow, on ``repository_dispatch``):
 
@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ci.errors import ExternalError, InputError
+from modelops.errors import ExternalError, InputError
 
 COMMIT_PATHS = ["dvc.lock", "metrics", "plots", "model-cards"]
 
@@ -83,7 +83,7 @@ def fetch_fresh_data(root: Path, source: str, incoming_dir: str) -> list[str]:
         if local is not None:
             if not local.exists():
                 raise InputError(f"fresh data source {source!r} does not exist",
-                                 hint="set params.yaml retrain.fresh_data or --fresh-data")
+                                 hint="set params.yaml modelops.retrain.fresh_data or --fresh-data")
             if local.is_dir():
                 shutil.copytree(local, dest)
             else:
@@ -112,7 +112,7 @@ def retrain(root: Path, *, model: str, fresh_data: str, incoming: str, base: str
             branch_prefix: str,
             payload: dict[str, Any], github: dict[str, str] | None, push: bool = True,
             stamp: str | None = None) -> RetrainResult:
-    from gitops.gitrepo import git
+    from modelops.git import git
 
     wanted = payload.get("model")
     if wanted and wanted != model:
@@ -161,7 +161,7 @@ def retrain(root: Path, *, model: str, fresh_data: str, incoming: str, base: str
     if not github:
         _log(f"pushed {branch}; no GITHUB_TOKEN, so no pull request was opened")
         return RetrainResult("pushed", branch=branch)
-    from gitops.promote import open_pull_request
+    from modelops.gitops.promote import open_pull_request
 
     metrics = _metrics_line(root)
     body = (f"Automatic retraining of `{model}` after a drift alert ({alerts}).\n\n"
@@ -182,7 +182,7 @@ def open_retrain_pull_request(github: dict[str, str], prefix: str,
 
     Alertmanager repeats a firing alert; until a human merges or closes the retraining pull
     request, repeats must not open another one."""
-    from ci.github import GitHub
+    from modelops.github import GitHub
 
     try:
         pulls = GitHub(github["token"], github.get("api_url")).list_pulls(
@@ -205,10 +205,10 @@ def _metrics_line(root: Path) -> str:
 
 
 def _cmd_retrain(args) -> int:
-    from ci.config import load_params
+    from modelops.settings import load_settings
 
     root = Path(args.repo).resolve()
-    params = load_params(root / "params.yaml")
+    params = load_settings(root / "params.yaml")
     payload = read_event(args.event or os.environ.get("GITHUB_EVENT_PATH"))
     token = os.environ.get("GITHUB_TOKEN")
     repository = args.github_repo or os.environ.get("GITHUB_REPOSITORY")
@@ -218,7 +218,7 @@ def _cmd_retrain(args) -> int:
                   "api_url": os.environ.get("GITHUB_API_URL") or "https://api.github.com"}
     result = retrain(root, model=params.model.name,
                      fresh_data=args.fresh_data or params.retrain.fresh_data,
-                     incoming=params.ingest.incoming,
+                     incoming=params.retrain.incoming,
                      base=args.base, branch_prefix=params.retrain.branch_prefix,
                      payload=payload, github=github, push=not args.no_push)
     out = os.environ.get("GITHUB_OUTPUT")
@@ -241,7 +241,8 @@ def register(sub) -> None:
     p.add_argument("--event", default=None,
                    help="event payload JSON (default: $GITHUB_EVENT_PATH)")
     p.add_argument("--fresh-data", default=None,
-                   help="where fresh labelled CSVs are (default: params.yaml retrain.fresh_data)")
+                   help="where fresh labelled CSVs are "
+                        "(default: params.yaml modelops.retrain.fresh_data)")
     p.add_argument("--base", default="main", help="base branch of the pull request")
     p.add_argument("--github-repo", default=None, help="OWNER/NAME (default: $GITHUB_REPOSITORY)")
     p.add_argument("--no-push", action="store_true",

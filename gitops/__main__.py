@@ -1,4 +1,4 @@
-"""``python -m gitops``: merge-time commands for release managers."""
+"""``modelops-gitops``: merge-time commands for release managers."""
 
 from __future__ import annotations
 
@@ -7,20 +7,20 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from ci.cli import run_main
+from modelops.cli import run_main
 
 # Modules that add subcommands: each exposes register(subparsers). One line per module.
 COMMAND_MODULES: list[str] = [
-    "gitops.publish", "gitops.promote", "gitops.history",
-    "gitops.workflow", "gitops.retrain",
-    "gitops.render_cli",
-    "gitops.analysis",
+    "modelops.gitops.publish", "modelops.gitops.promote", "modelops.gitops.history",
+    "modelops.gitops.workflow", "modelops.gitops.retrain",
+    "modelops.gitops.render_cli",
+    "modelops.gitops.analysis",
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m gitops",
+        prog="modelops-gitops",
         description="Release the model into the GitOps repository: render Argo Rollouts and "
                     "Argo CD manifests, validate, publish, promote, roll back, show history.",
         epilog="Exit codes: 0 ok, 2 bad input or config, 3 internal error.")
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_main(build_parser, argv, prog="gitops")
+    return run_main(build_parser, argv, prog="modelops-gitops")
 
 
 if __name__ == "__main__":

@@ -18,35 +18,14 @@ The PSI is averaged over the pods of one model version (``avg by (model, version
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ci.errors import ConfigError
-
-_DURATION = {"pattern": r"[0-9]+(s|m|h)",
-             "pattern_help": "must be a duration like '30s', '15m' or '1h'"}
-
-
-@dataclass(frozen=True)
-class AlertParams:
-    """``alerts:`` in params.yaml."""
-
-    drift_psi_warning: float = field(default=0.2, metadata={"gt": 0.0})
-    drift_for: str = field(default="30m", metadata=_DURATION)
-    drift_psi_critical: float = field(default=0.5, metadata={"gt": 0.0})
-    severe_for: str = field(default="10m", metadata=_DURATION)
-    missing_for: str = field(default="15m", metadata=_DURATION)
-    runbook_url: str = ""
-
-    def check(self, path: str, file: str | Path | None) -> None:
-        if self.drift_psi_critical <= self.drift_psi_warning:
-            raise ConfigError(file, f"{path}.drift_psi_critical", self.drift_psi_critical,
-                              f"must be above drift_psi_warning ({self.drift_psi_warning})")
+from modelops.contracts import PREDICTION_PSI
+from modelops.settings.alerts import AlertParams
 
 
 def _selector(model: str) -> str:
-    return f'model_prediction_psi{{model="{model}"}}'
+    return f'{PREDICTION_PSI}{{model="{model}"}}'
 
 
 def rule_groups(model: str, team: str, alerts: AlertParams) -> dict[str, Any]:
@@ -81,7 +60,7 @@ def rule_groups(model: str, team: str, alerts: AlertParams) -> dict[str, Any]:
                  "description": f"the PSI of predicted classes has stayed above "
                                 f"{alerts.drift_psi_critical} for {alerts.severe_for}; the "
                                 "model sees data unlike its training data: roll back with "
-                                "`python -m gitops rollback`",
+                                "`modelops-gitops rollback`",
                  **runbook}},
             {"alert": "ModelDriftMetricMissing",
              "expr": f"absent({_selector(model)})",
@@ -89,7 +68,7 @@ def rule_groups(model: str, team: str, alerts: AlertParams) -> dict[str, Any]:
              "labels": {**labels, "severity": "warning", "model": model},
              "annotations": {
                  "summary": f"no drift metric from {model}",
-                 "description": f"model_prediction_psi for {model} has been absent for "
+                 "description": f"{PREDICTION_PSI} for {model} has been absent for "
                                 f"{alerts.missing_for}: the serving runtime is down or not "
                                 "scraped, so drift would go unseen",
                  **runbook}},
@@ -112,7 +91,7 @@ def prometheus_rule(model: str, team: str, namespace: str, alerts: AlertParams,
 def render_rules(model: str, team: str, namespace: str, alerts: AlertParams,
                  release_labels: dict[str, str] | None = None) -> bytes:
     """``prometheus-rules.yaml`` as written into the GitOps repository."""
-    from ci.yamlio import dump_yaml
+    from modelops.yamlio import dump_yaml
 
     return dump_yaml(prometheus_rule(model, team, namespace, alerts,
                                      release_labels)).encode("utf-8")

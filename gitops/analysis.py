@@ -15,7 +15,7 @@ Successful (errors do not count towards ``count``). The run's phase is the worst
 phase: Failed > Error > Inconclusive > Successful. Argo Rollouts aborts the rollout on Failed
 or Error and pauses it on Inconclusive.
 
-``python -m gitops analyze --templates FILE`` runs every template in the file (or those named),
+``modelops-gitops analyze --templates FILE`` runs every template in the file (or those named),
 all metrics in parallel, printing each measurement as it is taken.
 """
 
@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci.errors import ExternalError, GateFailed, InputError
-from gitops.conditions import ConditionError, compile_condition
+from modelops.errors import ExternalError, GateFailed, InputError
+from modelops.gitops.conditions import ConditionError, compile_condition
 
 SUCCESSFUL, FAILED, ERROR, INCONCLUSIVE = "Successful", "Failed", "Error", "Inconclusive"
 _SEVERITY = {SUCCESSFUL: 0, INCONCLUSIVE: 1, ERROR: 2, FAILED: 3}
@@ -107,7 +107,8 @@ class Prometheus:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ExternalError(f"cannot reach prometheus at {self.address}: {reason}",
-                                hint="check deploy.prometheus.address", retryable=True) from exc
+                                hint="check modelops.deploy.prometheus.address",
+                                retryable=True) from exc
         try:
             data = json.loads(body)
         except ValueError as exc:
@@ -191,13 +192,13 @@ def load_templates(path: str | Path, args: dict[str, str] | None = None,
 
     ``only`` keeps the named templates (an unknown name is an error listing the known ones).
     """
-    from ci.yamlio import load_yaml_all
+    from modelops.yamlio import load_yaml_all
 
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise InputError(f"{p}: file not found", hint="render it with `python -m gitops "
+        raise InputError(f"{p}: file not found", hint="render it with `modelops-gitops "
                                                        "render`") from exc
     specs: dict[str, dict] = {}
     for i, doc in enumerate(load_yaml_all(text, str(p))):
@@ -398,7 +399,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             print(f"  {m.metric.name}: {m.phase}" + (f" ({m.message})" if m.message else ""))
     phase = worst(r.phase for r in runs)
     if args.json:
-        from ci.fsutil import write_json
+        from modelops.fsutil import write_json
 
         write_json(args.json, {"phase": phase, "templates": [
             {"name": r.template, "phase": r.phase, "metrics": [
@@ -433,10 +434,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from ci.cli import run_main
+    from modelops.cli import run_main
 
     def _parser() -> argparse.ArgumentParser:
-        parser = argparse.ArgumentParser(prog="python -m gitops.analysis")
+        parser = argparse.ArgumentParser(prog="python -m modelops.gitops.analysis")
         register(parser.add_subparsers())
         return parser
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import requests
 
-from ci.errors import ExternalError, InputError
+from modelops.errors import ExternalError, InputError
+from modelops.retry import RetryPolicy, retry_call
 
 FINAL_PHASES = ("Succeeded", "Failed", "Error")
 
@@ -40,36 +41,33 @@ class ArgoServer:
         return headers
 
     def _request(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        policy = RetryPolicy(attempts=self.retries + 1, backoff=self.backoff, sleep=self.sleep)
+        return retry_call(lambda: self._request_once(method, path, body), policy=policy,
+                          what=f"argo server {method} {path}")
+
+    def _request_once(self, method: str, path: str, body: Any) -> dict[str, Any]:
         url = self.url.rstrip("/") + path
-        last: ExternalError | None = None
-        for attempt in range(self.retries + 1):
-            try:
-                resp = requests.request(method, url, json=body, headers=self._headers(),
-                                        timeout=self.timeout, verify=self.verify_tls)
-            except requests.RequestException as exc:
-                last = ExternalError(f"argo server {self.url} unreachable: "
-                                     f"{type(exc).__name__}", retryable=True)
-            else:
-                if resp.status_code < 400:
-                    return resp.json()
-                message = _server_message(resp)
-                if resp.status_code in (401, 403):
-                    raise ExternalError(
-                        f"argo server refused the request ({resp.status_code}): {message}",
-                        hint="check the token in the environment variable named by --token-env "
-                             "and the service account's RBAC in that namespace",
-                        retryable=False)
-                if resp.status_code == 409:
-                    raise ExternalError(f"argo server: conflict: {message}", retryable=False)
-                if resp.status_code < 500:
-                    raise InputError(f"argo server rejected the manifest ({resp.status_code}): "
-                                     f"{message}")
-                last = ExternalError(f"argo server error {resp.status_code}: {message}",
-                                     retryable=True)
-            if attempt < self.retries:
-                self.sleep(self.backoff * (2 ** attempt))
-        assert last is not None
-        raise last
+        try:
+            resp = requests.request(method, url, json=body, headers=self._headers(),
+                                    timeout=self.timeout, verify=self.verify_tls)
+        except requests.RequestException as exc:
+            raise ExternalError(f"argo server {self.url} unreachable: {type(exc).__name__}",
+                                retryable=True) from None
+        if resp.status_code < 400:
+            return resp.json()
+        message = _server_message(resp)
+        if resp.status_code in (401, 403):
+            raise ExternalError(
+                f"argo server refused the request ({resp.status_code}): {message}",
+                hint="check the token in the environment variable named by --token-env "
+                     "and the service account's RBAC in that namespace",
+                retryable=False)
+        if resp.status_code == 409:
+            raise ExternalError(f"argo server: conflict: {message}", retryable=False)
+        if resp.status_code < 500:
+            raise InputError(f"argo server rejected the manifest ({resp.status_code}): "
+                             f"{message}")
+        raise ExternalError(f"argo server error {resp.status_code}: {message}", retryable=True)
 
     def submit(self, doc: dict[str, Any]) -> dict[str, Any]:
         namespace = doc.get("metadata", {}).get("namespace") or "default"

@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ci.errors import InputError
+from modelops.errors import InputError
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 _CONVERTER_VERSION = "1"
@@ -84,7 +84,7 @@ def _crd_path(kind: str) -> Path:
     if kind not in CRD_FILES:
         raise InputError(f"no crd schema for kind {kind!r}",
                          hint=f"known kinds: {', '.join(CRD_FILES)}; add one to "
-                              "gitops.crd.CRD_FILES")
+                              "modelops.gitops.crd.CRD_FILES")
     return SCHEMA_DIR / CRD_FILES[kind]
 
 
@@ -108,7 +108,7 @@ def _load(kind: str) -> dict[str, Any]:
         return json.loads(cache.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         pass
-    from ci.yamlio import load_yaml_large
+    from modelops.yamlio import load_yaml_large
 
     crd = load_yaml_large(data.decode("utf-8"), str(path.name))
     try:
@@ -120,7 +120,7 @@ def _load(kind: str) -> dict[str, Any]:
         raise InputError(f"{path.name}: no spec.versions[].schema.openAPIV3Schema") from exc
     strict = {"apiVersions": api_versions, "schema": strict_schema(schema)}
     try:
-        from ci.fsutil import atomic_write_text
+        from modelops.fsutil import atomic_write_text
 
         atomic_write_text(cache, json.dumps(strict))
     except OSError:
@@ -139,7 +139,7 @@ def _validator(kind: str):
 @functools.cache
 def _fast_valid(kind: str):
     """A compiled yes/no check of ``kind``'s strict schema (None: use jsonschema alone)."""
-    from gitops.fastschema import compile_check
+    from modelops.gitops.fastschema import compile_check
 
     return compile_check(_validator(kind))
 

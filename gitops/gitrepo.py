@@ -1,7 +1,7 @@
 """A thin, typed wrapper over the ``git`` command line for the GitOps repository.
 
 Everything runs through :func:`git`, which turns a failing command into one
-:class:`~ci.errors.ExternalError` whose ``retryable`` flag says whether trying again can help
+:class:`~modelops.errors.ExternalError` whose ``retryable`` flag says whether trying again can help
 (a network hiccup: yes; a rejected password, a missing repository, a hook that said no: no).
 
 The publisher never needs a working tree: it clones bare and shallow, builds the new commit with
@@ -21,22 +21,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci.errors import ExternalError, InputError
+from modelops.errors import ExternalError, InputError
+from modelops.git import classify, git, redact
 
 DEFAULT_BRANCH = "main"
 FALLBACK_IDENT = "modelops-gitops <modelops-gitops@users.noreply.invalid>"
-
-# stderr fragments that mean "try again later" versus "stop, a person must act".
-_AUTH = re.compile(
-    r"authentication failed|permission denied|could not read username|could not read password|"
-    r"http[^\n]*\b40[13]\b|access denied|not authorized|unauthorized|invalid credentials|"
-    r"terminal prompts disabled", re.I)
-_MISSING_REPO = re.compile(r"does not appear to be a git repository|repository .* not found|"
-                           r"not found|no such file or directory", re.I)
-_TRANSIENT = re.compile(
-    r"could not resolve host|connection (timed out|refused|reset)|early eof|"
-    r"the remote end hung up unexpectedly|operation timed out|temporary failure|"
-    r"http[^\n]*\b(429|500|502|503|504)\b|rpc failed|unable to access", re.I)
 
 # push rejections that mean "someone else pushed first": fetch, re-apply, retry.
 _RACE = re.compile(r"fetch first|non-fast-forward|stale info|failed to lock|cannot lock ref|"
@@ -47,49 +36,6 @@ class PushRejected(ExternalError):
     """The remote branch moved since we read it (someone else pushed first)."""
 
     retryable = True
-
-
-def _classify(stderr: str) -> tuple[bool, str]:
-    """(retryable, what to do next) for a failed git command's stderr."""
-    if _AUTH.search(stderr):
-        return False, ("check the credentials for the GitOps repository (a token with write "
-                       "access, or an SSH key); nothing was force-pushed")
-    if _TRANSIENT.search(stderr):
-        return True, "the network or the server failed; run the command again"
-    if _MISSING_REPO.search(stderr):
-        return False, "check the GitOps repository URL (--gitops-repo or GITOPS_REPO)"
-    return False, "see git's message above"
-
-
-# set by git for hooks; they would point our commands at the wrong repository
-_REPO_ENV = frozenset({"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
-                       "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_PREFIX", "GIT_QUARANTINE_PATH",
-                       "GIT_NAMESPACE", "GIT_COMMON_DIR"})
-
-
-def redact(text: str) -> str:
-    """Hide credentials embedded in URLs (https://user:token@host)."""
-    return re.sub(r"(://)[^/@\s]+@", r"\1***@", text)
-
-
-def git(args: Sequence[str], *, cwd: str | Path | None = None, input: bytes | None = None,
-        env: Mapping[str, str] | None = None, check: bool = True,
-        what: str | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Run ``git args...``; raise :class:`ExternalError` (retryable or not) when it fails."""
-    full_env = {k: v for k, v in os.environ.items() if k not in _REPO_ENV}
-    full_env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})})
-    try:
-        proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True,
-                              env=full_env)
-    except FileNotFoundError as exc:
-        raise ExternalError("git is not installed", hint="install git 2.30 or newer") from exc
-    if check and proc.returncode != 0:
-        err = proc.stderr.decode("utf-8", "replace").strip()
-        retryable, hint = _classify(err)
-        label = what or f"git {args[0]}"
-        raise ExternalError(f"{label} failed (exit {proc.returncode}): {redact(err)}",
-                            hint=hint, retryable=retryable)
-    return proc
 
 
 def is_local(url: str) -> bool:
@@ -170,7 +116,7 @@ class Clone:
                 git(["init", "--quiet", "--bare", f"--initial-branch={branch}", str(dest)])
                 git(["remote", "add", "origin", url], cwd=dest)
             else:
-                retryable, hint = _classify(err)
+                retryable, hint = classify(err)
                 raise ExternalError(f"cloning the GitOps repository {redact(url)!r} failed: "
                                     f"{redact(err.strip())}", hint=hint, retryable=retryable)
         clone = cls(dest, url, branch)
@@ -281,7 +227,7 @@ class Clone:
             err = proc.stderr.decode("utf-8", "replace")
             if "couldn't find remote ref" in err.lower():
                 return None
-            retryable, hint = _classify(err)
+            retryable, hint = classify(err)
             raise ExternalError(f"fetching the GitOps repository failed: {redact(err.strip())}",
                                 hint=hint, retryable=retryable)
         return self.remote_head()
@@ -349,7 +295,7 @@ class Clone:
         if _RACE.search(out) and not re.search(r"hook declined|protected branch", out, re.I):
             raise PushRejected(f"push to {ref} was rejected: the branch moved meanwhile",
                                hint="fetch, re-apply and retry")
-        retryable, hint = _classify(out)
+        retryable, hint = classify(out)
         raise ExternalError(f"pushing to the GitOps repository {redact(self.url)!r} failed: "
                             f"{redact(out.strip())}", hint=hint, retryable=retryable)
 

@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ci.errors import InputError
-from gitops.gitrepo import DEFAULT_BRANCH, Clone, redact
+from modelops.errors import InputError
+from modelops.gitops.gitrepo import DEFAULT_BRANCH, Clone, redact
+from modelops.settings import model_name_of
 
 RELEASE_FILE = "release.json"
 
@@ -117,7 +118,7 @@ def _close(dep: Deployment, until: str) -> Deployment:
 
 def open_history_clone(url: str, dest: Path, branch: str = DEFAULT_BRANCH) -> Clone:
     """A clone with the whole history of the branch (blobs fetched on demand when remote)."""
-    from gitops.publish import with_retries
+    from modelops.gitops.publish import with_retries
 
     def fresh() -> Clone:
         shutil.rmtree(dest, ignore_errors=True)
@@ -148,7 +149,7 @@ def format_table(deps: list[Deployment]) -> str:
 def add_repo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gitops-repo", metavar="URL",
                    help="the GitOps repository (any git URL or path); default "
-                        "deploy.gitops_repo in params.yaml, else $GITOPS_REPO, else "
+                        "modelops.deploy.gitops_repo in params.yaml, else $GITOPS_REPO, else "
                         ".gitops-remote/ in the current folder (a bare repository created on "
                         "first use)")
     p.add_argument("--branch", default=DEFAULT_BRANCH,
@@ -163,12 +164,12 @@ def model_name(args: argparse.Namespace) -> str:
     if not params_path.exists():
         raise InputError(f"{params_path}: file not found, so the model is unknown",
                          hint="pass --model NAME or run from the model repository")
-    from ci.yamlio import load_yaml_file
+    from modelops.yamlio import load_yaml_file
 
     raw = load_yaml_file(params_path) or {}
-    name = (raw.get("model") or {}).get("name") if isinstance(raw, dict) else None
-    if not isinstance(name, str) or not name:
-        raise InputError(f"{params_path}: model.name: missing, so the model is unknown",
+    name = model_name_of(raw)
+    if not name:
+        raise InputError(f"{params_path}: modelops.model.name: missing, so the model is unknown",
                          hint="pass --model NAME")
     return name
 
@@ -188,7 +189,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from gitops.publish import configured_repo, folder_name, resolve_repo
+    from modelops.gitops.publish import configured_repo, folder_name, resolve_repo
 
     model = model_name(args)
     folder_name(args.env, model)

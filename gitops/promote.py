@@ -2,7 +2,8 @@
 
 Promote: the release in ``<from>/<model>/release.json`` (the exact artifact: same sha256) is
 rendered for ``<to>`` and published there, either as a direct commit or, the default for
-production, as a branch plus a pull request in the GitOps repository (``ci.github.GitHub``) for
+production, as a branch plus a pull request in the GitOps repository (``modelops.github.GitHub``)
+for
 a release manager to merge.
 
 Rollback: a *new* commit that restores ``<env>/<model>/`` to the exact bytes it had while the
@@ -23,10 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ci.errors import ExternalError, InputError
-from gitops.gitrepo import DEFAULT_BRANCH, Clone, git, redact
-from gitops.history import RELEASE_FILE, add_repo_args, deployments, model_name, open_history_clone
-from gitops.publish import (
+from modelops.errors import ExternalError, InputError
+from modelops.gitops.gitrepo import DEFAULT_BRANCH, Clone, git, redact
+from modelops.gitops.history import (
+    RELEASE_FILE,
+    add_repo_args,
+    deployments,
+    model_name,
+    open_history_clone,
+)
+from modelops.gitops.publish import (
     Log,
     PublishResult,
     Render,
@@ -55,7 +62,7 @@ class PromoteResult:
 
 
 def _load_release(data: bytes, source: str) -> Any:
-    from gitops.release import Release
+    from modelops.gitops.release import Release
 
     return Release.from_json(data, source)
 
@@ -85,7 +92,7 @@ def promote(url: str, *, model: str, source: str, target: str, render: Render,
         data = clone.read_objects([f"{head}:{src}/{RELEASE_FILE}"])[0] if head else None
         if data is None:
             raise InputError(f"nothing is published in {src!r} of {redact(url)}",
-                             hint=f"publish it first: python -m gitops publish --env {source}")
+                             hint=f"publish it first: modelops-gitops publish --env {source}")
         release = _load_release(data, f"{src}/{RELEASE_FILE}")
         files = dict(render(release, target))
         rendered = _load_release(files.get(RELEASE_FILE, b""), f"{dst}/{RELEASE_FILE}")
@@ -155,10 +162,10 @@ def open_pull_request(github: Mapping[str, str], head: str, base: str, title: st
                       body: str) -> tuple[int, str]:
     """Open (or find the already open) pull request ``head`` -> ``base``; (number, html url).
 
-    Through the suite's GitHub client (:class:`ci.github.GitHub`): server errors and dropped
+    Through the suite's GitHub client (:class:`modelops.github.GitHub`): server errors and dropped
     connections are retried with backoff, and a POST whose answer was lost is found, not
     duplicated; auth and permission errors stop at once."""
-    from ci.github import GitHub
+    from modelops.github import GitHub
 
     try:
         client = GitHub(github["token"], github.get("api_url"))
@@ -185,7 +192,7 @@ def rollback(url: str, *, env: str, model: str, to_version: str | None = None,
         deps = deployments(clone, head, env, model)
         if not deps or deps[-1].until is not None:
             raise InputError(f"nothing runs in {folder!r} of {redact(url)}, so there is nothing to "
-                             f"roll back", hint=f"see: python -m gitops history --env {env}")
+                             f"roll back", hint=f"see: modelops-gitops history --env {env}")
         current = deps[-1]
         if to_version is not None:
             if to_version == current.version:
@@ -265,7 +272,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "rollback", help="a new commit restoring the previous (or a named) release",
         description="Restore <env>/<model>/ in the GitOps repository to the exact bytes it had "
                     "while the previous release (or --to VERSION) ran, as a new commit. "
-                    "See `python -m gitops history` for the versions.")
+                    "See `modelops-gitops history` for the versions.")
     r.add_argument("--env", required=True, help="environment, e.g. production")
     r.add_argument("--to", dest="to_version", metavar="VERSION",
                    help="the version to restore (default: the release before the current one)")

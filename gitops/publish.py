@@ -16,7 +16,6 @@ ends with provenance trailers, and pushes it.
 from __future__ import annotations
 
 import os
-import random
 import re
 import shutil
 import sys
@@ -27,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci.errors import ExternalError, InputError
-from gitops.gitrepo import (
+from modelops.errors import ExternalError, InputError
+from modelops.gitops.gitrepo import (
     DEFAULT_BRANCH,
     Clone,
     PushRejected,
@@ -37,6 +36,7 @@ from gitops.gitrepo import (
     local_path,
     redact,
 )
+from modelops.retry import RetryPolicy, is_retryable, retry_call
 
 DEFAULT_REMOTE_DIR = ".gitops-remote"
 ENV_REPO = "GITOPS_REPO"
@@ -119,23 +119,26 @@ def default_remote(base: str | Path | None = None) -> Path:
     return Path(base or Path.cwd()) / DEFAULT_REMOTE_DIR
 
 
-REPO_PRECEDENCE = ("--gitops-repo, else deploy.gitops_repo in params.yaml, else $GITOPS_REPO, "
+REPO_PRECEDENCE = ("--gitops-repo, else modelops.deploy.gitops_repo in params.yaml, "
+                   "else $GITOPS_REPO, "
                    "else .gitops-remote/ here (a bare repository created on first use)")
 
 
 def configured_repo(params_path: str | Path | None) -> str | None:
-    """``deploy.gitops_repo`` of params.yaml (validated), or None when unset or no such file."""
+    """``modelops.deploy.gitops_repo`` of params.yaml (validated), or None when unset or no
+    such file."""
     if not params_path or not Path(params_path).is_file():
         return None
-    from ci.config import load_params
+    from modelops.settings import load_settings
 
-    return load_params(params_path).deploy.gitops_repo or None
+    return load_settings(params_path).deploy.gitops_repo or None
 
 
 def resolve_repo(flag: str | None = None, configured: str | None = None,
                  base: str | Path | None = None) -> str:
     """The GitOps repository URL: ``--gitops-repo``, else the params.yaml value
-    (``deploy.gitops_repo``), else ``$GITOPS_REPO``, else ``.gitops-remote/`` (a bare repository
+    (``modelops.deploy.gitops_repo``), else ``$GITOPS_REPO``, else ``.gitops-remote/`` (a bare
+    repository
     created on first use). The committed configuration wins over the environment; the flag
     over both."""
     url = flag or configured or os.environ.get(ENV_REPO)
@@ -252,7 +255,7 @@ def publish(url: str, changes: Mapping[str, Files | None], *,
                         f"while publishing {', '.join(todo)}",
                         hint="run the command again; nothing was force-pushed",
                         retryable=True) from None
-                pause = backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random())
+                pause = RetryPolicy(backoff=backoff_s).delay(attempt - 1)
                 log(f"gitops: the branch moved (someone else pushed first); fetching and "
                     f"re-applying in {pause:.2f}s")
                 time.sleep(pause)
@@ -277,19 +280,9 @@ def with_retries(what: str, fn: Callable[[], Any], *, attempts: int = NETWORK_AT
 
     Repeating a push whose answer was lost is safe: if it did land, git finds the branch
     already at the commit and succeeds; otherwise it is pushed or rejected as usual."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except PushRejected:
-            raise
-        except ExternalError as exc:
-            if not exc.retryable or attempt == attempts:
-                raise
-            pause = backoff_s * 2 ** attempt * (0.5 + random.random())
-            log(f"gitops: {what} failed ({exc.message.splitlines()[0][:160]}); retrying in "
-                f"{pause:.2f}s ({attempt}/{attempts})")
-            time.sleep(pause)
-    raise AssertionError("unreachable")
+    policy = RetryPolicy(attempts=attempts, backoff=backoff_s * 2)
+    return retry_call(fn, policy=policy, what=f"gitops: {what}", log=log,
+                      retry_on=lambda e: is_retryable(e) and not isinstance(e, PushRejected))
 
 
 def _check_conflict(clone: Clone, old: str | None, new: str | None, folders: Sequence[str],
@@ -315,10 +308,10 @@ def _check_conflict(clone: Clone, old: str | None, new: str | None, folders: Seq
 def params_renderer(params_path: str | Path = "params.yaml") -> Render:
     """Render and validate one environment's folder with the deploy section of params.yaml
     (:func:`gitops.render.render_env` validates every manifest before returning)."""
-    from ci.config import load_params
-    from gitops.render import render_env
+    from modelops.gitops.render import render_env
+    from modelops.settings import load_settings
 
-    params = load_params(params_path)
+    params = load_settings(params_path)
 
     def render(release: Any, env: str) -> Mapping[str, bytes]:
         params.deploy.environment(env, params_path)
@@ -335,7 +328,7 @@ def read_rendered_dir(root: str | Path, envs: Sequence[str] | None = None
     base = Path(root)
     if not base.is_dir():
         raise InputError(f"{base}: rendered folder not found",
-                         hint="render first: python -m gitops render --out DIR")
+                         hint="render first: modelops-gitops render --out DIR")
     out: dict[str, dict[str, bytes]] = {}
     for env_dir in sorted(p for p in base.iterdir() if p.is_dir()):
         if envs and env_dir.name not in envs:
@@ -402,14 +395,14 @@ def register(sub: Any) -> None:
                         "rendering (all of them, or those of --env)")
     p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     p.add_argument("--version", help="release version (default: first 12 digits of git HEAD)")
-    p.add_argument("--image", help="serving image (default: deploy.image in params.yaml)")
+    p.add_argument("--image", help="serving image (default: modelops.deploy.image in params.yaml)")
     p.add_argument("--artifact-uri", help="where the ONNX artifact is stored (default: the DVC "
                                           "remote's content-addressed path)")
     p.add_argument("--max-attempts", type=int, default=8,
                    help="push attempts when others push at the same time (default: %(default)s)")
     p.add_argument("--gitops-repo", metavar="URL",
                    help="the GitOps repository (any git URL or path); default: "
-                        "deploy.gitops_repo in params.yaml, else $GITOPS_REPO, else "
+                        "modelops.deploy.gitops_repo in params.yaml, else $GITOPS_REPO, else "
                         ".gitops-remote/")
     p.add_argument("--branch", default=DEFAULT_BRANCH,
                    help="the branch Argo CD follows (default: %(default)s)")
@@ -423,10 +416,10 @@ def _cmd_publish(args: Any) -> int:
         if not args.envs:
             raise InputError("no environment given (got nothing)",
                              hint="pass --env staging (repeat --env for several)")
-        from ci.config import load_params
-        from gitops.release import build_release
+        from modelops.gitops.release import build_release
+        from modelops.settings import load_settings
 
-        params = load_params(args.params)
+        params = load_settings(args.params)
         for env in args.envs:
             params.deploy.environment(env, args.params)
         release = build_release(Path.cwd(), params, version=args.version, image=args.image,

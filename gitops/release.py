@@ -12,13 +12,13 @@ import json
 import math
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ci.errors import ExternalError, InputError, ValidationError
-from ci.fsutil import md5_file, sha256_file
+from modelops.errors import ExternalError, InputError, ValidationError
+from modelops.fsutil import md5_file, sha256_file
+from modelops.git import git_text
 
 RELEASE_FORMAT = 1
 
@@ -104,15 +104,15 @@ class Release:
     dvc_lock_sha256: str
     # metrics/drift_baseline.json of the same training run (the serving runtime's PSI
     # reference), rendered into the pod template (annotation + downward API file). None: an
-    # older release.json without it, or deploy.drift_baseline_path set to "": the PSI stays NaN.
+    # older release.json without it, or modelops.model.drift_baseline set to "": the PSI stays NaN.
     drift_baseline: dict[str, Any] | None = None
-    # Compute that produced this model (metrics/compute/*.json, see ci.compute): totals and
+    # Compute that produced this model (metrics/compute/*.json, see modelops.compute): totals and
     # per-stage CPU/GPU seconds with the estimated cost. None: recorded without the launcher.
     compute: dict[str, Any] | None = None
 
     def problems(self) -> list[tuple[str, Any, str]]:
         """(field, value, problem) for each field that breaks its rule."""
-        from gitops.validate import image_problem
+        from modelops.gitops.validate import image_problem
 
         out = []
         for f in dataclasses.fields(self):
@@ -198,7 +198,7 @@ def _show(value: Any) -> str:
 
 def read_dvc_lock_out(lock_path: Path, stage: str, out_path: str) -> str:
     """The md5 that ``dvc.lock`` pins for ``out_path`` of ``stage`` (DVC's lock file schema)."""
-    from ci.yamlio import load_yaml_file
+    from modelops.yamlio import load_yaml_file
 
     if not lock_path.exists():
         raise InputError(f"{lock_path.name}: file not found",
@@ -215,7 +215,8 @@ def read_dvc_lock_out(lock_path: Path, stage: str, out_path: str) -> str:
     if stage not in stages:
         raise InputError(f"{lock_path.name}: stages: no stage {stage!r} "
                          f"(stages: {', '.join(stages) or 'none'})",
-                         hint="check deploy.artifact_stage in params.yaml or run `dvc repro`")
+                         hint="check modelops.model.artifact.stage in params.yaml or run "
+                              "`dvc repro`")
     for i, out in enumerate(stages[stage].get("outs") or []):
         if out.get("path") == out_path:
             md5 = out.get("md5")
@@ -224,12 +225,30 @@ def read_dvc_lock_out(lock_path: Path, stage: str, out_path: str) -> str:
                                  f"not an md5 (got {_show(md5)})")
             return md5
     raise InputError(f"{lock_path.name}: stages.{stage}.outs: no output {out_path!r}",
-                     hint="check deploy.artifact_path in params.yaml")
+                     hint="check modelops.model.artifact.path in params.yaml")
+
+
+def artifact_of(params: Any, lock_path: Path) -> tuple[str, str]:
+    """(path, stage) of the deployable artifact the settings name; the stage from dvc.lock when
+    ``modelops.model.artifact.stage`` is ''."""
+    artifact = params.model.artifact
+    if not artifact.path:
+        raise InputError("modelops.model.artifact.path is '': this model has no deployable "
+                         "artifact", hint="set it to the ONNX file a dvc stage outputs, or "
+                                          "turn deployment off with modelops.steps.deploy: false")
+    if artifact.stage:
+        return artifact.path, artifact.stage
+    found = find_dvc_lock_out(lock_path, artifact.path)
+    if found is None:
+        raise InputError(f"{lock_path.name}: no stage outputs {artifact.path!r} "
+                         "(modelops.model.artifact.path)",
+                         hint="run `dvc repro` and commit dvc.lock, or fix the path")
+    return artifact.path, found[0]
 
 
 def find_dvc_lock_out(lock_path: Path, out_path: str) -> tuple[str, str] | None:
     """(stage, md5) of the stage in ``dvc.lock`` that outputs ``out_path``, or None."""
-    from ci.yamlio import load_yaml_file
+    from modelops.yamlio import load_yaml_file
 
     raw = load_yaml_file(lock_path) if lock_path.exists() else None
     stages = raw.get("stages") if isinstance(raw, dict) else None
@@ -257,7 +276,7 @@ def compute_problems(value: Any) -> list[tuple[str, Any, str]]:
 
 def read_compute_record(root: Path, params: Any) -> dict[str, Any] | None:
     """Totals and per-stage compute from metrics/compute/*.json, priced by params.yaml cost."""
-    from ci.compute import CostParams, price, read_compute, totals
+    from modelops.compute import CostParams, price, read_compute, totals
 
     stages = read_compute(root)
     if not stages:
@@ -278,9 +297,10 @@ def read_drift_baseline(root: Path, rel_path: str, model: str) -> dict[str, Any]
     lock = root / "dvc.lock"
     found = find_dvc_lock_out(lock, rel_path)
     if found is None:
-        raise InputError(f"{lock.name}: no stage outputs {rel_path!r} (deploy.drift_baseline_path)",
+        raise InputError(f"{lock.name}: no stage outputs {rel_path!r} "
+                         "(modelops.model.drift_baseline)",
                          hint="run `dvc repro` and commit dvc.lock, or set "
-                              "deploy.drift_baseline_path: '' in params.yaml to release without "
+                              "modelops.model.drift_baseline: '' in params.yaml to release without "
                               "a drift baseline (the drift analysis then stays inconclusive)")
     stage, pinned = found
     path = root / rel_path
@@ -309,11 +329,10 @@ def read_drift_baseline(root: Path, rel_path: str, model: str) -> dict[str, Any]
 
 def _git(root: Path, *args: str) -> str | None:
     try:
-        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                              timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
+        out = git_text(args, cwd=root, timeout=30)
+    except ExternalError:  # git missing, or stalled
         return None
-    return proc.stdout.strip() if proc.returncode == 0 else None
+    return out.strip() if out is not None else None
 
 
 def default_version(root: Path) -> str:
@@ -354,33 +373,35 @@ def build_release(repo_root: str | Path, params: Any, *, version: str | None = N
                   source_repo: str | None = None, source_commit: str | None = None) -> Release:
     """Build and check the release of the artifact pinned in ``dvc.lock``.
 
-    ``params`` is the loaded params.yaml (``ci.config.load_params``). Defaults: version = the
+    ``params`` is the loaded params.yaml (``modelops.settings.load_settings``). Defaults: version =
+    the
     first 12 hex digits of the git HEAD, image = ``deploy.image``, artifact URI = the default DVC
     remote's content-addressed path (``<remote>/files/md5/<2>/<30>``), source repo from GitHub
     Actions or the ``origin`` remote, source commit = git HEAD, drift baseline =
-    ``deploy.drift_baseline_path`` (metrics/drift_baseline.json; "" = none). Refuses an artifact
+    ``modelops.model.drift_baseline`` ("" = none). Refuses an artifact
     or a baseline whose md5 does not match ``dvc.lock``.
     """
     root = Path(repo_root)
     deploy = params.deploy
     pattern, problem = FIELD_RULES["model"]
     if not re.fullmatch(pattern, params.model.name):
-        from ci.errors import ConfigError
+        from modelops.errors import ConfigError
 
-        raise ConfigError(getattr(params, "file", "params.yaml"), "model.name",
+        raise ConfigError(getattr(params, "file", "params.yaml"), "modelops.model.name",
                           params.model.name, problem,
                           hint="the model name names Kubernetes objects; shorten it")
     lock = root / "dvc.lock"
-    pinned = read_dvc_lock_out(lock, deploy.artifact_stage, deploy.artifact_path)
-    artifact = root / deploy.artifact_path
+    artifact_path, stage = artifact_of(params, lock)
+    pinned = read_dvc_lock_out(lock, stage, artifact_path)
+    artifact = root / artifact_path
     if not artifact.exists():
-        raise InputError(f"{deploy.artifact_path}: file not found",
+        raise InputError(f"{artifact_path}: file not found",
                          hint="run `dvc pull` (or `dvc repro`) to fetch the artifact")
     actual = md5_file(artifact)
     if actual != pinned:
         raise InputError(
-            f"{deploy.artifact_path}: md5 {actual!r} does not match dvc.lock "
-            f"stages.{deploy.artifact_stage} ({pinned!r})",
+            f"{artifact_path}: md5 {actual!r} does not match dvc.lock "
+            f"stages.{stage} ({pinned!r})",
             hint="the file changed after `dvc repro`: run `dvc repro` (or `dvc checkout`) "
                  "and commit dvc.lock before releasing")
     if artifact_uri is None:
@@ -393,7 +414,7 @@ def build_release(repo_root: str | Path, params: Any, *, version: str | None = N
     if not commit:
         raise ExternalError(f"{root.name or root}: not a git repository with a commit",
                             hint="commit first, or pass --source-commit")
-    baseline_path = getattr(deploy, "drift_baseline_path", "")
+    baseline_path = params.model.drift_baseline
     baseline = (read_drift_baseline(root, baseline_path, params.model.name) if baseline_path
                 else None)
     release = Release(

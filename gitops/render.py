@@ -8,60 +8,31 @@ is one module or template plus one dict entry; ``kustomization.yaml`` lists ever
 
 Templates are Jinja2 with ``StrictUndefined``. Every value enters through the ``j`` filter,
 which writes JSON (valid YAML), so no value can add keys or documents. The text is parsed back
-with a safe loader, validated (:mod:`gitops.validate`) and dumped through :mod:`ci.yamlio`:
+with a safe loader, validated (:mod:`gitops.validate`) and dumped through :mod:`modelops.yamlio`:
 the same release and params give the same bytes. The written bytes are read back (as YAML 1.1,
 the way kubectl reads them) and must give exactly the rendered values.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ci.errors import InputError
-from gitops.alerts import PrometheusRulesKind
-from gitops.params import ANALYSIS_TEMPLATES, DeployParams
-from gitops.release import Release
+from modelops.contracts import PREDICTION_PSI, REQUEST_DURATION, REQUESTS_TOTAL
+from modelops.errors import InputError
+from modelops.gitops.alerts import PrometheusRulesKind
+from modelops.gitops.release import Release
+from modelops.gitops.template_cache import render_parsed
+from modelops.settings.deploy import ANALYSIS_TEMPLATES, DeployParams
 
-TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 ROLE_LABEL = "modelops.io/role"
 MANAGED_BY = "modelops-gitops"
-
-# Characters JSON leaves raw that YAML would reject or read as line breaks: escape them.
-_YAML_UNSAFE = re.compile("[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd"
-                          "\U00010000-\U0010ffff]")
-
-
-def to_json(value: Any) -> str:
-    """The ``j`` filter: ``value`` as JSON, safe to paste anywhere a YAML value goes."""
-    text = json.dumps(value, ensure_ascii=False, sort_keys=False, allow_nan=False)
-    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
-@functools.cache
-def _jinja():
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,  # noqa: S701 - YAML output; every value goes through the JSON filter
-        keep_trailing_newline=True,
-    )
-    env.filters["j"] = to_json
-    return env
-
 
 def render_template(name: str, context: dict[str, Any]) -> list[Any]:
     """Render template ``name`` and parse it back into documents (safe loader). Each distinct
     shape of text is parsed once, values filled in (exactly equal: gitops.template_cache)."""
-    from gitops.template_cache import render_parsed
-
     return render_parsed(name, context)
 
 
@@ -146,13 +117,13 @@ def analysis_templates(model: str, deploy: DeployParams) -> list[dict[str, str]]
     w = a.rate_window
     queries = {
         "error-rate": (
-            f'(sum(rate(model_requests_total{{{sel},code=~"5.."}}[{w}])) or vector(0))'
-            f" / sum(rate(model_requests_total{{{sel}}}[{w}]))", a.error_rate_max),
+            f'(sum(rate({REQUESTS_TOTAL}{{{sel},code=~"5.."}}[{w}])) or vector(0))'
+            f" / sum(rate({REQUESTS_TOTAL}{{{sel}}}[{w}]))", a.error_rate_max),
         "latency-p99": (
             "histogram_quantile(0.99, sum by (le) "
-            f"(rate(model_request_duration_seconds_bucket{{{sel}}}[{w}])))",
+            f"(rate({REQUEST_DURATION}_bucket{{{sel}}}[{w}])))",
             a.latency_p99_max_seconds),
-        "prediction-drift": (f"max(model_prediction_psi{{{sel}}})", a.drift_psi_max),
+        "prediction-drift": (f"max({PREDICTION_PSI}{{{sel}}})", a.drift_psi_max),
     }
     out = []
     for short, description in ANALYSIS_TEMPLATES.items():
@@ -221,7 +192,7 @@ def build_context(release: Release, params: Any, env: str) -> dict[str, Any]:
         "prometheus.io/path": "/metrics",
         **({BASELINE_ANNOTATION: baseline} if baseline is not None else {}),
     }
-    model_path = f"{MODEL_DIR}/{Path(deploy.artifact_path).name}"
+    model_path = f"{MODEL_DIR}/{Path(params.model.artifact.path).name}"
     container_env = [
         {"name": "MODEL_NAME", "value": model},
         {"name": "MODEL_VERSION", "value": release.version},
@@ -282,9 +253,9 @@ def render_docs(release: Release, params: Any, env: str) -> dict[str, list[dict[
 
 
 def dump_manifests(docs: list[Any], source: str) -> bytes:
-    """YAML bytes of ``docs`` (via ci.yamlio), checked to read back as exactly ``docs``."""
-    from ci.errors import ValidationError
-    from ci.yamlio import dump_yaml_all, dump_yaml_all_fast, load_yaml_all_fast
+    """YAML bytes of ``docs`` (via modelops.yamlio), checked to read back as exactly ``docs``."""
+    from modelops.errors import ValidationError
+    from modelops.yamlio import dump_yaml_all, dump_yaml_all_fast, load_yaml_all_fast
 
     # reads back exactly: by construction (tested), each spliced value checked on its own
     text = dump_yaml_all_fast(docs, splice=True)
@@ -304,7 +275,7 @@ def render_env(release: Release, params: Any, env: str, *, validate: bool = True
     Checks the release fields first, then (``validate=True``) every manifest; raises
     ValidationError or ConfigError (unknown environment) before anything is returned.
     """
-    from gitops.validate import check_manifests
+    from modelops.gitops.validate import check_manifests
 
     release.check()
     rendered = render_docs(release, params, env)
@@ -333,7 +304,7 @@ def write_env(files: dict[str, bytes], out_dir: str | Path, env: str, model: str
     import shutil
     import tempfile
 
-    from ci.fsutil import atomic_write_bytes
+    from modelops.fsutil import atomic_write_bytes
 
     target = Path(out_dir) / env / model
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""``python -m gitops release | render | validate``: thin CLI over release.py, render.py and
+"""``modelops-gitops release | render | validate``: thin CLI over release.py, render.py and
 validate.py."""
 
 from __future__ import annotations
@@ -7,10 +7,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from ci.errors import InputError
+from modelops.errors import InputError
 
 _RELEASE_HELP = """\
-defaults: --version is the first 12 hex digits of the git HEAD commit; --image is deploy.image
+defaults: --version is the first 12 hex digits of the git HEAD commit; --image is
+modelops.deploy.image
 from params.yaml (prefer a digest: name@sha256:...); --artifact-uri is the default DVC remote's
 content-addressed path of the artifact (<remote>/files/md5/<2>/<30>); --source-commit is the git
 HEAD; --source-repo comes from GitHub Actions or the 'origin' remote. The artifact
@@ -21,7 +22,8 @@ which the release carries."""
 _RENDER_HELP = """\
 writes OUT/<env>/<model>/ with rollout.yaml, services.yaml, analysis-templates.yaml,
 prometheus-rules.yaml, application.yaml, kustomization.yaml and release.json (all files or none;
-stale files removed). The Rollout's fetch-model init container (python -m serve.fetch) downloads
+stale files removed). The Rollout's fetch-model init container (python -m modelops.serve.fetch)
+downloads
 and checks the artifact into /models; the server reads DRIFT_BASELINE, the release's drift
 baseline, from a downward API file of its pod template's annotation modelops.io/drift-baseline
 (so stable and canary pods each read their own model's baseline).
@@ -43,14 +45,14 @@ def _add_release_args(p: argparse.ArgumentParser) -> None:
                    help="use this release.json instead of building one from dvc.lock")
     p.add_argument("--version", dest="release_version",
                    help="release version (default: first 12 hex digits of git HEAD)")
-    p.add_argument("--image", help="serving image (default: deploy.image)")
+    p.add_argument("--image", help="serving image (default: modelops.deploy.image)")
     p.add_argument("--artifact-uri", help="artifact URI (default: from the DVC remote)")
     p.add_argument("--source-repo", help="source repository (default: from git/GitHub)")
     p.add_argument("--source-commit", help="source commit (default: git HEAD)")
 
 
 def load_release(args: argparse.Namespace, params):
-    from gitops.release import Release, build_release
+    from modelops.gitops.release import Release, build_release
 
     if args.release:
         path = Path(args.release)
@@ -58,7 +60,7 @@ def load_release(args: argparse.Namespace, params):
             data = path.read_bytes()
         except FileNotFoundError as exc:
             raise InputError(f"{path}: file not found",
-                             hint="write one with `python -m gitops release --out FILE`") from exc
+                             hint="write one with `modelops-gitops release --out FILE`") from exc
         return Release.from_json(data, str(path))
     return build_release(args.repo, params, version=args.release_version, image=args.image,
                          artifact_uri=args.artifact_uri, source_repo=args.source_repo,
@@ -66,10 +68,10 @@ def load_release(args: argparse.Namespace, params):
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
-    from ci.config import load_params
-    from ci.fsutil import atomic_write_bytes
+    from modelops.fsutil import atomic_write_bytes
+    from modelops.settings import load_settings
 
-    params = load_params(args.params)
+    params = load_settings(args.params)
     release = load_release(args, params)
     data = release.to_json()
     if args.out:
@@ -82,10 +84,10 @@ def _cmd_release(args: argparse.Namespace) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from ci.config import load_params
-    from gitops.render import render_env, write_env
+    from modelops.gitops.render import render_env, write_env
+    from modelops.settings import load_settings
 
-    params = load_params(args.params)
+    params = load_settings(args.params)
     envs = args.env or list(params.deploy.environments)
     for env in envs:  # check every environment name before rendering anything
         params.deploy.environment(env, args.params)
@@ -98,9 +100,9 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from ci.yamlio import load_yaml_all
-    from gitops.render import KINDS
-    from gitops.validate import check_manifests, kustomize_build
+    from modelops.gitops.render import KINDS
+    from modelops.gitops.validate import check_manifests, kustomize_build
+    from modelops.yamlio import load_yaml_all
 
     # rendered files that are not Kubernetes objects this validator knows (kustomization.yaml)
     unchecked = {k.filename for k in KINDS.values() if not k.validated}
@@ -149,7 +151,7 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_release_args(p)
     p.add_argument("--env", action="append",
-                   help="environment from deploy.environments (repeatable; default: all)")
+                   help="environment from modelops.deploy.environments (repeatable; default: all)")
     p.add_argument("--out", required=True, help="output folder (gets <env>/<model>/...)")
     p.set_defaults(handler=_cmd_render)
 

@@ -4,7 +4,7 @@ The hop, end to end::
 
     Prometheus rule ModelPredictionDrift (gitops/alerts.py, rendered with the manifests)
       -> Alertmanager route (alertmanager-retrain.yaml, rendered here) -> webhook receiver
-      -> `python -m gitops alert-relay` (this module): one repository_dispatch per model
+      -> `modelops-gitops alert-relay` (this module): one repository_dispatch per model
       -> GitHub: `repository_dispatch` event `model-drift` -> .github/workflows/retrain.yml
       -> fresh data, `dvc repro`, a pull request with the new dvc.lock (never a direct push:
          the normal PR evaluation judges the retrained model).
@@ -20,30 +20,15 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ci.errors import ExternalError, InputError
+from modelops.errors import ExternalError, InputError
+from modelops.settings.retrain import RetrainParams
 
 MAX_BODY = 1 << 20
 
 
-@dataclass(frozen=True)
-class RetrainParams:
-    """params.yaml ``retrain``: what turns a drift alert into a retraining pull request."""
-
-    event_type: str = field(default="model-drift",
-                            metadata={"pattern": r"[A-Za-z0-9_.-]{1,100}",
-                                      "pattern_help": "must be 1-100 letters, digits, '_.-'"})
-    alerts: list[str] = field(default_factory=lambda: ["ModelPredictionDrift",
-                                                       "ModelPredictionDriftSevere"],
-                              metadata={"min_items": 1})
-    relay_url: str = "http://modelops-alert-relay.monitoring.svc:9095/alerts"
-    repeat_interval: str = field(default="24h", metadata={
-        "pattern": r"[0-9]+(m|h)", "pattern_help": "must be a duration like '12h' or '90m'"})
-    fresh_data: str = "s3://modelops-example/digits/incoming/"
-    branch_prefix: str = "retrain/"
 
 
 # --------------------------------------------------------------------------- alertmanager
@@ -181,8 +166,8 @@ def _cmd_relay(args) -> int:
     import os
     import signal
 
-    from ci.config import load_params
-    from ci.github import GitHub
+    from modelops.github import GitHub
+    from modelops.settings import load_settings
 
     token = os.environ.get("GITHUB_TOKEN")
     if not token:
@@ -194,7 +179,7 @@ def _cmd_relay(args) -> int:
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
         raise InputError(f"--listen must be HOST:PORT (got {args.listen!r})")
-    params = load_params(args.params)
+    params = load_settings(args.params)
     relay = Relay(GitHub(token, os.environ.get("GITHUB_API_URL")), repo, params.retrain)
     server = make_server(relay, host, int(port))
     print(f"alert-relay: listening on http://{host}:{server.server_address[1]}/alerts, "
@@ -212,11 +197,11 @@ def _cmd_relay(args) -> int:
 
 
 def _cmd_alertmanager(args) -> int:
-    from ci.config import load_params
-    from ci.fsutil import write_output
-    from ci.yamlio import dump_yaml
+    from modelops.fsutil import write_output
+    from modelops.settings import load_settings
+    from modelops.yamlio import dump_yaml
 
-    params = load_params(args.params)
+    params = load_settings(args.params)
     if write_output(args.out, dump_yaml(alertmanager_config(params.model.name,
                                                             params.retrain))):
         print(f"wrote {args.out}")
@@ -227,8 +212,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "alert-relay", help="turn Alertmanager drift alerts into GitHub repository_dispatch",
         description="Serve an Alertmanager webhook receiver at /alerts; each firing drift "
-                    "alert (params.yaml retrain.alerts) becomes one repository_dispatch event "
-                    "(retrain.event_type) on --repo, which starts the retrain workflow. Token: "
+                    "alert (params.yaml modelops.retrain.alerts) becomes one repository_dispatch "
+                    "event (modelops.retrain.event_type) on --repo, which starts the retrain "
+                    "workflow. Token: "
                     "GITHUB_TOKEN; API: GITHUB_API_URL (default https://api.github.com).")
     p.add_argument("--listen", default="0.0.0.0:9095", help="HOST:PORT (default: %(default)s)")
     p.add_argument("--repo", default=None, help="OWNER/NAME (default: $GITHUB_REPOSITORY)")

@@ -52,7 +52,7 @@ class _Poisoned(Exception):
 
 
 def _record(value: Any) -> str:
-    from gitops.render import to_json
+    from modelops.gitops.templating import to_json
 
     # A plain ASCII string: exactly what to_json writes (tested). Anything else goes through
     # to_json, so the real filter's errors (NaN, unserialisable) stay the same.
@@ -74,8 +74,8 @@ def _recording_env(base: Any) -> Any:
 
 def _shape(text: str, count: int) -> Any:
     """The parsed tree of ``text`` when every placeholder is a whole, unshared scalar value."""
-    from ci.errors import InputError
-    from ci.yamlio import load_yaml_all_fast
+    from modelops.errors import InputError
+    from modelops.yamlio import load_yaml_all_fast
 
     if text.count(MARK) != count or text.count(END) != count:
         return None  # the template has such characters itself, or hid a placeholder
@@ -147,15 +147,15 @@ def _value(value: Any, text: str) -> Any:
         # A JSON object or array is a YAML flow collection of its members' JSON texts: each
         # member on its own, so one long string (a pod template's drift baseline annotation)
         # costs its own parse, not a parse of the whole mapping around it for every model.
-        from gitops.render import to_json
+        from modelops.gitops.templating import to_json
 
         if kind is list:
             return [_value(v, to_json(v)) for v in value]
         return {k: _value(v, to_json(v)) for k, v in value.items()}
     docs = _parsed_values.get(text, _MISSING)
     if docs is _MISSING:
-        from ci.errors import InputError
-        from ci.yamlio import load_yaml_all_fast
+        from modelops.errors import InputError
+        from modelops.yamlio import load_yaml_all_fast
 
         try:
             docs = load_yaml_all_fast(text, "value")
@@ -204,7 +204,7 @@ def _verbatim(env: Any, template: Any, name: str) -> bool:
         return known
     from jinja2 import nodes
 
-    from gitops.render import to_json
+    from modelops.gitops.templating import to_json
 
     ok = (env.finalize is None and env.autoescape is False
           and getattr(env, "linked_to", None) is not None
@@ -230,12 +230,12 @@ def _verbatim(env: Any, template: Any, name: str) -> bool:
 def render_parsed(name: str, context: dict[str, Any], base: Any = None) -> list[Any]:
     """The documents of template ``name`` rendered with ``context`` (see the module doc);
     ``base``: the Jinja environment with the real ``j`` filter (default: gitops.render's)."""
-    from ci.yamlio import load_yaml_all_fast
+    from modelops.yamlio import load_yaml_all_fast
 
     if base is None:
-        from gitops.render import _jinja
+        from modelops.gitops.templating import jinja_env
 
-        base = _jinja()
+        base = jinja_env()
     recording = _recording_env(base)
     template = recording.get_template(name)
     verbatim = _verbatim(recording, template, name)

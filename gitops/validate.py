@@ -8,7 +8,7 @@ the arguments it needs; the Services a Rollout names exist. ``kubectl kustomize`
 rendered folder when kubectl is installed (:func:`kustomize_build`).
 
 :func:`validate_manifests` returns a list of :class:`Problem`; :func:`check_manifests` raises one
-:class:`~ci.errors.ValidationError` listing them.
+:class:`~modelops.errors.ValidationError` listing them.
 """
 
 from __future__ import annotations
@@ -22,25 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ci.errors import ValidationError
+from modelops.errors import ValidationError
+from modelops.k8s import (
+    DNS1123_LABEL,
+    image_problem,
+    label_key_problem,
+    label_value_problem,
+    name_problem,
+)
 
-DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
-DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
-QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-
-# Image reference grammar (github.com/distribution/reference), anchored.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*" \
-          r"[a-zA-Z0-9])?))*(?::[0-9]+)?"
-IMAGE_REFERENCE = re.compile(
-    rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
-    r"(?::[\w][\w.-]{0,127})?"
-    r"(?:@sha256:[0-9a-f]{64})?")
-
-# Kinds whose metadata.name must be a DNS-1035 label (Services); others: DNS-1123 subdomain.
-_DNS1035_KINDS = {"Service"}
 K8S_VERSION = "1.32.0"  # the Kubernetes API the core kinds are checked against
 
 
@@ -54,52 +44,12 @@ class Problem:
         return f"{self.where}: {self.path}: {self.message}"
 
 
-def image_problem(image: Any) -> str | None:
-    """Why ``image`` is not a valid image reference, or None when it is."""
-    if not isinstance(image, str) or not image:
-        return "must be an image reference like 'registry/name:tag' or 'name@sha256:<64 hex>'"
-    if len(image) > 512:
-        return "is longer than 512 characters"
-    if not IMAGE_REFERENCE.fullmatch(image):
-        return ("is not a valid image reference: expected 'registry/name:tag' or "
-                "'registry/name@sha256:<64 hex>' (lowercase name, tag of letters, digits, "
-                "'.', '_', '-')")
-    return None
 
 
-def name_problem(name: Any, kind: str = "") -> str | None:
-    if not isinstance(name, str) or not name:
-        return "must be a non-empty string"
-    if kind in _DNS1035_KINDS:
-        if len(name) > 63 or not DNS1035_LABEL.fullmatch(name):
-            return ("must be a DNS-1035 label: at most 63 lowercase letters, digits and '-', "
-                    "starting with a letter")
-        return None
-    if len(name) > 253 or not DNS1123_SUBDOMAIN.fullmatch(name):
-        return ("must be a DNS-1123 subdomain: at most 253 lowercase letters, digits, '-' "
-                "and '.'")
-    return None
 
 
-def label_key_problem(key: Any) -> str | None:
-    if not isinstance(key, str) or not key:
-        return "label/annotation key must be a non-empty string"
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.fullmatch(prefix)):
-        return "key prefix must be a DNS-1123 subdomain"
-    if len(name) > 63 or not QUALIFIED_NAME.fullmatch(name):
-        return ("key name must be at most 63 letters, digits, '-', '_', '.', starting and "
-                "ending with a letter or digit")
-    return None
 
 
-def label_value_problem(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return "label value must be a string"
-    if len(value) > 63 or not LABEL_VALUE.fullmatch(value):
-        return ("label value must be at most 63 letters, digits, '-', '_', '.', starting and "
-                "ending with a letter or digit")
-    return None
 
 
 # --------------------------------------------------------------------------- per document
@@ -215,7 +165,7 @@ def _core_validator(api_version: str, kind: str):
 @functools.cache
 def _core_fast_valid(api_version: str, kind: str):
     """A compiled yes/no check for a core kind (None: use jsonschema alone)."""
-    from gitops.fastschema import compile_check
+    from modelops.gitops.fastschema import compile_check
 
     validator = _core_validator(api_version, kind)
     return None if validator is None else compile_check(validator)
@@ -239,7 +189,7 @@ def _check_core(doc: dict, where: str, out: list[Problem]) -> None:
 
 def validate_document(doc: Any, index: int = 0, source: str | None = None) -> list[Problem]:
     """Problems of one manifest on its own (no cross references)."""
-    from gitops.crd import CRD_FILES, crd_api_versions, validate_strict
+    from modelops.gitops.crd import CRD_FILES, crd_api_versions, validate_strict
 
     where = _doc_id(doc, index, source)
     out: list[Problem] = []
@@ -266,7 +216,7 @@ def validate_document(doc: Any, index: int = 0, source: str | None = None) -> li
                 path, _, text = message.partition(": ")
                 out.append(Problem(where, path, text))
     elif kind == "PrometheusRule" and api.startswith("monitoring.coreos.com/"):
-        from gitops.alerts import rule_problems
+        from modelops.gitops.alerts import rule_problems
 
         out.extend(Problem(where, path, text) for path, text in rule_problems(doc))
     else:

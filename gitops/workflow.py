@@ -17,66 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from ci.errors import ConfigError, InputError
-
-_DNS_LABEL = {"pattern": r"[a-z0-9]([-a-z0-9]*[a-z0-9])?",
-              "pattern_help": "must be a DNS-1123 label: lowercase letters, digits and '-'"}
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
-_DURATION = re.compile(r"^[0-9]+(s|m|h)$")
-
-
-@dataclass(frozen=True)
-class StageResources:
-    cpu: str = "1"
-    memory: str = "2Gi"
-    gpu: int = field(default=0, metadata={"min": 0})
-    node_selector: dict[str, str] = field(default_factory=dict)
-
-    def check(self, path: str, file: object) -> None:
-        for name in ("cpu", "memory"):
-            value = getattr(self, name)
-            if not _QUANTITY.match(value):
-                raise ConfigError(file, f"{path}.{name}", value,
-                                  "must be a Kubernetes quantity such as '500m', '2' or '4Gi'")
-
-
-@dataclass(frozen=True)
-class RetryParams:
-    limit: int = field(default=2, metadata={"min": 0})
-    backoff: str = "30s"
-    factor: int = field(default=2, metadata={"min": 1})
-    max_duration: str = "10m"
-
-    def check(self, path: str, file: object) -> None:
-        for name in ("backoff", "max_duration"):
-            value = getattr(self, name)
-            if not _DURATION.match(value):
-                raise ConfigError(file, f"{path}.{name}", value,
-                                  "must be a duration such as '30s', '5m' or '1h'")
-
-
-@dataclass(frozen=True)
-class WorkflowParams:
-    """params.yaml ``workflow``: how the pipeline runs on an Argo Workflows cluster."""
-
-    namespace: str = field(default="ml-training", metadata=_DNS_LABEL)
-    image: str = "ghcr.io/example/modelops-train:latest"
-    gpu_image: str = "ghcr.io/example/modelops-train:latest-cuda"
-    service_account: str = field(default="dvc-runner", metadata=_DNS_LABEL)
-    source_repo: str = "https://github.com/example/model-repo.git"
-    dvc_remote: str = "s3"
-    credentials_secret: str = field(default="dvc-remote-credentials", metadata=_DNS_LABEL)
-    active_deadline_seconds: int = field(default=7200, metadata={"min": 60})
-    stage_deadline_seconds: int = field(default=3600, metadata={"min": 60})
-    retry: RetryParams = field(default_factory=RetryParams)
-    default_resources: StageResources = field(default_factory=StageResources)
-    stages: dict[str, StageResources] = field(default_factory=dict)
-    kind: Literal["Workflow", "WorkflowTemplate"] = "Workflow"
-
+from modelops.errors import ConfigError, InputError
+from modelops.git import git_text
+from modelops.settings.workflow import StageResources, WorkflowParams
 
 # --------------------------------------------------------------------------- the graph
 
@@ -199,11 +146,11 @@ def render_workflow(graph: dict[str, list[str]], wf: WorkflowParams,
 
     unknown = sorted(set(wf.stages) - set(graph))
     if unknown:
-        raise ConfigError("params.yaml", f"workflow.stages.{unknown[0]}", unknown[0],
+        raise ConfigError("params.yaml", f"modelops.workflow.stages.{unknown[0]}", unknown[0],
                           "names no stage of dvc.yaml",
                           hint=f"stages are: {', '.join(graph)}")
     if len(wf.stages) > MAX_DAG_TASKS - 10:
-        raise ConfigError("params.yaml", "workflow.stages", f"{len(wf.stages)} entries",
+        raise ConfigError("params.yaml", "modelops.workflow.stages", f"{len(wf.stages)} entries",
                           f"at most {MAX_DAG_TASKS - 10} stages can have their own resources")
     labels = {
         "app.kubernetes.io/part-of": "modelops-suite",
@@ -334,18 +281,18 @@ def ancestors(graph: dict[str, list[str]]) -> dict[str, set[str]]:
 def build(repo_root: str | Path = ".", params_file: str | Path = "params.yaml",
           *, source_commit: str | None = None) -> dict[str, Any]:
     """Render and strictly validate the Workflow for the repository at ``repo_root``."""
-    from ci.config import load_params
-    from gitops.crd import validate_strict
+    from modelops.gitops.crd import validate_strict
+    from modelops.settings import load_settings
 
     root = Path(repo_root)
-    params = load_params(root / params_file)
+    params = load_settings(root / params_file)
     commit = source_commit or _head_commit(root)
     ctx = WorkflowContext(model=params.model.name, team=params.model.team,
                           source_commit=commit, params_hash=params_hash(root / params_file))
     doc = render_workflow(pipeline_graph(root), params.workflow, ctx)
     problems = validate_strict(doc)
     if problems:
-        from ci.errors import ValidationError
+        from modelops.errors import ValidationError
 
         raise ValidationError(f"rendered {doc['kind']} breaks the upstream schema: "
                               + "; ".join(problems[:5]))
@@ -353,18 +300,15 @@ def build(repo_root: str | Path = ".", params_file: str | Path = "params.yaml",
 
 
 def _head_commit(root: Path) -> str:
-    import subprocess
-
-    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                          text=True, check=False)
-    if proc.returncode != 0:
+    out = git_text(["rev-parse", "HEAD"], cwd=root)
+    if out is None:
         raise InputError(f"{root}: not a git repository with a commit; pass --source-commit")
-    return proc.stdout.strip()
+    return out.strip()
 
 
 def _cmd_render(args) -> int:
-    from ci.fsutil import write_output
-    from ci.yamlio import dump_yaml
+    from modelops.fsutil import write_output
+    from modelops.yamlio import dump_yaml
 
     doc = build(args.repo, source_commit=args.source_commit)
     if write_output(args.out, dump_yaml(doc)):
@@ -375,7 +319,7 @@ def _cmd_render(args) -> int:
 def _cmd_submit(args) -> int:
     import os
 
-    from gitops.argo_server import ArgoServer
+    from modelops.gitops.argo_server import ArgoServer
 
     doc = build(args.repo, source_commit=args.source_commit)
     token = os.environ.get(args.token_env)
@@ -393,7 +337,7 @@ def _cmd_submit(args) -> int:
     phase = final["status"]["phase"]
     if phase != "Succeeded":
         message = final["status"].get("message", "")
-        from ci.errors import ExternalError
+        from modelops.errors import ExternalError
 
         raise ExternalError(f"workflow {name} ended {phase}: {message}".rstrip(": "),
                             hint=f"see `argo logs -n {namespace} {name}`")

@@ -7,8 +7,8 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ci.cli import run_main
-from ci.config import Params, load_params
+from modelops.cli import run_main
+from pipeline.params import Params, load_params
 
 RAW_CSV = Path("data/raw/digits.csv")
 PREPARED_DIR = Path("data/prepared")
@@ -39,7 +39,7 @@ def stage_main(name: str, description: str, work: Callable[[Params], None],
                argv: Sequence[str] | None = None) -> int:
     """Run one stage: parse the command line, load params.yaml, call ``work(params)``.
 
-    A :class:`ci.errors.SuiteError` becomes one line on stderr and its exit code (2 bad input,
+    A :class:`modelops.errors.SuiteError` becomes one line on stderr and its exit code (2 bad input,
     1 a check said no); anything else is a bug (exit 3, with traceback).
     """
 

@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ci.config import Params
-from ci.fsutil import atomic_write_text, write_json
+from modelops.fsutil import atomic_write_text, write_json
 from pipeline._stage import (
     CONFUSION_CSV,
     DRIFT_JSON,
@@ -30,6 +29,7 @@ from pipeline._stage import (
     stage_main,
 )
 from pipeline.export import INPUT_NAME, OUTPUT_NAME, onnx_session
+from pipeline.params import Params
 from pipeline.prepare import load_split
 
 CLASSES = [str(c) for c in range(N_CLASSES)]

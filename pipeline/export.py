@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ci.config import Params
-from ci.errors import GateFailed, InputError
-from ci.fsutil import atomic_path, write_json
+from modelops.errors import GateFailed, InputError
+from modelops.fsutil import atomic_path, write_json
 from pipeline._stage import IMAGE_SHAPE, MODEL_ONNX, MODEL_PT, PARITY_JSON, progress, stage_main
 from pipeline.model import load_checkpoint
-from pipeline.params import ExportParams
+from pipeline.params import ExportParams, Params
 from pipeline.prepare import load_split
 
 INPUT_NAME = "input"

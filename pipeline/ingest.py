@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ci.config import Params
-from ci.fsutil import atomic_write_text
+from modelops.fsutil import atomic_write_text
 from pipeline._stage import N_FEATURES, RAW_CSV, progress, stage_main
+from pipeline.params import Params
 
 HEADER = [f"p{i}" for i in range(N_FEATURES)] + ["label"]
 

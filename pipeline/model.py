@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ci.errors import InputError
-from ci.fsutil import atomic_write_bytes
+from modelops.errors import InputError
+from modelops.fsutil import atomic_write_bytes
 
 CHECKPOINT_FORMAT = 1
 

@@ -1,30 +1,22 @@
-"""Typed sections of params.yaml owned by the example pipeline (see ci.config)."""
+"""Typed sections of params.yaml owned by the example pipeline (see modelops.settings)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from ci.errors import ConfigError
-from ci.gates import MetricGate, default_gates
-
-_NAME = {"pattern": r"[a-z0-9]([-a-z0-9]*[a-z0-9])?",
-         "pattern_help": "must be a DNS-1123 label: lowercase letters, digits and '-'"}
-
-
-@dataclass(frozen=True)
-class ModelParams:
-    name: str = field(default="digits-cnn", metadata=_NAME)
-    description: str = "Small CNN classifying 8x8 handwritten digits"
-    team: str = field(default="ml-platform", metadata=_NAME)
+from modelops.errors import ConfigError
+from modelops.settings import Settings, parse_settings
+from modelops.settings.loader import closest, convert
+from modelops.yamlio import load_yaml_file
 
 
 @dataclass(frozen=True)
 class IngestParams:
     dataset: Literal["sklearn-digits"] = "sklearn-digits"
     # Fresh labelled data (CSV files with the raw header) appended to the data set, kept in
-    # git (small labelled batches). `python -m ci retrain` adds files here.
+    # git (small labelled batches). `modelops-ci retrain` adds files here.
     incoming: str = "data/incoming"
 
 
@@ -64,7 +56,6 @@ class ExportParams:
 class EvaluateParams:
     latency_batches: list[int] = field(default_factory=lambda: [1, 32])
     latency_runs: int = field(default=200, metadata={"min": 10})
-    gates: dict[str, MetricGate] = field(default_factory=default_gates)  # see ci/gates.py
 
     def check(self, path: str, file: str | Path | None) -> None:
         for i, batch in enumerate(self.latency_batches):
@@ -76,3 +67,49 @@ class EvaluateParams:
             raise ConfigError(file, f"{path}.latency_batches", self.latency_batches,
                               f"must include {missing} (metrics.json reports batch 1 and 32); "
                               "add them to the list")
+
+
+# this pipeline's sections -> their dataclasses
+SECTIONS: dict[str, type] = {
+    "ingest": IngestParams,
+    "prepare": PrepareParams,
+    "train": TrainParams,
+    "export": ExportParams,
+    "evaluate": EvaluateParams,
+}
+
+
+@dataclass(frozen=True)
+class Params:
+    """The pipeline's sections, typed, and the suite's settings (``suite``) beside them."""
+
+    sections: dict[str, Any]
+    suite: Settings
+    file: str = "params.yaml"
+
+    def __getattr__(self, name: str) -> Any:
+        sections = object.__getattribute__(self, "sections")
+        if name in sections:
+            return sections[name]
+        raise AttributeError(name)
+
+    @property
+    def model(self) -> Any:
+        return self.suite.model
+
+
+def parse_params(raw: Any, file: str | Path = "params.yaml") -> Params:
+    suite = parse_settings(raw, file)
+    known = {*SECTIONS, "modelops"}
+    for key in raw:
+        if key not in known:
+            near = closest(str(key), known)
+            raise ConfigError(file, str(key), raw[key], "unknown section",
+                              hint=(f"did you mean {near!r}? " if near else "")
+                              + f"known sections: {', '.join(sorted(known))}")
+    sections = {name: convert(tp, raw.get(name), name, file) for name, tp in SECTIONS.items()}
+    return Params(sections=sections, suite=suite, file=str(file))
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    return parse_params(load_yaml_file(path), path)

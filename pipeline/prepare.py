@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ci.config import Params
-from ci.errors import InputError
-from ci.fsutil import atomic_path
+from modelops.errors import InputError
+from modelops.fsutil import atomic_path
 from pipeline._stage import (
     IMAGE_SHAPE,
     N_CLASSES,
@@ -26,6 +25,7 @@ from pipeline._stage import (
     stage_main,
 )
 from pipeline.ingest import HEADER
+from pipeline.params import Params
 
 MAX_PIXEL = 16
 _FIX = ("regenerate it with `dvc repro --force ingest` (or restore it with `dvc pull`)")

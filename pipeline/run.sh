@@ -1,7 +1,7 @@
 #!/bin/sh
 # Launcher for the DVC stages (dvc.yaml):
 #   sh pipeline/run.sh <stage> [-m <module>] [args...]
-# runs `python -m <module> [args...]` (default module: pipeline.<stage>) under ci.compute,
+# runs `python -m <module> [args...]` (default module: pipeline.<stage>) under modelops.compute,
 # which records the stage's CPU/GPU seconds in metrics/compute/<stage>.json on success.
 # DVC runs commands with the caller's PATH, so `python` may not be the project's interpreter
 # when dvc is called as `.venv/bin/dvc`. Pick, in order: the active virtualenv, the project's
@@ -21,5 +21,5 @@ elif [ -x .venv/bin/python ]; then
 else
   py=python3
 fi
-# shellcheck disable=SC2086  # the module may be "ci card": two words on purpose
-exec "$py" -m ci.compute --stage "$stage" -- "$py" -m $module "$@"
+# shellcheck disable=SC2086  # the module may be "modelops.ci card": two words on purpose
+exec "$py" -m modelops.compute --stage "$stage" -- "$py" -m $module "$@"

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ci.cli import run_main
-from ci.errors import InputError
-from ci.fsutil import sha256_file
-from ci.yamlio import load_yaml_file
+from modelops.cli import run_main
+from modelops.errors import InputError
+from modelops.fsutil import sha256_file
+from modelops.yamlio import load_yaml_file
 from pipeline._stage import (
     CONFUSION_CSV,
     DRIFT_JSON,

@@ -15,11 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ci.config import Params
-from ci.fsutil import atomic_write_text
+from modelops.fsutil import atomic_write_text
 from pipeline._stage import MODEL_PT, TRAIN_CURVE_CSV, progress, stage_main
 from pipeline.model import DigitsCNN, save_checkpoint, weights_digest
-from pipeline.params import TrainParams
+from pipeline.params import Params, TrainParams
 from pipeline.prepare import load_split
 
 

@@ -87,7 +87,7 @@ TRT=$("$PY" -c 'from ci.compile.base import get_backend as g; print(g("tensorrt"
 if [ -z "$TRT" ]; then PRECISIONS="fp32 fp16 int8"; else PRECISIONS="fp32"; fi
 for precision in $PRECISIONS; do
   say "compile: backend auto, precision $precision"
-  timeout 120 "$PY" -m ci compile --precision "$precision" --out "$OUT/$precision" \
+  timeout 120 "$PY" -m modelops.ci compile --precision "$precision" --out "$OUT/$precision" \
     --cache-dir "$OUT/cache" --section "$OUT/compile-$precision.json" --report "" \
     | tee "$OUT/compile-$precision.md"
   rc=${PIPESTATUS[0]}

@@ -1,4 +1,4 @@
-"""``python -m serve``: serve one model over the Open Inference Protocol with Prometheus metrics.
+"""``modelops-serve``: serve one model over the Open Inference Protocol with Prometheus metrics.
 
 Start-up order: listen (so liveness answers), verify the artifact's sha256, load it, warm it up,
 then report ready. SIGTERM or SIGINT: readiness turns 503, the listener closes, in-flight requests
@@ -17,8 +17,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ci.cli import run_main
-from ci.errors import InputError
+from modelops.cli import run_main
+from modelops.errors import InputError
 
 ENV = {  # flag -> environment variable that sets its default (the container uses these)
     "model": "MODEL_PATH", "sha256": "MODEL_SHA256", "model_name": "MODEL_NAME",
@@ -33,10 +33,10 @@ def _env(name: str, default=None):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from serve.backends import BACKENDS
+    from modelops.serve.backends import BACKENDS
 
     p = argparse.ArgumentParser(
-        prog="python -m serve",
+        prog="modelops-serve",
         description="Serve one model over the Open Inference Protocol (KServe v2 HTTP/JSON and "
                     "binary tensors) with Prometheus metrics at /metrics. The artifact's sha256 "
                     "is checked before it is loaded; /v2/health/ready is 503 until it has been. "
@@ -109,7 +109,7 @@ def _check_args(args: argparse.Namespace) -> None:
         args.model = args.model[len("file://"):]
     elif "://" in args.model:
         raise InputError(f"--model: this server reads a local file, not {args.model!r}",
-                         hint="fetch it first with `python -m serve.fetch` (the Rollout's "
+                         hint="fetch it first with `python -m modelops.serve.fetch` (the Rollout's "
                               "fetch-model init container does) and set MODEL_PATH to the file")
     if not args.no_verify:
         if not args.sha256:
@@ -134,7 +134,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def verify_artifact(path: Path, expected: str | None) -> str:
-    from ci.fsutil import sha256_file
+    from modelops.fsutil import sha256_file
 
     if not path.is_file():
         raise InputError(f"{path}: model artifact not found",
@@ -149,10 +149,10 @@ def verify_artifact(path: Path, expected: str | None) -> str:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from serve.backends import load_backend
-    from serve.metrics import DriftWindow, RoleSource, ServingMetrics, load_baseline
-    from serve.protocol import Limits
-    from serve.server import ServingState, make_server
+    from modelops.serve.backends import load_backend
+    from modelops.serve.metrics import DriftWindow, RoleSource, ServingMetrics, load_baseline
+    from modelops.serve.protocol import Limits
+    from modelops.serve.server import ServingState, make_server
 
     _check_args(args)
     baseline = load_baseline(args.drift_baseline) if args.drift_baseline else None
@@ -216,7 +216,7 @@ def serve(args: argparse.Namespace) -> int:
 def _warm_up(backend) -> None:
     import numpy as np
 
-    from serve.backends import DTYPES
+    from modelops.serve.backends import DTYPES
 
     feeds = {}
     for spec in backend.inputs:
@@ -226,7 +226,7 @@ def _warm_up(backend) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_main(build_parser, argv, prog="serve")
+    return run_main(build_parser, argv, prog="modelops-serve")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ci.errors import InputError, SuiteError
+from modelops.errors import InputError, SuiteError
 
 DTYPES = {  # KServe v2 datatype <-> numpy
     "FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "INT64": np.int64,
@@ -109,7 +109,7 @@ class TensorRTBackend:
         self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise InputError(f"{path}: not a TensorRT engine for this TensorRT version and GPU",
-                             hint="rebuild it with `python -m ci compile` on this GPU")
+                             hint="rebuild it with `modelops-ci compile` on this GPU")
         self.context = self.engine.create_execution_context()
         self._trt, self._cudart = trt, cudart
         self.device = "cuda"

@@ -1,4 +1,4 @@
-"""``python -m serve.fetch``: download the released model artifact and verify its sha256.
+"""``python -m modelops.serve.fetch``: download the released model artifact and verify its sha256.
 
 The Rollout runs this as its ``fetch-model`` init container: the release names the artifact by
 URI (a DVC remote's content-addressed path) and sha256; the serving container then reads the
@@ -29,8 +29,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from ci.cli import run_main
-from ci.errors import ExternalError, InputError, SuiteError
+from modelops.cli import run_main
+from modelops.errors import ExternalError, InputError, SuiteError
+from modelops.retry import RetryPolicy, retry_call
 
 CHUNK = 1 << 20
 PROGRESS_MIN_BYTES = 8 << 20  # smaller downloads print one line at the end only
@@ -212,7 +213,7 @@ def _chunks(uri: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 def _download(uri: str, out: Path, expected: str, *, timeout: float, progress: bool) -> None:
     """One attempt: stream ``uri`` into a temporary file, check, rename to ``out``."""
-    from ci.fsutil import atomic_path
+    from modelops.fsutil import atomic_path
 
     size, chunks = source_for(uri)(uri, timeout)
     digest = hashlib.sha256()
@@ -246,46 +247,41 @@ def fetch(uri: str, sha256: str, out: str | Path, *, attempts: int = 4, backoff:
           timeout: float = 60.0, progress: bool = True, log=None) -> str:
     """Download ``uri`` to ``out`` if its sha256 is ``sha256``; returns "fetched" or "present".
 
-    Retries retryable errors up to ``attempts`` tries in all, pausing ``backoff`` * 2**n
-    seconds (at most 30) between them. Raises InputError / ExternalError; ``out`` is then
+    Retries retryable errors up to ``attempts`` tries in all, under the suite's retry policy
+    (:mod:`modelops.retry`: exponential pauses from ``backoff`` seconds, jittered, at most 30).
+    Raises InputError / ExternalError; ``out`` is then
     untouched.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     expected = sha256.lower()
     out = Path(out)
     if out.is_file():
-        from ci.fsutil import sha256_file
+        from modelops.fsutil import sha256_file
 
         if sha256_file(out) == expected:
             log(f"fetch: {out} already present, sha256 {expected[:12]} verified")
             return "present"
     shown = _redact(uri)
-    for attempt in range(1, attempts + 1):
-        started = time.monotonic()
-        try:
-            _download(uri, out, expected, timeout=timeout, progress=progress)
-        except SuiteError as exc:
-            if not exc.retryable or attempt == attempts:
-                if exc.retryable:
-                    exc.message += f" (gave up after {attempts} attempts)"
-                raise
-            pause = min(backoff * 2 ** (attempt - 1), 30.0)
-            log(f"fetch: attempt {attempt}/{attempts} failed: {exc.message}; "
-                f"retrying in {pause:g}s")
-            time.sleep(pause)
-            continue
-        took = time.monotonic() - started
-        log(f"fetch: {shown} -> {out} ({out.stat().st_size} bytes, {took:.1f}s), "
-            f"sha256 {expected[:12]} verified")
-        return "fetched"
-    raise AssertionError("unreachable")
+    started = time.monotonic()
+    policy = RetryPolicy(attempts=attempts, backoff=backoff)
+    try:
+        retry_call(lambda: _download(uri, out, expected, timeout=timeout, progress=progress),
+                   policy=policy, what="fetch", log=log)
+    except SuiteError as exc:
+        if exc.retryable:
+            exc.message += f" (gave up after {attempts} attempts)"
+        raise
+    took = time.monotonic() - started
+    log(f"fetch: {shown} -> {out} ({out.stat().st_size} bytes, {took:.1f}s), "
+        f"sha256 {expected[:12]} verified")
+    return "fetched"
 
 
 # --------------------------------------------------------------------------- CLI
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m serve.fetch",
+        prog="python -m modelops.serve.fetch",
         description="Download the released model artifact, verify its sha256 and write it "
                     "atomically (nothing at --out on failure). Sources: a local path, file://, "
                     "http(s):// and s3:// (boto3; AWS_ENDPOINT_URL for S3-compatible stores, "

@@ -24,7 +24,8 @@ from pathlib import Path
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ci.errors import InputError
+from modelops import contracts
+from modelops.errors import InputError
 
 prometheus_client.disable_created_metrics()
 
@@ -178,16 +179,16 @@ class ServingMetrics:
         base = ("model", "version")
         labels = {"model": model, "version": version}
         self.duration = Histogram(
-            "model_request_duration_seconds", "Wall time of inference requests, in seconds.",
+            contracts.REQUEST_DURATION, "Wall time of inference requests, in seconds.",
             base, buckets=DURATION_BUCKETS, registry=inner).labels(**labels)
         self._requests = Counter(
-            "model_requests", "Inference requests by HTTP status code.",
+            contracts.REQUESTS, "Inference requests by HTTP status code.",
             (*base, "code"), registry=inner)
         self._predictions = Counter(
-            "model_predictions", "Predicted classes (argmax of the model output).",
+            contracts.PREDICTIONS, "Predicted classes (argmax of the model output).",
             (*base, "class"), registry=inner)
         gauge = Gauge(
-            "model_prediction_psi",
+            contracts.PREDICTION_PSI,
             "Population stability index of recent predicted classes against the training "
             "baseline (NaN until enough predictions are in the window).",
             base, registry=inner)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from serve.backends import DTYPES, TensorSpec
+from modelops.serve.backends import DTYPES, TensorSpec
 
 
 class RequestError(Exception):

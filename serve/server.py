@@ -21,9 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
-from serve.backends import Backend
-from serve.metrics import ServingMetrics
-from serve.protocol import Limits, RequestError, decode, encode
+from modelops.serve.backends import Backend
+from modelops.serve.metrics import ServingMetrics
+from modelops.serve.protocol import Limits, RequestError, decode, encode
 
 SERVER_NAME = "modelops-serve"
 SERVER_VERSION = "0.1.0"

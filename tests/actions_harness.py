@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci.yamlio import load_yaml_file
+from modelops.yamlio import load_yaml_file
 
 EXPR = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 

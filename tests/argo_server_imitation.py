@@ -16,7 +16,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from gitops.crd import validate_strict
+from modelops.gitops.crd import validate_strict
 
 
 class ArgoServerImitation:

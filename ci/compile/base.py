@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ci.compile.params import CompileParams
+from modelops.settings.compile import CompileParams
 
 Log = Callable[[str], None]
 
@@ -56,8 +56,8 @@ class Backend(Protocol):
 
 # backend name -> "module:attribute" (imported lazily: tensorrt is an optional dependency)
 BACKENDS: dict[str, str] = {
-    "tensorrt": "ci.compile.tensorrt:TensorRTBackend",
-    "onnxruntime": "ci.compile.onnxruntime:OnnxRuntimeBackend",
+    "tensorrt": "modelops.ci.compile.tensorrt:TensorRTBackend",
+    "onnxruntime": "modelops.ci.compile.onnxruntime:OnnxRuntimeBackend",
 }
 
 # Order in which ``backend: auto`` tries them: the first available one wins.

@@ -1,4 +1,4 @@
-"""``python -m ci compile``: thin CLI over :func:`ci.compile.step.compile_model`."""
+"""``modelops-ci compile``: thin CLI over :func:`ci.compile.step.compile_model`."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from ci.compile.markdown import render_compile_section
-    from ci.compile.step import run_step
+    from modelops.ci.compile.markdown import render_compile_section
+    from modelops.ci.compile.step import run_step
 
     section = run_step(args.params, backend=args.backend, precision=args.precision,
                        runs=args.runs, warmup=args.warmup,

@@ -74,7 +74,7 @@ def _version(dist: str) -> str | None:
 
 def environment() -> dict:
     """CPU/GPU model and library versions, recorded beside every figure."""
-    from ci.compile.tensorrt import cuda_devices
+    from modelops.ci.compile.tensorrt import cuda_devices
 
     gpus = cuda_devices()
     libs = {}

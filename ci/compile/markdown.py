@@ -7,7 +7,7 @@ from typing import Any
 
 def _esc(text: Any) -> str:
     """Escape untrusted text (the suite's one Markdown escaper: no HTML, mentions, links)."""
-    from ci.markdown import md
+    from modelops.ci.markdown import md
 
     return md(text, limit=600)
 
@@ -75,7 +75,8 @@ def render_compile_section(section: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ci.compile.markdown [metrics/compile.json]``: print the comment block."""
+    """``python -m modelops.ci.compile.markdown [metrics/compile.json]``: print the comment
+    block."""
     import json
     import sys
     from pathlib import Path
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         section = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         print(f"compile: error: {path}: cannot read the compile section ({exc}); run "
-              "`python -m ci compile` first", file=sys.stderr)
+              "`modelops-ci compile` first", file=sys.stderr)
         return 2
     print(render_compile_section(section), end="")
     return 0

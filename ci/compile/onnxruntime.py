@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ci.compile.base import BuildResult, Log
-from ci.compile.params import CompileParams
-from ci.errors import InputError
+from modelops.ci.compile.base import BuildResult, Log
+from modelops.errors import InputError
+from modelops.settings.compile import CompileParams
 
 
 def providers() -> list[str]:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ci.compile.params import Tolerance
+from modelops.settings.compile import Tolerance
 
 _REL_FLOOR = 1e-6  # denominators below this count as this, so zeros do not divide
 

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from ci.compile import latency, parity
-from ci.compile.base import choose_backend, get_backend
-from ci.compile.params import CompileParams
-from ci.compile.tensorrt import calibration_batches, onnx_io_shape
-from ci.errors import ConfigError, GateFailed, InputError, SuiteError
-from ci.fsutil import sha256_file, write_json
+from modelops.ci.compile import latency, parity
+from modelops.ci.compile.base import choose_backend, get_backend
+from modelops.ci.compile.tensorrt import calibration_batches, onnx_io_shape
+from modelops.errors import ConfigError, GateFailed, InputError, SuiteError
+from modelops.fsutil import sha256_file, write_json
+from modelops.settings.compile import CompileParams
 
 SECTION = "compile"
 # Files a previous run may have left in the output directory; removed before each run so that
@@ -106,7 +106,7 @@ def compile_model(*, params: CompileParams, model: Path, data_dir: Path, out_dir
 
     backend_name, skipped = choose_backend(params.backend, reasons)
     if backend_name in skipped:
-        raise ConfigError("params.yaml", "compile.backend", params.backend,
+        raise ConfigError("params.yaml", "modelops.compile.backend", params.backend,
                           f"is not usable on this runner: {skipped[backend_name]}",
                           hint="use backend: auto to fall back to onnxruntime")
     precision, note = effective_precision(backend_name, params.precision)
@@ -151,7 +151,7 @@ def _build_and_check(section: dict[str, Any], params: CompileParams, backend_nam
                      y_test: np.ndarray, calib: list[np.ndarray] | None, out_dir: Path,
                      cache_dir: Path, section_path: Path, report_path: Path | None,
                      log: Callable[[str], None]) -> dict[str, Any]:
-    from ci.compile.onnxruntime import load_runner
+    from modelops.ci.compile.onnxruntime import load_runner
 
     backend = get_backend(backend_name)
     with tempfile.TemporaryDirectory(prefix=".compile-", dir=out_dir) as tmp:
@@ -223,7 +223,7 @@ def _baseline(model: Path, params: CompileParams, backend_name: str):
     """ONNX Runtime on the model as exported. Against TensorRT: the best provider with default
     optimisation (what a server would otherwise run). Against the onnxruntime backend: the same
     provider with graph optimisation disabled, so the speedup is what the optimisation buys."""
-    from ci.compile.onnxruntime import load_runner
+    from modelops.ci.compile.onnxruntime import load_runner
 
     return load_runner(model, params, optimize=backend_name == "tensorrt")
 
@@ -232,9 +232,9 @@ def _write_section(section: dict[str, Any], section_path: Path,
                    report_path: Path | None) -> None:
     write_json(section_path, section)
     if report_path is None or not report_path.exists():
-        return  # `python -m ci report` picks the section file up when it writes the report
+        return  # `modelops-ci report` picks the section file up when it writes the report
     try:
-        from ci.report import merge_section  # owned by the report step
+        from modelops.ci.reportfile import merge_section  # owned by the report step
     except ImportError:
         return
     merge_section(report_path, SECTION, section)
@@ -242,9 +242,9 @@ def _write_section(section: dict[str, Any], section_path: Path,
 
 def run_step(args_params: Path, **kwargs: Any) -> dict[str, Any]:
     """Load ``params.yaml`` then :func:`compile_model` with command-line overrides."""
-    from ci.config import load_params
+    from modelops.settings import load_settings
 
-    cfg: CompileParams = load_params(args_params).compile
+    cfg: CompileParams = load_settings(args_params).compile
     overrides = {k: kwargs.pop(k, None) for k in ("backend", "precision", "runs", "warmup")}
     if overrides["runs"] is not None and overrides["runs"] < 1:
         raise InputError(f"--runs must be at least 1 (got {overrides['runs']})")

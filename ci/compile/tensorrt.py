@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from ci.compile.base import BuildResult, Log
-from ci.compile.params import BatchProfile, Calibration, CompileParams
-from ci.errors import InputError
-from ci.fsutil import atomic_write_bytes, sha256_file, write_json
+from modelops.ci.compile.base import BuildResult, Log
+from modelops.errors import InputError
+from modelops.fsutil import atomic_write_bytes, sha256_file, write_json
+from modelops.settings.compile import BatchProfile, Calibration, CompileParams
 
 SIDECAR_SUFFIX = ".json"
 SIDECAR_SCHEMA = 1
@@ -241,16 +241,16 @@ def read_sidecar(engine: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{engine}: no sidecar {path.name} beside the engine; an engine "
-                         "without it cannot be checked", hint="rebuild with python -m ci "
+                         "without it cannot be checked", hint="rebuild with modelops-ci "
                          "compile") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})",
-                         hint="rebuild the engine with python -m ci compile") from None
+                         hint="rebuild the engine with modelops-ci compile") from None
     required = ("engine_sha256", "tensorrt_version", "compute_capability", "gpu")
     missing = [k for k in required if not isinstance(data, dict) or k not in data]
     if missing:
         raise InputError(f"{path}: missing field {missing[0]!r}",
-                         hint="rebuild the engine with python -m ci compile")
+                         hint="rebuild the engine with modelops-ci compile")
     return data
 
 
@@ -265,7 +265,7 @@ def check_engine_compatible(engine: Path, sidecar: dict[str, Any], *, tensorrt_v
     if digest != sidecar["engine_sha256"]:
         raise InputError(f"{engine}: sha256 {digest[:12]}... does not match its sidecar "
                          f"({str(sidecar['engine_sha256'])[:12]}...); the file was altered or "
-                         "replaced", hint="rebuild it with python -m ci compile")
+                         "replaced", hint="rebuild it with modelops-ci compile")
     if sidecar["tensorrt_version"] != tensorrt_version:
         raise InputError(f"{engine}: built with tensorrt {sidecar['tensorrt_version']!r}, this "
                          f"runner has tensorrt {tensorrt_version!r}; engines are not portable "
@@ -480,7 +480,7 @@ class TrtRunner:
         self.engine = self.runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
             raise InputError(f"{engine_path}: tensorrt could not deserialise the engine",
-                             hint="rebuild it on this runner with python -m ci compile")
+                             hint="rebuild it on this runner with modelops-ci compile")
         self.context = self.engine.create_execution_context()
         self.input_name, self.output_name = input_name, output_name
         self.description = f"tensorrt {trt.__version__} ({cuda_devices()[0].name})"

@@ -54,18 +54,20 @@ def splits(data_dir: Path, model: Path, n_test: int = 64, n_train: int = 128,
 
 
 PARAMS = """\
-compile:
-  backend: {backend}
-  precision: {precision}
-  batch_profile: {{min: 1, opt: 8, max: 32}}
-  batch_sizes: [1, 8, 32]
-  warmup: 2
-  runs: 5
-  calibration: {{samples: 64, batch_size: 16, seed: 0}}
-  tolerances:
-    fp32: {{atol: {atol}, rtol: 0.001, min_top1_agreement: 1.0, max_accuracy_drop: 0.0}}
-    fp16: {{atol: 0.02, rtol: 0.01, min_top1_agreement: 0.99, max_accuracy_drop: 0.01}}
-    int8: {{atol: {int8_atol}, rtol: {int8_rtol}, min_top1_agreement: {int8_top1}, \
+modelops:
+  model: {{name: digits-cnn}}
+  compile:
+    backend: {backend}
+    precision: {precision}
+    batch_profile: {{min: 1, opt: 8, max: 32}}
+    batch_sizes: [1, 8, 32]
+    warmup: 2
+    runs: 5
+    calibration: {{samples: 64, batch_size: 16, seed: 0}}
+    tolerances:
+      fp32: {{atol: {atol}, rtol: 0.001, min_top1_agreement: 1.0, max_accuracy_drop: 0.0}}
+      fp16: {{atol: 0.02, rtol: 0.01, min_top1_agreement: 0.99, max_accuracy_drop: 0.01}}
+      int8: {{atol: {int8_atol}, rtol: {int8_rtol}, min_top1_agreement: {int8_top1}, \
 max_accuracy_drop: 1.0}}
 """
 

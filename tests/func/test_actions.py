@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from ci.markdown import md
-from ci.report import card_section
+from modelops.ci.markdown import md
+from modelops.ci.report import card_section
 from scripts.project import copy_project
 from tests.actions_harness import Runner, github_context
 from tests.conftest import ROOT, run

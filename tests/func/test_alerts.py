@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from ci.config import convert
-from ci.errors import ConfigError
-from ci.yamlio import dump_yaml, load_yaml
-from gitops.alerts import AlertParams, render_rules
+from modelops.errors import ConfigError
+from modelops.gitops.alerts import AlertParams, render_rules
+from modelops.settings import convert
+from modelops.yamlio import dump_yaml, load_yaml
 from tests.conftest import require_tool, run
 
 SERIES = 'model_prediction_psi{{model="digits-cnn",version="{v}",role="stable",pod="p{i}"}}'
@@ -138,14 +138,14 @@ def test_alert_params_reject_inverted_thresholds():
 def test_rules_kind_renders_the_params_thresholds(tmp_path):
     """The manifest kind for the renderer's registry: namespace and labels from the render
     context, thresholds from the ``alerts`` params section; its spec passes promtool."""
-    from ci.config import load_params
-    from gitops.alerts import PrometheusRulesKind
-    from gitops.release import Release
-    from gitops.render import build_context
-    from serve.canary import ROOT as repo_root
+    from modelops.gitops.alerts import PrometheusRulesKind
+    from modelops.gitops.release import Release
+    from modelops.gitops.render import build_context
+    from modelops.settings import load_settings
+    from scripts.canary_demo import ROOT as repo_root
 
     promtool = require_tool("promtool")
-    params = load_params(repo_root / "params.yaml")
+    params = load_settings(repo_root / "params.yaml")
     release = Release(model="digits-cnn", version="5", sha256="a" * 64, dvc_md5="b" * 32,
                       artifact_uri="s3://models/model.onnx", image=params.deploy.image,
                       source_repo="example/model-repo", source_commit="c" * 40,
@@ -163,8 +163,8 @@ def test_rules_kind_renders_the_params_thresholds(tmp_path):
 
 
 def test_rendered_rules_are_validated_strictly():
-    from gitops.alerts import prometheus_rule
-    from gitops.validate import validate_document
+    from modelops.gitops.alerts import prometheus_rule
+    from modelops.gitops.validate import validate_document
 
     doc = prometheus_rule("digits-cnn", "ml-platform", "ml-production", AlertParams())
     assert validate_document(doc) == []
@@ -179,7 +179,7 @@ def test_rendered_rules_are_validated_strictly():
 
 
 def test_gitops_render_writes_rules_that_promtool_accepts(tmp_path):
-    from serve.canary import render_analysis_templates
+    from scripts.canary_demo import render_analysis_templates
 
     promtool = require_tool("promtool")
     folder = render_analysis_templates(tmp_path, "http://127.0.0.1:9090").parent

@@ -9,8 +9,8 @@ import math
 
 import pytest
 
-from gitops.analysis import ERROR, load_templates, run_templates
-from serve.canary import (
+from modelops.gitops.analysis import ERROR, load_templates, run_templates
+from scripts.canary_demo import (
     free_port,
     render_analysis_templates,
     run_scenarios,
@@ -92,7 +92,7 @@ def test_analyze_cli_says_what_argo_would_do(tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"
     path = render_analysis_templates(tmp_path, dead, interval="100ms", count=1)
     out = tmp_path / "result.json"
-    proc = run([sys.executable, "-m", "gitops", "analyze", "--templates", str(path),
+    proc = run([sys.executable, "-m", "modelops.gitops", "analyze", "--templates", str(path),
                 "--arg", "model=digits-cnn", "--arg", "version=2",
                 "--template", "digits-cnn-error-rate", "--json", str(out)],
                cwd=ROOT, check=False)
@@ -101,11 +101,11 @@ def test_analyze_cli_says_what_argo_would_do(tmp_path):
     result = json.loads(out.read_text())
     assert result["phase"] == "Error"
     assert [t["name"] for t in result["templates"]] == ["digits-cnn-error-rate"]
-    proc = run([sys.executable, "-m", "gitops", "analyze", "--templates", str(path),
+    proc = run([sys.executable, "-m", "modelops.gitops", "analyze", "--templates", str(path),
                 "--template", "nope"], cwd=ROOT, check=False)
     assert proc.returncode == 2
     assert "no template 'nope'" in proc.stderr and "Traceback" not in proc.stderr
-    proc = run([sys.executable, "-m", "gitops", "analyze", "--templates", str(path),
+    proc = run([sys.executable, "-m", "modelops.gitops", "analyze", "--templates", str(path),
                 "--template", "digits-cnn-error-rate"], cwd=ROOT, check=False)
     assert proc.returncode == 2
     assert "argument 'model' has no value" in proc.stderr

@@ -1,4 +1,4 @@
-"""``python -m ci comment`` as a real process against the GitHub imitation, driven by real
+"""``modelops-ci comment`` as a real process against the GitHub imitation, driven by real
 webhook payloads in ``GITHUB_EVENT_PATH``."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from ci.markdown import marker
+from modelops.ci.markdown import marker
 from tests.conftest import PY, ROOT
 from tests.github_imitation import github_api, webhook_payload  # noqa: F401 - fixture
 
@@ -55,7 +55,8 @@ def comment(tmp_path, api, *args, token=SECRET, event=None, extra_env=None, chec
     if event:
         env["GITHUB_EVENT_PATH"] = str(event)
     env.update(extra_env or {})
-    cmd = [PY, "-m", "ci", "comment", "--report", "report.json", "--out", "out/pr-comment.md",
+    cmd = [PY, "-m", "modelops.ci", "comment", "--report", "report.json", "--out",
+           "out/pr-comment.md",
            "--backoff", "0.05", *args]
     # not conftest.run: it merges os.environ, and a CI runner's own GITHUB_* must not leak in
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,

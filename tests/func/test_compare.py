@@ -37,19 +37,19 @@ stages:
 """
 
 PARAMS = """\
-model:
-  name: digits-cnn
-  team: ml-platform
+modelops:
+  model:
+    name: digits-cnn
+    team: ml-platform
+  gates:
+    accuracy: {{min: 0.8, max_drop: 0.005}}
+    model_size_mb: {{max: 1}}
 prepare:
   val_fraction: 0.3
   test_fraction: {test_fraction}
 train:
   epochs: {epochs}
   learning_rate: {lr}
-evaluate:
-  gates:
-    accuracy: {{min: 0.8, max_drop: 0.005}}
-    model_size_mb: {{max: 1}}
 """
 
 
@@ -58,11 +58,11 @@ def ci(repo: Path, *args: str, check: bool = True):
            + os.environ.get("PATH", "")}
     for key in ("GITHUB_BASE_REF", "GITHUB_EVENT_PATH", "GITHUB_RUN_ID"):
         env[key] = ""
-    return run([PY, "-m", "ci", *args], repo, check=check, env=env, timeout=300)
+    return run([PY, "-m", "modelops.ci", *args], repo, check=check, env=env, timeout=300)
 
 
 def write_card(repo: Path) -> None:
-    from ci.card import card_path, generate_card
+    from modelops.ci.card import card_path, generate_card
 
     name, text = generate_card(repo)
     card_path(name, repo).write_text(text, encoding="utf-8")
@@ -173,7 +173,7 @@ def test_change_that_lowers_accuracy_fails_the_regression_gate(project):
 
 @pytest.mark.slow
 def test_change_that_raises_accuracy_passes_from_a_shallow_clone(project, tmp_path):
-    from ci.report import build_report
+    from modelops.ci.report import build_report
 
     repo, metrics = project
     base_acc, head_acc = metrics["main"]["accuracy"], metrics["higher"]["accuracy"]

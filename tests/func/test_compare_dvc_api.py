@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ci.compare import dvc_queries
-from ci.errors import ExternalError
+from modelops.ci.compare import dvc_queries
+from modelops.errors import ExternalError
 from tests.conftest import PY, run
 
 DVC_YAML = """\

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from ci.compile.step import compile_model, run_step
-from ci.errors import ConfigError, GateFailed, InputError
+from modelops.ci.compile.step import compile_model, run_step
+from modelops.errors import ConfigError, GateFailed, InputError
 from tests.conftest import PY, ROOT, run
 from tests.func.compile_models import linear_model, splits, write_params
 
@@ -54,7 +54,7 @@ def test_onnxruntime_path_builds_checks_and_reports(repo):
                                                    / row["compiled"]["p50_ms"])
     assert "graph optimisation all" in section["runner"]
     assert "graph optimisation disabled" in section["baseline"]
-    from ci.fsutil import sha256_file
+    from modelops.fsutil import sha256_file
 
     assert section["engine"]["sha256"] == sha256_file(artifact)
     assert section["environment"]["libraries"]["onnxruntime"]
@@ -100,7 +100,8 @@ def test_parity_failure_exits_1_and_leaves_no_artifact(repo):
 
 
 def test_explicit_tensorrt_without_it_is_a_config_error(repo):
-    with pytest.raises(ConfigError, match=r"compile.backend: is not usable on this runner: "
+    with pytest.raises(ConfigError,
+                       match=r"modelops.compile.backend: is not usable on this runner: "
                                           r"tensorrt not installed"):
         run_step(repo / "params.yaml", backend="tensorrt", **_kwargs(repo))
 
@@ -129,16 +130,16 @@ def test_bad_split_is_named(repo):
 def test_model_with_fixed_input_name_mismatch(repo):
     from dataclasses import replace
 
-    from ci.config import load_params
+    from modelops.settings import load_settings
 
-    cfg = replace(load_params(repo / "params.yaml").compile, input_name="images")
+    cfg = replace(load_settings(repo / "params.yaml").compile, input_name="images")
     with pytest.raises(InputError, match=r"no input named 'images' \(inputs: input\)"):
         compile_model(params=cfg, **_kwargs(repo))
 
 
 @pytest.mark.slow
 def test_cli_exit_codes_and_output(repo):
-    cmd = [PY, "-m", "ci", "compile", "--backend", "onnxruntime"]
+    cmd = [PY, "-m", "modelops.ci", "compile", "--backend", "onnxruntime"]
     env = {"PYTHONPATH": str(ROOT)}
     ok = run(cmd, cwd=repo, env=env)
     assert "### ✅ Compile: onnxruntime fp32" in ok.stdout
@@ -149,7 +150,7 @@ def test_cli_exit_codes_and_output(repo):
         "{min: 1, opt: 8, max: 32}", "{min: 64, opt: 8, max: 32}"))
     bad = run(cmd, cwd=repo, env=env, check=False)
     assert bad.returncode == 2
-    assert "params.yaml: compile.batch_profile.min: must not exceed" in bad.stderr
+    assert "params.yaml: modelops.compile.batch_profile.min: must not exceed" in bad.stderr
     assert "Traceback" not in bad.stderr
 
     write_params(repo / "params.yaml", int8_atol=0.0, int8_rtol=0.0, int8_top1=1.0)
@@ -162,7 +163,7 @@ def test_cli_exit_codes_and_output(repo):
     broken = run(cmd, cwd=repo, env=env, check=False)
     assert broken.returncode == 2 and "models/model.onnx: not a valid onnx model" in broken.stderr
 
-    help_ = run([PY, "-m", "ci", "compile", "--help"], cwd=repo, env=env)
+    help_ = run([PY, "-m", "modelops.ci", "compile", "--help"], cwd=repo, env=env)
     assert "--precision" in help_.stdout and "Exit codes" in help_.stdout
 
 

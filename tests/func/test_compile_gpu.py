@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from ci.compile.base import get_backend
-from ci.compile.step import run_step
-from ci.errors import InputError
+from modelops.ci.compile.base import get_backend
+from modelops.ci.compile.step import run_step
+from modelops.errors import InputError
 from tests.func.compile_models import linear_model, splits, write_params
 
 pytestmark = pytest.mark.gpu
@@ -56,10 +56,10 @@ def test_tensorrt_refuses_an_engine_from_another_version(repo):
     side = engine.with_name("model.plan.json")
     data = json.loads(side.read_text())
     side.write_text(json.dumps({**data, "tensorrt_version": "8.0.0"}))
-    from ci.config import load_params
+    from modelops.settings import load_settings
 
     with pytest.raises(InputError, match="built with tensorrt '8.0.0'"):
-        get_backend("tensorrt").load(engine, load_params(repo / "params.yaml").compile)
+        get_backend("tensorrt").load(engine, load_settings(repo / "params.yaml").compile)
 
 
 @needs_trt

@@ -4,7 +4,7 @@ Checks the wiring in the rendered manifests (volumes, mounts, env, the drift bas
 pod template, credentials, security context), then runs the pod as the kubelet would, minus the
 container runtime: the init container's command and environment fetch the artifact from a real
 HTTP server into the ``/models`` volume (a temporary folder), and the serving container's
-environment starts ``python -m serve`` on the fetched file with the pod template's baseline (a
+environment starts ``modelops-serve`` on the fetched file with the pod template's baseline (a
 downward API file), so the drift gauge the AnalysisTemplate queries is a number, not NaN.
 """
 
@@ -24,21 +24,21 @@ import threading
 
 import pytest
 
-from ci.config import load_params, parse_params
-from ci.errors import ConfigError
-from ci.fsutil import sha256_file
-from ci.yamlio import load_yaml_all, load_yaml_file
-from gitops.release import Release
-from gitops.render import BASELINE_ANNOTATION, KINDS, render_docs, render_env
-from serve.canary import free_port, wait_until
-from serve.fixtures import class_distribution, held_out, linear_model
+from modelops.errors import ConfigError
+from modelops.fsutil import sha256_file
+from modelops.gitops.release import Release
+from modelops.gitops.render import BASELINE_ANNOTATION, KINDS, render_docs, render_env
+from modelops.settings import load_settings, parse_settings
+from modelops.yamlio import load_yaml_all, load_yaml_file
+from scripts.canary_demo import free_port, wait_until
+from scripts.fixtures import class_distribution, held_out, linear_model
 from tests.conftest import ROOT
 from tests.unit.test_gitops_release import example_release
 
 
 @pytest.fixture(scope="module")
 def params():
-    return load_params(ROOT / "params.yaml")
+    return load_settings(ROOT / "params.yaml")
 
 
 def _pod(files_or_docs):
@@ -69,7 +69,7 @@ def test_pod_wiring(params):
     (main,) = pod["containers"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert init["name"] == "fetch-model" and init["image"] == main["image"] == release.image
-    assert init["command"] == ["python", "-m", "serve.fetch"]
+    assert init["command"] == ["python", "-m", "modelops.serve.fetch"]
     fetch_env, serve_env = _env(init), _env(main)
     assert fetch_env == {"MODEL_URI": release.artifact_uri, "MODEL_SHA256": release.sha256,
                          "MODEL_PATH": "/models/model.onnx"}
@@ -115,14 +115,14 @@ def test_stable_and_canary_pods_each_read_their_own_baseline(params):
 
 def test_credentials_secret_goes_to_the_init_container_only(params):
     raw = load_yaml_file(ROOT / "params.yaml")
-    raw["deploy"]["artifact_credentials_secret"] = "model-store-creds"
-    pod = _pod(render_env(example_release(), parse_params(raw), "staging"))
+    raw["modelops"]["deploy"]["artifact_credentials_secret"] = "model-store-creds"
+    pod = _pod(render_env(example_release(), parse_settings(raw), "staging"))
     assert pod["initContainers"][0]["envFrom"] == [{"secretRef": {"name": "model-store-creds"}}]
     assert "envFrom" not in pod["containers"][0]
-    raw["deploy"]["artifact_credentials_secret"] = "Bad Secret"
+    raw["modelops"]["deploy"]["artifact_credentials_secret"] = "Bad Secret"
     with pytest.raises(ConfigError) as info:
-        parse_params(raw, "params.yaml")
-    assert info.value.path == "deploy.artifact_credentials_secret"
+        parse_settings(raw, "params.yaml")
+    assert info.value.path == "modelops.deploy.artifact_credentials_secret"
     assert "'Bad Secret'" in str(info.value)
 
 
@@ -213,7 +213,7 @@ def test_rendered_pod_runs_fetch_then_serve_with_drift_baseline(params, tmp_path
     (main,) = pod["containers"]
     port = free_port()
     env = {**container_env(main), "PORT": str(port), "SERVE_HOST": "127.0.0.1"}
-    serving = subprocess.Popen([sys.executable, "-m", "serve"], cwd=ROOT, env=env,
+    serving = subprocess.Popen([sys.executable, "-m", "modelops.serve"], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_until(f"http://127.0.0.1:{port}/v2/health/ready", serving, "server")
@@ -234,7 +234,7 @@ def test_rendered_pod_runs_fetch_then_serve_with_drift_baseline(params, tmp_path
 
 def test_fetched_file_name_follows_artifact_path():
     raw = load_yaml_file(ROOT / "params.yaml")
-    raw["deploy"]["artifact_path"] = "models/engine.plan"
-    pod = _pod(render_docs(example_release(), parse_params(raw), "staging"))
-    assert _env(pod["initContainers"][0])["MODEL_PATH"] == "/models/engine.plan"
-    assert _env(pod["containers"][0])["MODEL_PATH"] == "/models/engine.plan"
+    raw["modelops"]["model"]["artifact"]["path"] = "models/engine.onnx"
+    pod = _pod(render_docs(example_release(), parse_settings(raw), "staging"))
+    assert _env(pod["initContainers"][0])["MODEL_PATH"] == "/models/engine.onnx"
+    assert _env(pod["containers"][0])["MODEL_PATH"] == "/models/engine.onnx"

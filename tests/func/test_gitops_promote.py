@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gitops.gitrepo import ensure_bare_remote
-from gitops.promote import promote
-from gitops.publish import format_message, params_renderer, publish, release_trailers
-from gitops.release import Release
+from modelops.gitops.gitrepo import ensure_bare_remote
+from modelops.gitops.promote import promote
+from modelops.gitops.publish import format_message, params_renderer, publish, release_trailers
+from modelops.gitops.release import Release
 from tests.conftest import ROOT
 from tests.func.test_gitops_publish import gitops, head, quiet, rgit, trailers, tree_files
 from tests.github_imitation import github_api  # noqa: F401 - fixture

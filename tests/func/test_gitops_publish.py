@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ci.errors import ExternalError
-from gitops.gitrepo import ensure_bare_remote
-from gitops.publish import format_message, publish, read_rendered_dir
+from modelops.errors import ExternalError
+from modelops.gitops.gitrepo import ensure_bare_remote
+from modelops.gitops.publish import format_message, publish, read_rendered_dir
 from tests.conftest import ROOT
 
 PY = sys.executable
@@ -95,7 +95,8 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 def gitops(*args: str, cwd: Path, env: dict | None = None,
            timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "gitops", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([PY, "-m", "modelops.gitops", *args], cwd=cwd, capture_output=True,
+                          text=True,
                           env=env or cli_env(), timeout=timeout)
 
 
@@ -175,7 +176,7 @@ def test_publish_writes_complete_state_stale_files_removed_other_folders_kept(re
 
 
 def test_bad_folder_or_file_names_are_refused_before_any_git_work(remote, tmp_path):
-    from ci.errors import InputError
+    from modelops.errors import InputError
 
     for changes in ({"Staging/m": {"a": b""}}, {"staging": {"a": b""}},
                     {"staging/m": {"../x": b""}}, {"staging/m": {".git/config": b""}}):
@@ -189,7 +190,7 @@ def test_bad_folder_or_file_names_are_refused_before_any_git_work(remote, tmp_pa
 
 
 def test_trailer_values_cannot_inject_lines():
-    from ci.errors import InputError
+    from modelops.errors import InputError
 
     with pytest.raises(InputError, match="single line"):
         format_message("s", [("Model-Version", "v1\nSigned-off-by: x")])
@@ -227,7 +228,7 @@ def test_eight_concurrent_publishers_all_land_with_linear_history(remote, tmp_pa
         out = write_rendered(tmp_path / f"out{i}", {f"staging/model-{i}": folder(f"model-{i}",
                                                                                  f"v{i}")})
         procs.append(subprocess.Popen(
-            [PY, "-m", "gitops", "publish", "--rendered-dir", str(out), "--gitops-repo",
+            [PY, "-m", "modelops.gitops", "publish", "--rendered-dir", str(out), "--gitops-repo",
              str(remote), "--max-attempts", "12"], cwd=tmp_path, env=env, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     results = [(p.wait(timeout=180), *p.communicate()) for p in procs]
@@ -253,7 +254,8 @@ def test_other_folder_pushed_meanwhile_is_kept_and_ours_lands_on_top(remote, tmp
         if [ ! -e "{mark}" ]; then
             touch "{mark}"
             env -u GIT_CONFIG_COUNT -u GIT_CONFIG_KEY_0 -u GIT_CONFIG_VALUE_0 \\
-                "{PY}" -m gitops publish --rendered-dir "{other}" --gitops-repo "{remote}" \\
+                "{PY}" -m modelops.gitops publish --rendered-dir "{other}" \\
+                    --gitops-repo "{remote}" \\
                 >/dev/null 2>&1 || exit 1
         fi
         exit 0
@@ -278,7 +280,8 @@ def test_real_conflict_stops_with_exit_2_and_no_force_push(remote, tmp_path):
         if [ ! -e "{mark}" ]; then
             touch "{mark}"
             env -u GIT_CONFIG_COUNT -u GIT_CONFIG_KEY_0 -u GIT_CONFIG_VALUE_0 \\
-                "{PY}" -m gitops publish --rendered-dir "{theirs}" --gitops-repo "{remote}" \\
+                "{PY}" -m modelops.gitops publish --rendered-dir "{theirs}" \\
+                    --gitops-repo "{remote}" \\
                 >/dev/null 2>&1 || exit 1
         fi
         exit 0
@@ -306,7 +309,8 @@ def test_the_same_release_published_meanwhile_is_a_noop_not_a_conflict(remote, t
         if [ ! -e "{mark}" ]; then
             touch "{mark}"
             env -u GIT_CONFIG_COUNT -u GIT_CONFIG_KEY_0 -u GIT_CONFIG_VALUE_0 \\
-                "{PY}" -m gitops publish --rendered-dir "{same}" --gitops-repo "{remote}" \\
+                "{PY}" -m modelops.gitops publish --rendered-dir "{same}" \\
+                    --gitops-repo "{remote}" \\
                 >/dev/null 2>&1 || exit 1
         fi
         exit 0
@@ -328,7 +332,7 @@ def test_give_up_after_max_attempts_is_retryable_and_pushes_nothing(remote, tmp_
         mkdir -p "{tmp_path}/mover/staging/other"
         echo "n: $n" > "{tmp_path}/mover/staging/other/f.yaml"
         env -u GIT_CONFIG_COUNT -u GIT_CONFIG_KEY_0 -u GIT_CONFIG_VALUE_0 \\
-            "{PY}" -m gitops publish --rendered-dir "{tmp_path}/mover" \\
+            "{PY}" -m modelops.gitops publish --rendered-dir "{tmp_path}/mover" \\
             --gitops-repo "{remote}" >/dev/null 2>&1 || exit 1
         exit 0
         """)
@@ -375,13 +379,13 @@ def test_a_runner_without_git_identity_commits_as_the_fallback_identity(remote, 
     ("fatal: '/nowhere' does not appear to be a git repository", False),
 ])
 def test_git_errors_say_whether_a_retry_can_help(stderr, retryable):
-    from gitops.gitrepo import _classify
+    from modelops.git import classify as _classify
 
     assert _classify(stderr)[0] is retryable
 
 
 def test_credentials_in_urls_are_redacted():
-    from gitops.gitrepo import redact
+    from modelops.gitops.gitrepo import redact
 
     assert redact("cloning https://x-access-token:ghs_abc@github.com/o/r.git failed") == \
         "cloning https://***@github.com/o/r.git failed"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gitops.gitrepo import ensure_bare_remote
+from modelops.gitops.gitrepo import ensure_bare_remote
 from tests.func.test_gitops_publish import (
     folder,
     gitops,
@@ -222,7 +222,8 @@ def test_server_errors_are_retried_and_the_publish_lands_once(git_http, tmp_path
     out = write_rendered(tmp_path / "out", {"staging/m": folder("m", "v1")})
     proc = gitops("publish", "--rendered-dir", str(out), "--gitops-repo", writer, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "cloning failed" in proc.stderr and "pushing failed" in proc.stderr
+    assert "cloning: attempt 1/3 failed" in proc.stderr
+    assert "pushing: attempt 1/3 failed" in proc.stderr
     assert proc.stderr.count("retrying in") == 2
     assert faults == []
     assert rgit(remote, "rev-list", "--count", "refs/heads/main") == "1"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gitops.publish import publish
+from modelops.gitops.publish import publish
 from tests.func.test_gitops_publish import (
     cli_env,
     folder,
@@ -32,8 +32,8 @@ PY = sys.executable
 
 
 def start(args: list[str], cwd: Path, env: dict) -> subprocess.Popen:
-    """Start ``python -m gitops ...`` in its own process group (git and hooks included)."""
-    return subprocess.Popen([PY, "-m", "gitops", *args], cwd=cwd, env=env,
+    """Start ``modelops-gitops ...`` in its own process group (git and hooks included)."""
+    return subprocess.Popen([PY, "-m", "modelops.gitops", *args], cwd=cwd, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
 
@@ -60,7 +60,7 @@ def objects(remote: Path) -> dict[str, str]:
 
 @pytest.fixture
 def seeded(tmp_path, git_env) -> tuple[Path, str]:
-    from gitops.gitrepo import ensure_bare_remote
+    from modelops.gitops.gitrepo import ensure_bare_remote
 
     remote = ensure_bare_remote(tmp_path / "remote.git")
     publish(str(remote), {"staging/m": folder("m", "v1")}, message="v1\n", log=quiet)

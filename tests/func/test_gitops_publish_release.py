@@ -11,9 +11,9 @@ import subprocess
 
 import pytest
 
-from ci.yamlio import dump_yaml
-from gitops.gitrepo import ensure_bare_remote
-from gitops.publish import format_message, publish
+from modelops.gitops.gitrepo import ensure_bare_remote
+from modelops.gitops.publish import format_message, publish
+from modelops.yamlio import dump_yaml
 from tests.conftest import ROOT
 from tests.func.test_gitops_publish import folder, gitops, head, quiet, rgit, tree_files
 from tests.unit.test_gitops_release import BASELINE

@@ -11,10 +11,10 @@ import os
 
 import pytest
 
-from ci.config import load_params, parse_params
-from ci.errors import ConfigError, InputError, ValidationError
-from ci.yamlio import dump_yaml_all, load_yaml_all, load_yaml_file
-from gitops.render import KINDS, render_env, write_env
+from modelops.errors import ConfigError, InputError, ValidationError
+from modelops.gitops.render import KINDS, render_env, write_env
+from modelops.settings import load_settings, parse_settings
+from modelops.yamlio import dump_yaml_all, load_yaml_all, load_yaml_file
 from tests.conftest import PY, ROOT, in_ci, require_tool, run
 from tests.unit.test_gitops_release import example_release
 
@@ -23,7 +23,7 @@ GOLDEN = ROOT / "tests" / "data" / "gitops" / "golden"
 
 @pytest.fixture(scope="module")
 def params():
-    return load_params(ROOT / "params.yaml")
+    return load_settings(ROOT / "params.yaml")
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
@@ -72,8 +72,8 @@ def test_rendered_manifests_carry_release_and_env(params):
 
 def test_analysis_templates_use_thresholds_from_params(params):
     raw = copy.deepcopy(load_yaml_file(ROOT / "params.yaml"))
-    raw["deploy"]["analysis"].update(error_rate_max=0.01, failure_limit=3, count=7)
-    custom = parse_params(raw)
+    raw["modelops"]["deploy"]["analysis"].update(error_rate_max=0.01, failure_limit=3, count=7)
+    custom = parse_settings(raw)
     files = render_env(example_release(), custom, "staging")
     templates = {d["metadata"]["name"]: d
                  for d in load_yaml_all(files["analysis-templates.yaml"].decode())}
@@ -126,7 +126,7 @@ def test_unknown_environment(params):
 
 
 def _cli(tmp_path, *args):
-    return run([PY, "-m", "gitops", *args], cwd=ROOT, check=False)
+    return run([PY, "-m", "modelops.gitops", *args], cwd=ROOT, check=False)
 
 
 def test_cli_render_and_validate(tmp_path):
@@ -170,7 +170,7 @@ def test_cli_render_from_dvc_lock(tmp_path, model_repo):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--env", "qa"], "deploy.environments: unknown environment (got 'qa')"),
+    (["--env", "qa"], "modelops.deploy.environments: unknown environment (got 'qa')"),
     (["--image", "ghcr.io/x/s:1\n---"], "image: "),
     (["--image", "ghcr.io/x/s:---"], "image: "),
     (["--version", "a: b"], "version: "),
@@ -208,15 +208,16 @@ def test_cli_validate_reports_upstream_style_errors(tmp_path):
 def test_templates_read_the_same_in_yaml_1_1_and_1_2(params, env):
     # Templates are parsed with libyaml (YAML 1.1, fast); the strict pure-Python 1.2 loader
     # (which also rejects duplicate keys) must read exactly the same documents.
-    from ci.yamlio import load_yaml_all_fast
-    from gitops.render import _jinja, build_context
+    from modelops.gitops.render import build_context
+    from modelops.gitops.templating import jinja_env
+    from modelops.yamlio import load_yaml_all_fast
 
     context = build_context(example_release(), params, env)
     for kind in KINDS.values():
         template = getattr(kind, "template", None)
         if template is None:
             continue
-        text = _jinja().get_template(template).render(**context)
+        text = jinja_env().get_template(template).render(**context)
         assert load_yaml_all_fast(text) == load_yaml_all(text), template
 
 
@@ -235,7 +236,7 @@ def test_yaml_1_1_lookalikes_stay_strings_for_kubectl(params, value):
 
 
 def test_cli_release_writes_a_release_render_can_use(tmp_path, model_repo):
-    from gitops.release import Release
+    from modelops.gitops.release import Release
 
     rel = tmp_path / "release.json"
     proc = _cli(tmp_path, "release", "--repo", str(model_repo), "--out", str(rel), *GOOD,
@@ -269,7 +270,7 @@ def test_core_kinds_agree_with_the_kubernetes_validate_cli(params, tmp_path):
     import sys
     from pathlib import Path
 
-    from gitops.validate import K8S_VERSION, validate_manifests
+    from modelops.gitops.validate import K8S_VERSION, validate_manifests
 
     cli = str(Path(sys.executable).parent / "kubernetes-validate")
     files = render_env(example_release(), params, "staging")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ci.fsutil import md5_file, sha256_file
-from ci.yamlio import dump_yaml, load_yaml_file
+from modelops.fsutil import md5_file, sha256_file
+from modelops.yamlio import dump_yaml, load_yaml_file
 from scripts.project import copy_project
 from tests.conftest import PY, require_module, run
 

@@ -1,4 +1,4 @@
-"""``python -m ci reproduce`` and ``python -m ci dvc-remote`` on real git + DVC repositories.
+"""``modelops-ci reproduce`` and ``modelops-ci dvc-remote`` on real git + DVC repositories.
 
 A two-stage pipeline (``make`` -> ``count``) with a local DVC remote stands for the example;
 each test runs the command as the evaluate and setup actions do, in a subprocess, and checks
@@ -72,7 +72,8 @@ def _env(tmp: Path) -> dict[str, str]:
 
 
 def ci(repo: Path, *args: str, check: bool = True):
-    return run([PY, "-m", "ci", *args], repo, check=check, env=_env(repo.parent), timeout=300)
+    return run([PY, "-m", "modelops.ci", *args], repo, check=check, env=_env(repo.parent),
+               timeout=300)
 
 
 def dvc(repo: Path, *args: str) -> str:

@@ -1,4 +1,4 @@
-"""Retraining on drift: `python -m ci retrain` with a real git origin, real dvc and the
+"""Retraining on drift: `modelops-ci retrain` with a real git origin, real dvc and the
 GitHub imitation, driven by the real repository_dispatch payload."""
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _retrain(repo: Path, api, event: dict, fresh: Path, tmp_path: Path):
     event_path.write_text(json.dumps(event))
     env = {**ENV, "GITHUB_TOKEN": "write-token", "GITHUB_REPOSITORY": "octo/models",
            "GITHUB_API_URL": api.api_url, "GITHUB_OUTPUT": str(tmp_path / "out.txt")}
-    return subprocess.run([PY, "-m", "ci", "retrain", "--event", str(event_path),
+    return subprocess.run([PY, "-m", "modelops.ci", "retrain", "--event", str(event_path),
                            "--fresh-data", str(fresh)], cwd=repo, capture_output=True,
                           text=True, env={**__import__("os").environ, **env}, timeout=600)
 

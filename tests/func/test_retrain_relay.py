@@ -13,9 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from ci.github import GitHub, RetryPolicy
-from ci.yamlio import dump_yaml
-from gitops.retrain import Relay, RetrainParams, alertmanager_config, dispatches_for, make_server
+from modelops.github import GitHub, GitHubPolicy
+from modelops.gitops.retrain import (
+    Relay,
+    RetrainParams,
+    alertmanager_config,
+    dispatches_for,
+    make_server,
+)
+from modelops.yamlio import dump_yaml
 from tests.conftest import require_tool
 from tests.github_imitation import github_api  # noqa: F401
 
@@ -53,7 +59,7 @@ def test_one_dispatch_per_model_for_firing_drift_alerts():
 
 @pytest.mark.parametrize("payload", [None, [], {"alerts": "x"}, {"alerts": [1]}])
 def test_garbage_is_rejected(payload):
-    from ci.errors import InputError
+    from modelops.errors import InputError
 
     with pytest.raises(InputError):
         dispatches_for(payload, RETRAIN)
@@ -94,7 +100,7 @@ def _post(url: str, body: object) -> int:
 @pytest.mark.slow
 def test_real_alertmanager_delivers_a_drift_alert_as_one_dispatch(tmp_path, github_api):  # noqa: F811
     binary = require_tool("prometheus-alertmanager")
-    gh = GitHub("write-token", github_api.api_url, policy=RetryPolicy(sleep=lambda s: None))
+    gh = GitHub("write-token", github_api.api_url, policy=GitHubPolicy(sleep=lambda s: None))
     relay = Relay(gh, "octo/models", RETRAIN, log=lambda m: None)
     server = make_server(relay, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -141,7 +147,7 @@ def test_real_alertmanager_delivers_a_drift_alert_as_one_dispatch(tmp_path, gith
 
 
 def test_relay_answers_502_when_github_fails_so_alertmanager_retries(github_api):  # noqa: F811
-    gh = GitHub("write-token", github_api.api_url, policy=RetryPolicy(sleep=lambda s: None))
+    gh = GitHub("write-token", github_api.api_url, policy=GitHubPolicy(sleep=lambda s: None))
     server = make_server(Relay(gh, "octo/models", RETRAIN, log=lambda m: None), "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/alerts"
@@ -160,7 +166,7 @@ def test_relay_answers_502_when_github_fails_so_alertmanager_retries(github_api)
 def test_relay_cli_needs_a_token(tmp_path):
     from tests.conftest import PY, ROOT
 
-    proc = subprocess.run([PY, "-m", "gitops", "alert-relay", "--repo", "octo/models",
+    proc = subprocess.run([PY, "-m", "modelops.gitops", "alert-relay", "--repo", "octo/models",
                            "--params", str(Path(ROOT) / "params.yaml")],
                           capture_output=True, text=True, cwd=ROOT,
                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=60)

@@ -18,9 +18,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ci.fsutil import sha256_file
-from serve.canary import free_port, wait_until
-from serve.fixtures import class_distribution, held_out, linear_model
+from modelops.fsutil import sha256_file
+from scripts.canary_demo import free_port, wait_until
+from scripts.fixtures import class_distribution, held_out, linear_model
 from tests.conftest import ROOT
 
 MODEL = "digits-cnn"
@@ -38,7 +38,7 @@ def artifacts(tmp_path_factory):
 
 def _start(artifacts, *extra: str, sha: str | None = None):
     port = free_port()
-    cmd = [sys.executable, "-m", "serve", "--model", str(artifacts["model"]),
+    cmd = [sys.executable, "-m", "modelops.serve", "--model", str(artifacts["model"]),
            "--sha256", sha or sha256_file(artifacts["model"]), "--model-version", "3",
            "--role", "canary", "--port", str(port), "--drift-baseline",
            str(artifacts["baseline"]), "--psi-min-samples", "10", "--psi-window", "100", *extra]
@@ -166,7 +166,8 @@ def test_wrong_sha256_refuses_to_serve(artifacts):
 
 
 def test_bad_flags_exit_2_with_one_line(artifacts):
-    out = subprocess.run([sys.executable, "-m", "serve", "--model", "x.onnx", "--sha256", "zz"],
+    out = subprocess.run([sys.executable, "-m", "modelops.serve", "--model", "x.onnx", "--sha256",
+                          "zz"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "--sha256: must be 64 hex digits (got 'zz')" in out.stderr
@@ -180,7 +181,8 @@ def test_tensorrt_backend_without_tensorrt_is_a_clear_error(artifacts):
         pytest.skip("tensorrt is installed here")
     except ImportError:
         pass
-    out = subprocess.run([sys.executable, "-m", "serve", "--model", str(artifacts["model"]),
+    out = subprocess.run([sys.executable, "-m", "modelops.serve", "--model",
+                          str(artifacts["model"]),
                           "--no-verify", "--backend", "tensorrt", "--port", "0"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
@@ -209,14 +211,14 @@ def test_sigterm_lets_in_flight_requests_finish(artifacts):
 
 def test_smoke_command_of_the_demo(artifacts, tmp_path):
     env = {"PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-m", "serve.smoke", "--model",
+    out = subprocess.run([sys.executable, "-m", "scripts.smoke", "--model",
                           str(artifacts["model"]), "--baseline", str(artifacts["baseline"]),
                           "--requests", "20"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=120, env={**os.environ, **env})
     assert out.returncode == 0, out.stdout + out.stderr
     assert "logits match in-process onnxruntime" in out.stdout
     assert "drained and exited 0" in out.stdout
-    missing = subprocess.run([sys.executable, "-m", "serve.smoke", "--model", "nope.onnx"],
+    missing = subprocess.run([sys.executable, "-m", "scripts.smoke", "--model", "nope.onnx"],
                              cwd=tmp_path, capture_output=True, text=True, timeout=60,
                              env={**os.environ, **env})
     assert missing.returncode == 2 and "nope.onnx: not found" in missing.stderr
@@ -224,11 +226,11 @@ def test_smoke_command_of_the_demo(artifacts, tmp_path):
 
 def test_not_ready_until_the_verified_model_is_loaded(artifacts):
     """The HTTP side answers live at once, but ready and infer only once a backend is set
-    (python -m serve sets it after the sha256 check and the warm-up)."""
-    from serve.backends import load_backend
-    from serve.metrics import DriftWindow, ServingMetrics
-    from serve.protocol import Limits
-    from serve.server import ServingState, make_server
+    (modelops-serve sets it after the sha256 check and the warm-up)."""
+    from modelops.serve.backends import load_backend
+    from modelops.serve.metrics import DriftWindow, ServingMetrics
+    from modelops.serve.protocol import Limits
+    from modelops.serve.server import ServingState, make_server
 
     state = ServingState(model=MODEL, version="3", limits=Limits(),
                          metrics=ServingMetrics(MODEL, "3", "canary", DriftWindow(None, 10, 1)))

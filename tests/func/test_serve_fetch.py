@@ -1,4 +1,5 @@
-"""``python -m serve.fetch`` against a real HTTP server, a real S3 imitation and local files.
+"""``python -m modelops.serve.fetch`` against a real HTTP server, a real S3 imitation and local
+files.
 
 The HTTP server is the standard library's on 127.0.0.1, scripted per path (status sequences);
 the S3 store is moto's ThreadedMotoServer on 127.0.0.1, reached through ``AWS_ENDPOINT_URL``.
@@ -14,8 +15,8 @@ import threading
 
 import pytest
 
-from serve import fetch as fetch_mod
-from serve.fetch import main
+from modelops.serve import fetch as fetch_mod
+from modelops.serve.fetch import main
 from tests.conftest import PY, ROOT, require_module, run
 
 PAYLOAD = os.urandom(300_000)
@@ -299,34 +300,42 @@ def test_cli_reads_the_container_environment(s3_env, tmp_path):
     """As the init container runs it: no flags, everything from the environment."""
     out = tmp_path / "models" / "model.onnx"
     env = {**os.environ, "MODEL_URI": s3_env, "MODEL_SHA256": SHA, "MODEL_PATH": str(out)}
-    proc = run([PY, "-m", "serve.fetch"], cwd=ROOT, env=env)
+    proc = run([PY, "-m", "modelops.serve.fetch"], cwd=ROOT, env=env)
     assert out.read_bytes() == PAYLOAD
     assert "verified" in proc.stderr
-    help_text = run([PY, "-m", "serve.fetch", "--help"], cwd=ROOT).stdout
+    help_text = run([PY, "-m", "modelops.serve.fetch", "--help"], cwd=ROOT).stdout
     assert "MODEL_URI" in help_text and "AWS_ENDPOINT_URL" in help_text
 
 
 def test_serving_image_has_what_fetch_and_serve_import():
-    """serve/Dockerfile copies every project module the two entry points import and pins
-    the same versions as requirements.lock."""
+    """serve/Dockerfile installs the suite as a wheel (no file copied by name) and pins, as in
+    requirements.lock, every distribution the two entry points import; those entry points load
+    only the core and the runtime of the suite."""
+    import json
     import re
 
-    code = ("import sys, serve.fetch, serve.__main__, botocore.exceptions; "
-            "print('\\n'.join(m for m in sys.modules if m.split('.')[0] in ('ci', 'serve')))")
-    mods = run([PY, "-c", code], cwd=ROOT).stdout.split()
-    files = {m.replace(".", "/") + ".py" for m in mods}
-    files = {f if (ROOT / f).is_file() else f[:-3] + "/__init__.py" for f in files}
+    code = ("import sys; before = set(sys.modules); "
+            "import json, importlib.metadata as md, modelops.serve.fetch, "
+            "modelops.serve.__main__, botocore.exceptions; "
+            "dists = md.packages_distributions(); new = set(sys.modules) - before; "
+            "print(json.dumps({'modules': sorted(m for m in new if m.startswith("
+            "'modelops')), 'dists': sorted({d for m in new for d in "
+            "dists.get(m.split('.')[0], [])})}))")
+    loaded = json.loads(run([PY, "-c", code], cwd=ROOT).stdout)
+    assert "modelops.serve.fetch" in loaded["modules"]
+    outside = [m for m in loaded["modules"]
+               if m.startswith(("modelops.ci", "modelops.gitops", "modelops.settings"))]
+    assert outside == []
     dockerfile = (ROOT / "serve" / "Dockerfile").read_text()
-    copied = set()
-    for block in re.findall(r"^COPY ((?:.*\\\n)*.*)$", dockerfile, re.M):
-        words = block.replace("\\\n", " ").split()
-        folder = words[-1].rstrip("/")
-        copied |= {w for w in words[:-1] if w.startswith(folder + "/")}
-    assert "serve/fetch.py" in files
-    assert sorted(files - copied) == []
-    lock = dict(line.split("==") for line in (ROOT / "requirements.lock").read_text().split()
-                if "==" in line)
-    pins = dict(re.findall(r"^\s+([A-Za-z0-9_.\-]+)==(\S+)", dockerfile, re.M))
-    assert "boto3" in pins
+    copied = re.findall(r"^COPY (?:--\S+ )*(\S+)", dockerfile, re.M)
+    assert not [c for c in copied if c.endswith(".py")], copied
+    assert re.search(r"pip install .*--no-deps /wheels/\*\.whl", dockerfile)
+    lock = {k.lower().replace("_", "-"): v for k, v in (
+        line.split("==") for line in (ROOT / "requirements.lock").read_text().split()
+        if "==" in line)}
+    pins = {k.lower().replace("_", "-"): v for k, v in re.findall(
+        r"^\s+([A-Za-z0-9_.\-]+)==(\S+)", dockerfile, re.M) if k != "setuptools"}
+    needed = {d.lower().replace("_", "-") for d in loaded["dists"]} - {"modelops-suite"}
+    assert sorted(needed - set(pins)) == []
     for name, version in pins.items():
-        assert lock.get(name.lower().replace("_", "-"), lock.get(name)) == version, name
+        assert lock.get(name) == version, name

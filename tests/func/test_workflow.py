@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ci.errors import ConfigError, ExternalError, InputError
-from ci.yamlio import load_yaml_all
-from gitops.argo_server import ArgoServer
-from gitops.crd import validate_strict
-from gitops.workflow import (
+from modelops.errors import ConfigError, ExternalError, InputError
+from modelops.gitops.argo_server import ArgoServer
+from modelops.gitops.crd import validate_strict
+from modelops.gitops.workflow import (
     StageResources,
     WorkflowContext,
     WorkflowParams,
@@ -23,6 +22,7 @@ from gitops.workflow import (
     task_name,
     workflow_dag,
 )
+from modelops.yamlio import load_yaml_all
 from tests.argo_server_imitation import ArgoServerImitation
 from tests.conftest import PY, ROOT
 
@@ -33,7 +33,7 @@ EXAMPLES = sorted((ROOT / "tests/data/argo-workflows/examples").glob("*.yaml"))
 
 def _dvc_repo(tmp_path: Path, stages: dict[str, list[str]]) -> Path:
     """A dvc repo whose stages depend on each other through files, as ``stages`` says."""
-    from ci.yamlio import dump_yaml
+    from modelops.yamlio import dump_yaml
 
     subprocess.run([PY, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
     doc = {"stages": {
@@ -134,15 +134,16 @@ def test_unknown_stage_override_is_a_config_error():
     wf = WorkflowParams(stages={"trian": StageResources()})
     with pytest.raises(ConfigError) as info:
         render_workflow({"train": []}, wf, CTX)
-    assert "workflow.stages.trian" in str(info.value)
+    assert "modelops.workflow.stages.trian" in str(info.value)
 
 
 def test_bad_quantity_in_params_names_the_field():
-    from ci.config import convert
+    from modelops.settings import convert
 
     with pytest.raises(ConfigError) as info:
-        convert(WorkflowParams, {"stages": {"train": {"cpu": "four"}}}, "workflow", "params.yaml")
-    assert "workflow.stages.train.cpu" in str(info.value) and "'four'" in str(info.value)
+        convert(WorkflowParams, {"stages": {"train": {"cpu": "four"}}}, "modelops.workflow",
+                "params.yaml")
+    assert "modelops.workflow.stages.train.cpu" in str(info.value) and "'four'" in str(info.value)
 
 
 def test_strict_mode_rejects_a_misspelled_field():
@@ -220,18 +221,21 @@ def test_cli_submit_follows_and_fails_on_failed_workflow(tmp_path):
     with ArgoServerImitation() as argo:
         env = {"ARGO_TOKEN": "good-token"}
         ok = subprocess.run(
-            [PY, "-m", "gitops", "workflow", "submit", "--repo", str(ROOT), "--argo-server",
+            [PY, "-m", "modelops.gitops", "workflow", "submit", "--repo", str(ROOT),
+             "--argo-server",
              argo.url, "--poll", "0", "--source-commit", "c" * 40],
             capture_output=True, text=True, env={**_env(), **env}, cwd=ROOT, timeout=120)
         assert ok.returncode == 0, ok.stderr
         assert "Succeeded" in ok.stdout and "evaluate: Succeeded" in ok.stdout
         argo.final_phase = "Failed"
         bad = subprocess.run(
-            [PY, "-m", "gitops", "workflow", "submit", "--repo", str(ROOT), "--argo-server",
+            [PY, "-m", "modelops.gitops", "workflow", "submit", "--repo", str(ROOT),
+             "--argo-server",
              argo.url, "--poll", "0", "--source-commit", "c" * 40],
             capture_output=True, text=True, env={**_env(), **env}, cwd=ROOT, timeout=120)
         no_token = subprocess.run(
-            [PY, "-m", "gitops", "workflow", "submit", "--repo", str(ROOT), "--argo-server",
+            [PY, "-m", "modelops.gitops", "workflow", "submit", "--repo", str(ROOT),
+             "--argo-server",
              argo.url, "--source-commit", "c" * 40],
             capture_output=True, text=True, env={k: v for k, v in _env().items()
                                                  if k != "ARGO_TOKEN"}, cwd=ROOT, timeout=120)

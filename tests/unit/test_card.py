@@ -7,17 +7,11 @@ import shutil
 
 import pytest
 
-from ci.card import build_context, generate_card, render_card, validate_card
-from ci.errors import InputError, ValidationError
-from ci.fsutil import sha256_file
-from ci.report import (
-    card_from_stage,
-    card_section,
-    load_report,
-    merge_section,
-    validate_report,
-    write_report,
-)
+from modelops.ci.card import build_context, generate_card, render_card, validate_card
+from modelops.ci.report import card_from_stage, card_section
+from modelops.ci.reportfile import load_report, merge_section, validate_report, write_report
+from modelops.errors import InputError, ValidationError
+from modelops.fsutil import sha256_file
 from tests.conftest import ROOT
 
 DATA = ROOT / "tests" / "data" / "comment"
@@ -58,7 +52,7 @@ def repo(tmp_path):
     (tmp_path / "model-cards").mkdir()
     shutil.copytree(ROOT / "model-cards" / "templates", tmp_path / "model-cards" / "templates")
     (tmp_path / "params.yaml").write_text(
-        "model: {name: digits-cnn, team: ml-platform}\ntrain: {epochs: 3}\n")
+        "modelops: {model: {name: digits-cnn, team: ml-platform}}\ntrain: {epochs: 3}\n")
     (tmp_path / "dvc.lock").write_text(LOCK)
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "model.onnx").write_bytes(b"onnx-bytes!!")
@@ -109,7 +103,7 @@ def test_broken_model_index_is_rejected():
 
 def test_hostile_description_is_escaped(repo):
     (repo / "params.yaml").write_text(
-        "model: {name: digits-cnn, description: '@octocat <script>[x](https://e.example)'}\n")
+        "modelops: {model: {name: digits-cnn, description: '@octocat <script>[x](https://e.example)'}}\n")
     ctx = build_context(repo)
     text = render_card(ctx, repo / "model-cards" / "templates")
     assert "<script>" not in text and "@octocat" not in text and "](https" not in text
@@ -177,7 +171,7 @@ def test_load_report_errors_name_the_file(tmp_path):
 
 
 def test_confusion_from_dvc_plot_rows():
-    from ci.report import confusion
+    from modelops.ci.report import confusion
 
     labels, matrix = confusion("actual,predicted\n1,1\n0,0\n1,0\n10,1\n")
     assert labels == ["0", "1", "10"]
@@ -187,7 +181,7 @@ def test_confusion_from_dvc_plot_rows():
 
 
 def test_section_file_is_picked_up_only_when_valid_and_current(repo):
-    from ci.report import section_from_file
+    from modelops.ci.report import section_from_file
 
     onnx_sha = sha256_file(repo / "models" / "model.onnx")
     path = repo / "metrics" / "compile.json"
@@ -206,13 +200,13 @@ def test_section_file_is_picked_up_only_when_valid_and_current(repo):
 
 
 def test_github_context_from_a_real_pull_request_payload(tmp_path):
-    from ci.report import default_base, github_context
+    from modelops.ci.report import default_base, github_context
 
     event_path = ROOT / "tests" / "data" / "github" / "webhooks" / "pull_request.opened.json"
     event = json.loads(event_path.read_text())["pull_request"]
     env = {"GITHUB_EVENT_PATH": str(event_path), "GITHUB_SERVER_URL": "https://github.com",
            "GITHUB_REPOSITORY": "o/r", "GITHUB_RUN_ID": "5", "GITHUB_BASE_REF": "main"}
-    for name in ("confusion", "per_class", "train_curve"):  # what `python -m ci plots` writes
+    for name in ("confusion", "per_class", "train_curve"):  # what `modelops-ci plots` writes
         (tmp_path / f"{name}.png").write_bytes(b"png")
     ctx = github_context(env, tmp_path)
     assert ctx["pr_number"] == event["number"] and ctx["pr_title"] == event["title"]
@@ -228,7 +222,7 @@ def test_github_context_from_a_real_pull_request_payload(tmp_path):
 
 
 def test_gate_from_report_fails_on_any_failed_section(tmp_path, capsys):
-    from ci.__main__ import main
+    from modelops.ci.__main__ import main
 
     path = tmp_path / "report.json"
     report = example()
@@ -250,7 +244,7 @@ stages:
     cmd: python -m pipeline.train
     outs: [models/model.onnx]
   card:
-    cmd: python -m ci card
+    cmd: modelops-ci card
     deps: [models/model.onnx]
     params: [model]
     outs:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from ci.card import card_inputs, generate_card
-from ci.yamlio import load_yaml_file
+from modelops.ci.card import card_inputs, generate_card
+from modelops.yamlio import load_yaml_file
 from tests.conftest import ROOT
 from tests.unit.test_card import repo  # noqa: F401 - fixture
 
@@ -22,11 +22,11 @@ stages:
     params: [train]
     outs: [models/model.onnx]
   compile:
-    cmd: python -m ci compile
+    cmd: modelops-ci compile
     deps: [models/model.onnx]
     outs: [models/compiled]
   card:
-    cmd: python -m ci card
+    cmd: modelops-ci card
     deps: [ci/card.py, models/model.onnx]
     params: [model, train.epochs]
     outs:
@@ -40,7 +40,7 @@ LOCK_EXTRA = """\
       md5: cccccccccccccccccccccccccccccccc
       size: 10
   compile:
-    cmd: python -m ci compile
+    cmd: modelops-ci compile
     params:
       params.yaml:
         compile.precision: fp16

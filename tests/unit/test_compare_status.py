@@ -8,7 +8,7 @@ fresh runner finds it: outputs neither in the workspace nor in the cache).
 
 from __future__ import annotations
 
-from ci.compare import stale_stages
+from modelops.ci.compare import stale_stages
 
 STATUS = {
     "ingest": [{"changed outs": {"data/raw/digits.csv": "deleted"}}],

@@ -11,12 +11,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ci.compile import latency, parity
-from ci.compile.base import AUTO_ORDER, BACKENDS, choose_backend
-from ci.compile.markdown import render_compile_section
-from ci.compile.params import BatchProfile, CompileParams, Tolerance
-from ci.compile.step import effective_precision
-from ci.compile.tensorrt import (
+from modelops.ci.compile import latency, parity
+from modelops.ci.compile.base import AUTO_ORDER, BACKENDS, choose_backend
+from modelops.ci.compile.markdown import render_compile_section
+from modelops.ci.compile.step import effective_precision
+from modelops.ci.compile.tensorrt import (
     CudaDevice,
     builder_flags,
     cache_names,
@@ -29,15 +28,16 @@ from ci.compile.tensorrt import (
     read_sidecar,
     unsupported_nodes,
 )
-from ci.config import convert, load_params
-from ci.errors import ConfigError, InputError
+from modelops.errors import ConfigError, InputError
+from modelops.settings import convert, load_settings
+from modelops.settings.compile import BatchProfile, CompileParams, Tolerance
 from tests.conftest import ROOT
 
 # --------------------------------------------------------------------------- params
 
 
 def test_repository_params_have_a_valid_compile_section():
-    cfg = load_params(ROOT / "params.yaml").compile
+    cfg = load_settings(ROOT / "params.yaml").compile
     assert cfg.backend in ("auto", "tensorrt", "onnxruntime")
     assert set(cfg.tolerances) == {"fp32", "fp16", "int8"}
     assert all(cfg.batch_profile.min <= b <= cfg.batch_profile.max for b in cfg.batch_sizes)
@@ -119,7 +119,7 @@ def test_builder_flags_respect_the_hardware():
 
 
 def test_fast_kernels_by_compute_capability():
-    from ci.compile.tensorrt import fast_kernels
+    from modelops.ci.compile.tensorrt import fast_kernels
 
     assert fast_kernels("9.0") == (True, True)
     assert fast_kernels("6.1") == (False, True)
@@ -153,7 +153,7 @@ def test_calibration_batches_capped_by_data_and_refused_when_too_few():
 
 def test_cache_names_are_keyed_by_version_gpu_and_model():
     dev = CudaDevice("NVIDIA H100", "9.0")
-    from ci.compile.params import Calibration
+    from modelops.settings.compile import Calibration
 
     timing, calib = cache_names("10.3.0", dev, "ab" * 32, Calibration(512, 32, 0))
     assert timing == "timing-trt10.3.0-sm90.cache"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ci.compute import CostParams, compute_section, main, measure, price, visible_gpus
-from ci.cost import format_table, history, reran_since
+from modelops.ci.cost import format_table, history, reran_since
+from modelops.compute import CostParams, compute_section, main, measure, price, visible_gpus
 from tests.conftest import PY, ROOT
 
 PRICES = CostParams(currency="EUR", cpu_core_hour=3.6, gpu_hour=36.0)  # 0.001 per CPU-second
@@ -96,7 +96,8 @@ def test_history_counts_each_stage_run_once_per_commit(tmp_path, git_env):
 
 
 def test_cli_summarises_this_repository():
-    proc = subprocess.run([PY, "-m", "ci", "cost", "--json"], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([PY, "-m", "modelops.ci", "cost", "--json"], cwd=ROOT,
+                          capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
@@ -108,11 +109,12 @@ def test_cli_summarises_this_repository():
 def test_report_gets_a_compute_section_and_the_comment_shows_it(tmp_path):
     import shutil
 
-    from ci.markdown import render_comment
+    from modelops.ci.markdown import render_comment
 
     report = tmp_path / "report.json"
     shutil.copy(ROOT / "tests/data/comment/report.json", report)
-    proc = subprocess.run([PY, "-m", "ci", "cost", "--report", str(report), "--base", "HEAD"],
+    proc = subprocess.run([PY, "-m", "modelops.ci", "cost", "--report", str(report), "--base",
+                           "HEAD"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(report.read_text())
@@ -124,12 +126,12 @@ def test_report_gets_a_compute_section_and_the_comment_shows_it(tmp_path):
 
 
 def test_release_records_the_compute_that_produced_the_model():
-    from ci.config import load_params
-    from ci.errors import InputError
-    from gitops.release import Release, read_compute_record
+    from modelops.errors import InputError
+    from modelops.gitops.release import Release, read_compute_record
+    from modelops.settings import load_settings
     from tests.unit.test_gitops_release import example_release
 
-    params = load_params(ROOT / "params.yaml")
+    params = load_settings(ROOT / "params.yaml")
     record = read_compute_record(ROOT, params)  # the committed records of this repository
     assert record is not None
     assert {"train", "evaluate"} <= set(record["stages"])

@@ -5,8 +5,8 @@ from typing import Literal
 
 import pytest
 
-from ci.config import convert, load_params, parse_params
-from ci.errors import ConfigError
+from modelops.errors import ConfigError
+from modelops.settings import convert, load_settings, parse_settings
 from tests.conftest import ROOT
 
 
@@ -23,10 +23,41 @@ class Outer:
     ratio: float | None = None
 
 
-def test_repository_params_load():
-    params = load_params(ROOT / "params.yaml")
-    assert params.train.epochs >= 1
-    assert params.model.name == "digits-cnn"
+def test_repository_settings_load():
+    settings = load_settings(ROOT / "params.yaml")
+    assert settings.model.name == "digits-cnn"
+    assert settings.model.artifact.path == "models/model.onnx"
+
+
+def test_sections_of_the_model_are_left_alone():
+    """Only `modelops:` is the suite's; any other section, of any shape, is the model's."""
+    raw = {"featurize": {"max_features": 200, "ngrams": [1, 2]}, "train": "anything",
+           "model": {"n_estimators": 10}, "modelops": {"model": {"name": "tfidf-clf"}}}
+    settings = parse_settings(raw, "params.yaml")
+    assert settings.model.name == "tfidf-clf"
+    assert settings.gates == {}
+
+
+def test_missing_suite_section_says_what_to_add():
+    with pytest.raises(ConfigError) as info:
+        parse_settings({"train": {"epochs": 3}}, "params.yaml")
+    assert info.value.path == "modelops"
+    assert "model: {name:" in str(info.value)
+
+
+def test_model_name_is_required():
+    with pytest.raises(ConfigError) as info:
+        parse_settings({"modelops": {"model": {}}}, "params.yaml")
+    assert info.value.path == "modelops.model.name"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_numbers_are_refused_with_their_path(bad):
+    raw = {"modelops": {"model": {"name": "m"}, "deploy": {"analysis": {"error_rate_max": bad}}}}
+    with pytest.raises(ConfigError) as info:
+        parse_settings(raw, "params.yaml")
+    assert info.value.path == "modelops.deploy.analysis.error_rate_max"
+    assert "finite" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -54,13 +85,14 @@ def test_good_values_convert():
     assert out == Outer(inner=Inner(2, "b"), items=[Inner()], ratio=1.0)
 
 
-def test_unknown_section_suggests_the_close_one():
+def test_unknown_suite_key_suggests_the_close_one():
     with pytest.raises(ConfigError) as info:
-        parse_params({"trian": {}}, "params.yaml")
-    assert "did you mean 'train'" in str(info.value)
+        parse_settings({"modelops": {"model": {"name": "m"}, "deplyo": {}}}, "params.yaml")
+    assert info.value.path == "modelops.deplyo"
+    assert "did you mean 'deploy'" in str(info.value)
 
 
-def test_typo_in_train_key_is_named():
+def test_typo_in_a_suite_key_is_named():
     with pytest.raises(ConfigError) as info:
-        parse_params({"train": {"epoch": 3}}, "params.yaml")
-    assert "train.epoch" in str(info.value) and "epochs" in str(info.value)
+        parse_settings({"modelops": {"model": {"name": "m", "metric": []}}}, "params.yaml")
+    assert "modelops.model.metric" in str(info.value) and "metrics" in str(info.value)

@@ -77,9 +77,9 @@ def test_the_rules_catch_a_bad_dockerfile(tmp_path):
 
 
 def test_training_images_install_the_locked_dependencies_and_match_params():
-    from ci.config import load_params
+    from modelops.settings import load_settings
 
-    params = load_params(ROOT / "params.yaml")
+    params = load_settings(ROOT / "params.yaml")
     for name in ("docker/train.Dockerfile", "docker/train-cuda.Dockerfile"):
         text = (ROOT / name).read_text()
         assert "requirements.lock" in text and "torch==2.13.0" in text

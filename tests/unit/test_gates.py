@@ -1,4 +1,4 @@
-"""Gates: config parsing of evaluate.gates and pass / fail / no-baseline verdicts."""
+"""Gates: config parsing of modelops.gates and pass / fail / no-baseline verdicts."""
 
 from __future__ import annotations
 
@@ -8,20 +8,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ci.config import convert, load_params
-from ci.errors import ConfigError
-from ci.gates import MetricGate, evaluate_gates, format_table, verdict
+from modelops.ci.gates import MetricGate, evaluate_gates, format_table, verdict
+from modelops.errors import ConfigError
+from modelops.settings import convert, load_settings
 from tests.conftest import ROOT
 
 GATES = dict[str, MetricGate]
 
 
 def parse(raw):
-    return convert(GATES, raw, "evaluate.gates", "params.yaml")
+    return convert(GATES, raw, "modelops.gates", "params.yaml")
 
 
 def test_repository_gates_load():
-    gates = load_params(ROOT / "params.yaml").evaluate.gates
+    gates = load_settings(ROOT / "params.yaml").gates
     assert gates["accuracy"].min == 0.97
     assert gates["accuracy"].max_drop == 0.005
     assert gates["latency_p95_ms"].max is not None
@@ -31,14 +31,14 @@ def test_unknown_bound_names_path_and_value():
     with pytest.raises(ConfigError) as exc:
         parse({"accuracy": {"minimum": 0.9}})
     text = str(exc.value)
-    assert "params.yaml: evaluate.gates.accuracy.minimum" in text
+    assert "params.yaml: modelops.gates.accuracy.minimum" in text
     assert "0.9" in text and "did you mean 'min'" in text
 
 
 def test_empty_gate_and_impossible_range_are_errors():
-    with pytest.raises(ConfigError, match=r"evaluate.gates.accuracy: a gate needs at least one"):
+    with pytest.raises(ConfigError, match=r"modelops.gates.accuracy: a gate needs at least one"):
         parse({"accuracy": {}})
-    with pytest.raises(ConfigError, match=r"evaluate.gates.x.min: is greater than max"):
+    with pytest.raises(ConfigError, match=r"modelops.gates.x.min: is greater than max"):
         parse({"x": {"min": 2, "max": 1}})
     with pytest.raises(ConfigError, match=r"max_drop: must be at least 0"):
         parse({"accuracy": {"max_drop": -0.1}})
@@ -110,23 +110,26 @@ def write(path, text):
 
 
 def test_gate_command_exit_codes(tmp_path, monkeypatch, capsys):
-    from ci.__main__ import main
+    from modelops.ci.__main__ import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "metrics").mkdir()
-    write(tmp_path / "params.yaml", "evaluate:\n  gates:\n    accuracy: {min: 0.9}\n")
+    write(tmp_path / "params.yaml",
+          "modelops:\n  model: {name: m}\n  gates:\n    accuracy: {min: 0.9}\n")
     write(tmp_path / "metrics" / "metrics.json", '{"accuracy": 0.95}')
     assert main(["gate"]) == 0
     assert "gate verdict: pass" in capsys.readouterr().out
     write(tmp_path / "metrics" / "metrics.json", '{"accuracy": 0.85}')
     assert main(["gate"]) == 1
     assert "0.85 < 0.9" in capsys.readouterr().out
-    write(tmp_path / "params.yaml", "evaluate:\n  gates:\n    accuracy: {min: [1]}\n")
+    write(tmp_path / "params.yaml",
+          "modelops:\n  model: {name: m}\n  gates:\n    accuracy: {min: [1]}\n")
     assert main(["gate"]) == 2
     err = capsys.readouterr().err
-    assert "params.yaml: evaluate.gates.accuracy.min: must be a number (got [1])" in err
+    assert "params.yaml: modelops.gates.accuracy.min: must be a number (got [1])" in err
     assert "Traceback" not in err
     (tmp_path / "metrics" / "metrics.json").unlink()
-    write(tmp_path / "params.yaml", "evaluate:\n  gates:\n    accuracy: {min: 0.9}\n")
+    write(tmp_path / "params.yaml",
+          "modelops:\n  model: {name: m}\n  gates:\n    accuracy: {min: 0.9}\n")
     assert main(["gate"]) == 2
     assert "metrics/metrics.json: metrics file not found" in capsys.readouterr().err

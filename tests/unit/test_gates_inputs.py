@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ci.compare import data_rows, metric_rows, param_rows, stage_rows
-from ci.report import per_class_rows
+from modelops.ci.compare import data_rows, metric_rows, param_rows, stage_rows
+from modelops.ci.report import per_class_rows
 
 BASE_LOCK = {
     "ingest": {"cmd": "python ingest.py",
@@ -22,7 +22,7 @@ HEAD_LOCK = {
               "deps": [{"path": "data/raw/digits.csv", "md5": "d1"}],
               "params": {"params.yaml": {"train": {"epochs": 5, "lr": 0.1}}},
               "outs": [{"path": "models/model.onnx", "md5": "m2", "size": 12}]},
-    "card": {"cmd": "python -m ci card"},
+    "card": {"cmd": "modelops-ci card"},
 }
 
 

@@ -1,4 +1,5 @@
-"""ci.github against the GitHub imitation (a real HTTP server validated against GitHub's OpenAPI
+"""modelops.github against the GitHub imitation (a real HTTP server validated against GitHub's
+OpenAPI
 description): sticky-comment upsert, pagination, forged markers, faults, token secrecy."""
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ import math
 
 import pytest
 
-from ci.errors import ExternalError
-from ci.github import (
+from modelops.errors import ExternalError
+from modelops.github import (
     APP_BOT_LOGIN,
     CommentForbidden,
     GitHub,
+    GitHubPolicy,
     RateLimited,
-    RetryPolicy,
     max_requests,
 )
 from tests.github_imitation import GitHubImitation, github_api  # noqa: F401 - fixture
@@ -50,7 +51,7 @@ def clock():
 
 
 def client(api: GitHubImitation, clock: FakeClock, token: str = TOKEN, **kw) -> GitHub:
-    policy = RetryPolicy(sleep=clock.sleep, clock=clock.time, **kw)
+    policy = GitHubPolicy(sleep=clock.sleep, clock=clock.time, **kw)
     return GitHub(token, api.api_url, policy=policy)
 
 
@@ -235,7 +236,7 @@ def test_token_never_appears_in_logs_or_errors(github_api, clock, caplog, capsys
     gh.upsert_comment(REPO, 7, body("x"), marker=MARKER)
     gh.set_status(REPO, "a" * 40, "success", context="modelops/digits-cnn", description="ok")
     with pytest.raises(ExternalError) as err:
-        GitHub(secret, "http://127.0.0.1:9/api/v3", policy=RetryPolicy(
+        GitHub(secret, "http://127.0.0.1:9/api/v3", policy=GitHubPolicy(
             sleep=clock.sleep, attempts=1)).upsert_comment(REPO, 7, body("y"), marker=MARKER)
     out = capsys.readouterr()
     seen = "\n".join([caplog.text, out.out, out.err, str(err.value), repr(gh),
@@ -261,7 +262,7 @@ def test_commit_status_and_check_run(github_api, clock):  # noqa: F811
 
 
 def test_oversized_body_is_refused_before_any_request(github_api, clock):  # noqa: F811
-    from ci.errors import InputError
+    from modelops.errors import InputError
 
     with pytest.raises(InputError, match="65536"):
         client(github_api, clock).upsert_comment(REPO, 7, body("x" * 65536), marker=MARKER)
@@ -370,13 +371,13 @@ def _resp(status, headers=None, message=None):
     (429, {"retry-after": "soon"}, None, 60.0),
 ])
 def test_rate_limit_delay(status, headers, message, expected):
-    from ci.github import rate_limit_delay
+    from modelops.github import rate_limit_delay
 
     assert rate_limit_delay(_resp(status, headers, message), now=1000.0) == expected
 
 
 def test_redact():
-    from ci.github import redact
+    from modelops.github import redact
 
     assert redact("token abc123 and abc123", "abc123") == "token *** and ***"
     assert redact("short a", "a") == "short a"  # too short to be a token; nothing mangled

@@ -9,15 +9,15 @@ import random
 import jsonschema
 import pytest
 
-from ci.config import load_params
-from ci.yamlio import load_yaml_all
-from gitops import crd, validate
-from gitops.fastschema import compile_check
-from gitops.render import KINDS, render_docs
+from modelops.gitops import crd, validate
+from modelops.gitops.fastschema import compile_check
+from modelops.gitops.render import KINDS, render_docs
+from modelops.settings import load_settings
+from modelops.yamlio import load_yaml_all
 from tests.conftest import ROOT
 from tests.unit.test_gitops_release import example_release
 
-PARAMS = load_params(ROOT / "params.yaml")
+PARAMS = load_settings(ROOT / "params.yaml")
 UPSTREAM = ROOT / "tests" / "data" / "gitops" / "upstream"
 ODD_VALUES = [None, True, False, 0, 1, -1, 1.0, 1.5, "", "x", "25%", "-bad-", "a" * 300,
               "Has Space", [], [1], ["x"], {}, {"unknown": 1}, {"name": "x"}, [{}]]

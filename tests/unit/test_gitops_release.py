@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from ci.config import load_params
-from ci.errors import InputError, ValidationError
-from gitops.release import Release, build_release
+from modelops.errors import InputError, ValidationError
+from modelops.gitops.release import Release, build_release
+from modelops.settings import load_settings
 from tests.conftest import ROOT
 
 ARTIFACT = b"\x08\x07onnx-bytes-for-tests"
@@ -69,7 +69,7 @@ def repo(tmp_path):
 
 @pytest.fixture(scope="module")
 def params():
-    return load_params(ROOT / "params.yaml")
+    return load_settings(ROOT / "params.yaml")
 
 
 def _build(repo, params, **kw):
@@ -163,21 +163,21 @@ def test_from_json_rejects_unknown_and_bad_fields():
 
 
 def test_model_name_too_long_for_kubernetes_names_params_path(repo):
-    from ci.config import parse_params
-    from ci.errors import ConfigError
-    from ci.yamlio import load_yaml_file
+    from modelops.errors import ConfigError
+    from modelops.settings import parse_settings
+    from modelops.yamlio import load_yaml_file
 
     raw = load_yaml_file(ROOT / "params.yaml")
-    raw["model"]["name"] = "m" * 64
-    long_params = parse_params(raw, "params.yaml")
+    raw["modelops"]["model"]["name"] = "m" * 64
+    long_params = parse_settings(raw, "params.yaml")
     with pytest.raises(ConfigError) as info:
         _build(repo, long_params)
-    assert (info.value.path, info.value.value) == ("model.name", "m" * 64)
+    assert (info.value.path, info.value.value) == ("modelops.model.name", "m" * 64)
     for bad in ("Digits", "a_b"):
-        raw["model"]["name"] = bad
+        raw["modelops"]["model"]["name"] = bad
         with pytest.raises(ConfigError) as info:
-            parse_params(raw, "params.yaml")
-        assert (info.value.path, info.value.value) == ("model.name", bad)
+            parse_settings(raw, "params.yaml")
+        assert (info.value.path, info.value.value) == ("modelops.model.name", bad)
 
 
 # --------------------------------------------------------------------------- drift baseline
@@ -205,10 +205,10 @@ def test_baseline_missing_from_dvc_lock_or_disk(repo, params):
     with pytest.raises(InputError) as info:
         _build(repo, params)
     assert "no stage outputs 'metrics/drift_baseline.json'" in str(info.value)
-    assert "drift_baseline_path: ''" in str(info.value)  # says how to release without one
+    assert "drift_baseline: ''" in str(info.value)  # says how to release without one
     no_baseline = dataclasses.replace(
         params, sections={**params.sections,
-                          "deploy": dataclasses.replace(params.deploy, drift_baseline_path="")})
+                          "model": dataclasses.replace(params.model, drift_baseline="")})
     assert _build(repo, no_baseline).drift_baseline is None
 
 
@@ -247,7 +247,7 @@ def test_release_json_with_bad_baseline_is_refused():
 
 
 def test_a_baseline_too_big_for_a_pod_template_annotation_is_refused(repo, params):
-    from gitops.release import BASELINE_MAX_BYTES
+    from modelops.gitops.release import BASELINE_MAX_BYTES
 
     big = {**BASELINE, "features": {"mean": [0.5] * (BASELINE_MAX_BYTES // 4)}}
     _write_baseline(repo, json.dumps(big).encode())

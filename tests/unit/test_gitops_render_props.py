@@ -12,21 +12,21 @@ import json
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ci.config import load_params
-from ci.errors import ValidationError
-from ci.yamlio import load_yaml_all
-from gitops.release import OPTIONAL_FIELDS, Release
-from gitops.render import (
+from modelops.errors import ValidationError
+from modelops.gitops.release import OPTIONAL_FIELDS, Release
+from modelops.gitops.render import (
     BASELINE_ANNOTATION,
     dump_manifests,
     render_docs,
     render_template,
-    to_json,
 )
+from modelops.gitops.templating import to_json
+from modelops.settings import load_settings
+from modelops.yamlio import load_yaml_all
 from tests.conftest import ROOT
 from tests.unit.test_gitops_release import example_release
 
-PARAMS = load_params(ROOT / "params.yaml")
+PARAMS = load_settings(ROOT / "params.yaml")
 HOSTILE = st.one_of(
     st.text(st.characters(blacklist_categories=("Cs",)), max_size=40),
     st.sampled_from(["---", "\n---\nkind: Secret", "a: b", "{x: 1}", "[1]", "yes", "on", "~",

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ci.errors import ConfigError
-from ci.yamlio import dump_yaml, load_yaml_file
-from gitops.publish import DEFAULT_REMOTE_DIR, ENV_REPO, configured_repo, resolve_repo
+from modelops.errors import ConfigError
+from modelops.gitops.publish import DEFAULT_REMOTE_DIR, ENV_REPO, configured_repo, resolve_repo
+from modelops.yamlio import dump_yaml, load_yaml_file
 from tests.conftest import ROOT
 
 
@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 def params_file(tmp_path):
     def write(value: str):
         raw = load_yaml_file(ROOT / "params.yaml")
-        raw["deploy"]["gitops_repo"] = value
+        raw["modelops"]["deploy"]["gitops_repo"] = value
         path = tmp_path / "params.yaml"
         path.write_text(dump_yaml(raw))
         return path
@@ -54,5 +54,5 @@ def test_missing_params_file_means_not_configured(tmp_path):
 def test_bad_gitops_repo_names_field_and_value(params_file):
     with pytest.raises(ConfigError) as info:
         configured_repo(params_file("https://x y"))
-    assert info.value.path == "deploy.gitops_repo"
+    assert info.value.path == "modelops.deploy.gitops_repo"
     assert "'https://x y'" in str(info.value)

@@ -12,18 +12,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ci.config import load_params
-from ci.errors import InputError
-from ci.yamlio import load_yaml_all_fast
-from gitops import template_cache
-from gitops.release import Release
-from gitops.render import KINDS, _jinja, build_context, to_json
-from gitops.template_cache import render_parsed
+from modelops.errors import InputError
+from modelops.gitops import template_cache
+from modelops.gitops.release import Release
+from modelops.gitops.render import KINDS, build_context
+from modelops.gitops.template_cache import render_parsed
+from modelops.gitops.templating import jinja_env, to_json
+from modelops.settings import load_settings
+from modelops.yamlio import load_yaml_all_fast
 from tests.conftest import ROOT
 from tests.unit.test_gitops_release import example_release
 from tests.unit.test_gitops_render_props import HOSTILE
 
-PARAMS = load_params(ROOT / "params.yaml")
+PARAMS = load_settings(ROOT / "params.yaml")
 TEMPLATES = sorted({k.template for k in KINDS.values() if hasattr(k, "template")})
 FIELDS = [f.name for f in dataclasses.fields(Release) if f.type in ("str", str)]
 
@@ -48,7 +49,7 @@ def test_real_templates_take_the_fast_path_and_give_the_same_documents():
             context = build_context(example_release(model=model), PARAMS, env)
             for name in TEMPLATES:
                 assert _typed(render_parsed(name, context)) == _typed(
-                    _reference(_jinja(), name, context))
+                    _reference(jinja_env(), name, context))
     assert template_cache.stats["fast"] - before["fast"] == 4 * len(TEMPLATES)
     assert template_cache.stats["one render"] - before["one render"] == 4 * len(TEMPLATES)
     assert template_cache.stats["slow"] == before["slow"]
@@ -62,7 +63,7 @@ def test_hostile_release_values_give_the_same_documents(field, value, env):
     context = build_context(release, PARAMS, env)
     for name in TEMPLATES:
         try:
-            expected = _typed(_reference(_jinja(), name, context))
+            expected = _typed(_reference(jinja_env(), name, context))
         except (InputError, ValueError) as exc:
             with pytest.raises(type(exc)):
                 render_parsed(name, context)

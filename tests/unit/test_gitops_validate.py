@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ci.yamlio import load_yaml_all
-from gitops.crd import CRD_FILES, load_crd_schema, strict_schema, validate_strict
-from gitops.validate import image_problem, validate_document, validate_manifests
+from modelops.gitops.crd import CRD_FILES, load_crd_schema, strict_schema, validate_strict
+from modelops.gitops.validate import image_problem, validate_document, validate_manifests
+from modelops.yamlio import load_yaml_all
 from tests.conftest import ROOT
 
 UPSTREAM = ROOT / "tests" / "data" / "gitops" / "upstream"
@@ -132,8 +132,8 @@ def test_image_references(image, ok):
 
 
 def test_fast_crd_loader_reads_the_same_data():
-    from ci.yamlio import load_yaml, load_yaml_large
-    from gitops.crd import SCHEMA_DIR
+    from modelops.gitops.crd import SCHEMA_DIR
+    from modelops.yamlio import load_yaml, load_yaml_large
 
     text = (SCHEMA_DIR / CRD_FILES["AnalysisTemplate"]).read_text()
     assert load_yaml_large(text) == load_yaml(text)

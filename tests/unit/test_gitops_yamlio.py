@@ -8,7 +8,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ci.yamlio import _dump_fast, _writer, dump_yaml_all, load_yaml_all, load_yaml_all_fast
+from modelops.yamlio import _dump_fast, _writer, dump_yaml_all, load_yaml_all, load_yaml_all_fast
 
 ASCII = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30)
 TRICKY = st.sampled_from(["", " ", "a ", " a", "a:", "a: b", "a #b", "a#b", "-x", "- x", "?x",
@@ -47,7 +47,7 @@ def test_fast_writer_takes_the_common_manifest_shapes():
            "metadata": {"name": "m", "labels": {"a": "true", "b": "x: y"}, "empty": {}},
            "spec": {"ports": [{"name": "http", "port": 8080}], "list": [], "n": None}}
     assert _dump_fast([doc]) is not None
-    assert _dump_fast([{"command": ["python", "-m", "serve.fetch"]}]) is not None
+    assert _dump_fast([{"command": ["python", "-m", "modelops.serve.fetch"]}]) is not None
     assert _dump_fast([{"x": 1.5}]) is None  # floats go to ruamel
     assert _dump_fast([{"x": [[1]]}]) is None  # nested sequences too
 
@@ -83,7 +83,7 @@ def test_ruamel_written_scalars_spliced_into_fast_output_match_ruamel(docs):
 
 
 def test_a_spliced_value_that_would_not_read_back_is_not_spliced():
-    from ci.yamlio import dump_yaml_all_fast
+    from modelops.yamlio import dump_yaml_all_fast
 
     assert dump_yaml_all_fast([{"x": 1e20}], splice=True) is None  # YAML 1.1 reads "1e+20" as text
     assert load_yaml_all_fast(_ruamel([{"x": 1e20}])) != [{"x": 1e20}]
@@ -123,11 +123,12 @@ def test_double_quoted_port_matches_ruamel_on_long_and_escaped_strings():
 @settings(max_examples=150, deadline=None)
 @given(DOC)
 def test_dvc_lock_reader_reads_what_dvc_reads(doc):
-    """ci.compare reads dvc.lock with load_yaml_as_dvc: DVC's own loader settings, so any text
+    """modelops.ci.compare reads dvc.lock with load_yaml_as_dvc: DVC's own loader settings, so any
+    text
     DVC writes (ruamel, YAML 1.2) parses to what DVC and the pure-Python loader see."""
     from dvc.utils.serialize import dumps_yaml, loads_yaml
 
-    from ci.yamlio import load_yaml, load_yaml_as_dvc
+    from modelops.yamlio import load_yaml, load_yaml_as_dvc
 
     text = dumps_yaml(doc)  # how DVC writes dvc.lock
     assert load_yaml_as_dvc(text) == loads_yaml(text) == load_yaml(text)
@@ -136,7 +137,7 @@ def test_dvc_lock_reader_reads_what_dvc_reads(doc):
 def test_dvc_lock_reader_on_the_committed_lock():
     from dvc.utils.serialize import loads_yaml
 
-    from ci.yamlio import load_yaml, load_yaml_as_dvc
+    from modelops.yamlio import load_yaml, load_yaml_as_dvc
     from tests.conftest import ROOT
 
     text = (ROOT / "dvc.lock").read_text()

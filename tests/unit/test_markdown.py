@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ci.markdown import code, fence, marker, md, render_comment
+from modelops.ci.markdown import code, fence, marker, md, render_comment
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "comment"
 
@@ -159,7 +159,7 @@ def test_confusion_matrix_with_changes_against_base():
 
 
 def test_section_renderer_adds_its_block_and_survives_a_broken_one(monkeypatch):
-    import ci.markdown as m
+    import modelops.ci.markdown as m
 
     report = example()
     report["sections"]["canary"] = {"status": "pass", "steps": 3}

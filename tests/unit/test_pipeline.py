@@ -8,16 +8,16 @@ import shutil
 import numpy as np
 import pytest
 
-from ci.config import load_params, parse_params
-from ci.errors import ConfigError, InputError
-from ci.yamlio import dump_yaml, load_yaml_file
+from modelops.errors import ConfigError, InputError
+from modelops.yamlio import dump_yaml, load_yaml_file
 from pipeline import evaluate, export, ingest, prepare, summary, train
 from pipeline._stage import MODEL_ONNX, MODEL_PT, PARITY_JSON, RAW_CSV, SPLITS, split_path
 from pipeline.model import load_checkpoint, save_checkpoint, weights_digest
+from pipeline.params import load_params, parse_params
 from tests.conftest import ROOT
 
 FAST = {"epochs": 2}
-OWN = ("model", "ingest", "prepare", "train", "export", "evaluate")
+OWN = ("modelops", "ingest", "prepare", "train", "export", "evaluate")
 
 
 def _params_file(tmp_path, **overrides):

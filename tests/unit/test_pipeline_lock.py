@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from ci.fsutil import md5_file
-from ci.yamlio import load_yaml_file
+from modelops.fsutil import md5_file
+from modelops.yamlio import load_yaml_file
 from tests.conftest import ROOT
 
 STAGES = ("ingest", "prepare", "train", "export", "evaluate", "card")

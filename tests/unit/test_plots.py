@@ -7,9 +7,9 @@ import io
 import pytest
 from PIL import Image  # matplotlib's own dependency
 
-from ci.__main__ import main
-from ci.errors import InputError
-from ci.plots import ARTIFACT, artifact_name, make_plots
+from modelops.ci.__main__ import main
+from modelops.ci.plots import ARTIFACT, artifact_name, make_plots
+from modelops.errors import InputError
 
 CSVS = {
     "confusion.csv": "actual,predicted\n" + "".join(
@@ -95,7 +95,7 @@ def test_cli_writes_the_folder_and_exits_2_on_bad_input(plots, tmp_path, capsys)
 def test_comment_names_the_artifact_only_when_the_report_has_one():
     import json
 
-    from ci.markdown import render_comment
+    from modelops.ci.markdown import render_comment
     from tests.conftest import ROOT
 
     report = json.loads((ROOT / "tests/data/comment/report.json").read_text())

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gitops.analysis import (
+from modelops.gitops.analysis import (
     ERROR,
     FAILED,
     INCONCLUSIVE,
@@ -18,7 +18,7 @@ from gitops.analysis import (
     run_metric,
     to_result,
 )
-from gitops.conditions import ConditionError, compile_condition, evaluate_condition
+from modelops.gitops.conditions import ConditionError, compile_condition, evaluate_condition
 
 NAN = math.nan
 
@@ -88,7 +88,7 @@ def test_judge_follows_argo_evaluate_result(success, failure, result, phase):
 
 def _scripted(monkeypatch, phases):
     seq = iter(phases)
-    monkeypatch.setattr("gitops.analysis.measure",
+    monkeypatch.setattr("modelops.gitops.analysis.measure",
                         lambda metric, client=None: Measurement(next(seq), "[x]", "msg"))
 
 

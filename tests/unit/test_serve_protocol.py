@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serve.backends import TensorSpec
-from serve.metrics import DriftWindow, RoleSource, ServingMetrics, psi
-from serve.protocol import Limits, RequestError, decode, encode
+from modelops.serve.backends import TensorSpec
+from modelops.serve.metrics import DriftWindow, RoleSource, ServingMetrics, psi
+from modelops.serve.protocol import Limits, RequestError, decode, encode
 
 SPEC = [TensorSpec("input", "FP32", (-1, 1, 8, 8))]
 OUT = [TensorSpec("logits", "FP32", (-1, 10))]

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from ci.yamlio import load_yaml, load_yaml_file
+from modelops.yamlio import load_yaml, load_yaml_file
 from tests.conftest import ROOT, in_ci, require_tool
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ci.yamlio import load_yaml_file
+from modelops.yamlio import load_yaml_file
 from tests.actions_harness import (
     HarnessError,
     Runner,

@@ -1,4 +1,4 @@
-"""The ``deploy`` section of params.yaml: how a release becomes Argo Rollouts + Argo CD manifests.
+"""``modelops.deploy``: how a release becomes Argo Rollouts + Argo CD manifests.
 
 Canary steps are written in Argo's own spelling (``- setWeight: 10``, ``- pause: {duration: 5m}``,
 ``- analysis: {templates: [{templateName: error-rate}]}``, ``- setCanaryScale: {weight: 20}``).
@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ci.errors import ConfigError
+from modelops.errors import ConfigError
+from modelops.k8s import image_problem
 
 DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _LABEL = {"pattern": DNS1123_LABEL,
@@ -226,7 +227,7 @@ def _default_steps() -> CanarySteps:
          {"analysis": {"templates": [{"templateName": n} for n in ANALYSIS_TEMPLATES]}},
          {"setWeight": 50}, {"pause": {"duration": "2m"}},
          {"analysis": {"templates": [{"templateName": n} for n in ANALYSIS_TEMPLATES]}},
-         {"setWeight": 100}], "deploy.canary.steps", None)
+         {"setWeight": 100}], "modelops.deploy.canary.steps", None)
 
 
 @dataclass(frozen=True)
@@ -240,12 +241,6 @@ class DeployParams:
 
     image: str = "ghcr.io/example/modelops-serve:0.1.0"
     port: int = field(default=8080, metadata={"min": 1, "max": 65535})
-    artifact_stage: str = "export"
-    artifact_path: str = "models/model.onnx"
-    # the pipeline's drift baseline, released with the artifact ("" = release without one)
-    drift_baseline_path: str = field(default="metrics/drift_baseline.json", metadata={
-        "pattern": r"([^/\s][^\s]*)?",
-        "pattern_help": "must be a path relative to the repository root, or '' for none"})
     # Secret whose keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ...) the
     # fetch-model init container gets as environment variables ("" = none: a public store or
     # the node's/IRSA credentials)
@@ -264,8 +259,6 @@ class DeployParams:
     environments: dict[str, EnvironmentParams] = field(default_factory=_default_environments)
 
     def check(self, path: str, file: str | Path | None) -> None:
-        from gitops.validate import image_problem
-
         problem = image_problem(self.image)
         if problem:
             raise ConfigError(file, f"{path}.image", self.image, problem)
@@ -280,7 +273,7 @@ class DeployParams:
     def environment(self, env: str, file: str | Path | None = "params.yaml") -> EnvironmentParams:
         """The named environment, or a ConfigError listing the known ones."""
         if env not in self.environments:
-            raise ConfigError(file, "deploy.environments", env, "unknown environment",
+            raise ConfigError(file, "modelops.deploy.environments", env, "unknown environment",
                               hint=f"known environments: {', '.join(self.environments)}; "
-                                   "add it under deploy.environments in params.yaml")
+                                   "add it under modelops.deploy.environments in params.yaml")
         return self.environments[env]

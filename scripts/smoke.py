@@ -1,6 +1,6 @@
-"""``python -m serve.smoke``: serve the pipeline's model locally and query it like a client would.
+"""``python -m scripts.smoke``: serve the pipeline's model locally and query it like a client would.
 
-Starts ``python -m serve`` on a free 127.0.0.1 port with ``models/model.onnx`` (sha256 checked),
+Starts ``modelops-serve`` on a free 127.0.0.1 port with ``models/model.onnx`` (sha256 checked),
 ``metrics/drift_baseline.json`` as the drift baseline, sends the held-out test split over the
 Open Inference Protocol (one batch, then single requests), checks the answers against in-process
 ONNX Runtime, prints accuracy, latency and the exported metrics, and stops the server with
@@ -21,26 +21,27 @@ from pathlib import Path
 
 import numpy as np
 
-from serve.canary import ROOT, free_port, wait_until
-from serve.fixtures import held_out
+from scripts.canary_demo import ROOT, free_port, wait_until
+from scripts.fixtures import held_out
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m serve.smoke", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m scripts.smoke",
+                                 description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=Path("models/model.onnx"))
     ap.add_argument("--baseline", type=Path, default=Path("metrics/drift_baseline.json"))
     ap.add_argument("--requests", type=int, default=200, help="single requests to time")
     args = ap.parse_args(argv)
-    from ci.fsutil import sha256_file
+    from modelops.fsutil import sha256_file
 
     for p in (args.model, args.baseline):
         if not p.is_file():
-            print(f"serve.smoke: error: {p}: not found; run `dvc repro` first", file=sys.stderr)
+            print(f"scripts.smoke: error: {p}: not found; run `dvc repro` first", file=sys.stderr)
             return 2
     x, y = held_out(Path.cwd())
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "serve", "--model", str(args.model), "--sha256",
+        [sys.executable, "-m", "modelops.serve", "--model", str(args.model), "--sha256",
          sha256_file(args.model), "--drift-baseline", str(args.baseline), "--port", str(port),
          "--model-version", "local", "--psi-min-samples", "50"],
         cwd=Path.cwd(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = same
         conn.close()
     except (RuntimeError, OSError, ValueError) as exc:
-        print(f"serve.smoke: error: {exc}", file=sys.stderr)
+        print(f"scripts.smoke: error: {exc}", file=sys.stderr)
         ok = False
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -7,7 +7,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from ci.errors import EXIT_BUG, EXIT_INTERRUPTED, SuiteError
+from modelops.errors import EXIT_BUG, EXIT_INTERRUPTED, SuiteError
 
 Handler = Callable[[argparse.Namespace], int | None]
 

@@ -1,9 +1,9 @@
-"""Typed loading of ``params.yaml``: the one place for every knob of the suite.
+"""Typed loading of settings: raw YAML mappings into frozen dataclasses.
 
-Each top-level section is a dataclass registered in :data:`SECTIONS` (one dict, which also
-drives validation: a new section is one dataclass plus one entry). The loader converts the raw
-YAML mapping into those dataclasses, rejecting unknown keys, wrong types and out-of-range values
-with a :class:`~ci.errors.ConfigError` that names the file, the field path and the bad value.
+The suite's own settings (:mod:`modelops.settings`) and a model repository's own sections (its
+pipeline may use :func:`convert` too) go through here. The loader converts a raw YAML mapping
+into dataclasses, rejecting unknown keys, wrong types and out-of-range values
+with a :class:`~modelops.errors.ConfigError` that names the file, the field path and the bad value.
 
 Supported field types: ``int``, ``float``, ``str``, ``bool``, ``Literal[...]``, ``list[T]``,
 ``tuple[T, ...]``, ``dict[str, T]``, ``T | None``, nested dataclasses, and any class with a
@@ -16,18 +16,17 @@ cross-field rules; it raises ConfigError.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import re
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-from ci.errors import MISSING, ConfigError
+from modelops.errors import MISSING, ConfigError
 
 T = TypeVar("T")
-
-DEFAULT_PARAMS = Path("params.yaml")
 
 
 def _join(path: str, key: str | int) -> str:
@@ -110,6 +109,8 @@ def convert(tp: Any, raw: Any, path: str, file: str | Path | None) -> Any:
     if tp is float:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
             raise ConfigError(file, path, raw, "must be a number")
+        if not math.isfinite(raw):
+            raise ConfigError(file, path, raw, "must be a finite number (not .nan or .inf)")
         return float(raw)
     if tp is str:
         if not isinstance(raw, str):
@@ -150,7 +151,7 @@ def _convert_dataclass(tp: type[T], raw: Any, path: str, file: str | Path | None
     unknown = [k for k in raw if k not in fields]
     if unknown:
         key = unknown[0]
-        close = _closest(str(key), fields)
+        close = closest(str(key), fields)
         raise ConfigError(file, _join(path, str(key)), raw[key], "unknown key",
                           hint=(f"did you mean {close!r}? " if close else "")
                           + f"known keys here: {', '.join(fields)}")
@@ -172,93 +173,7 @@ def _convert_dataclass(tp: type[T], raw: Any, path: str, file: str | Path | None
     return obj
 
 
-def _closest(key: str, options: typing.Iterable[str]) -> str | None:
-    import difflib
-
-    match = difflib.get_close_matches(key, list(options), n=1, cutoff=0.6)
+def closest(key: str, options: typing.Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The option most like ``key`` (for "did you mean ...?"), or None."""
+    match = difflib.get_close_matches(key, list(options), n=1, cutoff=cutoff)
     return match[0] if match else None
-
-
-# --------------------------------------------------------------------------- sections
-# Each module that owns a section defines its dataclass; the registry below names them.
-# Imports are local to keep `python -m ci --help` fast and to avoid import cycles.
-
-def _sections() -> dict[str, type]:
-    from pipeline.params import (
-        EvaluateParams,
-        ExportParams,
-        IngestParams,
-        ModelParams,
-        PrepareParams,
-        TrainParams,
-    )
-
-    sections: dict[str, type] = {
-        "model": ModelParams,
-        "ingest": IngestParams,
-        "prepare": PrepareParams,
-        "train": TrainParams,
-        "export": ExportParams,
-        "evaluate": EvaluateParams,
-    }
-    sections.update(_optional_sections())
-    return sections
-
-
-def _optional_sections() -> dict[str, type]:
-    """Sections owned by later parts of the suite (compile, deploy, ...)."""
-    import importlib
-
-    out: dict[str, type] = {}
-    for name, (module, attr) in EXTRA_SECTIONS.items():
-        out[name] = getattr(importlib.import_module(module), attr)
-    return out
-
-
-# section name -> (module, dataclass name). One line per section owned outside pipeline/.
-EXTRA_SECTIONS: dict[str, tuple[str, str]] = {
-    "compile": ("ci.compile.params", "CompileParams"),
-    "workflow": ("gitops.workflow", "WorkflowParams"),
-    "retrain": ("gitops.retrain", "RetrainParams"),
-    "cost": ("ci.compute", "CostParams"),
-    "deploy": ("gitops.params", "DeployParams"),
-    "alerts": ("gitops.alerts", "AlertParams"),
-}
-
-
-@dataclass(frozen=True)
-class Params:
-    """The whole of params.yaml, typed. Unknown sections are errors."""
-
-    raw: dict[str, Any]
-    sections: dict[str, Any] = field(default_factory=dict)
-    file: str = "params.yaml"
-
-    def __getattr__(self, name: str) -> Any:
-        sections = object.__getattribute__(self, "sections")
-        if name in sections:
-            return sections[name]
-        raise AttributeError(name)
-
-
-def parse_params(raw: Any, file: str | Path = DEFAULT_PARAMS) -> Params:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(file, "", raw, "the top level must be a mapping of sections")
-    registry = _sections()
-    unknown = [k for k in raw if k not in registry]
-    if unknown:
-        close = _closest(str(unknown[0]), registry)
-        raise ConfigError(file, str(unknown[0]), raw[unknown[0]], "unknown section",
-                          hint=(f"did you mean {close!r}? " if close else "")
-                          + f"known sections: {', '.join(registry)}")
-    sections = {name: convert(tp, raw.get(name), name, file) for name, tp in registry.items()}
-    return Params(raw=raw, sections=sections, file=str(file))
-
-
-def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
-    """Read and validate ``params.yaml``. Raises ConfigError on any bad field."""
-    from ci.yamlio import load_yaml_file
-
-    return parse_params(load_yaml_file(path), path)

@@ -1,4 +1,4 @@
-"""The ``compile`` section of params.yaml (registered in ``ci.config.EXTRA_SECTIONS``)."""
+"""``modelops.compile``: the compile step (TensorRT on GPU runners, ONNX Runtime elsewhere)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ci.errors import ConfigError
+from modelops.errors import ConfigError
 
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")

@@ -1,5 +1,5 @@
-"""Errors shared by every command of the suite (``python -m ci``, ``python -m gitops``,
-``python -m serve`` and the pipeline stages).
+"""Errors shared by every command of the suite (``modelops-ci``, ``modelops-gitops``,
+``modelops-serve`` and the pipeline stages).
 
 The tree::
 

@@ -18,7 +18,7 @@ from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.resolver import VersionedResolver, implicit_resolvers
 from ruamel.yaml.tag import Tag
 
-from ci.errors import InputError
+from modelops.errors import InputError
 
 
 def _safe() -> YAML:

@@ -1,12 +1,12 @@
 """Compute used by each pipeline stage, and what it cost.
 
-``python -m ci.compute --stage NAME -- CMD...`` runs one DVC stage's command (the launchers in
+``python -m modelops.compute --stage NAME -- CMD...`` runs one DVC stage's command (the launchers in
 ``pipeline/run.sh`` does this) and, when it succeeds, writes
 ``metrics/compute/<stage>.json``: wall seconds, CPU seconds (user + system of the stage's
 processes) and GPU seconds (wall time times the GPUs visible to the stage: what a cloud bills
 for an attached GPU). The file is a ``cache: false`` metrics output of the stage, so git holds
 the compute that produced each committed model, the PR report shows it, the release records
-it, and ``python -m ci cost`` sums it over history.
+it, and ``modelops-ci cost`` sums it over history.
 
 Costs come from the price table in ``params.yaml`` ``cost``; they are estimates.
 """
@@ -22,21 +22,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from modelops.settings.cost import CostParams
 
 COMPUTE_DIR = Path("metrics/compute")
 
 
-@dataclass(frozen=True)
-class CostParams:
-    """params.yaml ``cost``: the price table for estimates."""
-
-    currency: str = field(default="USD", metadata={"pattern": r"[A-Z]{3}",
-                                                   "pattern_help": "must be an ISO 4217 code"})
-    cpu_core_hour: float = field(default=0.048, metadata={"min": 0.0})
-    gpu_hour: float = field(default=2.5, metadata={"min": 0.0})
 
 
 def visible_gpus() -> int:
@@ -56,7 +49,7 @@ def visible_gpus() -> int:
 
 def measure(stage: str, cmd: Sequence[str], out_dir: Path = COMPUTE_DIR) -> int:
     """Run ``cmd``; on success write ``<out_dir>/<stage>.json``; return its exit code."""
-    from ci.fsutil import write_json
+    from modelops.fsutil import write_json
 
     gpus = visible_gpus()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -64,7 +57,7 @@ def measure(stage: str, cmd: Sequence[str], out_dir: Path = COMPUTE_DIR) -> int:
     try:
         code = subprocess.call(list(cmd))
     except FileNotFoundError:
-        print(f"ci.compute: {cmd[0]!r} not found", file=sys.stderr)
+        print(f"modelops.compute: {cmd[0]!r} not found", file=sys.stderr)
         return 2
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -131,7 +124,7 @@ def compute_section(root: Path, prices: CostParams, reran: Sequence[str] | None 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ci.compute",
+        prog="python -m modelops.compute",
         description="Run one DVC stage's command and record its compute in "
                     "metrics/compute/<stage>.json when it succeeds.")
     parser.add_argument("--stage", required=True, help="stage name (the file's name)")

@@ -1,7 +1,8 @@
 """A canary analysis on this machine: serving processes, a real Prometheus, traffic, and the
 AnalysisTemplates that ``gitops render`` writes, evaluated by :mod:`gitops.analysis`.
 
-``python -m serve.canary`` (``make canary-demo``) runs the scenarios side by side, each canary
+``python -m scripts.canary_demo`` (``make canary-demo``) runs the scenarios side by side, each
+canary
 with its own ``version`` label (the templates select ``role="canary"`` and the version arg):
 
 - ``healthy``: the same model as stable -> every analysis passes;
@@ -37,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ci.errors import ExternalError, InputError
+from modelops.errors import ExternalError, InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "digits-cnn"
@@ -94,12 +95,12 @@ class Proc:
 def start_server(workdir: Path, name: str, model: Path, *, version: str, role: str,
                  baseline: Path | None, extra: list[str] | None = None,
                  python: str = sys.executable) -> Proc:
-    """``python -m serve`` on a free port, sha256 checked; returns once the process started."""
-    from ci.fsutil import sha256_file
+    """``modelops-serve`` on a free port, sha256 checked; returns once the process started."""
+    from modelops.fsutil import sha256_file
 
     port = free_port()
     log = workdir / f"serve-{name}.log"
-    cmd = [python, "-m", "serve", "--model", str(model), "--sha256", sha256_file(model),
+    cmd = [python, "-m", "modelops.serve", "--model", str(model), "--sha256", sha256_file(model),
            "--model-name", MODEL, "--model-version", version, "--role", role,
            "--host", "127.0.0.1", "--port", str(port), "--psi-window", "300",
            "--psi-min-samples", "50", *(extra or [])]
@@ -196,22 +197,22 @@ def render_analysis_templates(out_dir: Path, prometheus_url: str, *, interval: s
                               params_file: Path | None = None) -> Path:
     """Render the manifests with ``gitops render``'s code, params.yaml + test overrides.
 
-    Only ``deploy.prometheus.address`` and ``deploy.analysis`` timing are overridden; the
-    thresholds (error rate, latency p99, PSI) stay those of params.yaml.
+    Only ``modelops.deploy.prometheus.address`` and ``modelops.deploy.analysis`` timing are
+    overridden; the thresholds (error rate, latency p99, PSI) stay those of params.yaml.
     """
-    from ci.config import parse_params
-    from ci.yamlio import load_yaml_file
-    from gitops.release import Release
-    from gitops.render import render_env, write_env
+    from modelops.gitops.release import Release
+    from modelops.gitops.render import render_env, write_env
+    from modelops.settings import parse_settings
+    from modelops.yamlio import load_yaml_file
 
     pfile = params_file or ROOT / "params.yaml"
     raw = load_yaml_file(pfile)
-    deploy = raw.setdefault("deploy", {})
+    deploy = raw.setdefault("modelops", {}).setdefault("deploy", {})
     deploy.setdefault("prometheus", {})["address"] = prometheus_url
     analysis = deploy.setdefault("analysis", {})
     analysis.update({"interval": interval, "count": count, "failure_limit": failure_limit,
                      "inconclusive_limit": inconclusive_limit, "rate_window": rate_window})
-    params = parse_params(raw, pfile)
+    params = parse_settings(raw, pfile)
     release = Release(model=MODEL, version="2", sha256="0" * 64, dvc_md5="0" * 32,
                       artifact_uri="s3://models/digits-cnn/model.onnx",
                       image=params.deploy.image, source_repo="example/model-repo",
@@ -259,7 +260,7 @@ def scenarios() -> list[Scenario]:
 def canary_lab(workdir: Path, chosen: list[Scenario], *, warmup: float = 8.0,
                log=print) -> Iterator[dict[str, Any]]:
     """Start models, servers, Prometheus and traffic; yield handles; stop everything."""
-    from serve.fixtures import class_distribution, held_out, linear_model
+    from scripts.fixtures import class_distribution, held_out, linear_model
 
     procs: list[Proc] = []
     traffic: list[Traffic] = []
@@ -310,9 +311,9 @@ def canary_lab(workdir: Path, chosen: list[Scenario], *, warmup: float = 8.0,
 
 def thresholds(params_file: Path | None = None) -> dict[str, float]:
     """The analysis thresholds of params.yaml (``deploy.analysis``)."""
-    from ci.config import load_params
+    from modelops.settings import load_settings
 
-    a = load_params(params_file or ROOT / "params.yaml").deploy.analysis
+    a = load_settings(params_file or ROOT / "params.yaml").deploy.analysis
     return {"error_rate_max": a.error_rate_max,
             "latency_p99_max_seconds": a.latency_p99_max_seconds,
             "drift_psi_max": a.drift_psi_max}
@@ -321,7 +322,7 @@ def thresholds(params_file: Path | None = None) -> dict[str, float]:
 def run_scenarios(workdir: Path, chosen: list[Scenario] | None = None, *, interval: str = "2s",
                   count: int = 4, log=print) -> list[Scenario]:
     """Run every scenario's analysis in parallel; fills ``Scenario.results``."""
-    from gitops.analysis import load_templates, run_templates
+    from modelops.gitops.analysis import load_templates, run_templates
 
     chosen = chosen if chosen is not None else scenarios()
     limit = thresholds()["latency_p99_max_seconds"]
@@ -350,7 +351,7 @@ def run_scenarios(workdir: Path, chosen: list[Scenario] | None = None, *, interv
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m serve.canary",
+        prog="python -m scripts.canary_demo",
         description="Canary analysis on this machine: stable and canary servers, a real "
                     "Prometheus, held-out traffic, and the rendered AnalysisTemplates.")
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep logs there")

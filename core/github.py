@@ -1,8 +1,8 @@
 """The suite's one GitHub client, on github3.py: the pull-request report's sticky comment and
 its commit status or check run, ``repository_dispatch`` events, and the pull requests that
-promotion (``python -m gitops promote``) and retraining (``python -m ci retrain``) open.
+promotion (``modelops-gitops promote``) and retraining (``modelops-ci retrain``) open.
 
-- :class:`RetryPolicy` says how long to wait and how often to retry; every delay goes through
+- :class:`GitHubPolicy` says how long to wait and how often to retry; every delay goes through
   its ``sleep`` so tests inject a fake clock.
 - :class:`GitHub` wraps a github3.py session whose transport retries idempotent requests on 5xx,
   timeouts and connection errors (exponential backoff), and waits out rate limits (429, or 403
@@ -34,9 +34,10 @@ from github3.issues.comment import IssueComment
 from github3.pulls import ShortPullRequest
 from github3.session import GitHubSession
 
-from ci.errors import ExternalError, InputError
+from modelops.errors import ExternalError, InputError
+from modelops.retry import RetryPolicy
 
-LOG = logging.getLogger("ci.github")
+LOG = logging.getLogger("modelops.github")
 DEFAULT_API_URL = "https://api.github.com"
 APP_BOT_LOGIN = "github-actions[bot]"
 MAX_COMMENT_CHARS = 65536  # GitHub rejects longer comment bodies
@@ -56,20 +57,17 @@ class RateLimited(ExternalError):
 
 
 @dataclass
-class RetryPolicy:
-    """How the client retries. ``sleep`` and ``clock`` are injectable for tests."""
+class GitHubPolicy(RetryPolicy):
+    """The suite's retry policy (:class:`modelops.retry.RetryPolicy`) plus what HTTP needs: the
+    longest total wait for rate limits in one request, and connect/read timeouts. Pauses are
+    not jittered by default (one client per job) and the clock is wall time, because GitHub's
+    rate-limit resets are epoch seconds."""
 
-    attempts: int = 5  # tries per request (and per upsert round) in all
-    backoff: float = 1.0  # first delay after a 5xx/timeout; doubles each time
-    max_backoff: float = 30.0
-    max_wait: float = 300.0  # longest total wait for rate limits in one request
+    jitter: bool = False
+    max_wait: float = 300.0
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     clock: Callable[[], float] = field(default=time.time, repr=False)
-
-    def delay(self, attempt: int) -> float:
-        return min(self.backoff * (2 ** attempt), self.max_backoff)
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -130,7 +128,7 @@ class RetryingSession(GitHubSession):
     first, since GitHub may have done the POST anyway).
     """
 
-    def __init__(self, policy: RetryPolicy):
+    def __init__(self, policy: GitHubPolicy):
         super().__init__(default_connect_timeout=policy.connect_timeout,
                          default_read_timeout=policy.read_timeout)
         self.policy = policy
@@ -193,11 +191,11 @@ class GitHub:
     """A small GitHub client for the PR report, on top of github3.py."""
 
     def __init__(self, token: str, api_url: str | None = None, *,
-                 policy: RetryPolicy | None = None):
+                 policy: GitHubPolicy | None = None):
         if not token:
             raise ValueError("a token is required")
         self._token = token
-        self.policy = policy or RetryPolicy()
+        self.policy = policy or GitHubPolicy()
         self.session = RetryingSession(self.policy)
         api_url = (api_url or DEFAULT_API_URL).rstrip("/")
         if api_url.endswith("/api/v3"):  # GitHub Enterprise Server (and the test imitation)
