@@ -99,10 +99,13 @@ class Field:
         return None
 
 
+# data.dataset -> the sklearn.datasets loader (shipped with scikit-learn, nothing downloaded)
+DATASETS = {"breast_cancer": "load_breast_cancer"}
+
 # section -> key -> Field. Every key is required: params.yaml is the one place for them.
 SPEC: dict[str, dict[str, Field]] = {
     "data": {
-        "dataset": Field(str, choices=("breast_cancer",)),
+        "dataset": Field(str, choices=tuple(DATASETS)),
         "test_fraction": Field(float, gt=0.0, le=0.5),
         "seed": Field(int, ge=0),
     },

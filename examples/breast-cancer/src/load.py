@@ -13,17 +13,25 @@ import io
 import math
 import sys
 
-from common import RAW_CSV, StageError, load_params, load_schema, progress, run_stage, write_text
+from common import (
+    DATASETS,
+    RAW_CSV,
+    StageError,
+    load_params,
+    load_schema,
+    progress,
+    run_stage,
+    write_text,
+)
 
 
 def load() -> None:
     params = load_params("data")["data"]
     schema = load_schema()
-    from sklearn.datasets import load_breast_cancer
+    import sklearn.datasets
 
-    if params["dataset"] != "breast_cancer":  # the only choice check_section lets through
-        raise StageError(f"unknown data set {params['dataset']!r}")
-    bunch = load_breast_cancer()
+    # data.dataset -> scikit-learn's loader (common.SPEC lists the same names)
+    bunch = getattr(sklearn.datasets, DATASETS[params["dataset"]])()
     names = tuple(str(n) for n in bunch.feature_names)
     if names != schema.features:
         diff = [f"{i}: {a!r} != {b!r}" for i, (a, b) in enumerate(zip(names, schema.features))
