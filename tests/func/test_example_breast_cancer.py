@@ -128,6 +128,7 @@ def clone_dir(src: Path, dest: Path) -> Path:
 def set_param(repo: Path, dotted: str, value) -> None:
     """Change one key of params.yaml, keeping its comments (a reviewer's diff of one line)."""
     yaml = YAML()
+    yaml.width = 4096  # no re-wrapping of the lines it does not change
     path = repo / "params.yaml"
     data = yaml.load(path.read_text(encoding="utf-8"))
     *parents, key = dotted.split(".")
