@@ -433,6 +433,19 @@ def test_one_param_reruns_only_the_stages_downstream_of_it(work, key, value, rer
 
 
 @pytest.mark.slow
+def test_a_bad_param_stops_dvc_repro_with_the_stages_own_message(work):
+    lock_before = (work / "dvc.lock").read_bytes()
+    set_param(work, "fit.learning_rate", -0.1)
+    proc = dvc(work, "repro", check=False)
+    assert proc.returncode != 0 and ran_stages(proc.stdout) == ["fit"]
+    assert "fit: error: params.yaml: fit.learning_rate: must be greater than 0 (got -0.1)\n" \
+           "  hint: fix fit.learning_rate in params.yaml" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (work / "dvc.lock").read_bytes() == lock_before  # nothing recorded as done
+    assert "fit:" in dvc(work, "status").stdout
+
+
+@pytest.mark.slow
 def test_onnx_runtime_matches_scikit_learn(reproduced):
     import pickle
 
