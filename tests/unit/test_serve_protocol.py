@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from modelops.serve.backends import TensorSpec
 from modelops.serve.metrics import DriftWindow, RoleSource, ServingMetrics, psi
-from modelops.serve.protocol import Limits, RequestError, decode, encode
+from modelops.serve.protocol import Decoded, Limits, RequestError, decode, encode
 
 SPEC = [TensorSpec("input", "FP32", (-1, 1, 8, 8))]
 OUT = [TensorSpec("logits", "FP32", (-1, 10))]
@@ -82,7 +82,7 @@ def test_binary_tensor_extension_round_trip():
     np.testing.assert_array_equal(req.feeds["input"], x)
     assert req.binary_outputs
     logits = np.arange(30, dtype=np.float32).reshape(3, 10)
-    body, hl = encode("m", "1", None, OUT, [logits], None, True)
+    body, hl = encode("m", "1", req, OUT, [logits])
     meta = json.loads(body[:hl])
     assert meta["outputs"][0]["parameters"]["binary_data_size"] == 120
     np.testing.assert_array_equal(np.frombuffer(body[hl:], np.float32).reshape(3, 10), logits)
@@ -108,7 +108,8 @@ def test_garbage_never_escapes_as_anything_but_a_request_error(body, hl):
 
 def test_json_response_has_kserve_shape():
     logits = np.ones((2, 10), np.float32)
-    body, hl = encode("digits-cnn", "3", "req-1", OUT, [logits], None, False)
+    req = Decoded(id="req-1", feeds={}, outputs=None, binary_outputs=False)
+    body, hl = encode("digits-cnn", "3", req, OUT, [logits])
     assert hl is None
     out = json.loads(body)
     assert out["model_name"] == "digits-cnn" and out["model_version"] == "3"
