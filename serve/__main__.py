@@ -26,6 +26,7 @@ ENV = {  # flag -> environment variable that sets its default (the container use
     "model_version": "MODEL_VERSION", "role": "MODEL_ROLE", "drift_baseline": "DRIFT_BASELINE",
     "inject_latency_ms": "SERVE_INJECT_LATENCY_MS", "port": "PORT", "host": "SERVE_HOST",
     "role_file": "MODEL_ROLE_FILE", "drain_seconds": "SERVE_DRAIN_SECONDS",
+    "grace_seconds": "SERVE_GRACE_SECONDS",
 }
 
 
@@ -107,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on SIGTERM, keep answering (readiness 503, connections closed after "
                         "each answer) this long while the endpoints forget the pod "
                         "[SERVE_DRAIN_SECONDS]")
-    g.add_argument("--grace-seconds", type=float, default=30.0,
-                   help="then wait this long for in-flight requests")
+    g.add_argument("--grace-seconds", type=float,
+                   default=float(_env("grace_seconds", "30")),
+                   help="then wait this long for in-flight requests [SERVE_GRACE_SECONDS]")
     g.add_argument("--inject-latency-ms", type=float,
                    default=float(_env("inject_latency_ms", "0")),
                    help="add this delay to every inference (canary tests of the latency "
