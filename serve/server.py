@@ -5,7 +5,9 @@ parser Node.js and uvicorn use) and running each inference inline on the loop of
 Chosen by measurement (``bench/serve.py``, docs/how-to/serve.md): for a model this small the
 per-request cost is all framework; handing each request to a thread pool and back cost ~70 us
 (a quarter of the whole round trip at batch 1), so each loop computes its own requests (ONNX
-Runtime releases the GIL while it computes, so ``workers`` inferences run at once). A connection
+Runtime releases the GIL while it computes, so ``workers`` inferences run at once). When the
+recent inference time is over 2 ms, requests go to a pool of ``workers`` threads instead, so a
+slow model never keeps a loop from answering probes and scrapes. A connection
 costs a few kilobytes, not a thread, so idle keep-alive clients exhaust nothing; a connection
 reads its next request only after answering the previous one (back-pressure, no unbounded
 queue); at most ``max_connections`` are held.
@@ -32,6 +34,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -279,6 +282,12 @@ class HttpConnection(asyncio.Protocol):
             req = self.queue.popleft()
             if req.method == "POST" and self._infer_route(req.path):
                 self.worker.inflight += 1
+                if self.srv.slow():  # keep this loop free for probes, scrapes, others
+                    self.busy = True
+                    self.transport.pause_reading()
+                    fut = self.worker.loop.run_in_executor(self.srv.pool, self.srv.infer, req)
+                    fut.add_done_callback(lambda f, r=req: self._infer_done(r, f))
+                    return
                 try:
                     answer = self.srv.infer(req)
                 except Exception as exc:  # a bug: say so and keep serving
@@ -292,6 +301,21 @@ class HttpConnection(asyncio.Protocol):
             self._respond(req, *self.srv.handle(req))
         if not self.closing and self.req is None and not self.busy:
             self._arm(self.st.idle_timeout, self._idle_timeout)
+
+    def _infer_done(self, req: Request, fut: asyncio.Future) -> None:
+        self.worker.inflight -= 1
+        self.busy = False
+        try:
+            answer = fut.result()
+        except Exception as exc:  # a bug: say so and keep serving
+            traceback.print_exception(exc)
+            answer = (500, _error_body(f"inference failed: {type(exc).__name__}"), _JSON, ())
+        if self.closing or self.transport is None or self.transport.is_closing():
+            return
+        self._respond(req, *answer)
+        if not self.closing:
+            self.transport.resume_reading()
+            self._next()
 
     def _infer_route(self, path: str) -> bool:
         return path.endswith("/infer") and path.startswith("/v2/models/")
@@ -360,9 +384,18 @@ class ServingServer:
         self.sock.setblocking(False)
         self.server_address = self.sock.getsockname()[:2]
         self.workers = [_Worker(_new_loop()) for _ in range(max(1, workers))]
+        # Inference runs inline on its connection's loop while requests are fast (the common
+        # case: a thread hop would cost more than the model); once the recent average is over
+        # ``inline_max_seconds`` it moves to this pool, so probes and scrapes stay prompt.
+        self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="infer")
+        self.inline_max_seconds = 0.002
+        self._ewma = 0.0
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._hard_stop = False
+
+    def slow(self) -> bool:
+        return self._ewma > self.inline_max_seconds
 
     def connection_count(self) -> int:
         return sum(len(w.connections) for w in self.workers)
@@ -384,6 +417,7 @@ class ServingServer:
             for w in self.workers[1:]:
                 if w.thread is not None:
                     w.thread.join(10)
+            self.pool.shutdown(wait=False)
             self._stopped.set()
 
     def _run(self, w: _Worker, ready: threading.Barrier) -> None:
@@ -516,8 +550,11 @@ class ServingServer:
         """Decode, run, encode one inference request (on a worker thread). The duration
         histogram covers this, from the whole body received to the answer ready."""
         st = self.state
+        started = time.perf_counter()
         answer = self._infer(req)
-        st.metrics.duration.observe(time.perf_counter() - req.received)
+        done = time.perf_counter()
+        self._ewma += 0.2 * ((done - started) - self._ewma)
+        st.metrics.duration.observe(done - req.received)
         st.metrics.request(answer[0])
         return answer
 
