@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import sys
 import threading
@@ -55,6 +56,7 @@ _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _SERVER_HEADER = f"Server: {SERVER_NAME}/{SERVER_VERSION}\r\n".encode()
 _JSON = b"application/json"
 _READ = ("GET", "HEAD")
+_REQUEST_LINE = re.compile(rb"[A-Z][A-Z-]{0,31} [!-~]+ HTTP/1\.[01]\r?\n")
 
 
 @dataclass
@@ -161,8 +163,13 @@ class HttpConnection(asyncio.Protocol):
                 self._send_error(400, "protocol upgrades are not supported; send plain "
                                       "HTTP/1.1", close=True)
         except httptools.HttpParserInvalidMethodError:
-            self._send_error(405, "unknown http method; this server takes GET, HEAD and POST",
-                             close=True, extra=(("Allow", "GET, HEAD, POST, OPTIONS"),))
+            if _REQUEST_LINE.match(data):  # a well-formed line with a method nobody knows
+                self._send_error(405, "unknown http method; this server takes GET, HEAD and "
+                                      "POST", close=True,
+                                 extra=(("Allow", "GET, HEAD, POST, OPTIONS"),))
+            else:
+                self._send_error(400, "malformed request line; send an HTTP/1.1 request",
+                                 close=True)
         except httptools.HttpParserError as exc:
             reason = str(exc) or type(exc).__name__
             self._send_error(400, f"malformed http request ({reason})", close=True)

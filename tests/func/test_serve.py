@@ -244,13 +244,14 @@ def test_not_ready_until_the_verified_model_is_loaded(artifacts):
         assert _call(port, "GET", "/v2/health/ready")[0] == 503
         assert _call(port, "GET", f"/v2/models/{MODEL}/ready")[0] == 503
         status, _, data = _call(port, "POST", f"/v2/models/{MODEL}/infer", body)
-        assert status == 503 and "not ready" in json.loads(data)["error"]
+        assert status == 503 and "not loaded yet" in json.loads(data)["error"]
         state.backend = load_backend("auto", artifacts["model"])
         assert _call(port, "GET", "/v2/health/ready")[0] == 200
         assert _call(port, "POST", f"/v2/models/{MODEL}/infer", body)[0] == 200
         state.draining = True  # SIGTERM: not ready any more, connections close
         status, headers, _ = _call(port, "GET", "/v2/health/ready")
         assert status == 503 and headers.get("Connection") == "close"
+        assert _call(port, "POST", f"/v2/models/{MODEL}/infer", body)[0] == 200  # answered
     finally:
         server.shutdown()
         server.server_close()
