@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         servers = (("serve (json)", "serve", False), ("serve (binary)", "serve", True),
                    ("kserve 0.21 (json)", "kserve", False),
                    ("mlserver 1.7 (json)", "mlserver", False))
-        for name, key, binary in servers:  # every server answers right before measuring
+        for _name, key, binary in servers:  # every server answers right before measuring
             body, headers = _bodies(np.ascontiguousarray(x_all[:1]), binary)
             _check_once(ports[key], infer, body, headers)
         quiet_before = {k: logs[k].stat().st_size for k in ("kserve", "mlserver", "serve")}

@@ -62,6 +62,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+LISTENING = re.compile(r"listening on http://[^:\s]+:(\d+)")
+
+
+def read_port(popen: subprocess.Popen) -> tuple[int, list[str]]:
+    """The port a ``modelops-serve`` started with ``--port 0`` reports on its first line (its
+    stdout a text pipe), and the lines read up to it."""
+    lines = []
+    for line in popen.stdout:
+        lines.append(line)
+        m = LISTENING.search(line)
+        if m:
+            return int(m.group(1)), lines
+    raise ExternalError(f"the server exited ({popen.wait()}) before it listened: "
+                        + "".join(lines)[-500:])
+
+
 def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - local URLs

@@ -6,7 +6,7 @@ Chosen by measurement (``bench/serve.py``, docs/how-to/serve.md): for a model th
 per-request cost is all framework; handing each request to a thread pool and back cost ~70 us
 (a quarter of the whole round trip at batch 1), so each loop computes its own requests (ONNX
 Runtime releases the GIL while it computes, so ``workers`` inferences run at once). When the
-recent inference time is over 2 ms, requests go to a pool of ``workers`` threads instead, so a
+recent inference time is over 5 ms, requests go to a pool of ``workers`` threads instead, so a
 slow model never keeps a loop from answering probes and scrapes. A connection
 costs a few kilobytes, not a thread, so idle keep-alive clients exhaust nothing; a connection
 reads its next request only after answering the previous one (back-pressure, no unbounded
@@ -395,7 +395,7 @@ class ServingServer:
         # case: a thread hop would cost more than the model); once the recent average is over
         # ``inline_max_seconds`` it moves to this pool, so probes and scrapes stay prompt.
         self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="infer")
-        self.inline_max_seconds = 0.002
+        self.inline_max_seconds = 0.005
         self._ewma = 0.0
         self._stopping = threading.Event()
         self._stopped = threading.Event()

@@ -19,7 +19,7 @@ import onnxruntime as ort
 import pytest
 
 from modelops.fsutil import sha256_file
-from scripts.canary_demo import free_port, wait_until
+from scripts.canary_demo import read_port, wait_until
 from scripts.fixtures import class_distribution, held_out, linear_model
 from tests.conftest import ROOT
 
@@ -37,13 +37,13 @@ def artifacts(tmp_path_factory):
 
 
 def _start(artifacts, *extra: str, sha: str | None = None):
-    port = free_port()
     cmd = [sys.executable, "-m", "modelops.serve", "--model", str(artifacts["model"]),
            "--sha256", sha or sha256_file(artifacts["model"]), "--model-version", "3",
-           "--role", "canary", "--port", str(port), "--drift-baseline",
+           "--role", "canary", "--port", "0", "--drift-baseline",
            str(artifacts["baseline"]), "--psi-min-samples", "10", "--psi-window", "100", *extra]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
+    port, _ = read_port(proc)
     return proc, port
 
 
