@@ -169,7 +169,7 @@ def wait_http(proc: subprocess.Popen, path: str, timeout: float = 120) -> int:
                 conn.request("GET", path)
                 if conn.getresponse().status == 200:
                     return port
-            except OSError:
+            except (OSError, http.client.HTTPException):  # not ready, or not HTTP/1.1 (gRPC)
                 pass
         time.sleep(0.3)
     raise SystemExit(f"server {proc.args[:3]} not ready after {timeout}s")

@@ -227,3 +227,22 @@ def test_metrics_families_share_one_registry_and_the_role_label():
     text = m.exposition().decode()
     assert 'model_input_rows_total{feature="f1",model="digits-cnn",role="canary",version="7"} ' \
            '3.0' in text
+
+
+def test_drift_window_counts_equal_a_plain_sliding_window():
+    """The vectorised ring buffer holds exactly the last ``window`` valid classes."""
+    import collections
+    import random
+
+    rng = random.Random(0)
+    for _ in range(200):
+        window, n = rng.randint(1, 30), rng.randint(1, 6)
+        w = DriftWindow([1 / n] * n, window, 1)
+        ref: collections.deque = collections.deque(maxlen=window)
+        for _ in range(rng.randint(1, 15)):
+            batch = [rng.randint(-1, n) for _ in range(rng.randint(0, 40))]
+            w.add(np.array(batch))
+            ref.extend(c for c in batch if 0 <= c < n)
+            assert w.value() == pytest.approx(psi([1 / n] * n,
+                                                  [ref.count(i) for i in range(n)]),
+                                              nan_ok=True)
