@@ -57,7 +57,8 @@ bench-gitops: $(STAMP)
 	$(PY) bench/gitops.py
 
 # Serving runtime and canary analysis (serve/, gitops/analysis.py): a real Prometheus on
-# 127.0.0.1 (apt-get install prometheus; only the binary is used) and the benchmark vs KServe.
+# 127.0.0.1 (apt-get install prometheus; only the binary is used), and the benchmark against
+# KServe and MLServer (apt-get install wrk; their venvs are created in /tmp by the script).
 .PHONY: canary-demo bench-serve
 canary-demo: $(STAMP)
 	$(PY) -m scripts.canary_demo

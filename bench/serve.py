@@ -1,20 +1,27 @@
-"""Benchmark: this serving runtime vs the KServe Python model server, same model, same client.
+"""Benchmark: this serving runtime vs KServe and MLServer, same model, same load generator.
 
-    python bench/serve.py [--seconds 3] [--kserve-venv /tmp/kserve-venv] [--json out.json]
+    python bench/serve.py [--seconds 5] [--json out.json]
 
-One run measures, on this machine:
+Load comes from wrk (an external C load generator: ``apt-get install wrk``), keep-alive
+connections posting the same Open Inference Protocol body, at 1, 8 and 32 connections, batch
+1 and 32. In the same run, against the same ONNX model with one ONNX Runtime intra-op thread
+and one inference at a time everywhere:
+
 - in-process ONNX Runtime (the floor: no HTTP, no JSON);
-- ``modelops-serve`` with JSON tensors and with binary tensors (the fast path);
-- KServe's ``ModelServer`` (``kserve`` from PyPI, a minimal ONNX Runtime ``Model`` class), JSON
-  tensors over its v2 REST endpoint;
-at batch 1 and 32, with 1 and 16 concurrent clients (keep-alive connections, one thread each,
-in a separate client process so the client does not share the server's interpreter). Every
-server runs ONNX Runtime with one intra-op thread and logs nothing per request.
+- ``modelops-serve --workers 1`` with JSON tensors, and with binary tensors;
+- KServe 0.21 ``ModelServer`` (one worker) with a minimal ONNX Runtime ``Model``, its logging
+  silenced *after* KServe configures it (KServe's own setup resets the access log to INFO; the
+  bench checks that the server wrote no line per request);
+- MLServer 1.7 through its custom-model path (an ``MLModel`` running ONNX Runtime: MLServer
+  has no official ONNX runtime), ``debug: false`` (no access log), ``parallel_workers: 0``
+  (inference in the server process, as the others).
 
-KServe lives in its own virtual environment (created here on first use: ``pip install
-kserve==0.21.0 onnxruntime``) so the project's lock stays lean. The table prints throughput,
-p50 and p99, the throughput ratio against KServe in the same cell and p50 minus the in-process
-floor.
+KServe and MLServer live in their own virtual environments, created on first use
+(``--kserve-venv``, ``--mlserver-venv``: ``pip install kserve==0.21.0`` / ``mlserver==1.7.1``
+plus onnxruntime), so the project's lock stays free of them. Every server binds port 0; the
+bench reads the ports it listens on from /proc. The table gives throughput, p50 and p99 (wrk's),
+the throughput ratio against each baseline in the same cell, and p50 minus the in-process p50.
+A last table times the runtime's hot path in process (decode, infer, encode, metrics).
 """
 
 from __future__ import annotations
@@ -22,12 +29,12 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import multiprocessing as mp
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -38,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 MODEL = "digits-cnn"
 KSERVE_VERSION = "0.21.0"
+MLSERVER_VERSION = "1.7.1"
 
 KSERVE_SERVER = r'''
 import logging, sys
@@ -69,56 +77,111 @@ class OnnxModel(Model):
 
 if __name__ == "__main__":
     model = OnnxModel(sys.argv[1], sys.argv[2])
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    ModelServer(http_port=int(sys.argv[3]), workers=1, enable_grpc=False,
-                enable_latency_logging=False).start([model])
+    server = ModelServer(http_port=0, workers=1, enable_grpc=False,
+                         enable_latency_logging=False)
+    # KServe's ModelServer configures logging in its constructor (uvicorn.access at INFO):
+    # quiet it afterwards, before uvicorn reads the levels
+    for name in ("uvicorn.access", "kserve.trace"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    server.start([model])
+'''
+
+MLSERVER_RUNTIME = r'''
+import numpy as np
+import onnxruntime as ort
+from mlserver import MLModel
+from mlserver.codecs import NumpyCodec
+from mlserver.types import InferenceRequest, InferenceResponse
+
+
+class OnnxModel(MLModel):
+    async def load(self) -> bool:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(self.settings.parameters.uri, opts,
+                                            providers=["CPUExecutionProvider"])
+        return True
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        x = NumpyCodec.decode_input(payload.inputs[0]).astype(np.float32, copy=False)
+        y = self.session.run(None, {"input": x})[0]
+        return InferenceResponse(model_name=self.name, id=payload.id,
+                                 outputs=[NumpyCodec.encode_output("logits", y)])
 '''
 
 
 # --------------------------------------------------------------------------- environment
 
-def ensure_kserve(venv: Path) -> Path:
+def ensure_venv(venv: Path, package: str, check: str) -> Path:
     py = venv / "bin" / "python"
-    if py.exists() and subprocess.run([py, "-c", "import kserve, onnxruntime"],
+    if py.exists() and subprocess.run([py, "-c", f"import {check}, onnxruntime"],
                                       capture_output=True).returncode == 0:
         return py
-    print(f"==> creating {venv} with kserve=={KSERVE_VERSION} (first run only)", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     import onnxruntime
 
-    subprocess.run([py, "-m", "pip", "install", "-q", f"kserve=={KSERVE_VERSION}",
+    print(f"==> creating {venv} with {package} (first run only)", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([py, "-m", "pip", "install", "-q", package,
                     f"onnxruntime=={onnxruntime.__version__}"], check=True)
     return py
 
 
-def _free_port() -> int:
-    from scripts.canary_demo import free_port
+def need_wrk() -> str:
+    exe = shutil.which("wrk")
+    if exe is None:
+        raise SystemExit("bench/serve.py needs wrk, an external load generator: "
+                         "apt-get install wrk")
+    return exe
 
-    return free_port()
+
+def listening_ports(pid: int) -> list[int]:
+    """TCP ports the process ``pid`` listens on (its socket inodes in /proc/net/tcp[6])."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        m = re.fullmatch(r"socket:\[(\d+)\]", target)
+        if m:
+            inodes.add(m.group(1))
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            next(fh)
+            for line in fh:
+                cols = line.split()
+                if cols[3] == "0A" and cols[9] in inodes:  # LISTEN
+                    ports.append(int(cols[1].rsplit(":", 1)[1], 16))
+    return sorted(set(ports))
 
 
-def _wait_ready(port: int, proc: subprocess.Popen, path: str, timeout: float = 90) -> None:
+def wait_http(proc: subprocess.Popen, path: str, timeout: float = 120) -> int:
+    """The port of ``proc`` that answers ``path`` with 200."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited with {proc.returncode} before it was ready")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", path)
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
+        for port in listening_ports(proc.pid):
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", path)
+                if conn.getresponse().status == 200:
+                    return port
+            except (OSError, http.client.HTTPException):  # not ready, or not HTTP/1.1 (gRPC)
+                pass
         time.sleep(0.3)
-    raise SystemExit(f"server on {port} not ready after {timeout}s")
+    raise SystemExit(f"server {proc.args[:3]} not ready after {timeout}s")
 
 
-# --------------------------------------------------------------------------- client
+# --------------------------------------------------------------------------- load
 
 def _bodies(x: np.ndarray, binary: bool) -> tuple[bytes, dict[str, str]]:
     if not binary:
         body = json.dumps({"id": "1", "inputs": [{"name": "input", "shape": list(x.shape),
-                                       "datatype": "FP32", "data": x.ravel().tolist()}]})
+                                                  "datatype": "FP32",
+                                                  "data": x.ravel().tolist()}]})
         return body.encode(), {"Content-Type": "application/json"}
     head = json.dumps({"id": "1",
                        "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
@@ -128,64 +191,44 @@ def _bodies(x: np.ndarray, binary: bool) -> tuple[bytes, dict[str, str]]:
                                 "Inference-Header-Content-Length": str(len(head))}
 
 
-def _client_process(port: int, path: str, body: bytes, headers: dict, clients: int,
-                    seconds: float, out: mp.Queue) -> None:
-    lat: list[list[float]] = [[] for _ in range(clients)]
-    errors = [0] * clients
-    start_evt = threading.Event()
-    stop_at = [0.0]
-
-    def worker(i: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        conn.request("POST", path, body, headers)  # warm the connection
-        conn.getresponse().read()
-        start_evt.wait()
-        mine = lat[i]
-        while True:
-            t0 = time.perf_counter()
-            if t0 >= stop_at[0]:
-                break
-            try:
-                conn.request("POST", path, body, headers)
-                resp = conn.getresponse()
-                resp.read()
-                ok = resp.status == 200
-            except OSError:
-                ok = False
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            mine.append(time.perf_counter() - t0)
-            if not ok:
-                errors[i] += 1
-        conn.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    time.sleep(0.3)
-    t_start = time.perf_counter()
-    stop_at[0] = t_start + seconds
-    start_evt.set()
-    for t in threads:
-        t.join()
-    took = time.perf_counter() - t_start
-    all_lat = np.array([v for chunk in lat for v in chunk])
-    out.put({"requests": int(all_lat.size), "seconds": took, "errors": int(sum(errors)),
-             "p50_ms": float(np.percentile(all_lat, 50) * 1e3) if all_lat.size else None,
-             "p99_ms": float(np.percentile(all_lat, 99) * 1e3) if all_lat.size else None})
+def _check_once(port: int, path: str, body: bytes, headers: dict) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", path, body, headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    if resp.status != 200:
+        raise SystemExit(f"port {port} answered {resp.status}: {data[:200]!r}")
 
 
-def measure_http(port: int, path: str, x: np.ndarray, clients: int, seconds: float,
-                 binary: bool) -> dict:
-    body, headers = _bodies(x, binary)
-    q: mp.Queue = mp.get_context("fork").Queue()
-    p = mp.get_context("fork").Process(target=_client_process,
-                                       args=(port, path, body, headers, clients, seconds, q))
-    p.start()
-    res = q.get(timeout=seconds + 120)
-    p.join()
-    res["throughput"] = res["requests"] / res["seconds"]
-    return res
+def _lua_string(data: bytes) -> str:
+    return '"' + "".join(f"\\{b}" for b in data) + '"'
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    value, unit = float(m.group(1)), m.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(exe: str, work: Path, port: int, path: str, body: bytes, headers: dict,
+        connections: int, seconds: float) -> dict:
+    script = work / f"post-{len(body)}-{abs(hash(tuple(headers.items())))}.lua"
+    lines = ['wrk.method = "POST"', f"wrk.body = {_lua_string(body)}"]
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    threads = 1 if connections == 1 else 2
+    out = subprocess.run([exe, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s",
+                          "--latency", "-s", str(script), f"http://127.0.0.1:{port}{path}"],
+                         capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"throughput": rps, "p50_ms": p50, "p99_ms": p99, "requests": total,
+            "non_2xx": int(bad.group(1)) if bad else 0,
+            "socket_errors": errors.group(1) if errors else ""}
 
 
 def measure_inprocess(model: Path, x: np.ndarray, seconds: float) -> dict:
@@ -208,9 +251,39 @@ def measure_inprocess(model: Path, x: np.ndarray, seconds: float) -> dict:
         lat.append(time.perf_counter() - t0)
     took = time.perf_counter() - t_start
     arr = np.array(lat)
-    return {"requests": len(lat), "seconds": took, "errors": 0, "throughput": len(lat) / took,
-            "p50_ms": float(np.percentile(arr, 50) * 1e3),
-            "p99_ms": float(np.percentile(arr, 99) * 1e3)}
+    return {"throughput": len(lat) / took, "p50_ms": float(np.percentile(arr, 50) * 1e3),
+            "p99_ms": float(np.percentile(arr, 99) * 1e3), "requests": len(lat), "non_2xx": 0,
+            "socket_errors": ""}
+
+
+def hot_path(model: Path, x_all: np.ndarray, batches: list[int], n: int = 2000) -> list[dict]:
+    """Microseconds per request of each step of the runtime's inference path, in process."""
+    from modelops.serve.backends import load_backend
+    from modelops.serve.metrics import DriftWindow, ServingMetrics
+    from modelops.serve.protocol import Limits, decode, encode
+
+    backend = load_backend("onnxruntime", model, threads=1)
+    metrics = ServingMetrics(MODEL, "1", "stable", DriftWindow([0.1] * 10, 1000, 100))
+    rows = []
+    for b in batches:
+        body, _ = _bodies(np.ascontiguousarray(x_all[:b]), False)
+        times = {"decode": 0.0, "infer": 0.0, "encode": 0.0, "metrics": 0.0}
+        for _ in range(n):
+            t0 = time.perf_counter()
+            req = decode(body, None, backend.inputs, Limits())
+            t1 = time.perf_counter()
+            outs = backend.infer(req.feeds)
+            t2 = time.perf_counter()
+            encode(MODEL, "1", req, backend.outputs, outs)
+            t3 = time.perf_counter()
+            metrics.duration.observe(t3 - t0)
+            metrics.request(200)
+            metrics.predictions(np.argmax(outs[0], axis=1))
+            t4 = time.perf_counter()
+            for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                times[k] += dt
+        rows.append({"batch": b, **{k: v / n * 1e6 for k, v in times.items()}})
+    return rows
 
 
 # --------------------------------------------------------------------------- main
@@ -218,95 +291,136 @@ def measure_inprocess(model: Path, x: np.ndarray, seconds: float) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=3.0, help="per cell (default 3)")
+    ap.add_argument("--seconds", type=float, default=5.0, help="per cell (default 5)")
     ap.add_argument("--model", type=Path,
                     help="ONNX model (default: models/model.onnx if present, else a small "
                          "fixture model with the same interface)")
-    ap.add_argument("--kserve-venv", type=Path, default=Path(tempfile.gettempdir()) /
-                    "kserve-venv", help="virtual environment for kserve (created if missing)")
+    tmp = Path(tempfile.gettempdir())
+    ap.add_argument("--kserve-venv", type=Path, default=tmp / "kserve-venv")
+    ap.add_argument("--mlserver-venv", type=Path, default=tmp / "mlserver-venv")
     ap.add_argument("--batches", default="1,32")
-    ap.add_argument("--clients", default="1,16")
+    ap.add_argument("--connections", default="1,8,32")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
 
     from modelops.fsutil import sha256_file
     from scripts.fixtures import held_out, linear_model
 
+    exe = need_wrk()
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     model = args.model or (ROOT / "models" / "model.onnx")
     if not model.is_file():
         model = linear_model(work / "model.onnx")
     x_all, _ = held_out(ROOT)
     batches = [int(b) for b in args.batches.split(",")]
-    clients = [int(c) for c in args.clients.split(",")]
-    kpy = ensure_kserve(args.kserve_venv)
-    print(f"==> model {model.relative_to(ROOT) if model.is_relative_to(ROOT) else model.name} "
-          f"({model.stat().st_size / 1024:.0f} KiB), {os.cpu_count()} CPU(s), "
-          f"{args.seconds:.0f}s per cell", flush=True)
+    conns = [int(c) for c in args.connections.split(",")]
+    kpy = ensure_venv(args.kserve_venv, f"kserve=={KSERVE_VERSION}", "kserve")
+    mpy = ensure_venv(args.mlserver_venv, f"mlserver=={MLSERVER_VERSION}", "mlserver")
+    wrk_version = subprocess.run([exe, "-v"], capture_output=True, text=True).stdout.split(
+        "\n")[0]
+    print(f"==> model {model.name} ({model.stat().st_size / 1024:.0f} KiB), "
+          f"{os.cpu_count()} CPU(s), {args.seconds:g}s per cell, load from {wrk_version}",
+          flush=True)
 
-    procs: list[subprocess.Popen] = []
+    procs: dict[str, subprocess.Popen] = {}
+    logs: dict[str, Path] = {}
+
+    def spawn(name: str, cmd: list[str], cwd: Path) -> subprocess.Popen:
+        logs[name] = work / f"{name}.log"
+        fh = open(logs[name], "wb")  # noqa: SIM115 - lives as long as the process
+        procs[name] = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
+        return procs[name]
+
     results: list[dict] = []
     try:
-        ours_port = _free_port()
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "modelops.serve", "--model", str(model), "--sha256",
-             sha256_file(model), "--port", str(ours_port), "--threads", "1"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        ks_port = _free_port()
-        script = work / "kserve_server.py"
-        script.write_text(KSERVE_SERVER)
-        procs.append(subprocess.Popen([str(kpy), str(script), MODEL, str(model), str(ks_port)],
-                                      cwd=work, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))
-        _wait_ready(ours_port, procs[0], "/v2/health/ready")
-        _wait_ready(ks_port, procs[1], f"/v2/models/{MODEL}/ready")
+        ours = spawn("serve", [sys.executable, "-m", "modelops.serve", "--model", str(model),
+                               "--sha256", sha256_file(model), "--port", "0", "--threads", "1",
+                               "--workers", "1"], ROOT)
+        (work / "kserve_server.py").write_text(KSERVE_SERVER)
+        ks = spawn("kserve", [str(kpy), str(work / "kserve_server.py"), MODEL, str(model)],
+                   work)
+        mdir = work / "mlserver"
+        mdir.mkdir()
+        (mdir / "onnx_runtime.py").write_text(MLSERVER_RUNTIME)
+        (mdir / "settings.json").write_text(json.dumps({
+            "debug": False, "parallel_workers": 0, "http_port": 0, "grpc_port": 0,
+            "metrics_port": 0, "host": "127.0.0.1", "load_models_at_startup": True}))
+        (mdir / "model-settings.json").write_text(json.dumps({
+            "name": MODEL, "implementation": "onnx_runtime.OnnxModel",
+            "parameters": {"uri": str(model)}}))
+        ml = spawn("mlserver", [str(Path(mpy).parent / "mlserver"), "start", str(mdir)], mdir)
+        ports = {"serve": wait_http(ours, "/v2/health/ready"),
+                 "kserve": wait_http(ks, f"/v2/models/{MODEL}/ready"),
+                 "mlserver": wait_http(ml, f"/v2/models/{MODEL}/ready")}
         infer = f"/v2/models/{MODEL}/infer"
+        servers = (("serve (json)", "serve", False), ("serve (binary)", "serve", True),
+                   ("kserve 0.21 (json)", "kserve", False),
+                   ("mlserver 1.7 (json)", "mlserver", False))
+        for _name, key, binary in servers:  # every server answers right before measuring
+            body, headers = _bodies(np.ascontiguousarray(x_all[:1]), binary)
+            _check_once(ports[key], infer, body, headers)
+        quiet_before = {k: logs[k].stat().st_size for k in ("kserve", "mlserver", "serve")}
         for b in batches:
             x = np.ascontiguousarray(x_all[:b])
             floor = measure_inprocess(model, x, args.seconds)
-            results.append({"server": "onnxruntime in-process", "batch": b, "clients": 1,
+            results.append({"server": "onnxruntime in-process", "batch": b, "connections": 1,
                             **floor})
-            print(f"  batch {b:>2}  in-process onnxruntime       {floor['throughput']:>8.0f}/s",
-                  flush=True)
-            for c in clients:
-                for name, port, binary in (("serve (json)", ours_port, False),
-                                           ("serve (binary)", ours_port, True),
-                                           ("kserve (json)", ks_port, False)):
-                    r = measure_http(port, infer, x, c, args.seconds, binary)
-                    if r["errors"] or not r["requests"]:
-                        raise SystemExit(f"{name}: {r['errors']} error responses of "
+            print(f"  batch {b:>2}  in-process onnxruntime        {floor['throughput']:>8.0f}/s"
+                  f"  p50 {floor['p50_ms']:.3f} ms", flush=True)
+            for c in conns:
+                for name, key, binary in servers:
+                    body, headers = _bodies(x, binary)
+                    r = wrk(exe, work, ports[key], infer, body, headers, c, args.seconds)
+                    if r["non_2xx"] or not r["requests"]:
+                        raise SystemExit(f"{name}: {r['non_2xx']} non-2xx answers of "
                                          f"{r['requests']}; the comparison would be void")
-                    results.append({"server": name, "batch": b, "clients": c, **r})
-                    print(f"  batch {b:>2}  clients {c:>2}  {name:<16} "
-                          f"{r['throughput']:>8.0f}/s  p50 {r['p50_ms']:.2f} ms  "
-                          f"errors {r['errors']}", flush=True)
+                    results.append({"server": name, "batch": b, "connections": c, **r})
+                    print(f"  batch {b:>2}  connections {c:>2}  {name:<20} "
+                          f"{r['throughput']:>8.0f}/s  p50 {r['p50_ms']:.3f} ms  "
+                          f"p99 {r['p99_ms']:.3f} ms", flush=True)
+        total = sum(r["requests"] for r in results if r["server"].startswith("kserve"))
+        grown = {k: logs[k].stat().st_size - quiet_before[k] for k in quiet_before}
+        print(f"==> log bytes written during {total} requests per baseline: {grown}")
+        if any(v > 4096 for v in grown.values()):
+            raise SystemExit(f"a server logged while measured ({grown}); the bench must "
+                             "measure quiet servers")
     finally:
-        for p in procs:
+        for p in procs.values():
             p.terminate()
             try:
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
     print_table(results)
+    hot = hot_path(model, x_all, batches)
+    print("\n| hot path, us per request | batch | decode | infer | encode | metrics |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in hot:
+        print(f"| modelops-serve in process | {r['batch']} | {r['decode']:.1f} | "
+              f"{r['infer']:.1f} | {r['encode']:.1f} | {r['metrics']:.1f} |")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        args.json.write_text(json.dumps({"cells": results, "hot_path": hot}, indent=2) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
 def print_table(results: list[dict]) -> None:
     floor = {r["batch"]: r for r in results if r["server"] == "onnxruntime in-process"}
-    ks = {(r["batch"], r["clients"]): r for r in results if r["server"] == "kserve (json)"}
+    base = {(r["server"].split()[0], r["batch"], r["connections"]): r for r in results}
     print()
-    print(f"| {'server':<24} | batch | clients | req/s | p50 ms | p99 ms | vs KServe req/s "
+    print("| server | batch | connections | req/s | p50 ms | p99 ms | vs KServe | vs MLServer "
           "| p50 - in-process |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        k = ks.get((r["batch"], r["clients"]))
-        ratio = (f"{r['throughput'] / k['throughput']:.2f}x"
-                 if k and r["server"] != "onnxruntime in-process" else "-")
+        cells = []
+        for other in ("kserve", "mlserver"):
+            o = base.get((other, r["batch"], r["connections"]))
+            cells.append(f"{r['throughput'] / o['throughput']:.2f}x"
+                         if o and r["server"].startswith("serve") else "-")
         extra = r["p50_ms"] - floor[r["batch"]]["p50_ms"]
-        print(f"| {r['server']:<24} | {r['batch']} | {r['clients']} | {r['throughput']:.0f} | "
-              f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {ratio} | +{extra:.3f} ms |")
+        print(f"| {r['server']} | {r['batch']} | {r['connections']} | {r['throughput']:.0f} | "
+              f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {cells[0]} | {cells[1]} | "
+              f"+{extra:.3f} ms |")
 
 
 if __name__ == "__main__":

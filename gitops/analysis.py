@@ -1,22 +1,33 @@
-"""Evaluate rendered AnalysisTemplates against a Prometheus HTTP API, the way Argo Rollouts would.
+"""``modelops-gitops analyze``: a preview of the decision Argo Rollouts' analysis controller
+would take on rendered AnalysisTemplates, measured against a real Prometheus now.
 
-For each metric of a template (Prometheus provider only): every ``interval``, run the query at
-"now", turn the response into ``result`` (a vector -> list of floats, a scalar -> float), and
-judge it with ``successCondition`` / ``failureCondition`` (:mod:`gitops.conditions`):
+An emulation of Argo Rollouts (``analysis/analysis.go``, ``utils/analysis``,
+``pkg/apis/rollouts/v1alpha1.Metric``) for the Prometheus provider, held to its rules:
 
-- both conditions: success true -> Successful; failure true -> Failed; neither -> Inconclusive;
-- only a success condition: false -> Failed;  only a failure condition: false -> Successful;
-- a query or condition error (e.g. ``result[0]`` on an empty vector) -> Error.
+- The templates a canary step names become *one* AnalysisRun (their metrics together). Before
+  anything is measured the run is validated as Argo validates one (:func:`validate_metric`:
+  ``count`` >= ``failureLimit`` + ``consecutiveSuccessLimit`` and >= ``inconclusiveLimit``,
+  ``failureLimit`` -1 disables it but not together with ``consecutiveSuccessLimit`` 0, an
+  ``interval`` for ``count`` > 1, ...); an invalid run is an Error (the rollout aborts).
+- Each measurement: the query's value becomes ``result`` (a vector: ``[]float64``; a scalar:
+  ``float64``) and ``successCondition``/``failureCondition`` judge it with expr's semantics as
+  Argo wraps them (:mod:`gitops.conditions`): success true -> Successful; failure true ->
+  Failed; neither -> Inconclusive; only a success condition: false -> Failed; only a failure
+  condition: false -> Successful; a query or condition error -> Error.
+- A metric's next measurement is due ``interval`` after the last one finished, or Argo's fixed
+  10 s after an Error; errors do not count towards ``count``. A metric is Failed when failed >
+  ``failureLimit`` (default 0, -1 = never), Inconclusive when inconclusive >
+  ``inconclusiveLimit`` (default 0), Error when consecutive errors > ``consecutiveErrorLimit``
+  (default 4); Successful when consecutive successes reach ``consecutiveSuccessLimit`` (if set)
+  or when ``count`` is reached (with a consecutiveSuccessLimit set and not reached:
+  Inconclusive, or Failed when failureLimit is -1). ``count`` unset or 0 with an ``interval``
+  runs indefinitely.
+- As soon as one metric is Failed, Error or Inconclusive the run terminates: no metric is
+  measured again, the rest count as Successful, and the run takes the worst phase (Failed >
+  Error > Inconclusive > Successful). Argo aborts the rollout on Failed or Error and pauses it
+  on Inconclusive.
 
-A metric stops early and takes that phase when failed > ``failureLimit`` (default 0),
-inconclusive > ``inconclusiveLimit`` (default 0) or consecutive errors >
-``consecutiveErrorLimit`` (default 4); after ``count`` measurements (default 1) it is
-Successful (errors do not count towards ``count``). The run's phase is the worst metric
-phase: Failed > Error > Inconclusive > Successful. Argo Rollouts aborts the rollout on Failed
-or Error and pauses it on Inconclusive.
-
-``modelops-gitops analyze --templates FILE`` runs every template in the file (or those named),
-all metrics in parallel, printing each measurement as it is taken.
+It previews, it does not replace: Argo's own controller decides in the cluster.
 """
 
 from __future__ import annotations
@@ -37,36 +48,44 @@ from pathlib import Path
 from typing import Any
 
 from modelops.errors import ExternalError, GateFailed, InputError
-from modelops.gitops.conditions import ConditionError, compile_condition
+from modelops.gitops.conditions import ConditionError, Unsupported, Vector, check_condition
+from modelops.gitops.conditions import compile_for as compile_condition_for
 
 SUCCESSFUL, FAILED, ERROR, INCONCLUSIVE = "Successful", "Failed", "Error", "Inconclusive"
-_SEVERITY = {SUCCESSFUL: 0, INCONCLUSIVE: 1, ERROR: 2, FAILED: 3}
+RUNNING, PENDING = "Running", "Pending"
+# Argo's analysisStatusOrder, best to worst
+_ORDER = [SUCCESSFUL, RUNNING, PENDING, INCONCLUSIVE, ERROR, FAILED]
+_COMPLETED = {SUCCESSFUL, FAILED, ERROR, INCONCLUSIVE}
 DEFAULT_CONSECUTIVE_ERROR_LIMIT = 4
+ERROR_RETRY_INTERVAL = 10.0  # analysis.DefaultErrorRetryInterval
 
 
 def parse_duration(text: str | int, where: str) -> float:
-    """Argo durations ('500ms', '30s', '5m', '1h', '1m30s') or plain seconds, in seconds."""
+    """Argo durations (Go's time.ParseDuration units: '500ms', '30s', '5m', '1h', '1m30s')."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return float(text)
     if isinstance(text, str):
-        parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+        parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
         if parts and "".join(a + b for a, b in parts) == text:
-            unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+            unit = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 0.001, "s": 1, "m": 60,
+                    "h": 3600}
             return sum(float(a) * unit[b] for a, b in parts)
     raise InputError(f"{where}: not a duration (got {text!r})",
                      hint="use a duration like '30s', '5m' or '1h'")
 
 
-def _int_or_str(value: Any, default: int, where: str, args: dict[str, str]) -> int:
+def _int_or_str(value: Any, default: int | None, where: str, args: dict[str, str],
+                allow_negative: bool = False) -> int | None:
     if value is None:
         return default
     if isinstance(value, str):
         value = substitute(value, args, where)
-        if value.isdigit():
-            return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        if re.fullmatch(r"-?[0-9]+", value):
+            value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and (
+            value >= 0 or allow_negative):
         return value
-    raise InputError(f"{where}: must be a non-negative integer (got {value!r})")
+    raise InputError(f"{where}: must be an integer (got {value!r})")
 
 
 def substitute(text: str, args: dict[str, str], where: str,
@@ -121,14 +140,18 @@ class Prometheus:
 
 
 def to_result(data: dict) -> Any:
-    """Prometheus ``data`` -> Argo's ``result``: vector -> [float], scalar -> float."""
+    """Prometheus ``data`` -> Argo's ``result``: a vector or matrix -> ``[]float64`` (every
+    sample's value, in order), a scalar -> ``float64``."""
     kind = data.get("resultType")
     if kind == "vector":
-        return [float(sample["value"][1]) for sample in data.get("result") or []]
+        return Vector(tuple(float(s["value"][1]) for s in data.get("result") or []))
+    if kind == "matrix":
+        return Vector(tuple(float(v[1]) for series in data.get("result") or []
+                            for v in series.get("values") or []))
     if kind == "scalar":
         return float(data["result"][1])
-    raise ExternalError(f"prometheus metric type not supported: {kind!r} (use an instant "
-                        "vector or scalar query)")
+    raise ExternalError("Prometheus metric type not supported (use an instant vector or "
+                        f"scalar query; got {kind!r})")
 
 
 # --------------------------------------------------------------------------- templates
@@ -139,15 +162,23 @@ class Metric:
     name: str
     query: str
     address: str
-    interval: float
-    count: int
-    failure_limit: int
-    inconclusive_limit: int
-    consecutive_error_limit: int
-    initial_delay: float
-    success: str
-    failure: str
+    interval: float | None  # seconds; None: not set
+    count: int | None  # None: not set
+    failure_limit: int | None = None
+    inconclusive_limit: int | None = None
+    consecutive_error_limit: int | None = None
+    consecutive_success_limit: int | None = None
+    initial_delay: float = 0.0
+    success: str = ""
+    failure: str = ""
     timeout: float = 30.0
+
+    @property
+    def effective_count(self) -> int | None:
+        """Argo's Metric.EffectiveCount: None means the metric runs indefinitely."""
+        if not self.count:
+            return None if self.interval else 1
+        return self.count
 
 
 @dataclass
@@ -155,34 +186,124 @@ class Measurement:
     phase: str
     value: str
     message: str = ""
+    at: float = 0.0
 
 
 @dataclass
 class MetricResult:
     metric: Metric
-    phase: str = "Running"
+    phase: str = PENDING
     measurements: list[Measurement] = field(default_factory=list)
     message: str = ""
+    count: int = 0
+    successful: int = 0
+    failed: int = 0
+    inconclusive: int = 0
+    error: int = 0
+    consecutive_error: int = 0
+    consecutive_success: int = 0
+    next_at: float = 0.0
+
+    def record(self, m: Measurement) -> None:
+        """Argo's runMeasurements bookkeeping for one completed measurement."""
+        self.measurements.append(m)
+        if m.phase == ERROR:
+            self.error += 1
+            self.consecutive_error += 1
+            self.consecutive_success = 0
+            return
+        self.count += 1
+        self.consecutive_error = 0
+        if m.phase == SUCCESSFUL:
+            self.successful += 1
+            self.consecutive_success += 1
+        else:
+            self.consecutive_success = 0
+            if m.phase == FAILED:
+                self.failed += 1
+            else:
+                self.inconclusive += 1
 
     def counts(self) -> dict[str, int]:
-        out = {SUCCESSFUL: 0, FAILED: 0, INCONCLUSIVE: 0, ERROR: 0}
-        for m in self.measurements:
-            out[m.phase] += 1
-        return out
+        return {SUCCESSFUL: self.successful, FAILED: self.failed,
+                INCONCLUSIVE: self.inconclusive, ERROR: self.error}
 
 
 @dataclass
 class RunResult:
-    template: str
+    name: str
     metrics: list[MetricResult]
+    phase: str = RUNNING
+    message: str = ""
 
     @property
-    def phase(self) -> str:
-        return worst(m.phase for m in self.metrics)
+    def template(self) -> str:  # one run per analysis step; named after its templates
+        return self.name
 
 
 def worst(phases) -> str:
-    return max(phases, key=lambda p: _SEVERITY.get(p, 0), default=SUCCESSFUL)
+    """The worst of completed phases, in Argo's order (Failed > Error > Inconclusive >
+    Pending > Running > Successful)."""
+    out = None
+    for p in phases:
+        if out is None or _ORDER.index(p) > _ORDER.index(out):
+            out = p
+    return out or SUCCESSFUL
+
+
+def limits_of(metric: Metric) -> tuple[int, int, int, int]:
+    return ((0 if metric.failure_limit is None else metric.failure_limit),
+            (0 if metric.inconclusive_limit is None else metric.inconclusive_limit),
+            (DEFAULT_CONSECUTIVE_ERROR_LIMIT if metric.consecutive_error_limit is None
+             else metric.consecutive_error_limit),
+            (0 if metric.consecutive_success_limit is None
+             else metric.consecutive_success_limit))
+
+
+def validate_metric(metric: Metric) -> str | None:
+    """Argo's utils/analysis.ValidateMetric for what this preview reads: the problem, or None."""
+    count = metric.count or 0
+    failure, inconclusive, _, success = limits_of(metric)
+    if success < 0:
+        return "consecutiveSuccessLimit must be >= 0"
+    if failure < -1:
+        return "failureLimit must be >= 0, or -1 to be disabled"
+    if success == 0 and failure == -1:
+        return "failureLimit and consecutiveSuccessLimit cannot both be disabled"
+    if inconclusive < 0:
+        return "inconclusiveLimit must be >= 0"
+    if metric.consecutive_error_limit is not None and metric.consecutive_error_limit < 0:
+        return "consecutiveErrorLimit must be >= 0"
+    if count > 0:
+        if failure >= 0 and count < failure + success:
+            return (f"count ({count}) must be >= failureLimit + consecutiveSuccessLimit "
+                    f"({failure} + {success}) if both >= 0")
+        if failure < 0 and count < success:
+            return "count must be >= consecutiveSuccessLimit"
+        if count < inconclusive:
+            return "count must be >= inconclusiveLimit"
+    if count > 1 and not metric.interval:
+        return "interval must be specified when count > 1"
+    return None
+
+
+def validate_run(metrics: list[Metric], inline: bool = True) -> list[str]:
+    """Problems Argo finds in a run of these metrics (ValidateMetrics; for an analysis step,
+    ``inline``, also a metric that would run indefinitely)."""
+    out, seen = [], set()
+    if not metrics:
+        return ["no metrics specified"]
+    for i, m in enumerate(metrics):
+        if m.name in seen:
+            out.append(f"metrics[{i}]: duplicate name '{m.name}'")
+        seen.add(m.name)
+        problem = validate_metric(m)
+        if problem:
+            out.append(f"metrics[{i}] ({m.template}/{m.name}): {problem}")
+        elif inline and m.effective_count is None:
+            out.append(f"AnalysisTemplate {m.template} has metric {m.name} which runs "
+                       f"indefinitely. Invalid value for count: {m.count}")
+    return out
 
 
 def load_templates(path: str | Path, args: dict[str, str] | None = None,
@@ -191,6 +312,7 @@ def load_templates(path: str | Path, args: dict[str, str] | None = None,
     """AnalysisTemplates in ``path`` (multi-document YAML) -> template name -> metrics.
 
     ``only`` keeps the named templates (an unknown name is an error listing the known ones).
+    Conditions outside what the preview can evaluate are refused here.
     """
     from modelops.yamlio import load_yaml_all
 
@@ -241,44 +363,61 @@ def _metrics(file: Path, tname: str, spec: dict, given: dict[str, str],
             raise InputError(f"{where}.provider.prometheus.address: not an http(s) URL "
                              f"(got {address!r})", hint="pass --prometheus URL")
         interval = m.get("interval")
-        count = _int_or_str(m.get("count"), 1, f"{where}.count", args)
-        metrics.append(Metric(
+        metric = Metric(
             template=tname, name=str(m.get("name") or f"metric-{j}"),
             query=substitute(str(prov["query"]), args, f"{where}.provider.prometheus.query",
                              declared),
             address=address,
-            interval=parse_duration(interval, f"{where}.interval") if interval else 0.0,
-            count=count,
-            failure_limit=_int_or_str(m.get("failureLimit"), 0, f"{where}.failureLimit", args),
-            inconclusive_limit=_int_or_str(m.get("inconclusiveLimit"), 0,
-                                           f"{where}.inconclusiveLimit", args),
-            consecutive_error_limit=_int_or_str(m.get("consecutiveErrorLimit"),
-                                                DEFAULT_CONSECUTIVE_ERROR_LIMIT,
-                                                f"{where}.consecutiveErrorLimit", args),
+            interval=parse_duration(interval, f"{where}.interval") if interval else None,
+            count=_int_or_str(m.get("count"), None, f"{where}.count", args),
+            failure_limit=_int_or_str(m.get("failureLimit"), None, f"{where}.failureLimit",
+                                      args, allow_negative=True),
+            inconclusive_limit=_int_or_str(m.get("inconclusiveLimit"), None,
+                                           f"{where}.inconclusiveLimit", args, True),
+            consecutive_error_limit=_int_or_str(m.get("consecutiveErrorLimit"), None,
+                                                f"{where}.consecutiveErrorLimit", args, True),
+            consecutive_success_limit=_int_or_str(m.get("consecutiveSuccessLimit"), None,
+                                                  f"{where}.consecutiveSuccessLimit", args,
+                                                  True),
             initial_delay=parse_duration(m["initialDelay"], f"{where}.initialDelay")
             if m.get("initialDelay") else 0.0,
             success=substitute(str(m.get("successCondition") or ""), args, where),
             failure=substitute(str(m.get("failureCondition") or ""), args, where),
-            timeout=float(prov.get("timeout") or 30)))
-        for cond in (metrics[-1].success, metrics[-1].failure):
+            timeout=parse_duration(prov["timeout"], f"{where}.provider.prometheus.timeout")
+            if prov.get("timeout") else 30.0)
+        for key, cond in (("successCondition", metric.success),
+                          ("failureCondition", metric.failure)):
             if cond:
                 try:
-                    compile_condition(cond)
-                except ConditionError as exc:
-                    raise InputError(f"{where}: condition cannot be evaluated: {exc}") from exc
+                    check_condition(cond)
+                except Unsupported as exc:
+                    raise InputError(f"{where}.{key}: {exc}",
+                                     hint="the preview cannot judge this condition; keep to "
+                                          "the subset in gitops/conditions.py") from exc
+                except ConditionError:
+                    pass  # Argo would compile it and mark each measurement Error: so do we
+        metrics.append(metric)
     return metrics
 
 
 # --------------------------------------------------------------------------- evaluation
 
 def judge(metric: Metric, result: Any) -> Measurement:
-    """One measurement's phase from its ``result`` (Argo's EvaluateResult)."""
+    """One measurement's phase from its ``result`` (Argo's evaluate.EvaluateResult)."""
     shown = _show(result)
+    ok = bad = False
     try:
-        ok = compile_condition(metric.success)(result) if metric.success else False
-        bad = compile_condition(metric.failure)(result) if metric.failure else False
+        if metric.success:
+            ok = compile_condition_for(metric.success, result)(result)
+        if metric.failure:
+            bad = compile_condition_for(metric.failure, result)(result)
     except ConditionError as exc:
-        return Measurement(ERROR, shown, str(exc))
+        which = "successCondition" if metric.success and not ok and not bad else \
+            "failureCondition"
+        empty = isinstance(result, Vector) and len(result) == 0
+        why = ("metric result is nil or empty: no data returned from the metric provider"
+               if empty else str(exc))
+        return Measurement(ERROR, shown, f"could not evaluate {which}: {why}")
     if not metric.success and not metric.failure:
         return Measurement(SUCCESSFUL, shown)
     if metric.success and not metric.failure:
@@ -294,10 +433,16 @@ def judge(metric: Metric, result: Any) -> Measurement:
 
 def _show(result: Any) -> str:
     def one(x: float) -> str:
-        return "NaN" if isinstance(x, float) and math.isnan(x) else f"{x:.6g}"
-    if isinstance(result, list):
-        return "[" + ",".join(one(x) for x in result) + "]"
-    return one(result)
+        if math.isnan(x):
+            return "NaN"
+        if math.isinf(x):
+            return "+Inf" if x > 0 else "-Inf"
+        return f"{x:.6g}"
+    if isinstance(result, Vector):
+        return "[" + ",".join(one(x) for x in result.values) + "]"
+    if isinstance(result, float):
+        return one(result)
+    return str(result)
 
 
 def measure(metric: Metric, client: Prometheus | None = None) -> Measurement:
@@ -309,67 +454,152 @@ def measure(metric: Metric, client: Prometheus | None = None) -> Measurement:
     return judge(metric, result)
 
 
-def run_metric(metric: Metric, *, on_measurement: Callable[[MetricResult], None] | None = None,
-               sleep: Callable[[float], None] = time.sleep) -> MetricResult:
-    """Take up to ``count`` measurements, ``interval`` apart; stop at the first limit crossed."""
-    res = MetricResult(metric)
-    if metric.initial_delay:
-        sleep(metric.initial_delay)
-    consecutive_errors = 0
-    client = Prometheus(metric.address, metric.timeout)
-    taken = 0  # like Argo, errors do not count towards ``count``
-    while taken < metric.count:
-        if res.measurements:
-            sleep(metric.interval)
-        m = measure(metric, client)
-        res.measurements.append(m)
-        if m.phase == ERROR:
-            consecutive_errors += 1
+def assess_metric(res: MetricResult, terminating: bool) -> tuple[str, str]:
+    """Argo's assessMetricStatus: the metric's phase and why."""
+    if res.phase in _COMPLETED:
+        return res.phase, res.message
+    m = res.metric
+    if not res.measurements:
+        return (SUCCESSFUL, "run terminated") if terminating else (PENDING, "")
+    failure, inconclusive, errors, success = limits_of(m)
+    phase, message = "", ""
+    if failure >= 0 and res.failed > failure:
+        phase, message = FAILED, f"failed ({res.failed}) > failureLimit ({failure})"
+    if res.inconclusive > inconclusive:
+        phase, message = INCONCLUSIVE, (f"inconclusive ({res.inconclusive}) > "
+                                        f"inconclusiveLimit ({inconclusive})")
+    if res.consecutive_error > errors:
+        phase, message = ERROR, (f"consecutiveErrors ({res.consecutive_error}) > "
+                                 f"consecutiveErrorLimit ({errors})")
+    if phase:
+        return phase, message
+    if success > 0 and res.consecutive_success >= success:
+        return SUCCESSFUL, f"consecutiveSuccessLimit ({success}) reached"
+    count = m.effective_count
+    if count is not None and res.count >= count:
+        if success > 0 and failure >= 0:
+            return INCONCLUSIVE, (f"consecutiveSuccessLimit ({success}) not reached and "
+                                  f"failureLimit ({failure}) not violated")
+        if success > 0:
+            return FAILED, f"consecutiveSuccessLimit ({success}) not reached"
+        return SUCCESSFUL, f"count ({count}) reached"
+    if terminating:
+        return SUCCESSFUL, "run terminated"
+    return RUNNING, ""
+
+
+class Clock:
+    """Wall time; tests pass a fake one."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+def run_analysis(metrics: list[Metric], name: str = "analysis", *,
+                 measure_fn: Callable[[Metric], Measurement] | None = None,
+                 clock: Clock | None = None, inline: bool = True,
+                 on_measurement: Callable[[MetricResult], None] | None = None,
+                 duration: float | None = None) -> RunResult:
+    """One AnalysisRun of ``metrics``, reconciled as Argo's controller reconciles it.
+
+    Metrics due at the same moment are measured together (in parallel); after each round the
+    metrics are assessed with the run's "terminating" state from before the round, and the run
+    ends once every metric is complete, or, once any is Failed/Error/Inconclusive, at the next
+    reconcile (no metric is measured again; the incomplete ones count as Successful).
+    ``duration`` bounds the preview of metrics that run indefinitely (the run is then still
+    Running).
+    """
+    clock = clock or Clock()
+    problems = validate_run(metrics, inline=inline)
+    results = [MetricResult(m) for m in metrics]
+    run = RunResult(name, results)
+    if problems:
+        run.phase = ERROR
+        run.message = "Analysis spec invalid: " + "; ".join(problems)
+        return run
+    if measure_fn is None:
+        clients = {}
+
+        def measure_fn(metric: Metric) -> Measurement:
+            key = (metric.address, metric.timeout)
+            if key not in clients:
+                clients[key] = Prometheus(*key)
+            return measure(metric, clients[key])
+
+    start = clock.now()
+    for r in results:
+        r.next_at = start + r.metric.initial_delay
+    lock = threading.Lock()
+    while True:
+        terminating = any(r.phase in (FAILED, ERROR, INCONCLUSIVE) for r in results)
+        open_ = [r for r in results if r.phase not in _COMPLETED]
+        if terminating or not open_:
+            for r in open_:
+                r.phase, r.message = assess_metric(r, True)
+            break
+        due_at = min(r.next_at for r in open_)
+        if duration is not None and due_at - start > duration:
+            break
+        clock.sleep(due_at - clock.now())
+        now = clock.now()
+        due = [r for r in open_ if r.next_at <= now + 1e-9]
+
+        def one(r: MetricResult) -> None:
+            m = measure_fn(r.metric)
+            m.at = clock.now() - start
+            with lock:
+                r.record(m)
+                if on_measurement:
+                    on_measurement(r)
+
+        if len(due) == 1:
+            one(due[0])
         else:
-            consecutive_errors = 0
-            taken += 1
-        if on_measurement:
-            on_measurement(res)
-        c = res.counts()
-        if c[FAILED] > metric.failure_limit:
-            res.phase = FAILED
-            res.message = (f"{c[FAILED]} failed measurement(s) > failureLimit "
-                           f"{metric.failure_limit}")
-            return res
-        if c[INCONCLUSIVE] > metric.inconclusive_limit:
-            res.phase = INCONCLUSIVE
-            res.message = (f"{c[INCONCLUSIVE]} inconclusive measurement(s) > "
-                           f"inconclusiveLimit {metric.inconclusive_limit}")
-            return res
-        if consecutive_errors > metric.consecutive_error_limit:
-            res.phase = ERROR
-            res.message = (f"{consecutive_errors} consecutive errors > consecutiveErrorLimit "
-                           f"{metric.consecutive_error_limit}: {m.message}")
-            return res
-    res.phase = SUCCESSFUL
-    return res
+            threads = [threading.Thread(target=one, args=(r,)) for r in due]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finished = clock.now()
+        for r in open_:
+            r.phase, r.message = assess_metric(r, False)
+            if r in due:
+                last = r.measurements[-1]
+                wait = ERROR_RETRY_INTERVAL if last.phase == ERROR else (
+                    r.metric.interval or ERROR_RETRY_INTERVAL)
+                r.next_at = finished + wait
+    phases = [r.phase for r in results]
+    if any(p not in _COMPLETED for p in phases):
+        run.phase = RUNNING
+        return run
+    run.phase = worst(phases)
+    bad = [r for r in results if r.phase == run.phase and r.message and
+           run.phase != SUCCESSFUL]
+    if bad:
+        r = bad[0]
+        run.message = f'Metric "{r.metric.name}" assessed {r.phase} due to {r.message}'
+        last = r.measurements[-1] if r.measurements else None
+        if last is not None and last.message:
+            run.message += f': "Error Message: {last.message}"'
+    return run
 
 
 def run_templates(templates: dict[str, list[Metric]],
-                  on_measurement: Callable[[MetricResult], None] | None = None
-                  ) -> list[RunResult]:
-    """Run every metric of every template in parallel (as concurrent AnalysisRuns would)."""
-    results: dict[tuple[str, str], MetricResult] = {}
-    lock = threading.Lock()
+                  on_measurement: Callable[[MetricResult], None] | None = None,
+                  **kwargs: Any) -> list[RunResult]:
+    """The templates of one analysis step as the one AnalysisRun Argo makes of them."""
+    metrics = [m for ms in templates.values() for m in ms]
+    return [run_analysis(metrics, " + ".join(templates), on_measurement=on_measurement,
+                         **kwargs)]
 
-    def work(metric: Metric) -> None:
-        r = run_metric(metric, on_measurement=on_measurement)
-        with lock:
-            results[(metric.template, metric.name)] = r
 
-    threads = [threading.Thread(target=work, args=(m,), name=f"{m.template}/{m.name}")
-               for ms in templates.values() for m in ms]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return [RunResult(name, [results[(name, m.name)] for m in ms])
-            for name, ms in templates.items()]
+def verdict(phase: str) -> str:
+    return {SUCCESSFUL: "continue", INCONCLUSIVE: "pause", RUNNING: "keep measuring"}.get(
+        phase, "abort")
 
 
 # --------------------------------------------------------------------------- CLI
@@ -377,9 +607,11 @@ def run_templates(templates: dict[str, list[Metric]],
 def _print_measurement(res: MetricResult) -> None:
     m = res.measurements[-1]
     n = len(res.measurements)
+    count = res.metric.effective_count
     extra = f"  ({m.message})" if m.message else ""
-    print(f"  {res.metric.template}/{res.metric.name} [{n}/{res.metric.count}] "
-          f"{m.phase:<12} result={m.value}{extra}", flush=True)
+    print(f"  t+{m.at:5.1f}s {res.metric.template}/{res.metric.name} "
+          f"[{n}/{count if count is not None else 'inf'}] {m.phase:<12} result={m.value}"
+          f"{extra}", flush=True)
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
@@ -390,45 +622,66 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         k, v = item.split("=", 1)
         given[k] = v
     templates = load_templates(args.templates, given, args.prometheus, args.template)
-    total = sum(len(v) for v in templates.values())
-    print(f"analyze: {len(templates)} template(s), {total} metric(s)", flush=True)
-    runs = run_templates(templates, on_measurement=_print_measurement)
-    for run in runs:
-        print(f"{run.template}: {run.phase}")
-        for m in run.metrics:
-            print(f"  {m.metric.name}: {m.phase}" + (f" ({m.message})" if m.message else ""))
-    phase = worst(r.phase for r in runs)
+    metrics = [m for ms in templates.values() for m in ms]
+    problems = validate_run(metrics, inline=not args.background)
+    if problems:
+        raise InputError("argo rollouts would reject this AnalysisRun (phase Error: analysis "
+                         "spec invalid) and abort the rollout: " + "; ".join(problems),
+                         hint="fix the template's count and limits (or the deploy.analysis "
+                              "section of params.yaml) and render again")
+    print(f"analyze: a preview of Argo Rollouts' decision; {len(templates)} template(s), "
+          f"{len(metrics)} metric(s) in one AnalysisRun", flush=True)
+    (run,) = run_templates(templates, on_measurement=_print_measurement,
+                           inline=not args.background, duration=args.duration)
+    print(f"analysis run: {run.phase}" + (f" ({run.message})" if run.message else ""))
+    for m in run.metrics:
+        print(f"  {m.metric.template}/{m.metric.name}: {m.phase}"
+              + (f" ({m.message})" if m.message else ""))
     if args.json:
         from modelops.fsutil import write_json
 
-        write_json(args.json, {"phase": phase, "templates": [
-            {"name": r.template, "phase": r.phase, "metrics": [
-                {"name": m.metric.name, "phase": m.phase, "message": m.message,
-                 "query": m.metric.query,
-                 "measurements": [vars(x) for x in m.measurements]} for m in r.metrics]}
-            for r in runs]})
-    if phase != SUCCESSFUL:
-        verdict = "pause" if phase == INCONCLUSIVE else "abort"
-        raise GateFailed(f"analysis {phase.lower()}: argo rollouts would {verdict} the rollout")
+        write_json(args.json, {"phase": run.phase, "message": run.message,
+                               "verdict": verdict(run.phase), "metrics": [
+            {"template": m.metric.template, "name": m.metric.name, "phase": m.phase,
+             "message": m.message, "query": m.metric.query,
+             "measurements": [vars(x) for x in m.measurements]} for m in run.metrics]})
+    if run.phase == RUNNING:
+        raise GateFailed(f"no decision within --duration {args.duration:g}s: argo rollouts "
+                         "would keep measuring")
+    if run.phase != SUCCESSFUL:
+        raise GateFailed(f"analysis {run.phase.lower()}: argo rollouts would "
+                         f"{verdict(run.phase)} the rollout")
     print("analysis successful: argo rollouts would continue the rollout")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "analyze", help="evaluate rendered AnalysisTemplates against a Prometheus",
-        description="Run the Prometheus metrics of AnalysisTemplates (count, interval, "
-                    "successCondition, failureCondition, failureLimit, inconclusiveLimit, "
-                    "consecutiveErrorLimit) the way Argo Rollouts does, and say whether the "
-                    "rollout would continue (exit 0), abort or pause (exit 1).")
+        "analyze", help="preview Argo Rollouts' decision on rendered AnalysisTemplates",
+        description="A preview of Argo Rollouts' decision: run the Prometheus metrics of "
+                    "rendered AnalysisTemplates now, as one AnalysisRun, with the analysis "
+                    "controller's rules (validation of count and limits, interval, Argo's "
+                    "10 s retry after an error, failureLimit, inconclusiveLimit, "
+                    "consecutiveErrorLimit, consecutiveSuccessLimit, a run that stops at the "
+                    "first Failed/Error/Inconclusive metric) and expr's semantics for the "
+                    "conditions, and say whether the rollout would continue (exit 0), abort "
+                    "or pause (exit 1). Argo's controller decides in the cluster; this tells "
+                    "you beforehand what it will decide on the same data.")
     p.add_argument("--templates", required=True, metavar="FILE",
                    help="analysis-templates.yaml written by `gitops render`")
     p.add_argument("--template", action="append", metavar="NAME",
-                   help="only this template (repeatable; default: all in the file)")
+                   help="only this template (repeatable; default: all in the file, as the "
+                        "rendered analysis steps name them all)")
     p.add_argument("--prometheus", metavar="URL",
                    help="query this Prometheus instead of the address in the templates")
     p.add_argument("--arg", action="append", metavar="NAME=VALUE",
                    help="value for a template argument (repeatable)")
+    p.add_argument("--background", action="store_true",
+                   help="judge as a background analysis (metrics may run indefinitely) "
+                        "rather than a canary step")
+    p.add_argument("--duration", type=float, metavar="SECONDS",
+                   help="stop a run that has not decided after this long (metrics that run "
+                        "indefinitely); default: until it decides")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.set_defaults(handler=_cmd_analyze)
 

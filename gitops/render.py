@@ -103,39 +103,100 @@ def _threshold(x: float) -> str:
     return repr(float(x))
 
 
-def analysis_templates(model: str, deploy: DeployParams) -> list[dict[str, str]]:
-    """Name, query and conditions of each AnalysisTemplate.
+def analysis_templates(model: str, deploy: DeployParams) -> list[dict[str, Any]]:
+    """Name, description and metrics (query and conditions) of each AnalysisTemplate.
 
-    Each query selects the canary by ``role="canary"`` and the ``model``/``version`` args.
+    The canary is selected by ``role="canary"`` and the ``model``/``version`` args, the stable
+    by ``role="stable"`` and ``model``. Each template judges the canary on its own (absolute
+    bounds) and, where a comparison means something, against the stable in the same window:
+
+    - error-rate: the share of non-2xx answers (a 413 or 400 storm fails too, not only 5xx),
+      and that share minus the stable's;
+    - latency-p99: the canary's p99, and its ratio to the stable's p99 (floored, so two fast
+      versions do not fail on sub-millisecond noise);
+    - prediction-drift: the canary's PSI against the training baseline.
+
     Conditions: success ``len(result) > 0 && result[0] < T``, failure ``len(result) > 0 &&
-    result[0] >= T``. An empty result (no canary traffic yet) or NaN (zero rate) matches
-    neither, so the measurement is *Inconclusive*: ``inconclusiveLimit`` of those pause the
-    Rollout for a human instead of promoting or aborting blind.
+    result[0] >= T``. An empty result (no such series yet) or NaN (no traffic in the window)
+    matches neither: the measurement is *Inconclusive*, and ``inconclusiveLimit`` of those
+    pause the Rollout for a human instead of promoting or aborting blind.
     """
     a = deploy.analysis
-    sel = 'model="{{args.model}}",version="{{args.version}}",role="canary"'
+    canary = 'model="{{args.model}}",version="{{args.version}}",role="canary"'
+    stable = 'model="{{args.model}}",role="stable"'
     w = a.rate_window
-    queries = {
-        "error-rate": (
-            f'(sum(rate({REQUESTS_TOTAL}{{{sel},code=~"5.."}}[{w}])) or vector(0))'
-            f" / sum(rate({REQUESTS_TOTAL}{{{sel}}}[{w}]))", a.error_rate_max),
-        "latency-p99": (
-            "histogram_quantile(0.99, sum by (le) "
-            f"(rate({REQUEST_DURATION}_bucket{{{sel}}}[{w}])))",
-            a.latency_p99_max_seconds),
-        "prediction-drift": (f"max({PREDICTION_PSI}{{{sel}}})", a.drift_psi_max),
-    }
-    out = []
-    for short, description in ANALYSIS_TEMPLATES.items():
-        query, limit = queries[short]
+
+    def share(sel: str) -> str:
+        return (f'(sum(rate({REQUESTS_TOTAL}{{{sel},code!~"2.."}}[{w}])) or vector(0))'
+                f" / sum(rate({REQUESTS_TOTAL}{{{sel}}}[{w}]))")
+
+    def p99(sel: str) -> str:
+        return (f"histogram_quantile(0.99, sum by (le) "
+                f"(rate({REQUEST_DURATION}_bucket{{{sel}}}[{w}])))")
+
+    def bounded(name: str, query: str, limit: float, *, inclusive_ok: bool = False) -> dict:
         t = _threshold(limit)
-        out.append({
-            "short": short, "name": f"{model}-{short}", "metric": short,
-            "description": description, "query": query,
-            "success": f"len(result) > 0 && result[0] < {t}",
-            "failure": f"len(result) > 0 && result[0] >= {t}",
-        })
-    return out
+        ok, bad = ("<=", ">") if inclusive_ok else ("<", ">=")
+        return {"name": name, "query": query,
+                "success": f"len(result) > 0 && result[0] {ok} {t}",
+                "failure": f"len(result) > 0 && result[0] {bad} {t}"}
+
+    metrics = {
+        "error-rate": [
+            bounded("error-rate", share(canary), a.error_rate_max),
+            bounded("error-rate-vs-stable", f"({share(canary)}) - ({share(stable)})",
+                    a.error_rate_max_increase, inclusive_ok=True),
+        ],
+        "latency-p99": [
+            bounded("latency-p99", p99(canary), a.latency_p99_max_seconds),
+            bounded("latency-p99-vs-stable",
+                    f"{p99(canary)} / clamp_min({p99(stable)}, "
+                    f"{_threshold(a.latency_compare_floor_seconds)})",
+                    a.latency_p99_max_ratio, inclusive_ok=True),
+        ],
+        "prediction-drift": [bounded("prediction-drift", f"max({PREDICTION_PSI}{{{canary}}})",
+                                     a.drift_psi_max)],
+    }
+    return [{"short": short, "name": f"{model}-{short}", "description": description,
+             "metrics": metrics[short]}
+            for short, description in ANALYSIS_TEMPLATES.items()]
+
+
+def check_analysis(templates: list[dict[str, Any]], deploy: DeployParams,
+                   file: str | Path | None = "params.yaml") -> None:
+    """Refuse, before anything is rendered, an analysis the preview (``gitops analyze``) could
+    not judge or that Argo would reject: each step's run is validated as Argo's controller
+    validates an AnalysisRun, and every condition must be in the preview's subset."""
+    from modelops.errors import ConfigError
+    from modelops.gitops.analysis import Metric, validate_run
+    from modelops.gitops.conditions import ConditionError, check_condition
+
+    a = deploy.analysis
+    path = "modelops.deploy.analysis"
+    metrics = []
+    for t in templates:
+        for m in t["metrics"]:
+            for key in ("success", "failure"):
+                try:
+                    check_condition(m[key])
+                except ConditionError as exc:
+                    raise ConfigError(file, path, m[key], f"{t['name']}/{m['name']}: the "
+                                      f"condition cannot be previewed: {exc}") from exc
+            metrics.append(Metric(
+                template=t["name"], name=m["name"], query=m["query"], address="",
+                interval=1.0 if a.interval else None, count=a.count,  # (its form is checked)
+                failure_limit=a.failure_limit, inconclusive_limit=a.inconclusive_limit,
+                consecutive_success_limit=a.consecutive_success_limit or None))
+    problems = validate_run(metrics, inline=True)
+    if problems:
+        shown = {"count": a.count, "failure_limit": a.failure_limit,
+                 "inconclusive_limit": a.inconclusive_limit,
+                 "consecutive_success_limit": a.consecutive_success_limit}
+        raise ConfigError(file, path, shown, "argo rollouts would reject this analysis: "
+                          + problems[0].split(": ", 1)[-1],
+                          hint="count must be at least failure_limit + "
+                               "consecutive_success_limit and at least inconclusive_limit; "
+                               "failure_limit -1 needs consecutive_success_limit > 0")
 
 
 def canary_steps(model: str, version: str, steps: Any) -> list[dict[str, Any]]:
@@ -202,6 +263,8 @@ def build_context(release: Release, params: Any, env: str) -> dict[str, Any]:
           if baseline is not None else []),
         {"name": "MODEL_ROLE_FILE", "value": "/etc/podinfo/labels"},
         {"name": "PORT", "value": str(deploy.port)},
+        {"name": "SERVE_DRAIN_SECONDS", "value": str(deploy.shutdown.drain_seconds)},
+        {"name": "SERVE_GRACE_SECONDS", "value": str(deploy.shutdown.grace_seconds)},
     ]
     fetch_env = [
         {"name": "MODEL_URI", "value": release.artifact_uri},
@@ -214,8 +277,11 @@ def build_context(release: Release, params: Any, env: str) -> dict[str, Any]:
                 "limits": {"cpu": r.limits.cpu, "memory": r.limits.memory}}
 
     resources, fetch_resources = amounts(deploy.resources), amounts(deploy.fetch_resources)
+    templates = analysis_templates(model, deploy)
     names = {
         "rollout": model,
+        "service": model,  # what clients use: selects both ReplicaSets' pods
+        "ingress": model,
         "stable_service": f"{model}-stable",
         "canary_service": f"{model}-canary",
         "application": f"{model}-{env}",
@@ -235,7 +301,10 @@ def build_context(release: Release, params: Any, env: str) -> dict[str, Any]:
         "baseline_annotation": BASELINE_ANNOTATION,
         "service_labels": {role: {**labels, ROLE_LABEL: role} for role in ("stable", "canary")},
         "steps": canary_steps(model, release.version, deploy.canary.steps),
-        "analysis_templates": analysis_templates(model, deploy),
+        "analysis_templates": templates,
+        "traffic": deploy.traffic, "shutdown": deploy.shutdown,
+        "termination_grace_seconds": deploy.shutdown.pre_stop_seconds
+        + deploy.shutdown.drain_seconds + deploy.shutdown.grace_seconds + 5,
         "kustomize_resources": [k.filename for k in KINDS.values()
                                 if k.in_kustomization and wanted(k, release)],
         "alerts": getattr(params, "alerts", None),
@@ -278,6 +347,8 @@ def render_env(release: Release, params: Any, env: str, *, validate: bool = True
     from modelops.gitops.validate import check_manifests
 
     release.check()
+    check_analysis(analysis_templates(release.model, params.deploy), params.deploy,
+                   getattr(params, "file", "params.yaml"))
     rendered = render_docs(release, params, env)
     if validate:
         docs, sources = [], []

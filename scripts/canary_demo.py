@@ -1,20 +1,27 @@
-"""A canary analysis on this machine: serving processes, a real Prometheus, traffic, and the
-AnalysisTemplates that ``gitops render`` writes, evaluated by :mod:`gitops.analysis`.
+"""A canary analysis on this machine: serving processes behind a Service, a real Prometheus,
+client traffic, and the AnalysisTemplates that ``gitops render`` writes, previewed by
+:mod:`gitops.analysis` as Argo Rollouts would decide.
 
-``python -m scripts.canary_demo`` (``make canary-demo``) runs the scenarios side by side, each
-canary
-with its own ``version`` label (the templates select ``role="canary"`` and the version arg):
+``python -m scripts.canary_demo`` (``make canary-demo``) starts ``STABLE_REPLICAS`` stable
+servers and, per scenario, one canary server with its own ``version`` label, each scenario's
+canary behind a Service (:mod:`scripts.service_proxy`, balancing new connections over ready
+endpoints as kube-proxy does) that also selects the stable pods: the canary gets its share of
+ready pods, as ``setWeight: 25`` on 4 replicas gives it. Clients send held-out digits to the
+Service, never to a server directly, so the canary's metrics fill from real client traffic:
 
-- ``healthy``: the same model as stable -> every analysis passes;
-- ``degraded``: the model with shuffled weights -> the drift analysis fails (abort);
-- ``drifted-inputs``: the good model fed inverted images -> the drift analysis fails (abort);
-- ``erroring``: a model whose outputs are NaN, answered 500 -> the error analysis fails (abort);
-- ``slow``: the good model with injected latency -> the latency analysis fails (abort);
-- ``idle``: a canary that is scraped but gets no traffic -> every query is NaN (inconclusive);
-- ``absent``: a version that no pod serves -> every query is empty (inconclusive).
+- ``healthy``: the same model as stable -> the run is Successful (promote);
+- ``degraded``: the model with shuffled weights -> prediction drift: Failed (abort);
+- ``drifted-inputs``: the good model fed inverted images -> prediction drift: Failed;
+- ``erroring``: a model whose outputs are NaN, answered 500 -> error rate: Failed;
+- ``rejecting``: a canary with a lowered ``--max-batch``, answering 413 to a third of the
+  requests -> error rate (non-2xx): Failed;
+- ``slow``: the good model with injected latency -> latency p99: Failed;
+- ``idle``: a canary in a Service no client uses -> every query NaN: Inconclusive (pause);
+- ``absent``: a version that no pod serves -> every query empty: Inconclusive.
 
-Everything binds 127.0.0.1; Prometheus runs from its binary with a temporary config (scrape
-every second) and storage folder, and all processes stop at the end.
+Every process binds 127.0.0.1 on a port the kernel picks and reports (no pick-then-bind race);
+Prometheus runs from its binary with a temporary config (scrape every second) and storage, and
+everything stops at the end.
 """
 
 from __future__ import annotations
@@ -23,8 +30,8 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,15 +46,36 @@ from typing import Any
 import numpy as np
 
 from modelops.errors import ExternalError, InputError
+from scripts.service_proxy import Endpoint, ServiceProxy
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "digits-cnn"
+STABLE_REPLICAS = 3  # + 1 canary pod: the canary's share of connections is 1/4
 
 
 def free_port() -> int:
+    """A port nothing listens on (for tests that need a dead address; never bind it later)."""
+    import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+LISTENING = re.compile(r"listening on http://[^:\s]+:(\d+)")
+
+
+def read_port(popen: subprocess.Popen) -> tuple[int, list[str]]:
+    """The port a ``modelops-serve`` started with ``--port 0`` reports on its first line (its
+    stdout a text pipe), and the lines read up to it."""
+    lines = []
+    for line in popen.stdout:
+        lines.append(line)
+        m = LISTENING.search(line)
+        if m:
+            return int(m.group(1)), lines
+    raise ExternalError(f"the server exited ({popen.wait()}) before it listened: "
+                        + "".join(lines)[-500:])
 
 
 def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -74,12 +102,23 @@ def wait_until(url: str, proc: subprocess.Popen, what: str, timeout: float = 60.
 class Proc:
     name: str
     popen: subprocess.Popen
-    port: int
     log: Path
+    port: int = 0
+    _seen: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def wait_port(self, timeout: float = 60.0) -> int:
+        """The port the process reported it listens on."""
+        deadline = time.monotonic() + timeout
+        while not self._seen.wait(0.1):
+            if self.popen.poll() is not None or time.monotonic() > deadline:
+                tail = self.log.read_text(errors="replace")[-500:] if self.log.exists() else ""
+                raise ExternalError(f"{self.name} did not report a listening port "
+                                    f"(exit {self.popen.poll()}): {tail}")
+        return self.port
 
     def stop(self, timeout: float = 15.0) -> int:
         if self.popen.poll() is None:
@@ -92,24 +131,46 @@ class Proc:
         return self.popen.returncode
 
 
+def _spawn(name: str, cmd: list[str], log: Path, pattern: str, **kw) -> Proc:
+    """Start ``cmd``; a thread copies its output to ``log`` and takes the port from the first
+    line matching ``pattern`` (group 1)."""
+    popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+    proc = Proc(name, popen, log)
+    regex = re.compile(pattern)
+
+    def pump() -> None:
+        with open(log, "wb") as fh:
+            for line in popen.stdout:
+                fh.write(line)
+                fh.flush()
+                if not proc._seen.is_set():
+                    m = regex.search(line.decode("utf-8", "replace"))
+                    if m:
+                        proc.port = int(m.group(1))
+                        proc._seen.set()
+
+    threading.Thread(target=pump, daemon=True, name=f"log-{name}").start()
+    return proc
+
+
 def start_server(workdir: Path, name: str, model: Path, *, version: str, role: str,
                  baseline: Path | None, extra: list[str] | None = None,
                  python: str = sys.executable) -> Proc:
-    """``modelops-serve`` on a free port, sha256 checked; returns once the process started."""
+    """``modelops-serve`` on a port the kernel picks (read back from its first line), sha256
+    checked; returns once the process reported its port."""
     from modelops.fsutil import sha256_file
 
-    port = free_port()
-    log = workdir / f"serve-{name}.log"
     cmd = [python, "-m", "modelops.serve", "--model", str(model), "--sha256", sha256_file(model),
            "--model-name", MODEL, "--model-version", version, "--role", role,
-           "--host", "127.0.0.1", "--port", str(port), "--psi-window", "300",
-           "--psi-min-samples", "50", *(extra or [])]
+           "--host", "127.0.0.1", "--port", "0", "--psi-window", "300",
+           "--psi-min-samples", "50", "--drain-seconds", "0", *(extra or [])]
     if baseline is not None:
         cmd += ["--drift-baseline", str(baseline)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    fh = open(log, "wb")  # noqa: SIM115 - lives as long as the process
-    popen = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    return Proc(name, popen, port, log)
+    proc = _spawn(name, cmd, workdir / f"serve-{name}.log",
+                  r"listening on http://127\.0\.0\.1:(\d+)", cwd=ROOT, env=env)
+    proc.wait_port()
+    return proc
 
 
 def start_prometheus(workdir: Path, targets: list[str], binary: str = "prometheus",
@@ -119,7 +180,6 @@ def start_prometheus(workdir: Path, targets: list[str], binary: str = "prometheu
         raise InputError("prometheus is not installed",
                          hint="apt-get install prometheus (only the binary is used; do not "
                               "start its service)")
-    port = free_port()
     cfg = workdir / "prometheus.yml"
     cfg.write_text(json.dumps({
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
@@ -129,28 +189,31 @@ def start_prometheus(workdir: Path, targets: list[str], binary: str = "prometheu
     }))
     data = workdir / "prometheus-data"
     data.mkdir(exist_ok=True)
-    log = workdir / "prometheus.log"
-    fh = open(log, "wb")  # noqa: SIM115 - lives as long as the process
-    popen = subprocess.Popen(
-        [exe, f"--config.file={cfg}", f"--storage.tsdb.path={data}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        cwd=workdir, stdout=fh, stderr=subprocess.STDOUT)
-    proc = Proc("prometheus", popen, port, log)
-    wait_until(f"{proc.url}/-/ready", popen, "prometheus", timeout=60)
+    proc = _spawn("prometheus",
+                  [exe, f"--config.file={cfg}", f"--storage.tsdb.path={data}",
+                   "--web.listen-address=127.0.0.1:0", "--log.level=info"],
+                  workdir / "prometheus.log",
+                  r'msg="Listening on" address=127\.0\.0\.1:(\d+)', cwd=workdir)
+    proc.wait_port()
+    wait_until(f"{proc.url}/-/ready", proc.popen, "prometheus", timeout=60)
     return proc
 
 
 class Traffic:
-    """Background clients posting held-out batches to one server until stopped."""
+    """Background clients posting held-out batches to a Service until stopped. Each client
+    opens a new connection every ``per_connection`` requests (kube-proxy balances connections,
+    not requests); batch sizes vary from 1 to ``batch``."""
 
     def __init__(self, url: str, x: np.ndarray, batch: int = 8, clients: int = 1,
-                 pause: float = 0.02):
+                 pause: float = 0.02, per_connection: int = 4, seed: int = 0):
         self.url = f"{url}/v2/models/{MODEL}/infer"
         self.x, self.batch, self.pause = x, batch, pause
+        self.per_connection = per_connection
+        self.seed = seed
         self.codes: dict[int, int] = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+        self._threads = [threading.Thread(target=self._run, args=(seed * 100 + i,), daemon=True)
                          for i in range(clients)]
 
     def _run(self, seed: int) -> None:
@@ -158,11 +221,17 @@ class Traffic:
         from urllib.parse import urlparse
 
         u = urlparse(self.url)
-        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
         rng = np.random.default_rng(seed)
+        conn = None
+        sent = 0
         while not self._stop.is_set():
-            idx = rng.choice(len(self.x), self.batch, replace=False)
-            xb = self.x[idx]
+            if conn is None or sent >= self.per_connection:
+                if conn is not None:
+                    conn.close()
+                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+                sent = 0
+            n = int(rng.integers(1, self.batch + 1))
+            xb = self.x[rng.choice(len(self.x), n, replace=False)]
             body = json.dumps({"inputs": [{"name": "input", "shape": list(xb.shape),
                                            "datatype": "FP32",
                                            "data": xb.ravel().tolist()}]})
@@ -171,14 +240,18 @@ class Traffic:
                 resp = conn.getresponse()
                 resp.read()
                 code = resp.status
+                sent += 1
+                if resp.getheader("Connection", "").lower() == "close":
+                    sent = self.per_connection
             except OSError:
                 code = 0
                 conn.close()
-                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+                conn = None
             with self._lock:
                 self.codes[code] = self.codes.get(code, 0) + 1
             self._stop.wait(self.pause)
-        conn.close()
+        if conn is not None:
+            conn.close()
 
     def start(self) -> Traffic:
         for t in self._threads:
@@ -227,42 +300,43 @@ def render_analysis_templates(out_dir: Path, prometheus_url: str, *, interval: s
 class Scenario:
     name: str
     version: str
-    expect: dict[str, str]  # template short name -> expected phase
+    expect: str  # the AnalysisRun's phase Argo would reach
+    deciding: tuple[str, ...] = ()  # metrics that must end in that phase
     model: str = "good"  # good | shuffled | nan
     inputs: str = "held-out"  # held-out | inverted | none
     latency_ms: float = 0.0
+    extra: tuple[str, ...] = ()
     serve: bool = True
-    results: dict[str, Any] = field(default_factory=dict)
+    run: Any = None  # the RunResult
+    service: ServiceProxy | None = None
+    traffic: Traffic | None = None
 
 
 def scenarios() -> list[Scenario]:
-    ok = "Successful"
     return [
-        Scenario("healthy", "2-healthy", {"error-rate": ok, "latency-p99": ok,
-                                          "prediction-drift": ok}),
-        Scenario("degraded", "3-degraded", {"prediction-drift": "Failed"}, model="shuffled"),
-        Scenario("drifted-inputs", "4-drifted", {"prediction-drift": "Failed"},
+        Scenario("healthy", "2-healthy", "Successful"),
+        Scenario("degraded", "3-degraded", "Failed", ("prediction-drift",), model="shuffled"),
+        Scenario("drifted-inputs", "4-drifted", "Failed", ("prediction-drift",),
                  inputs="inverted"),
-        Scenario("erroring", "8-erroring", {"error-rate": "Failed", "latency-p99": ok},
-                 model="nan"),
-        Scenario("slow", "5-slow", {"latency-p99": "Failed", "error-rate": ok,
-                                    "prediction-drift": ok}, latency_ms=400),
-        Scenario("idle", "6-idle", {"error-rate": "Inconclusive",
-                                    "latency-p99": "Inconclusive",
-                                    "prediction-drift": "Inconclusive"}, inputs="none"),
-        Scenario("absent", "7-absent", {"error-rate": "Inconclusive",
-                                        "latency-p99": "Inconclusive",
-                                        "prediction-drift": "Inconclusive"}, serve=False),
+        Scenario("erroring", "8-erroring", "Failed", ("error-rate",), model="nan"),
+        Scenario("rejecting", "9-rejecting", "Failed", ("error-rate",),
+                 extra=("--max-batch", "5")),
+        Scenario("slow", "5-slow", "Failed", ("latency-p99",), latency_ms=400),
+        Scenario("idle", "6-idle", "Inconclusive", ("error-rate", "latency-p99",
+                                                    "prediction-drift"), inputs="none"),
+        Scenario("absent", "7-absent", "Inconclusive", ("error-rate", "latency-p99",
+                                                        "prediction-drift"), serve=False),
     ]
 
 
 @contextlib.contextmanager
 def canary_lab(workdir: Path, chosen: list[Scenario], *, warmup: float = 8.0,
                log=print) -> Iterator[dict[str, Any]]:
-    """Start models, servers, Prometheus and traffic; yield handles; stop everything."""
+    """Start models, servers, Services, Prometheus and traffic; yield handles; stop all."""
     from scripts.fixtures import class_distribution, held_out, linear_model
 
     procs: list[Proc] = []
+    proxies: list[ServiceProxy] = []
     traffic: list[Traffic] = []
     try:
         x, y = held_out(workdir)  # workdir has no data/: sklearn's digits, deterministic
@@ -274,37 +348,50 @@ def canary_lab(workdir: Path, chosen: list[Scenario], *, warmup: float = 8.0,
         baseline.write_text(json.dumps({"model": MODEL, "split": "validation",
                                         "class_distribution": class_distribution(y),
                                         "n": int(len(y))}))
-        log("==> starting stable and canary servers")
-        stable = start_server(workdir, "stable", good, version="1", role="stable",
-                              baseline=baseline)
-        procs.append(stable)
-        by_name: dict[str, Proc] = {}
+        log(f"==> starting {STABLE_REPLICAS} stable servers and one canary per scenario")
+        stables = [start_server(workdir, f"stable-{i}", good, version="1", role="stable",
+                                baseline=baseline) for i in range(STABLE_REPLICAS)]
+        procs.extend(stables)
+        canaries: dict[str, Proc] = {}
         for sc in chosen:
             if not sc.serve:
                 continue
-            extra = ["--inject-latency-ms", str(sc.latency_ms)] if sc.latency_ms else []
-            p = start_server(workdir, sc.name, models[sc.model],
-                             version=sc.version, role="canary", baseline=baseline,
-                             extra=extra)
+            extra = list(sc.extra)
+            if sc.latency_ms:
+                extra += ["--inject-latency-ms", str(sc.latency_ms)]
+            p = start_server(workdir, sc.name, models[sc.model], version=sc.version,
+                             role="canary", baseline=baseline, extra=extra)
             procs.append(p)
-            by_name[sc.name] = p
+            canaries[sc.name] = p
         for p in procs:
             wait_until(f"{p.url}/v2/health/ready", p.popen, f"server {p.name}")
+        log("==> one Service per scenario over the stable pods and its canary (kube-proxy: "
+            "random ready endpoint per connection)")
+        for i, sc in enumerate(chosen):
+            eps = [Endpoint(p.name, p.port) for p in stables]
+            if sc.name in canaries:
+                eps.append(Endpoint("canary", canaries[sc.name].port))
+            sc.service = ServiceProxy(sc.name, eps, seed=i).start()
+            proxies.append(sc.service)
         log("==> starting prometheus (scrape every 1s)")
         prom = start_prometheus(workdir, [f"127.0.0.1:{p.port}" for p in procs])
         procs.append(prom)
-        log("==> driving traffic from the held-out digits")
-        traffic.append(Traffic(stable.url, x).start())
-        for sc in chosen:
-            if sc.name in by_name and sc.inputs != "none":
-                xs = 1.0 - x if sc.inputs == "inverted" else x
-                clients = 4 if sc.latency_ms else 1
-                traffic.append(Traffic(by_name[sc.name].url, xs, clients=clients).start())
-        time.sleep(warmup)  # rate windows and the PSI window fill up
-        yield {"prometheus": prom, "servers": by_name, "stable": stable, "traffic": traffic}
+        log("==> clients send held-out digits to each Service")
+        for i, sc in enumerate(chosen):
+            if sc.inputs == "none":
+                continue
+            xs = 1.0 - x if sc.inputs == "inverted" else x
+            clients = 4 if sc.latency_ms else 2
+            sc.traffic = Traffic(sc.service.url, xs, clients=clients, seed=i).start()
+            traffic.append(sc.traffic)
+        time.sleep(warmup)  # rate windows and the PSI windows fill up
+        yield {"prometheus": prom, "servers": canaries, "stables": stables,
+               "traffic": traffic, "services": {sc.name: sc.service for sc in chosen}}
     finally:
         for t in traffic:
             t.stop()
+        for px in proxies:
+            px.stop()
         for p in reversed(procs):
             p.stop()
 
@@ -320,9 +407,11 @@ def thresholds(params_file: Path | None = None) -> dict[str, float]:
 
 
 def run_scenarios(workdir: Path, chosen: list[Scenario] | None = None, *, interval: str = "2s",
-                  count: int = 4, log=print) -> list[Scenario]:
-    """Run every scenario's analysis in parallel; fills ``Scenario.results``."""
-    from modelops.gitops.analysis import load_templates, run_templates
+                  count: int = 4, log=print, inspect=None) -> list[Scenario]:
+    """Preview each scenario's analysis step (one AnalysisRun of every rendered template, as
+    Argo runs a step), all scenarios in parallel; fills ``Scenario.run``. ``inspect(lab)`` is
+    called with the running lab before it stops (tests look at traffic and metrics there)."""
+    from modelops.gitops.analysis import load_templates, run_analysis
 
     chosen = chosen if chosen is not None else scenarios()
     limit = thresholds()["latency_p99_max_seconds"]
@@ -333,46 +422,66 @@ def run_scenarios(workdir: Path, chosen: list[Scenario] | None = None, *, interv
         prom = lab["prometheus"]
         path = render_analysis_templates(workdir / "gitops", prom.url, interval=interval,
                                          count=count)
-        log(f"==> evaluating {path.relative_to(workdir)} for {len(chosen)} canaries")
-        combined = {}
-        for sc in chosen:
-            for tname, metrics in load_templates(path, {"model": MODEL,
-                                                        "version": sc.version}).items():
-                short = tname.removeprefix(f"{MODEL}-")
-                for m in metrics:
-                    m.template = f"{sc.name}/{short}"
-                combined[f"{sc.name}/{short}"] = metrics
-        for run in run_templates(combined):
-            sc_name, short = run.template.split("/", 1)
-            sc = next(s for s in chosen if s.name == sc_name)
-            sc.results[short] = run
+        log(f"==> previewing {path.relative_to(workdir)} for {len(chosen)} canaries")
+
+        def one(sc: Scenario) -> None:
+            templates = load_templates(path, {"model": MODEL, "version": sc.version})
+            metrics = [m for ms in templates.values() for m in ms]
+            sc.run = run_analysis(metrics, sc.name)
+
+        threads = [threading.Thread(target=one, args=(sc,)) for sc in chosen]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if inspect is not None:
+            inspect(lab)
     return chosen
+
+
+def as_designed(sc: Scenario) -> bool:
+    phases = {r.metric.name: r.phase for r in sc.run.metrics}
+    return sc.run.phase == sc.expect and all(phases.get(m) == sc.expect for m in sc.deciding)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m scripts.canary_demo",
-        description="Canary analysis on this machine: stable and canary servers, a real "
-                    "Prometheus, held-out traffic, and the rendered AnalysisTemplates.")
+        description="Canary analysis on this machine: stable and canary servers behind "
+                    "kube-proxy-like Services, a real Prometheus, client traffic through the "
+                    "Services, and a preview of Argo Rollouts' decision on the rendered "
+                    "AnalysisTemplates.")
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep logs there")
     parser.add_argument("--interval", default="2s", help="analysis interval (default 2s)")
     parser.add_argument("--count", type=int, default=4, help="measurements per metric")
     args = parser.parse_args(argv)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="canary-demo-"))
     work.mkdir(parents=True, exist_ok=True)
+    shares: dict[str, str] = {}
+
+    def look(lab: dict[str, Any]) -> None:
+        for name, svc in lab["services"].items():
+            total = sum(svc.connections.values())
+            shares[name] = (f"{svc.connections['canary']}/{total}" if total else "0/0")
+
     try:
-        done = run_scenarios(work, interval=args.interval, count=args.count)
+        done = run_scenarios(work, interval=args.interval, count=args.count, inspect=look)
     except (ExternalError, InputError) as exc:
         print(f"canary-demo: error: {exc}", file=sys.stderr)
         return 2
     ok = True
-    print("\n==> results (Argo Rollouts: Failed/Error abort, Inconclusive pauses)")
+    print("\n==> results (a preview of Argo Rollouts' decision: Failed/Error abort, "
+          "Inconclusive pauses)")
+    from modelops.gitops.analysis import verdict
+
     for sc in done:
-        phases = {k: r.phase for k, r in sc.results.items()}
-        good = all(phases.get(k) == v for k, v in sc.expect.items())
+        good = as_designed(sc)
         ok &= good
-        cells = "  ".join(f"{k}={v}" for k, v in sorted(phases.items()))
-        print(f"  {sc.name:<15} {cells}  {'as designed' if good else 'UNEXPECTED'}")
+        decided = ", ".join(f"{r.metric.name}={r.phase}" for r in sc.run.metrics
+                            if r.phase != "Successful") or "all Successful"
+        print(f"  {sc.name:<15} canary connections {shares.get(sc.name, '-'):>9}  "
+              f"run {sc.run.phase:<12} -> {verdict(sc.run.phase):<8} ({decided})  "
+              f"{'as designed' if good else 'UNEXPECTED'}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.canary_demo import ROOT, free_port, wait_until
+from scripts.canary_demo import ROOT, read_port, wait_until
 from scripts.fixtures import held_out
 
 
@@ -39,14 +39,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"scripts.smoke: error: {p}: not found; run `dvc repro` first", file=sys.stderr)
             return 2
     x, y = held_out(Path.cwd())
-    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "modelops.serve", "--model", str(args.model), "--sha256",
-         sha256_file(args.model), "--drift-baseline", str(args.baseline), "--port", str(port),
+         sha256_file(args.model), "--drift-baseline", str(args.baseline), "--port", "0",
          "--model-version", "local", "--psi-min-samples", "50"],
         cwd=Path.cwd(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     ok = True
+    port, early = read_port(proc)
     try:
         wait_until(f"http://127.0.0.1:{port}/v2/health/ready", proc, "server")
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             out, _ = proc.communicate()
+    out = "".join(early) + out
     clean = proc.returncode == 0 and "stopped cleanly" in out
     print(f"  SIGTERM: {'drained and exited 0' if clean else 'did NOT stop cleanly'}")
     if not clean:

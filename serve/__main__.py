@@ -1,8 +1,9 @@
 """``modelops-serve``: serve one model over the Open Inference Protocol with Prometheus metrics.
 
-Start-up order: listen (so liveness answers), verify the artifact's sha256, load it, warm it up,
-then report ready. SIGTERM or SIGINT: readiness turns 503, the listener closes, in-flight requests
-finish (up to ``--grace-seconds``), then the process exits 0.
+Start-up order: listen (so liveness answers), read the artifact once, check the sha256 of those
+bytes, load the same bytes, warm up, then report ready. SIGTERM or SIGINT: readiness turns 503
+at once while every request (new connections too) is still answered for ``--drain-seconds``;
+then the listener closes and in-flight requests finish (up to ``--grace-seconds``); exit 0.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ ENV = {  # flag -> environment variable that sets its default (the container use
     "model": "MODEL_PATH", "sha256": "MODEL_SHA256", "model_name": "MODEL_NAME",
     "model_version": "MODEL_VERSION", "role": "MODEL_ROLE", "drift_baseline": "DRIFT_BASELINE",
     "inject_latency_ms": "SERVE_INJECT_LATENCY_MS", "port": "PORT", "host": "SERVE_HOST",
-    "role_file": "MODEL_ROLE_FILE",
+    "role_file": "MODEL_ROLE_FILE", "drain_seconds": "SERVE_DRAIN_SECONDS",
+    "grace_seconds": "SERVE_GRACE_SECONDS",
 }
 
 
@@ -91,8 +93,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="larger batches get 413")
     g.add_argument("--nan-policy", default="reject", choices=("reject", "allow"),
                    help="reject: inputs holding NaN or infinity get 400")
-    g.add_argument("--grace-seconds", type=float, default=30.0,
-                   help="on SIGTERM, wait this long for in-flight requests")
+    g.add_argument("--workers", type=int, default=2,
+                   help="event-loop threads sharing the listener; each computes its own "
+                        "connections' requests, so at most this many inferences run at once "
+                        "(idle connections cost no thread)")
+    g.add_argument("--max-connections", type=int, default=4096,
+                   help="connections beyond this get 503 and are closed")
+    g.add_argument("--body-timeout", type=float, default=30.0,
+                   help="a request whose headers and body are not all in within this many "
+                        "seconds gets 408 (headers) or 400 (a body shorter than its "
+                        "content-length)")
+    g.add_argument("--drain-seconds", type=float,
+                   default=float(_env("drain_seconds", "5")),
+                   help="on SIGTERM, keep answering (readiness 503, connections closed after "
+                        "each answer) this long while the endpoints forget the pod "
+                        "[SERVE_DRAIN_SECONDS]")
+    g.add_argument("--grace-seconds", type=float,
+                   default=float(_env("grace_seconds", "30")),
+                   help="then wait this long for in-flight requests [SERVE_GRACE_SECONDS]")
     g.add_argument("--inject-latency-ms", type=float,
                    default=float(_env("inject_latency_ms", "0")),
                    help="add this delay to every inference (canary tests of the latency "
@@ -121,31 +139,49 @@ def _check_args(args: argparse.Namespace) -> None:
     for flag, value, low in (("--threads", args.threads, 1), ("--psi-window", args.psi_window, 1),
                              ("--psi-min-samples", args.psi_min_samples, 1),
                              ("--max-request-bytes", args.max_request_bytes, 1024),
-                             ("--max-batch", args.max_batch, 1)):
+                             ("--max-batch", args.max_batch, 1), ("--workers", args.workers, 1),
+                             ("--max-connections", args.max_connections, 1)):
         if value < low:
             raise InputError(f"{flag}: must be at least {low} (got {value!r})")
     if args.psi_min_samples > args.psi_window:
         raise InputError(f"--psi-min-samples: must be at most --psi-window {args.psi_window} "
                          f"(got {args.psi_min_samples!r})")
+    for flag, value in (("--body-timeout", args.body_timeout),
+                        ("--drain-seconds", args.drain_seconds),
+                        ("--grace-seconds", args.grace_seconds)):
+        if not value >= 0 or value == float("inf"):
+            raise InputError(f"{flag}: must be a number of seconds >= 0 (got {value!r})")
+    if args.body_timeout <= 0:
+        raise InputError(f"--body-timeout: must be more than 0 (got {args.body_timeout!r})")
     if args.inject_latency_ms < 0:
         raise InputError(f"--inject-latency-ms: must be >= 0 (got {args.inject_latency_ms!r})")
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port: must be 0..65535 (got {args.port!r})")
 
 
-def verify_artifact(path: Path, expected: str | None) -> str:
-    from modelops.fsutil import sha256_file
+def read_verified(path: Path, expected: str | None) -> tuple[bytes, str]:
+    """The artifact's bytes, read once, and their sha256 (checked against ``expected``).
 
-    if not path.is_file():
+    The caller loads these very bytes: nothing reopens the path after the check, so a file
+    swapped at that path after verification is never served.
+    """
+    import hashlib
+
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
         raise InputError(f"{path}: model artifact not found",
-                         hint="run `dvc pull` (or `dvc repro`) to get models/model.onnx")
-    actual = sha256_file(path)
+                         hint="run `dvc pull` (or `dvc repro`) to get models/model.onnx"
+                         ) from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the model artifact ({exc.strerror})") from exc
+    actual = hashlib.sha256(data).hexdigest()
     if expected is not None and actual != expected.lower():
         raise InputError(f"{path}: sha256 {actual} does not match the release's "
                          f"{expected.lower()!r}; refusing to serve it",
                          hint="deploy the artifact named by the release (dvc pull), or fix "
                               "--sha256")
-    return actual
+    return data, actual
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -162,27 +198,29 @@ def serve(args: argparse.Namespace) -> int:
     state = ServingState(model=args.model_name, version=args.model_version,
                          limits=Limits(max_batch=args.max_batch, nan_policy=args.nan_policy),
                          metrics=metrics, max_request_bytes=args.max_request_bytes,
-                         inject_latency_s=args.inject_latency_ms / 1000.0)
+                         inject_latency_s=args.inject_latency_ms / 1000.0,
+                         body_timeout=args.body_timeout, max_connections=args.max_connections)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        server = make_server(args.host, args.port, state)
+        server = make_server(args.host, args.port, state, workers=args.workers)
     except OSError as exc:
         raise InputError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}",
                          hint="pick another --port") from exc
     host, port = server.server_address[:2]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                              name="http", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     print(f"serve: listening on http://{host}:{port} (live; not ready until verified)",
           flush=True)
     try:
         path = Path(args.model)
-        digest = verify_artifact(path, None if args.no_verify else args.sha256)
+        data, digest = read_verified(path, None if args.no_verify else args.sha256)
         print(f"serve: {path} sha256 {digest} "
               f"{'(not checked: --no-verify)' if args.no_verify else 'verified'}", flush=True)
-        backend = load_backend(args.backend, path, threads=args.threads, device=args.device)
+        backend = load_backend(args.backend, path, threads=args.threads, device=args.device,
+                               data=data)
+        del data
         if baseline is not None and backend.outputs and backend.outputs[0].shape[-1] not in (
                 -1, len(baseline)):
             raise InputError(f"{args.drift_baseline}: class_distribution has {len(baseline)} "
@@ -191,19 +229,18 @@ def serve(args: argparse.Namespace) -> int:
         _warm_up(backend)
         state.backend = backend
     except BaseException:
-        server.shutdown()
+        server.stop(0.0, 1.0)
         server.server_close()
         raise
     print(f"serve: ready: model {args.model_name} version {args.model_version} role "
           f"{role()} on {backend.platform} ({backend.device})", flush=True)
     while not stop.wait(0.5):
         pass
-    print("serve: stopping: not ready any more, finishing in-flight requests", flush=True)
-    state.draining = True
-    server.shutdown()  # stop accepting; handler threads carry on
-    server.server_close()
+    print(f"serve: stopping: not ready any more; answering for {args.drain_seconds:g}s more, "
+          "then finishing in-flight requests", flush=True)
     started = time.monotonic()
-    clean = state.wait_idle(args.grace_seconds)
+    clean = server.stop(args.drain_seconds, args.grace_seconds)
+    server.server_close()
     took = time.monotonic() - started
     if not clean:
         print(f"serve: {state.inflight} request(s) still running after "

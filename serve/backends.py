@@ -1,6 +1,9 @@
 """Inference backends. A backend is one class satisfying :class:`Backend`, registered in
 :data:`BACKENDS` (the dict also drives ``--backend`` choices and ``auto`` selection).
 
+Each backend is built from the artifact's *bytes* (the ones whose sha256 was checked), never by
+reopening its path, so a file swapped after verification is not what gets served.
+
 - ``onnxruntime``: an ONNX model on ONNX Runtime; CUDA execution provider when present, CPU
   otherwise.
 - ``tensorrt``: a serialized TensorRT engine (``.plan``/``.engine``); needs the ``tensorrt`` and
@@ -36,6 +39,11 @@ class TensorSpec:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
 
+class BackendInputError(Exception):
+    """The model refused this input (a shape or type the graph cannot take): the client's
+    problem, answered 400, not a server failure."""
+
+
 class Backend(Protocol):
     platform: str
     device: str
@@ -52,7 +60,7 @@ def _dims(shape) -> tuple[int, ...]:
 class OnnxRuntimeBackend:
     platform = "onnxruntime_onnx"
 
-    def __init__(self, path: Path, threads: int = 1, device: str = "auto"):
+    def __init__(self, path: Path, data: bytes, threads: int = 1, device: str = "auto"):
         import onnxruntime as ort
 
         available = ort.get_available_providers()
@@ -68,7 +76,7 @@ class OnnxRuntimeBackend:
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+            self.session = ort.InferenceSession(data, opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise InputError(f"{path}: onnxruntime cannot load the model: "
                              f"{str(exc).splitlines()[0][:200]}",
@@ -79,15 +87,21 @@ class OnnxRuntimeBackend:
         self.outputs = [TensorSpec(o.name, ONNX_TYPES.get(o.type, o.type), _dims(o.shape))
                         for o in self.session.get_outputs()]
         self._output_names = [o.name for o in self.outputs]
+        from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
+        self._input_error = InvalidArgument
 
     def infer(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(self._output_names, feeds)
+        try:
+            return self.session.run(self._output_names, feeds)
+        except self._input_error as exc:
+            raise BackendInputError(str(exc).splitlines()[0][:300]) from None
 
 
 class TensorRTBackend:
     platform = "tensorrt_plan"
 
-    def __init__(self, path: Path, threads: int = 1, device: str = "auto"):
+    def __init__(self, path: Path, data: bytes, threads: int = 1, device: str = "auto"):
         try:
             import tensorrt as trt  # noqa: F401
             from cuda import cudart  # noqa: F401
@@ -98,15 +112,15 @@ class TensorRTBackend:
                      "--backend onnxruntime") from exc
         if device == "cpu":
             raise InputError("--backend tensorrt needs --device cuda or auto (got 'cpu')")
-        self._load(path)
+        self._load(path, data)
 
-    def _load(self, path: Path) -> None:  # pragma: no cover - needs a GPU with TensorRT
+    def _load(self, path: Path, data: bytes) -> None:  # pragma: no cover - needs TensorRT
         import tensorrt as trt
         from cuda import cudart
 
         logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(logger)
-        self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        self.engine = runtime.deserialize_cuda_engine(data)
         if self.engine is None:
             raise InputError(f"{path}: not a TensorRT engine for this TensorRT version and GPU",
                              hint="rebuild it with `modelops-ci compile` on this GPU")
@@ -167,5 +181,10 @@ def pick_backend(name: str, path: Path) -> str:
     return "tensorrt" if path.suffix in (".plan", ".engine", ".trt") else "onnxruntime"
 
 
-def load_backend(name: str, path: Path, threads: int = 1, device: str = "auto") -> Backend:
-    return BACKENDS[pick_backend(name, path)](path, threads=threads, device=device)
+def load_backend(name: str, path: Path, threads: int = 1, device: str = "auto",
+                 data: bytes | None = None) -> Backend:
+    """The backend for ``path``, built from ``data`` (the verified bytes; read from ``path``
+    only when not given, for tools and tests)."""
+    if data is None:
+        data = Path(path).read_bytes()
+    return BACKENDS[pick_backend(name, path)](path, data, threads=threads, device=device)

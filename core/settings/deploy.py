@@ -34,10 +34,12 @@ _QUANTITY = {"pattern": QUANTITY,
 _URL = {"pattern": r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/\-]*)?",
         "pattern_help": "must be an http(s) URL like 'http://prometheus.monitoring:9090'"}
 
-# short name -> what the template checks (the query lives in gitops/templates/).
+# short name -> what the template checks (the queries live in gitops/render.py).
 ANALYSIS_TEMPLATES: dict[str, str] = {
-    "error-rate": "share of canary requests answered with a 5xx code",
-    "latency-p99": "p99 of the canary's request duration, in seconds",
+    "error-rate": "share of canary requests answered with a non-2xx code, on its own and "
+                  "against the stable's share in the same window",
+    "latency-p99": "p99 of the canary's request duration in seconds, on its own and against "
+                   "the stable's p99 in the same window",
     "prediction-drift": "PSI of the canary's predicted-class distribution vs the training "
                         "baseline",
 }
@@ -186,12 +188,48 @@ class AnalysisParams:
 
     interval: str = field(default="1m", metadata=_DURATION)
     count: int = field(default=5, metadata={"min": 1})
-    failure_limit: int = field(default=1, metadata={"min": 0})
+    # Argo's: -1 disables it (then consecutive_success_limit decides)
+    failure_limit: int = field(default=1, metadata={"min": -1})
     inconclusive_limit: int = field(default=2, metadata={"min": 0})
+    # 0 = off; else Successful after this many successes in a row
+    consecutive_success_limit: int = field(default=0, metadata={"min": 0})
     rate_window: str = field(default="2m", metadata=_DURATION)
     error_rate_max: float = field(default=0.05, metadata={"min": 0.0, "max": 1.0})
+    # canary's non-2xx share minus the stable's, same window
+    error_rate_max_increase: float = field(default=0.02, metadata={"min": 0.0, "max": 1.0})
     latency_p99_max_seconds: float = field(default=0.25, metadata={"gt": 0.0})
+    # canary p99 / stable p99, the stable's floored at latency_compare_floor_seconds
+    latency_p99_max_ratio: float = field(default=1.5, metadata={"gt": 0.0})
+    latency_compare_floor_seconds: float = field(default=0.01, metadata={"gt": 0.0})
     drift_psi_max: float = field(default=0.2, metadata={"gt": 0.0})
+
+
+@dataclass(frozen=True)
+class TrafficParams:
+    """How clients reach the model and how ``setWeight`` moves them.
+
+    ``service`` (default): clients use the Service named after the model, which selects the
+    pods of both ReplicaSets; Argo scales the canary ReplicaSet to the step's weight, so the
+    canary's share of traffic is its share of ready pods (as kube-proxy balances).
+    ``nginx``: Argo's NGINX Ingress traffic routing; clients use the Ingress (``host``), and
+    Argo sets the canary Ingress's weight to exactly the step's ``setWeight``.
+    """
+
+    router: Literal["service", "nginx"] = "service"
+    host: str = field(default="", metadata={
+        "pattern": r"(([a-z0-9]([-a-z0-9]*[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?",
+        "pattern_help": "must be a DNS name like 'digits.example.com' or '' for any host"})
+    ingress_class: str = field(default="nginx", metadata=_LABEL)
+
+
+@dataclass(frozen=True)
+class ShutdownParams:
+    """Pod termination: the preStop hook sleeps while the endpoints forget the pod, then the
+    server drains (readiness 503, still answering) and lets in-flight requests finish."""
+
+    pre_stop_seconds: int = field(default=5, metadata={"min": 0, "max": 300})
+    drain_seconds: int = field(default=5, metadata={"min": 0, "max": 300})
+    grace_seconds: int = field(default=30, metadata={"min": 1, "max": 600})
 
 
 @dataclass(frozen=True)
@@ -254,6 +292,8 @@ class DeployParams:
     fetch_resources: Resources = field(default_factory=_fetch_resources)
     prometheus: PrometheusParams = field(default_factory=PrometheusParams)
     analysis: AnalysisParams = field(default_factory=AnalysisParams)
+    traffic: TrafficParams = field(default_factory=TrafficParams)
+    shutdown: ShutdownParams = field(default_factory=ShutdownParams)
     canary: CanaryParams = field(default_factory=CanaryParams)
     argocd: ArgoCDParams = field(default_factory=ArgoCDParams)
     environments: dict[str, EnvironmentParams] = field(default_factory=_default_environments)

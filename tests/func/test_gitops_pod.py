@@ -30,7 +30,7 @@ from modelops.gitops.release import Release
 from modelops.gitops.render import BASELINE_ANNOTATION, KINDS, render_docs, render_env
 from modelops.settings import load_settings, parse_settings
 from modelops.yamlio import load_yaml_all, load_yaml_file
-from scripts.canary_demo import free_port, wait_until
+from scripts.canary_demo import read_port, wait_until
 from scripts.fixtures import class_distribution, held_out, linear_model
 from tests.conftest import ROOT
 from tests.unit.test_gitops_release import example_release
@@ -211,10 +211,10 @@ def test_rendered_pod_runs_fetch_then_serve_with_drift_baseline(params, tmp_path
         server.server_close()
 
     (main,) = pod["containers"]
-    port = free_port()
-    env = {**container_env(main), "PORT": str(port), "SERVE_HOST": "127.0.0.1"}
+    env = {**container_env(main), "PORT": "0", "SERVE_HOST": "127.0.0.1"}
     serving = subprocess.Popen([sys.executable, "-m", "modelops.serve"], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    port, _ = read_port(serving)
     try:
         wait_until(f"http://127.0.0.1:{port}/v2/health/ready", serving, "server")
         body = json.dumps({"inputs": [{"name": "input", "shape": list(x.shape),

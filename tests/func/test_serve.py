@@ -19,7 +19,7 @@ import onnxruntime as ort
 import pytest
 
 from modelops.fsutil import sha256_file
-from scripts.canary_demo import free_port, wait_until
+from scripts.canary_demo import read_port, wait_until
 from scripts.fixtures import class_distribution, held_out, linear_model
 from tests.conftest import ROOT
 
@@ -37,13 +37,13 @@ def artifacts(tmp_path_factory):
 
 
 def _start(artifacts, *extra: str, sha: str | None = None):
-    port = free_port()
     cmd = [sys.executable, "-m", "modelops.serve", "--model", str(artifacts["model"]),
            "--sha256", sha or sha256_file(artifacts["model"]), "--model-version", "3",
-           "--role", "canary", "--port", str(port), "--drift-baseline",
+           "--role", "canary", "--port", "0", "--drift-baseline",
            str(artifacts["baseline"]), "--psi-min-samples", "10", "--psi-window", "100", *extra]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
+    port, _ = read_port(proc)
     return proc, port
 
 
@@ -244,13 +244,14 @@ def test_not_ready_until_the_verified_model_is_loaded(artifacts):
         assert _call(port, "GET", "/v2/health/ready")[0] == 503
         assert _call(port, "GET", f"/v2/models/{MODEL}/ready")[0] == 503
         status, _, data = _call(port, "POST", f"/v2/models/{MODEL}/infer", body)
-        assert status == 503 and "not ready" in json.loads(data)["error"]
+        assert status == 503 and "not loaded yet" in json.loads(data)["error"]
         state.backend = load_backend("auto", artifacts["model"])
         assert _call(port, "GET", "/v2/health/ready")[0] == 200
         assert _call(port, "POST", f"/v2/models/{MODEL}/infer", body)[0] == 200
         state.draining = True  # SIGTERM: not ready any more, connections close
         status, headers, _ = _call(port, "GET", "/v2/health/ready")
         assert status == 503 and headers.get("Connection") == "close"
+        assert _call(port, "POST", f"/v2/models/{MODEL}/infer", body)[0] == 200  # answered
     finally:
         server.shutdown()
         server.server_close()

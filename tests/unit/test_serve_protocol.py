@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from modelops.serve.backends import TensorSpec
 from modelops.serve.metrics import DriftWindow, RoleSource, ServingMetrics, psi
-from modelops.serve.protocol import Limits, RequestError, decode, encode
+from modelops.serve.protocol import Decoded, Limits, RequestError, decode, encode
 
 SPEC = [TensorSpec("input", "FP32", (-1, 1, 8, 8))]
 OUT = [TensorSpec("logits", "FP32", (-1, 10))]
@@ -82,7 +82,7 @@ def test_binary_tensor_extension_round_trip():
     np.testing.assert_array_equal(req.feeds["input"], x)
     assert req.binary_outputs
     logits = np.arange(30, dtype=np.float32).reshape(3, 10)
-    body, hl = encode("m", "1", None, OUT, [logits], None, True)
+    body, hl = encode("m", "1", req, OUT, [logits])
     meta = json.loads(body[:hl])
     assert meta["outputs"][0]["parameters"]["binary_data_size"] == 120
     np.testing.assert_array_equal(np.frombuffer(body[hl:], np.float32).reshape(3, 10), logits)
@@ -108,7 +108,8 @@ def test_garbage_never_escapes_as_anything_but_a_request_error(body, hl):
 
 def test_json_response_has_kserve_shape():
     logits = np.ones((2, 10), np.float32)
-    body, hl = encode("digits-cnn", "3", "req-1", OUT, [logits], None, False)
+    req = Decoded(id="req-1", feeds={}, outputs=None, binary_outputs=False)
+    body, hl = encode("digits-cnn", "3", req, OUT, [logits])
     assert hl is None
     out = json.loads(body)
     assert out["model_name"] == "digits-cnn" and out["model_version"] == "3"
@@ -166,3 +167,82 @@ def test_role_follows_the_downward_api_labels_file(tmp_path):
     os.utime(labels, (1, 1))  # a new mtime, as the kubelet's atomic swap gives
     assert 'role="stable"' in m.exposition().decode()
     assert 'role="canary"' not in m.exposition().decode()
+
+
+@pytest.mark.parametrize("value", [1e39, -3.5e38, 1.7e308, float("inf")])
+def test_values_beyond_fp32_are_a_400_not_a_nan_inside_the_model(value):
+    err = _error(_req(shape=(1, 1, 8, 8), data=[value] + [0.0] * 63))
+    assert err.status == 400 and "beyond fp32 range" in err.message.lower()
+
+
+def test_deep_nesting_and_odd_json_are_400():
+    assert _error(b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}").status == 400
+    assert _error(b'{"inputs": [{"name": "input", "shape": [1,1,8,8], "datatype": "FP32", '
+                  b'"data": [1e400' + b", 0" * 63 + b"]}]}").status == 400
+    int_spec = [TensorSpec("input", "INT8", (-1, 4))]
+    for data, words in (([1.5, 0, 0, 0], "needs integers"), ([300, 0, 0, 0], "range"),
+                        ([True, False, True, False], "not true/false")):
+        with pytest.raises(RequestError, match=words):
+            decode(json.dumps({"inputs": [{"name": "input", "shape": [1, 4],
+                                           "datatype": "INT8", "data": data}]}).encode(),
+                   None, int_spec, Limits())
+
+
+def test_a_per_output_binary_data_false_overrides_binary_data_output():
+    """Triton's binary extension: the request-level flag is the default for every output, an
+    output's own parameters.binary_data wins."""
+    specs = [TensorSpec("logits", "FP32", (-1, 10)), TensorSpec("probs", "FP32", (-1, 10))]
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                   "data": [0.0] * 64}],
+                       "parameters": {"binary_data_output": True},
+                       "outputs": [{"name": "logits", "parameters": {"binary_data": False}},
+                                   {"name": "probs"}]}).encode()
+    req = decode(body, None, SPEC, Limits())
+    a, b = np.zeros((1, 10), np.float32), np.ones((1, 10), np.float32)
+    payload, hl = encode("m", "1", req, specs, [a, b])
+    head = json.loads(payload[:hl])
+    logits, probs = head["outputs"]
+    assert logits["data"] == [0.0] * 10 and "parameters" not in logits
+    assert probs["parameters"]["binary_data_size"] == 40
+    np.testing.assert_array_equal(np.frombuffer(payload[hl:], np.float32), b.ravel())
+
+
+def test_non_finite_outputs_are_the_model_s_fault_unless_the_input_had_them():
+    req = decode(_req(shape=(1, 1, 8, 8), data=[0.0] * 64), None, SPEC, Limits())
+    with pytest.raises(ValueError):
+        encode("m", "1", req, OUT, [np.full((1, 10), np.nan, np.float32)])
+    body = _req(shape=(1, 1, 8, 8), data=[float("nan")] + [0.0] * 63)
+    req = decode(body, None, SPEC, Limits(nan_policy="allow"))
+    with pytest.raises(RequestError) as info:
+        encode("m", "1", req, OUT, [np.full((1, 10), np.nan, np.float32)])
+    assert info.value.status == 400 and "binary" in info.value.message
+
+
+def test_metrics_families_share_one_registry_and_the_role_label():
+    m = ServingMetrics("digits-cnn", "7", "canary", DriftWindow(None, 10, 1))
+    from prometheus_client import Counter
+
+    extra = m.family(Counter, "model_input_rows", "Rows seen.", ("feature",))
+    extra.labels(**m.labels(feature="f1")).inc(3)
+    text = m.exposition().decode()
+    assert 'model_input_rows_total{feature="f1",model="digits-cnn",role="canary",version="7"} ' \
+           '3.0' in text
+
+
+def test_drift_window_counts_equal_a_plain_sliding_window():
+    """The vectorised ring buffer holds exactly the last ``window`` valid classes."""
+    import collections
+    import random
+
+    rng = random.Random(0)
+    for _ in range(200):
+        window, n = rng.randint(1, 30), rng.randint(1, 6)
+        w = DriftWindow([1 / n] * n, window, 1)
+        ref: collections.deque = collections.deque(maxlen=window)
+        for _ in range(rng.randint(1, 15)):
+            batch = [rng.randint(-1, n) for _ in range(rng.randint(0, 40))]
+            w.add(np.array(batch))
+            ref.extend(c for c in batch if 0 <= c < n)
+            assert w.value() == pytest.approx(psi([1 / n] * n,
+                                                  [ref.count(i) for i in range(n)]),
+                                              nan_ok=True)

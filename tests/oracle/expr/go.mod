@@ -1,0 +1,5 @@
+module modelops/exproracle
+
+go 1.18
+
+require github.com/expr-lang/expr v1.17.8
