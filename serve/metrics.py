@@ -16,7 +16,8 @@ rendered AnalysisTemplates and the production alert rules query these names:
 One registry (:attr:`ServingMetrics.families`) holds every family; ``/metrics`` exports it with
 the current ``role`` added to each sample. A new family is one call of
 :meth:`ServingMetrics.family` (it gets the ``model``/``version`` labels and the registry), so
-further monitoring (input drift, data quality) adds metrics without touching the transport.
+input monitoring (:mod:`modelops.serve.monitor`: feature drift, data quality, confidence)
+adds its families that way, without touching the transport.
 The hot path (one counter, one histogram, one counter per predicted class of the batch) costs
 a few microseconds per request; ``bench/serve.py`` measures it.
 """
@@ -216,7 +217,13 @@ class ServingMetrics:
         # pre-create children so every class and the 200 code exist from the first scrape
         self._class_children = [self._predictions.labels(**labels, **{"class": str(i)})
                                 for i in range(n)]
+        self._before_export: list = []
         self.request(200, 0)
+
+    def on_collect(self, hook) -> None:
+        """Call ``hook()`` before each export (work kept off the request path, such as
+        :class:`modelops.serve.monitor.InputMonitor`'s, is brought up to date then)."""
+        self._before_export.append(hook)
 
     def family(self, kind: type[MetricWrapperBase], name: str, documentation: str,
                labels: Sequence[str] = (), **kwargs) -> MetricWrapperBase:
@@ -255,4 +262,6 @@ class ServingMetrics:
         self.drift.add(arr)
 
     def exposition(self) -> bytes:
+        for hook in self._before_export:
+            hook()
         return prometheus_client.generate_latest(self.registry)
