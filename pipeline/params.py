@@ -56,6 +56,7 @@ class ExportParams:
 class EvaluateParams:
     latency_batches: list[int] = field(default_factory=lambda: [1, 32])
     latency_runs: int = field(default=200, metadata={"min": 10})
+    drift_bins: int = field(default=10, metadata={"min": 2, "max": 50})  # per pixel, quantiles
 
     def check(self, path: str, file: str | Path | None) -> None:
         for i, batch in enumerate(self.latency_batches):
