@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 
 from modelops import contracts
 from modelops.binning import Binner, SlidingBins
@@ -70,6 +70,47 @@ def top_probability(scores: np.ndarray, kind: str = "auto") -> np.ndarray:
     return 1.0 / z.sum(axis=1)  # the top class's exp is 1 after the shift
 
 
+class BulkHistogram:
+    """A Prometheus histogram observed a whole array at a time (one ``searchsorted``, not a
+    call per value): a custom collector, exported as a plain histogram family."""
+
+    def __init__(self, name: str, documentation: str, labels: dict[str, str],
+                 buckets: Sequence[float]):
+        self.name, self.documentation = name, documentation
+        self.labels = labels
+        self.bounds = np.asarray(sorted(buckets), dtype=np.float64)
+        self._counts = np.zeros(len(self.bounds) + 1, dtype=np.int64)  # the last: +Inf only
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe_many(self, values: np.ndarray) -> None:
+        v = np.asarray(values, dtype=np.float64)
+        if not v.size:
+            return
+        idx = np.searchsorted(self.bounds, v, side="left")  # le: value <= bound
+        add = np.bincount(idx, minlength=len(self._counts))
+        with self._lock:
+            self._counts += add
+            self._sum += float(v.sum())
+
+    def collect(self):
+        from prometheus_client.core import HistogramMetricFamily
+
+        with self._lock:
+            cumulative = np.cumsum(self._counts).tolist()
+            total = self._sum
+        family = HistogramMetricFamily(self.name, self.documentation,
+                                       labels=list(self.labels))
+        buckets = [(repr(float(b)) if b != int(b) else f"{b:.1f}", c)
+                   for b, c in zip(self.bounds.tolist(), cumulative)]
+        family.add_metric(list(self.labels.values()), [*buckets, ("+Inf", cumulative[-1])],
+                          total)
+        yield family
+
+    def describe(self):
+        return list(self.collect())
+
+
 class InputMonitor:
     """The monitored families of one runtime, fed by :meth:`observe` (request path) and
     computed in :meth:`flush` (background thread and scrapes)."""
@@ -93,10 +134,10 @@ class InputMonitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         labels = metrics.labels()
-        self._confidence = metrics.family(
-            Histogram, contracts.PREDICTION_CONFIDENCE,
-            "Top-class probability of each prediction.", buckets=CONFIDENCE_BUCKETS
-        ).labels(**labels)
+        self._confidence = BulkHistogram(contracts.PREDICTION_CONFIDENCE,
+                                         "Top-class probability of each prediction.",
+                                         labels, CONFIDENCE_BUCKETS)
+        metrics.families.register(self._confidence)
         rejected = metrics.family(Counter, contracts.INPUT_REJECTED,
                                   "Inference requests refused before the model ran, by "
                                   "reason.", ("reason",))
@@ -222,8 +263,8 @@ class InputMonitor:
             scores = [s for _, s, _ in items if s is not None and s.ndim == 2
                       and s.shape[1] > 1]
             if scores:
-                for p in top_probability(np.concatenate(scores), self.scores).tolist():
-                    self._confidence.observe(p)
+                self._confidence.observe_many(top_probability(np.concatenate(scores),
+                                                              self.scores))
             if self.binner is None:
                 return
             served, refused = [], []
@@ -247,7 +288,8 @@ class InputMonitor:
             if self.window is None or not served:
                 return
             n = sum(len(r) for r in served)
-            self.window.add(self.binner.bin(rows[:n], (missing | nonfinite)[:n]))
+            first = max(0, n - self.window.window)  # older rows would leave the window at once
+            self.window.add(self.binner.bin(rows[first:n], (missing | nonfinite)[first:n]))
             self._publish(self.window.psi())
 
     def _publish(self, psi: np.ndarray | None) -> None:
