@@ -150,6 +150,7 @@ class InputMonitor:
         self.binner = Binner(features) if features is not None else None
         self.window = (SlidingBins(self.binner, window, min_samples)
                        if self.binner is not None and self.binner.binned else None)
+        metrics.on_collect(self.flush)
         if self.binner is None:
             return
         n = self.binner.count
@@ -187,7 +188,6 @@ class InputMonitor:
                                    ).labels(**labels)
         monitored.set(n if self.window is not None else 0)
         self._publish(self.window.psi() if self.window is not None else None)
-        metrics.on_collect(self.flush)
 
     # ------------------------------------------------------------------ set-up
     def bind(self, inputs: Sequence) -> None:
@@ -196,15 +196,16 @@ class InputMonitor:
         if self.binner is None:
             return
         names = [s.name for s in inputs]
-        if self.input_name is None:
+        chosen = self.features.input
+        if chosen is None:
             if len(names) != 1:
                 raise InputError(f"the drift baseline does not say which of the model's inputs "
                                  f"{names} its features describe",
                                  hint="set features.input in the baseline")
-            self.input_name = names[0]
-        spec = next((s for s in inputs if s.name == self.input_name), None)
+            chosen = names[0]
+        spec = next((s for s in inputs if s.name == chosen), None)
         if spec is None:
-            raise InputError(f"features.input {self.input_name!r} of the drift baseline is not "
+            raise InputError(f"features.input {chosen!r} of the drift baseline is not "
                              f"an input of the model ({', '.join(names)})",
                              hint="use the baseline made with this model")
         dims = spec.shape[1:]
@@ -213,6 +214,7 @@ class InputMonitor:
                              f"rows of input {spec.name!r} {list(spec.shape)} hold "
                              f"{math.prod(dims)} values",
                              hint="use the baseline made with this model")
+        self.input_name = chosen
 
     def start(self) -> InputMonitor:
         self._thread = threading.Thread(target=self._run, daemon=True, name="input-monitor")
