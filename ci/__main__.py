@@ -18,6 +18,7 @@ COMMAND_MODULES: list[str] = [
     "modelops.ci.cost",
     "modelops.ci.plots",
     "modelops.ci.reproduce",
+    "modelops.ci.drift_report",
 ]
 
 
