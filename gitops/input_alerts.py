@@ -9,10 +9,11 @@ metric, on the serving runtime's input-monitoring families (:mod:`modelops.contr
   ``feature_drift_for`` (the ``feature`` label says which);
 - ``ModelInputDriftWidespread`` (critical): at least ``widespread_share`` of the monitored
   features drifted (PSI at or above the runtime's threshold) for ``feature_drift_for``;
-- ``ModelFeatureOutOfRange`` (warning, per feature): more than ``quality_max_share`` of a
-  feature's values outside the training range over ``quality_window``, for ``quality_for``;
-- ``ModelInputMissingValues`` and ``ModelInputNonFinite`` (warning, per feature): the same
-  for missing values and for NaN or infinity;
+- ``ModelFeatureOutOfRange`` (warning, per feature): more than ``out_of_range_max_share``
+  of a feature's values outside the training range over ``quality_window``, for
+  ``quality_for`` (a few values beyond the training extremes are normal: the default is 5 %);
+- ``ModelInputMissingValues`` and ``ModelInputNonFinite`` (warning, per feature): more than
+  ``missing_max_share`` of a feature's values missing, or NaN or infinite;
 - ``ModelInputRejected`` (warning): more than ``rejected_max_share`` of the inference
   requests refused for their input (malformed, schema, non-finite) for ``quality_for``;
 - ``ModelInputMonitorBehind`` (warning): the runtime left requests out of input monitoring
@@ -41,7 +42,8 @@ class InputAlertSettings:
     feature_psi_warning: float = 0.2
     feature_drift_for: str = "15m"
     widespread_share: float = 0.25
-    quality_max_share: float = 0.01
+    out_of_range_max_share: float = 0.05
+    missing_max_share: float = 0.01
     quality_window: str = "5m"
     quality_for: str = "10m"
     rejected_max_share: float = 0.05
@@ -66,14 +68,14 @@ def rule_group(model: str, team: str, s: InputAlertSettings | None = None) -> di
         return (f"sum by (model, version, feature) (rate({counter}{sel}[{w}])) "
                 f"/ on (model, version) group_left {rows}")
 
-    def quality(alert: str, counter: str, what: str) -> dict[str, Any]:
+    def quality(alert: str, counter: str, what: str, limit: float) -> dict[str, Any]:
         return {
-            "alert": alert, "expr": f"{share(counter)} > {_t(s.quality_max_share)}",
+            "alert": alert, "expr": f"{share(counter)} > {_t(limit)}",
             "for": s.quality_for, "labels": {**labels, "severity": "warning"},
             "annotations": {
                 "summary": f"{what} in feature {{{{ $labels.feature }}}} of "
                            "{{ $labels.model }} version {{ $labels.version }}",
-                "description": f"more than {s.quality_max_share:g} of the values of this "
+                "description": f"more than {limit:g} of the values of this "
                                f"feature were {what} over {w}, for {s.quality_for}; check "
                                "the producer upstream (a changed unit, schema or default) "
                                "before retraining",
@@ -106,9 +108,11 @@ def rule_group(model: str, team: str, s: InputAlertSettings | None = None) -> di
                             "the training data; retrain, or roll back if a release caused it",
              **runbook}},
         quality("ModelFeatureOutOfRange", c.FEATURE_OUT_OF_RANGE_TOTAL,
-                "outside the training range"),
-        quality("ModelInputMissingValues", c.FEATURE_MISSING_TOTAL, "missing"),
-        quality("ModelInputNonFinite", c.FEATURE_NONFINITE_TOTAL, "NaN or infinite"),
+                "outside the training range", s.out_of_range_max_share),
+        quality("ModelInputMissingValues", c.FEATURE_MISSING_TOTAL, "missing",
+                s.missing_max_share),
+        quality("ModelInputNonFinite", c.FEATURE_NONFINITE_TOTAL, "NaN or infinite",
+                s.missing_max_share),
         {"alert": "ModelInputRejected",
          "expr": f"{refused} / {requests} > {_t(s.rejected_max_share)}",
          "for": s.quality_for, "labels": {**labels, "severity": "warning"},

@@ -174,7 +174,9 @@ def start_server(workdir: Path, name: str, model: Path, *, version: str, role: s
 
 
 def start_prometheus(workdir: Path, targets: list[str], binary: str = "prometheus",
-                     scrape_interval: str = "1s") -> Proc:
+                     scrape_interval: str = "1s", rule_files: list[Path] | None = None) -> Proc:
+    """Prometheus from its binary, scraping ``targets`` and evaluating ``rule_files`` (plain
+    rules files, a PrometheusRule's spec) every ``scrape_interval``."""
     exe = shutil.which(binary)
     if exe is None:
         raise InputError("prometheus is not installed",
@@ -186,6 +188,7 @@ def start_prometheus(workdir: Path, targets: list[str], binary: str = "prometheu
         "scrape_configs": [{"job_name": "model-serving", "scrape_interval": scrape_interval,
                             "scrape_timeout": scrape_interval,
                             "static_configs": [{"targets": targets}]}],
+        **({"rule_files": [str(p) for p in rule_files]} if rule_files else {}),
     }))
     data = workdir / "prometheus-data"
     data.mkdir(exist_ok=True)

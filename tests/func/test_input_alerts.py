@@ -104,11 +104,12 @@ def test_data_quality_fires_on_a_share_of_bad_values_not_on_a_few(tmp_path):
     promtool_test(tmp_path, rules, [{
         "interval": "1m", "input_series": [
             {"series": pod("model_input_rows_total"), "values": "0+600x40"},  # 10 rows/s
-            # 1 value/s of 'mean area' outside the range (10 %); 'mean radius' 0.1 %
+            # 1 value/s of 'mean area' outside the range (10 %); 'mean radius' 2 % (a few
+            # values beyond the training extremes: normal)
             {"series": pod("model_feature_out_of_range_total", feature="mean area"),
              "values": "0+60x40"},
             {"series": pod("model_feature_out_of_range_total", feature="mean radius"),
-             "values": "0+0.6x40"},
+             "values": "0+12x40"},
             {"series": pod("model_feature_missing_total", feature="worst area"),
              "values": "0x10 0+120x30"},
             {"series": pod("model_feature_nonfinite_total", feature="worst area"),
@@ -140,7 +141,7 @@ def test_data_quality_fires_on_a_share_of_bad_values_not_on_a_few(tmp_path):
 def test_thresholds_come_from_the_settings(tmp_path):
     """The same series as a firing case stay quiet under looser settings (the test can fail)."""
     rules = rules_file(tmp_path, InputAlertSettings(feature_psi_warning=0.95,
-                                                    quality_max_share=0.5))
+                                                    out_of_range_max_share=0.5))
     psi = "model_feature_psi"
     promtool_test(tmp_path, rules, [{
         "interval": "1m", "input_series": [
