@@ -81,14 +81,18 @@ def flatten(values: Any, prefix: str = "") -> dict[str, Any]:
 def read_metrics(root: Path, files: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """file -> flattened metrics of the workspace at ``root``, read through DVC (git- or
     DVC-tracked, JSON/YAML/TOML), for ``files`` (or every metrics file of dvc.yaml)."""
+    import contextlib
+
     from dvc.repo import Repo
 
     try:
-        with Repo(str(root)) as repo:
+        with contextlib.chdir(root), Repo(str(root)) as repo:  # dvc names paths from the cwd
             shown = repo.metrics.show(targets=list(files) or None)
     except Exception as exc:  # noqa: BLE001 - whatever dvc raised, one clear error
         raise ExternalError(f"dvc metrics show failed in {root}: {exc}") from exc
-    data = (shown.get("workspace") or {}).get("data") or {}
+    # the workspace is "workspace" in a git checkout and "" where dvc sees no scm revision
+    rev = shown.get("workspace") or shown.get("") or next(iter(shown.values()), {})
+    data = (rev or {}).get("data") or {}
     out = {}
     for path, entry in data.items():
         rel = os.path.relpath(path, root) if os.path.isabs(path) else path
@@ -117,8 +121,8 @@ def headline_of(metrics: Mapping[str, Mapping[str, Any]], headline: Mapping[str,
 
 def rank(results: Sequence[Mapping[str, Any]], headline: Mapping[str, str]
          ) -> list[Mapping[str, Any]]:
-    """Successful results, best first: by the first headline metric in its direction, ties by
-    the next ones, then by the point's order; a missing value ranks last."""
+    """Successful results that have the first headline metric, best first: by it in its
+    direction, ties by the next ones (a missing value ranks last), then by the point's order."""
     if not headline:
         raise InputError("params.yaml: modelops.model.headline: empty, so a sweep cannot "
                          "choose its best point", hint="name the metric to maximise or "
@@ -135,7 +139,9 @@ def rank(results: Sequence[Mapping[str, Any]], headline: Mapping[str, str]
                 parts.append((0, -value if direction == "higher" else value))
         return (*parts, index)
 
-    ok = [(i, r) for i, r in enumerate(results) if r.get("status") == "succeeded"]
+    first = next(iter(headline))
+    ok = [(i, r) for i, r in enumerate(results) if r.get("status") == "succeeded"
+          and (r.get("metrics") or {}).get(first) is not None]
     return [r for _, r in sorted(ok, key=key)]
 
 

@@ -79,6 +79,7 @@ class Node:
     children: list[Node] = field(default_factory=list)
     attempts: int = 0
     log: str = ""
+    expanded: bool = False  # a withItems / withParam task: its children are the items
 
 
 @dataclass
@@ -116,6 +117,12 @@ def substitute(text: str, scope: dict[str, str], *, allow_unresolved: bool) -> s
             return match.group(0)
         raise EmulationError(f"failed to resolve {{{{{tag}}}}}")
     return TAG.sub(repl, text)
+
+
+def substitute_value(value: str, scope: dict[str, str]) -> str:
+    """A tag inside one string field, substituted the way Argo does it: in the field's JSON
+    form (escaped), then read back."""
+    return json.loads(substitute(json.dumps(value), scope, allow_unresolved=False))
 
 
 def substitute_obj(obj: Any, scope: dict[str, str], *, allow_unresolved: bool) -> Any:
@@ -421,7 +428,7 @@ class LocalArgo:
             if source is None:
                 raise EmulationError(f"dag output parameter {p['name']!r}: only "
                                      "valueFrom.parameter is emulated")
-            node.parameters[p["name"]] = substitute(source, dag_scope, allow_unresolved=False)
+            node.parameters[p["name"]] = substitute_value(source, dag_scope)
         for a in outputs.get("artifacts") or []:
             node.artifacts[a["name"]] = self.resolve_artifact(a.get("from", ""), done, artifacts,
                                                               set(done))
@@ -447,8 +454,7 @@ class LocalArgo:
     def _task_scope(scope: dict[str, str], name: str, result: Node) -> None:
         for key, value in result.parameters.items():
             scope[f"tasks.{name}.outputs.parameters.{key}"] = value
-        if result.children and all(c.name.rsplit(".", 1)[-1].startswith(f"{name}(")
-                                   for c in result.children):
+        if result.expanded:
             kids = [c for c in result.children if c.phase == "Succeeded"]
             maps = [c.parameters for c in kids if c.parameters]
             scope[f"tasks.{name}.outputs.parameters"] = json.dumps(
@@ -473,13 +479,13 @@ class LocalArgo:
             if "withItems" in task:
                 items = task["withItems"]
             else:
-                raw = substitute(task["withParam"], local, allow_unresolved=False)
+                raw = substitute_value(task["withParam"], local)
                 try:
                     items = json.loads(raw)
                 except ValueError as exc:
                     raise EmulationError(f"withParam value could not be parsed as a JSON list: "
                                          f"{raw}") from exc
-            group = Node(f"{parent}.{task['name']}")
+            group = Node(f"{parent}.{task['name']}", expanded=True)
             children = [process_item(task, i, item, local) for i, item in enumerate(items)]
             threads, kids = [], []
             for child in children:
@@ -505,8 +511,7 @@ class LocalArgo:
         arguments = task.get("arguments") or {}
         params = {}
         for p in arguments.get("parameters") or []:
-            params[p["name"]] = substitute(str(p.get("value", "")), scope,
-                                           allow_unresolved=False)
+            params[p["name"]] = substitute_value(str(p.get("value", "")), scope)
         arts = {}
         for a in arguments.get("artifacts") or []:
             arts[a["name"]] = self.resolve_artifact(a.get("from", ""), done, dag_artifacts,
