@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,7 +94,8 @@ def read_metrics(root: Path, files: Sequence[str] = ()) -> dict[str, dict[str, A
     data = (rev or {}).get("data") or {}
     out = {}
     for path, entry in data.items():
-        rel = os.path.relpath(path, root) if os.path.isabs(path) else path
+        # dvc names the files from the working directory (never changed here: threads)
+        rel = os.path.relpath(os.path.join(os.getcwd(), path), root)
         out[rel.replace(os.sep, "/")] = flatten((entry or {}).get("data") or {})
     return out
 
@@ -222,55 +222,56 @@ def commit_all(clone: Path, message: str) -> str:
     return git(["rev-parse", "HEAD"], cwd=clone).stdout.decode().strip()
 
 
-def run_local(root: Path, points: Sequence[Mapping[str, Any]], *, jobs: int = 2,
-              run_id: str | None = None, log: Callable[[str], None] = _log,
-              dvc_args: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Run every point in parallel processes, each in a fresh clone of ``root``'s HEAD with the
-    shared DVC cache; each point's commit is fetched into ``root`` as
-    ``refs/modelops/sweeps/<run_id>/<point>``. Returns the points' results in order."""
+def _run_point(root: Path, point: Mapping[str, Any], run_id: str, tmp: Path,
+               dvc_args: Sequence[str]) -> dict[str, Any]:
+    """One point, in a process of its own (DVC and Hydra may change the working directory)."""
     from modelops.settings import load_settings
+
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "MODELOPS_RUN_KIND":
+           os.environ.get("MODELOPS_RUN_KIND", "local"), "MODELOPS_RUN_ID": run_id}
+    clone = tmp / str(point["id"])
+    git(["clone", "-q", "--no-hardlinks", str(root), str(clone)], what="git clone")
+    os.chdir(clone)
+    apply_overrides(clone, point.get("overrides") or [])
+    sets = " ".join(point.get("overrides") or []) or "no change"
+    _log(f"{point['id']}: dvc repro with {sets}")
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "--pull", *dvc_args],
+                          cwd=clone, env=env, capture_output=True, text=True)
+    if proc.returncode == 0:
+        proc = subprocess.run([sys.executable, "-m", "dvc", "push"], cwd=clone, env=env,
+                              capture_output=True, text=True)
+    if proc.returncode != 0:
+        _log(f"{point['id']}: failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}"
+             f"{proc.stderr[-2000:]}")
+        return point_result(clone, point, None, commit="", ref="", status="failed")
+    ref = f"{SWEEP_REFS}/{run_id}/{point['id']}"
+    sha = commit_all(clone, f"sweep {run_id} point {point['id']}: {sets}")
+    git(["fetch", "-q", str(clone), f"+HEAD:{ref}"], cwd=root, what="git fetch")
+    _log(f"{point['id']}: done ({sha[:12]})")
+    return point_result(clone, point, load_settings(clone / "params.yaml"), commit=sha, ref=ref)
+
+
+def run_local(root: Path, points: Sequence[Mapping[str, Any]], *, jobs: int = 2,
+              run_id: str | None = None, dvc_args: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Run every point in parallel processes, each in a fresh clone of ``root``'s HEAD with a
+    cache of its own (DVC's cache is not safe for concurrent writers): inputs come from the
+    default remote (``dvc repro --pull``), outputs go back to it (``dvc push``), so the winner's
+    pull request can be reproduced anywhere. Each point's commit is fetched into ``root`` as
+    ``refs/modelops/sweeps/<run_id>/<point>``. Returns the points' results in order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     root = root.resolve()
     run_id = run_id or datetime.now(UTC).strftime("local-%Y%m%d-%H%M%S")
-    cache = _cache_dir(root)
     tmp = Path(tempfile.mkdtemp(prefix="modelops-sweep-"))
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "MODELOPS_RUN_KIND":
-           os.environ.get("MODELOPS_RUN_KIND", "local"), "MODELOPS_RUN_ID": run_id}
-
-    def one(point: Mapping[str, Any]) -> dict[str, Any]:
-        clone = tmp / str(point["id"])
-        git(["clone", "-q", "--no-hardlinks", str(root), str(clone)], what="git clone")
-        subprocess.run([sys.executable, "-m", "dvc", "cache", "dir", "--local", str(cache)],
-                       cwd=clone, check=True, capture_output=True, env=env)
-        apply_overrides(clone, point.get("overrides") or [])
-        sets = " ".join(point.get("overrides") or []) or "no change"
-        log(f"{point['id']}: dvc repro with {sets}")
-        proc = subprocess.run([sys.executable, "-m", "dvc", "repro", *dvc_args], cwd=clone,
-                              env=env, capture_output=True, text=True)
-        ref = f"{SWEEP_REFS}/{run_id}/{point['id']}"
-        if proc.returncode != 0:
-            log(f"{point['id']}: failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}"
-                f"{proc.stderr[-2000:]}")
-            return point_result(clone, point, None, commit="", ref="", status="failed")
-        sha = commit_all(clone, f"sweep {run_id} point {point['id']}: "
-                                + ", ".join(point.get("overrides") or []))
-        git(["fetch", "-q", str(clone), f"+HEAD:{ref}"], cwd=root, what="git fetch")
-        settings = load_settings(clone / "params.yaml")
-        log(f"{point['id']}: done ({sha[:12]})")
-        return point_result(clone, point, settings, commit=sha, ref=ref)
-
     try:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            return list(pool.map(one, points))
+        with ProcessPoolExecutor(max_workers=max(1, jobs),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_run_point, root, dict(p), run_id, tmp, tuple(dvc_args))
+                       for p in points]
+            return [f.result() for f in futures]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _cache_dir(root: Path) -> Path:
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        return Path(repo.cache.local_cache_dir)
 
 
 def propose(root: Path, report: Mapping[str, Any], *, branch: str, base: str,
