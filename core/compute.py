@@ -5,8 +5,9 @@ launcher ``pipeline/run.sh`` does this) and records the run, whether it succeeds
 
 - **CPU seconds** of the whole process tree: user + system time of every process the stage
   started (``RUSAGE_CHILDREN``), including grandchildren its children never waited for (this
-  process is their *subreaper*, so orphans are reparented to it and reaped), plus the time of
-  any still running when the stage's command exits;
+  process is their *subreaper*, so orphans are reparented to it, waited for (up to
+  ``MODELOPS_ORPHAN_WAIT_SECONDS``, 300 by default) and reaped), plus the time so far of any
+  still running after that;
 - **GPU seconds** only for GPUs the stage was *given*: ``CUDA_VISIBLE_DEVICES`` (CUDA's rule:
   the list ends at the first invalid entry), else ``NVIDIA_VISIBLE_DEVICES`` (what the NVIDIA
   device plugin sets in a pod). A given GPU is billed for the wall time, as a cloud bills an
@@ -170,14 +171,19 @@ def _become_subreaper() -> bool:
         return False
 
 
-def _reap_orphans() -> None:
+def _reap_orphans(wait: float) -> None:
+    """Reap the stage's orphaned descendants (reparented to us), waiting up to ``wait``
+    seconds for those still running: the stage is not done until its tree is."""
+    deadline = time.monotonic() + wait
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return  # no children left
         if pid == 0:
-            return
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.05)
 
 
 def _still_running_cpu() -> float:
@@ -251,7 +257,8 @@ def _default_env(kind: str) -> str:
 
 
 def _iso(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC, to the millisecond (runs of one job sort by when they started)."""
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 # --------------------------------------------------------------------------- measure
@@ -284,11 +291,11 @@ def measure(stage: str, cmd: Sequence[str], out_dir: Path = COMPUTE_DIR, *,
     except KeyboardInterrupt:
         proc.terminate()
         code = proc.wait()
-    wall = time.monotonic() - start
     sampler.stop_event.set()
-    sampler.join()
+    sampler.join()  # before reaping: the sampler's own nvidia-smi children must not be reaped
     if reap:
-        _reap_orphans()
+        _reap_orphans(float(os.environ.get("MODELOPS_ORPHAN_WAIT_SECONDS", "300")))
+    wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     cpu += _still_running_cpu()

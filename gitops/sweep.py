@@ -26,6 +26,7 @@ from typing import Any
 
 from modelops.errors import ExternalError, InputError
 from modelops.git import git
+from modelops.settings.workflow import WorkflowParams
 
 SWEEP_REFS = "refs/modelops/sweeps"
 
@@ -60,6 +61,12 @@ def apply_overrides(root: Path, overrides: Sequence[str], params_file: str = "pa
         raise InputError(f"{params_file}: cannot set {', '.join(overrides)}: {exc}",
                          hint="sweep keys must name existing parameters "
                               "(modelops.workflow.sweep)") from exc
+
+
+def sweep_points(wf: WorkflowParams) -> list[dict[str, Any]]:
+    """The sweep's points as ``{"id": "p0", "params": {...}, "overrides": [...]}``."""
+    return [{"id": f"p{i}", "params": point, "overrides": override_strings(point)}
+            for i, point in enumerate(wf.sweep.expand())]
 
 
 # --------------------------------------------------------------------------- metrics

@@ -334,7 +334,7 @@ def _settings(src: Path) -> Any:
 
 
 def _order(src: Path) -> list[str]:
-    from modelops.gitops.workflow import pipeline_graph, topological_order
+    from modelops.gitops.dvcgraph import pipeline_graph, topological_order
 
     return topological_order(pipeline_graph(src))
 
@@ -537,8 +537,13 @@ def compare(args: Any) -> int:
 
 def sweep_here(args: Any) -> int:
     """``modelops-gitops workflow sweep``: the sweep on this machine, in parallel processes."""
-    from modelops.gitops.sweep import comparison_report, propose, run_local, write_report
-    from modelops.gitops.workflow import sweep_points
+    from modelops.gitops.sweep import (
+        comparison_report,
+        propose,
+        run_local,
+        sweep_points,
+        write_report,
+    )
 
     root = Path(args.repo).resolve()
     settings = _settings(root)
