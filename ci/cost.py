@@ -38,6 +38,7 @@ from modelops.compute import (
     COMPUTE_DIR,
     CostParams,
     compute_section,
+    ledger_of,
     price,
     read_ledger,
     upload_runs,
@@ -430,10 +431,8 @@ def _cmd_cost(args) -> int:
 
 
 def _cmd_upload(args) -> int:
-    from modelops.settings import load_settings
-
     root = Path(args.repo)
-    ledger = args.ledger or load_settings(root / args.params).cost.ledger
+    ledger = args.ledger or ledger_of(root)
     if not ledger:
         print("cost: no ledger configured (modelops.cost.ledger): nothing uploaded")
         return 0
@@ -475,7 +474,8 @@ def register(sub) -> None:
     u = sub.add_parser(
         "cost-upload", help="upload this job's compute records to the cost ledger",
         description="Copy the run records of this checkout (.dvc/tmp/modelops/runs/: every stage "
-                    "run, failed ones too) to the ledger (modelops.cost.ledger, or --ledger), so "
+                    "run, failed ones too) to the ledger (--ledger, else $MODELOPS_COST_LEDGER, "
+                    "else modelops.cost.ledger), so "
                     "`modelops-ci cost` counts CI and Workflow runs that never reach git.")
     u.add_argument("--repo", default=".", help="model repository (default: .)")
     u.add_argument("--params", default="params.yaml", help="params file")

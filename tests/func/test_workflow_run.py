@@ -226,3 +226,40 @@ def test_nothing_changed_opens_no_pull_request(tmp_path, github_api):  # noqa: F
     summary = json.loads((result.node(".modelops-open-pr").artifacts["summary"]
                           / "summary.json").read_text())
     assert summary["status"] == "unchanged"
+
+
+def test_a_failed_stage_fails_the_workflow_stops_downstream_and_its_run_is_counted(
+        tmp_path, github_api):  # noqa: F811
+    """b fails for its own reasons: it is not retried (a deterministic failure), c and the
+    pull request never run, and the failed run's compute record reaches the ledger."""
+    from modelops.compute import read_ledger
+
+    ledger = tmp_path / "ledger"
+    repo, origin = make_repo(tmp_path, github_api.api_url, str(tmp_path / "dvc-remote"))
+    raw = load_yaml((repo / "dvc.yaml").read_text())
+    for name, stage in raw["stages"].items():
+        stage["cmd"] = f"python -m modelops.compute --stage {name} -- python stages.py {name}"
+        stage.setdefault("metrics", []).append({f"metrics/compute/{name}.json": {"cache": False}})
+    (repo / "dvc.yaml").write_text(dump_yaml(raw))
+    params = load_yaml((repo / "params.yaml").read_text())
+    params["modelops"]["cost"] = {"ledger": str(ledger)}
+    (repo / "params.yaml").write_text(dump_yaml(params))
+    dvc(repo, "repro")
+    dvc(repo, "push")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "stages under the compute launcher")
+    git(repo, "push", "-q", "origin", "main")
+    set_param(repo, "b", "copies", "many")  # stages.py b: str * str raises
+    result = LocalArgo(render(repo), tmp_path / "argo", base_env=ENV, secrets=SECRETS).run()
+    assert result.phase == "Failed"
+    assert result.node(".a").phase == "Succeeded"
+    b = result.node(".b")
+    assert b.phase == "Failed" and b.exit_code == 1 and b.attempts == 1  # not retried
+    assert not any(k.endswith((".c", ".modelops-open-pr")) for k in result.nodes)
+    assert github_api.repos["octo/models"].pulls == []
+    runs = read_ledger(str(ledger))
+    # a was restored from the run cache (nothing ran, nothing to pay); b ran and failed
+    assert [(r["stage"], r["status"]) for r in runs] == [("b", "failed")]
+    failed = next(r for r in runs if r["stage"] == "b")
+    assert failed["run"]["kind"] == "workflow" and failed["env"] == "training"
+    assert failed["run"]["workflow"] == result.name and failed["model"] == "abc"
