@@ -263,3 +263,89 @@ def test_a_failed_stage_fails_the_workflow_stops_downstream_and_its_run_is_count
     failed = next(r for r in runs if r["stage"] == "b")
     assert failed["run"]["kind"] == "workflow" and failed["env"] == "training"
     assert failed["run"]["workflow"] == result.name and failed["model"] == "abc"
+
+
+class _GitHTTP:
+    """A real git smart-HTTP server (``git http-backend``) that demands basic auth."""
+
+    def __init__(self, root: Path, user: str, password: str):
+        import base64
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        want = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.denied = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _serve(self):
+                if self.headers.get("Authorization") != want:
+                    outer.denied += 1
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                path, _, query = self.path.partition("?")
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                env = {"GIT_PROJECT_ROOT": str(root), "GIT_HTTP_EXPORT_ALL": "1",
+                       "PATH_INFO": path, "QUERY_STRING": query, "REMOTE_USER": user,
+                       "REQUEST_METHOD": self.command, "PATH": os.environ["PATH"],
+                       "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                       "CONTENT_LENGTH": str(len(body))}
+                if self.headers.get("Content-Encoding"):
+                    env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
+                out = subprocess.run(["git", "http-backend"], input=body, env=env,
+                                     capture_output=True).stdout
+                head, _, payload = out.partition(b"\r\n\r\n")
+                status, headers = 200, []
+                for line in head.decode().split("\r\n"):
+                    key, _, value = line.partition(":")
+                    if key.lower() == "status":
+                        status = int(value.split()[0])
+                    elif key:
+                        headers.append((key, value.strip()))
+                self.send_response(status)
+                for key, value in headers:
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _serve
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_private_repository_is_cloned_and_pushed_with_the_mounted_secret(
+        tmp_path, github_api):  # noqa: F811
+    password = "s3cret-token-for-git"
+    server = _GitHTTP(tmp_path, "x-access-token", password)
+    try:
+        url = f"{server.url}/origin.git"
+        repo, origin = make_repo(tmp_path, github_api.api_url, str(tmp_path / "dvc-remote"),
+                                 source_repo=url, git_credentials_secret="model-repo-git")
+        anonymous = run(["git", "ls-remote", url], tmp_path, check=False)
+        assert anonymous.returncode != 0 and server.denied  # the repository is private
+        set_param(repo, "a", "x", 2)
+        doc = render(repo)
+        for template in doc["spec"]["templates"]:
+            assert password not in json.dumps(template)
+        result = LocalArgo(doc, tmp_path / "argo", base_env=ENV, secrets={
+            **SECRETS, "model-repo-git": {"username": "x-access-token",
+                                          "password": password}}).run()
+        assert result.phase == "Succeeded", result.logs()[-4000:]
+        assert password not in result.logs()
+        branch = github_api.repos["octo/models"].pulls[0]["head"]["ref"]
+        assert git(origin, "rev-parse", "--verify", f"refs/heads/{branch}").strip()
+    finally:
+        server.close()
