@@ -576,6 +576,18 @@ def sweep_here(args: Any) -> int:
 
 # --------------------------------------------------------------------------- CLI
 
+def _transient_on_retryable(handler: Any) -> Any:
+    """A retryable failure (GitHub 5xx, a dropped connection) exits 75, so Argo retries it."""
+    def run(args: Any) -> int:
+        try:
+            return handler(args)
+        except ExternalError as exc:
+            if exc.retryable and not isinstance(exc, Transient):
+                raise Transient(exc.message, hint=exc.hint) from exc
+            raise
+    return run
+
+
 def _cmd_task(args: Any) -> int:
     return run_task(args.stage, src=Path(args.src), inputs=Path(args.inputs), out=Path(args.out),
                     remote=args.remote, overrides=_overrides(args.overrides))
@@ -595,7 +607,7 @@ def register(wsub: Any) -> None:
     t.add_argument("--stage", required=True)
     t.add_argument("--remote", default="", help="DVC remote (default: the repository's)")
     t.add_argument("--overrides", default="[]", help="JSON list of `dvc exp run -S` overrides")
-    t.set_defaults(handler=_cmd_task)
+    t.set_defaults(handler=_transient_on_retryable(_cmd_task))
     pr = argparse.ArgumentParser(add_help=False)
     pr.add_argument("--workflow", required=True, help="the Workflow's name")
     pr.add_argument("--base", default="main", help="base branch of the pull request")
@@ -607,16 +619,16 @@ def register(wsub: Any) -> None:
                     help="folder with files `username` and `password` for git push")
     o = wsub.add_parser("open-pr", parents=[paths, pr],
                         help="(in a Workflow pod) commit the results and open a pull request")
-    o.set_defaults(handler=open_pr)
+    o.set_defaults(handler=_transient_on_retryable(open_pr))
     c = wsub.add_parser("collect", parents=[paths, pr],
                         help="(in a Workflow pod) commit one sweep point's results")
     c.add_argument("--point", required=True)
     c.add_argument("--overrides", default="[]")
-    c.set_defaults(handler=collect)
+    c.set_defaults(handler=_transient_on_retryable(collect))
     k = wsub.add_parser("compare", parents=[paths, pr],
                         help="(in a Workflow pod) rank a sweep and propose the best point")
     k.add_argument("--results", required=True, help="JSON list of the points' results")
-    k.set_defaults(handler=compare)
+    k.set_defaults(handler=_transient_on_retryable(compare))
     s = wsub.add_parser("sweep", help="run modelops.workflow.sweep here, in parallel processes",
                         description="Run every point of the sweep in its own fresh clone (in "
                                     "parallel, sharing the DVC cache), write the comparison "

@@ -4,6 +4,7 @@ schema in strict mode, and submit talks to a loopback Argo Server imitation."""
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -394,3 +395,32 @@ def _env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+def test_pod_commands_exit_75_only_for_what_a_retry_can_fix():
+    from modelops.gitops.workflow_task import EXIT_TRANSIENT, Transient, _transient_on_retryable
+
+    def fails(retryable: bool):
+        def handler(args):
+            raise ExternalError("github said 502", retryable=retryable)
+        return _transient_on_retryable(handler)
+
+    with pytest.raises(Transient) as info:
+        fails(True)(None)
+    assert info.value.exit_code == EXIT_TRANSIENT == 75
+    with pytest.raises(ExternalError) as info:
+        fails(False)(None)
+    assert not isinstance(info.value, Transient) and info.value.exit_code == 2
+
+
+def test_the_git_credential_helper_reads_files_and_holds_no_secret(tmp_path):
+    from modelops.gitops.workflow_task import credential_env
+
+    (tmp_path / "username").write_text("x-access-token")
+    (tmp_path / "password").write_text("very-secret-token")
+    env = credential_env(tmp_path)
+    assert "very-secret-token" not in json.dumps(env)
+    assert str(tmp_path / "password") in env["GIT_CONFIG_VALUE_1"]
+    (tmp_path / "password").unlink()
+    with pytest.raises(InputError, match="password"):
+        credential_env(tmp_path)
