@@ -5,6 +5,7 @@ imitation holding a new dvc.lock; the same dispatch with no new data opens nothi
 from __future__ import annotations
 
 import copy
+import datetime
 import shutil
 
 import pytest
@@ -17,6 +18,7 @@ from tests.github_imitation import github_api, webhook_payload  # noqa: F401 (fi
 
 pytestmark = pytest.mark.slow
 WORKFLOW = ROOT / ".github/workflows/retrain.yml"
+TODAY = datetime.datetime.now(datetime.UTC)
 
 
 def _dispatch(model: str = "digits-cnn") -> dict:
@@ -24,7 +26,8 @@ def _dispatch(model: str = "digits-cnn") -> dict:
     payload["action"] = "model-drift"
     payload["branch"] = "main"
     payload["client_payload"] = {"model": model, "env": "production", "version": "abc123",
-                                 "alerts": ["ModelPredictionDrift"]}
+                                 "alerts": ["ModelPredictionDrift"],
+                                 "starts_at": TODAY.strftime("%Y-%m-%dT00:00:00Z")}
     payload["repository"]["full_name"] = REPO
     return payload
 
@@ -36,7 +39,7 @@ def test_drift_dispatch_runs_retrain_yml_to_a_pull_request(example, tmp_path,  #
     origin = tmp_path / "origin.git"
     shutil.copytree(example.parent / "origin.git", origin)
     git(ws, "remote", "set-url", "origin", str(origin))
-    fresh = _fresh_batch(tmp_path / "incoming" / "scanner-b.csv")
+    fresh = _fresh_batch(tmp_path / "incoming" / f"{TODAY:%Y-%m-%d}.csv")
     main_lock = (ws / "dvc.lock").read_text()
 
     def job(root_name: str):
@@ -59,7 +62,8 @@ def test_drift_dispatch_runs_retrain_yml_to_a_pull_request(example, tmp_path,  #
     assert new_lock != main_lock
     assert run(["git", "show", "main:dvc.lock"], cwd=origin, env=GIT_ENV).stdout == main_lock
     files = run(["git", "ls-tree", "-r", "--name-only", branch], cwd=origin, env=GIT_ENV).stdout
-    assert "data/incoming/scanner-b.csv" in files.splitlines()
+    batches = [f for f in files.splitlines() if f.startswith("data/incoming/digits-cnn-")]
+    assert len(batches) == 1 and batches[0].endswith(".csv.dvc")  # tracked by DVC, not git
     assert "write-token" not in result.log
 
     # Alertmanager repeats the alert while the pull request is still open: nothing new

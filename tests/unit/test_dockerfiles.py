@@ -80,7 +80,23 @@ def test_training_images_install_the_locked_dependencies_and_match_params():
     from modelops.settings import load_settings
 
     params = load_settings(ROOT / "params.yaml")
+    wf = params.workflow
     for name in ("docker/train.Dockerfile", "docker/train-cuda.Dockerfile"):
         text = (ROOT / name).read_text()
         assert "requirements.lock" in text and "torch==2.13.0" in text
-    assert params.workflow.image.split(":")[0] == params.workflow.gpu_image.split(":")[0]
+        # the suite itself is in the image: the tasks run `modelops-gitops workflow task`
+        assert "pip wheel" in text and "/tmp/wheels/*.whl" in text
+        # the image's user is the one the pods run as, with /work (the tasks' working
+        # directory) writable by it
+        cmds = _parse(ROOT / name)
+        users = [c.value[0] for c in cmds if c.cmd.upper() == "USER"]
+        assert users[-1] == f"{wf.run_as_user}:{wf.run_as_group}"
+        assert f"--uid {wf.run_as_user} --gid {wf.run_as_group}" in text
+        assert f"groupadd --gid {wf.fs_group}" in text
+        assert "chown 10001:10001 /work" in text
+        assert [c.value[0] for c in cmds if c.cmd.upper() == "WORKDIR"][-1] == "/work"
+    # the compile stage runs in the CUDA image, which must be able to build TensorRT engines
+    assert re.search(r"tensorrt-cu12==[0-9.]+", (ROOT / "docker/train-cuda.Dockerfile")
+                     .read_text())
+    assert wf.gpu_image.split("@")[0] == wf.image.split("@")[0] + "-cuda"
+    assert "@sha256:" in wf.image and "@sha256:" in wf.gpu_image
