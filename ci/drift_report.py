@@ -7,7 +7,8 @@ Input, one of:
 - ``--data FILE``: a CSV with a header (a column per baseline feature, by name; other columns
   such as a label are ignored; an empty cell is a missing value), a Parquet file (the same
   columns; needs ``pyarrow``), or an ``.npz`` with an array ``x`` (rows first, as the
-  pipelines' splits);
+  pipelines' splits). A CSV or Parquet file of *raw* data, whose columns are the baseline's
+  ``features.columns``, is turned into the model's input by its ``scale`` and ``offset``;
 - ``--requests FILE``: JSON lines, one Open Inference Protocol request body each (as a
   request logger writes them); the monitored input's rows are taken from each, the last
   ``--window`` rows are compared, as the serving runtime does.
@@ -30,14 +31,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from modelops.binning import Binner
 from modelops.drift import FeatureBaseline, parse_features, read_baseline
 from modelops.errors import GateFailed, InputError
 
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy, the binning and matplotlib are imported where they are used: `modelops-ci` loads
+# every command module, and the comment job installs the base dependencies only
 DEFAULT_OUT = Path("reports") / "drift"
 DEFAULT_THRESHOLD = 0.2
 DPI = 100
@@ -56,18 +59,38 @@ class Batch:
     source: str
 
 
-def _by_name(names: tuple[str, ...], header: list[str], path: Path) -> list[int]:
+def _by_name(f: FeatureBaseline, header: list[str], path: Path) -> tuple[list[int], bool]:
+    """Column index of each feature, and whether the header is the raw data's
+    (``features.columns``: values go through ``scale`` and ``offset``)."""
     index = {h: i for i, h in enumerate(header)}
+    names = f.names
+    if f.columns is not None and not all(n in index for n in names) and \
+            all(c in index for c in f.columns):
+        return [index[c] for c in f.columns], True
     missing = [n for n in names if n not in index]
     if missing:
         shown = ", ".join(repr(m) for m in missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise InputError(f"{path}: no column for feature(s) {shown} of the baseline "
                          f"(header has {len(header)} columns)",
-                         hint="the columns are named as the baseline's features.names")
-    return [index[n] for n in names]
+                         hint="the columns are named as the baseline's features.names"
+                              + (" (or, raw data, features.columns)" if f.columns else ""))
+    return [index[n] for n in names], False
+
+
+def _raw(rows: np.ndarray, f: FeatureBaseline, raw: bool) -> np.ndarray:
+    import numpy as np
+
+    if raw:
+        if f.scale is not None:
+            rows = rows * np.asarray(f.scale)
+        if f.offset is not None:
+            rows = rows + np.asarray(f.offset)
+    return rows
 
 
 def read_csv(path: Path, f: FeatureBaseline) -> Batch:
+    import numpy as np
+
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -76,7 +99,7 @@ def read_csv(path: Path, f: FeatureBaseline) -> Batch:
     header = next(reader, None)
     if not header:
         raise InputError(f"{path}: empty file; a header row naming the features is needed")
-    cols = _by_name(f.names, [h.strip() for h in header], path)
+    cols, raw = _by_name(f, [h.strip() for h in header], path)
     rows, empty = [], []
     for line, record in enumerate(reader, start=2):
         if not record:
@@ -98,10 +121,13 @@ def read_csv(path: Path, f: FeatureBaseline) -> Batch:
         empty.append(blanks)
     if not rows:
         raise InputError(f"{path}: no data rows")
-    return Batch(np.array(rows, dtype=np.float64), np.array(empty, dtype=bool), str(path))
+    return Batch(_raw(np.array(rows, dtype=np.float64), f, raw), np.array(empty, dtype=bool),
+                 str(path))
 
 
 def read_parquet(path: Path, f: FeatureBaseline) -> Batch:
+    import numpy as np
+
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
@@ -111,7 +137,7 @@ def read_parquet(path: Path, f: FeatureBaseline) -> Batch:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises its own types for a bad file
         raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
-    cols = _by_name(f.names, table.column_names, path)
+    cols, raw = _by_name(f, table.column_names, path)
     rows = np.empty((table.num_rows, f.count))
     empty = np.zeros(rows.shape, dtype=bool)
     for j, c in enumerate(cols):
@@ -125,10 +151,12 @@ def read_parquet(path: Path, f: FeatureBaseline) -> Batch:
         rows[:, j] = values
     if not len(rows):
         raise InputError(f"{path}: no data rows")
-    return Batch(rows, empty, str(path))
+    return Batch(_raw(rows, f, raw), empty, str(path))
 
 
 def read_npz(path: Path, f: FeatureBaseline) -> Batch:
+    import numpy as np
+
     try:
         with np.load(path, allow_pickle=False) as data:
             x = data["x"]
@@ -138,6 +166,8 @@ def read_npz(path: Path, f: FeatureBaseline) -> Batch:
 
 
 def _rows(x: np.ndarray, f: FeatureBaseline, source: str) -> Batch:
+    import numpy as np
+
     rows = np.asarray(x).reshape(len(x), -1) if np.ndim(x) > 1 else np.asarray(x)[:, None]
     if rows.shape[1] != f.count:
         raise InputError(f"{source}: rows of {rows.shape[1]} values, the baseline has "
@@ -150,6 +180,8 @@ def _rows(x: np.ndarray, f: FeatureBaseline, source: str) -> Batch:
 
 def read_requests(path: Path, f: FeatureBaseline, window: int | None) -> Batch:
     """Rows of the monitored input from JSON lines of inference request bodies."""
+    import numpy as np
+
     name = f.input
     chunks = []
     try:
@@ -244,6 +276,10 @@ def _bin_labels(f: FeatureBaseline, j: int) -> list[str]:
 def analyse(f: FeatureBaseline, batch: Batch, threshold: float,
             train_mean: list[float] | None = None) -> list[FeatureResult]:
     """PSI and data quality per feature of ``batch`` against ``f``."""
+    import numpy as np
+
+    from modelops.binning import Binner
+
     if not f.binned:
         raise InputError("the baseline's features have no bins (quantile_edges and "
                          "bin_distribution)", hint="regenerate the baseline with the pipeline")
@@ -282,6 +318,7 @@ def slug(name: str) -> str:
 def plot_feature(r: FeatureResult, threshold: float) -> bytes:
     """PNG of the training and the current share of each bin (deterministic bytes)."""
     import matplotlib.style
+    import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -447,3 +484,34 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fail-on-drift", action="store_true",
                    help="exit 1 when a feature drifted")
     p.set_defaults(handler=_cmd)
+
+
+# --------------------------------------------------------------------------- retraining PRs
+
+def pull_request_section(root: str | Path, settings: Any, batch: str | Path,
+                         out: str | Path | None = None, top: int = 5) -> str:
+    """Markdown for a retraining pull request: the fresh ``batch`` against the baseline of
+    the model it would replace (the checkout's ``modelops.model.drift_baseline``, read
+    *before* ``dvc repro`` writes the new one). The full report (Markdown and a PNG per
+    feature) goes to ``out`` (default ``reports/drift`` under ``root``) for the workflow's
+    artifact. Never fails the retraining: a missing or unusable baseline is said in a line."""
+    from modelops.ci.markdown import md
+
+    root = Path(root)
+    rel = settings.model.drift_baseline
+    if not rel:
+        return "Input drift: no drift baseline (`modelops.model.drift_baseline` is '')."
+    try:
+        report = drift_report(root / rel, batch, out or root / DEFAULT_OUT)
+    except InputError as exc:
+        return f"Input drift: no report ({md(exc.message.splitlines()[0])})."
+    ranked = sorted(report.results, key=lambda r: -(r.psi if math.isfinite(r.psi) else -1))
+    lines = [f"**Input drift of the fresh data** against the training data of the model it "
+             f"replaces: {len(report.drifted)} of {len(report.results)} features at PSI "
+             f">= {DEFAULT_THRESHOLD:g} (full report with a plot per feature: the workflow "
+             "artifact `drift-report`).", "",
+             "| feature | PSI | out of range | missing | NaN/inf |", "|---|---:|---:|---:|---:|"]
+    for r in ranked[:top]:
+        lines.append(f"| {md(r.name)} | {_n(r.psi, 3)}{' (drifted)' if r.drifted else ''} | "
+                     f"{r.out_of_range} | {r.missing} | {r.nonfinite} |")
+    return "\n".join(lines)

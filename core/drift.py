@@ -17,7 +17,9 @@ The file is one JSON object::
        "quantile_edges": [[...], ...],        # per feature: increasing inner bin edges
        "bin_distribution": [[...], ...],      # per feature: training share of each bin
        "categories": [null, [0, 1, 2], ...],  # optional: categorical features' codes
-       "missing_value": "NaN"}}               # optional: the marker of a missing value
+       "missing_value": "NaN",                # optional: the marker of a missing value
+       "columns": ["p0", ...],                # optional: each feature's column in raw data
+       "scale": [0.0625, ...], "offset": [...]}}  # optional: input = raw * scale + offset
 
 Feature ``j`` is column ``j`` of the input tensor with its batch axis first and every other
 axis flattened, row-major (pixel ``[r, c]`` of an 8x8 image is feature ``8 * r + c``).
@@ -26,6 +28,10 @@ Binning (the same everywhere, as ``numpy.digitize``): bin ``k`` of a numeric fea
 bin per code in ``categories`` and a last one for any other value. ``missing_value``: a number,
 or ``"NaN"`` when NaN means missing (then NaN is counted as missing, not as non-finite);
 missing and non-finite values are left out of the bins.
+
+``columns``, ``scale`` and ``offset`` describe the raw data the pipeline prepares into the model
+input (the digits' CSV has columns ``p0..p63`` of intensities 0..16, the model sees
+``intensity / 16``): the drift report reads a batch of raw data through them.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from modelops.errors import InputError
 
 SHARE_TOLERANCE = 1e-3  # a distribution's shares must sum to 1 within this
 _LISTS = ("names", "min", "max", "mean", "std", "quantile_edges", "bin_distribution",
-          "categories")
+          "categories", "columns", "scale", "offset")
 _KEYS = {*_LISTS, "input", "missing_value", "binning", "split", "n"}
 
 
@@ -57,6 +63,9 @@ class FeatureBaseline:
     expected: tuple[tuple[float, ...], ...] | None
     missing_value: float | None  # NaN: NaN means missing
     input: str | None
+    columns: tuple[str, ...] | None = None  # raw-data column of each feature
+    scale: tuple[float, ...] | None = None  # model input = raw * scale + offset
+    offset: tuple[float, ...] | None = None
 
     @property
     def count(self) -> int:
@@ -120,6 +129,19 @@ def feature_problems(features: Any) -> list[tuple[str, Any, str]]:
             out.append(("features.names", names, "must be non-empty strings"))
         elif len(set(names)) != len(names):
             out.append(("features.names", names, "must be unique"))
+    columns = features.get("columns")
+    if columns is not None:
+        if not all(isinstance(s, str) and s for s in columns):
+            out.append(("features.columns", columns, "must be non-empty strings"))
+        elif len(set(columns)) != len(columns):
+            out.append(("features.columns", columns, "must be unique"))
+    for key in ("scale", "offset"):
+        if key in features:
+            problem = _numbers(features[key], n)
+            if problem:
+                out.append((f"features.{key}", features[key], problem))
+            elif key == "scale" and any(v == 0 for v in features[key]):
+                out.append(("features.scale", features[key], "must not be 0"))
     for key in ("min", "max", "mean", "std"):
         if key in features:
             problem = _numbers(features[key], n)
@@ -211,7 +233,9 @@ def parse_features(features: Any, source: str | Path = "drift baseline") -> Feat
                   else None),
         missing_value=(math.nan if missing == "NaN" else
                        float(missing) if missing is not None else None),
-        input=features.get("input"))
+        input=features.get("input"),
+        columns=tuple(features["columns"]) if features.get("columns") is not None else None,
+        scale=floats("scale"), offset=floats("offset"))
 
 
 def read_baseline(path: str | Path) -> dict[str, Any]:

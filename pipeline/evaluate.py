@@ -33,7 +33,7 @@ from pipeline._stage import (
 )
 from pipeline.export import INPUT_NAME, OUTPUT_NAME, onnx_session
 from pipeline.params import Params
-from pipeline.prepare import load_split
+from pipeline.prepare import MAX_PIXEL, load_split
 
 CLASSES = [str(c) for c in range(N_CLASSES)]
 WARMUP_RUNS = 10
@@ -105,6 +105,10 @@ def drift_baseline(model_name: str, x_val: np.ndarray, pred_val: np.ndarray,
             "split": "train",
             "n": len(flat),
             "names": [f"pixel_{j // side}_{j % side}" for j in range(flat.shape[1])],
+            # the raw data's view (data/raw/digits.csv, data/incoming/*.csv): column p<j>,
+            # intensities 0..16 that prepare divides by 16
+            "columns": [f"p{j}" for j in range(flat.shape[1])],
+            "scale": [1.0 / MAX_PIXEL] * flat.shape[1],
             "mean": r(flat.mean(0)), "std": r(flat.std(0)), "min": exact(flat.min(0)),
             "max": exact(flat.max(0)),
             "binning": "bin k of feature j holds quantile_edges[j][k-1] <= value < "

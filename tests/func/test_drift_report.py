@@ -200,3 +200,40 @@ def test_the_digits_baseline_of_this_repository_reads_its_own_splits(tmp_path):
     inverted = drift_report(baseline, tmp_path / "inverted.npz", tmp_path / "inv", plots=0)
     assert len(inverted.drifted) > 20
     assert all(math.isfinite(r.psi) for r in inverted.results)
+
+
+def test_raw_data_is_read_through_the_baselines_columns_and_scale(tmp_path):
+    """The digits' raw CSV (columns p0..p63, intensities 0..16, as data/incoming holds them)
+    is the model's input once divided by 16: the baseline's features.columns and scale."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    raw = tmp_path / "incoming.csv"
+    lines = [",".join([f"p{i}" for i in range(64)] + ["label"])]
+    lines += [",".join(str(int(v)) for v in row) + f",{t}" for row, t in zip(d.data, d.target)]
+    raw.write_text("\n".join(lines) + "\n")
+    report = drift_report(ROOT / "metrics" / "drift_baseline.json", raw, tmp_path / "r", plots=0)
+    assert not report.drifted
+    by = {r.name: r for r in report.results}
+    assert by["pixel_3_4"].mean == pytest.approx(float(d.data[:, 28].mean() / 16), rel=1e-9)
+    assert sum(r.out_of_range for r in report.results) < 50  # in the training range: 0..1
+
+
+def test_the_retraining_pull_request_section(data, tmp_path):
+    from types import SimpleNamespace
+
+    from modelops.ci.drift_report import pull_request_section
+
+    root = tmp_path / "repo"
+    (root / "eval").mkdir(parents=True)
+    (root / "eval" / "drift_baseline.json").write_bytes(data["baseline"].read_bytes())
+    batch = write_csv(tmp_path / "fresh.csv", data["names"], data["current"])
+    settings = SimpleNamespace(model=SimpleNamespace(drift_baseline="eval/drift_baseline.json"))
+    text = pull_request_section(root, settings, batch)
+    assert text.startswith("**Input drift of the fresh data**") and "1 of 30 features" in text
+    assert "| mean radius |" in text and "(drifted)" in text
+    assert (root / "reports" / "drift" / "drift-report.md").is_file()
+    none = SimpleNamespace(model=SimpleNamespace(drift_baseline=""))
+    assert "no drift baseline" in pull_request_section(root, none, batch)
+    gone = SimpleNamespace(model=SimpleNamespace(drift_baseline="eval/missing.json"))
+    assert "no report" in pull_request_section(root, gone, batch)  # never fails retraining

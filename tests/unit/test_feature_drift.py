@@ -47,6 +47,9 @@ def test_a_sound_section_parses():
     ({"missing_value": "none"}, "features.missing_value", "a number or"),
     ({"colour": 1}, "features.colour", "unknown key"),
     ({"min": [3.0, 0.0, 0.0], "max": [1.0, 1.0, 2.0]}, "features.min[0]", "above"),
+    ({"columns": ["p0", "p0", "p1"]}, "features.columns", "must be unique"),
+    ({"scale": [1.0, 0.0, 1.0]}, "features.scale", "must not be 0"),
+    ({"offset": [1.0, 0.0]}, "features.offset", "one entry per feature"),
 ])
 def test_a_bad_section_names_the_field_and_the_value(over, path, words):
     problems = feature_problems(section(**over))
