@@ -206,9 +206,11 @@ def _lua_string(data: bytes) -> str:
 
 
 def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if m is None:
+        raise SystemExit(f"wrk printed a latency this bench cannot read: {text!r}")
     value, unit = float(m.group(1)), m.group(2)
-    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60e3, "h": 3600e3}[unit]
 
 
 def wrk(exe: str, work: Path, port: int, path: str, body: bytes, headers: dict,
@@ -221,9 +223,14 @@ def wrk(exe: str, work: Path, port: int, path: str, body: bytes, headers: dict,
     out = subprocess.run([exe, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s",
                           "--latency", "-s", str(script), f"http://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))
+    # the percentiles are lines of their own ("     99%    2.46ms"): a "+/- Stdev" column
+    # such as "98.99%" must not match
+    found = [re.search(p, out, re.M) for p in (r"Requests/sec:\s+([\d.]+)",
+                                               r"^\s*50%\s+(\S+)$", r"^\s*99%\s+(\S+)$")]
+    if not all(found):
+        raise SystemExit(f"wrk's output has no throughput or latency percentiles:\n{out}")
+    rps = float(found[0].group(1))
+    p50, p99 = _ms(found[1].group(1)), _ms(found[2].group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)

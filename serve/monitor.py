@@ -3,8 +3,9 @@ confidence, computed off the request path.
 
 The request path only appends ``(inputs, scores)`` of each answered request to a queue (a
 ``deque.append``, well under a microsecond: ``bench/serve.py`` measures it). A background
-thread, and every ``/metrics`` scrape before it exports, drains the queue and does the work
-in bulk, vectorised over the whole chunk: bins every row of the monitored input against the
+thread (every ``interval``, 0.1 s: small chunks, so it never holds the interpreter for long),
+and every ``/metrics`` scrape before it exports, drains the queue and does the work in bulk,
+vectorised over the whole chunk: bins every row of the monitored input against the
 training baseline (:mod:`modelops.binning`), keeps the last ``window`` rows per feature in a
 ring, and updates the families below. When the queue holds ``max_pending`` requests the
 newest are left out and counted (``model_input_monitor_dropped_total``): monitoring never
@@ -118,7 +119,7 @@ class InputMonitor:
     def __init__(self, metrics: ServingMetrics, features: FeatureBaseline | None, *,
                  window: int = 1000, min_samples: int = 200, threshold: float = 0.2,
                  series_max: int = 64, scores: str = "auto", max_pending: int = 4096,
-                 interval: float = 0.5):
+                 interval: float = 0.1):
         if series_max < 1 or max_pending < 1 or not threshold > 0 or scores not in SCORES:
             raise ValueError("bad monitor settings")
         self.metrics = metrics
@@ -269,17 +270,11 @@ class InputMonitor:
                                                               self.scores))
             if self.binner is None:
                 return
-            served, refused = [], []
-            for x, _, was_refused in items:
-                if x is None:
-                    continue
-                try:
-                    (refused if was_refused else served).append(self.binner.rows(x))
-                except ValueError:
-                    continue  # a shape the model took but the baseline does not describe
-            if not served and not refused:
+            served = self._rows_of([x for x, _, r in items if x is not None and not r])
+            refused = self._rows_of([x for x, _, r in items if x is not None and r])
+            if not len(served) and not len(refused):
                 return
-            rows = np.concatenate(served + refused)
+            rows = np.concatenate([served, refused]) if len(refused) else served
             self._rows.inc(len(rows))
             missing, nonfinite, out = self.binner.quality(rows)
             for key, mask in (("missing", missing), ("nonfinite", nonfinite),
@@ -287,12 +282,28 @@ class InputMonitor:
                 per = mask.sum(axis=0)
                 for j in np.flatnonzero(per).tolist():
                     self._quality[key][self._quality_labels[j]].inc(int(per[j]))
-            if self.window is None or not served:
+            if self.window is None or not len(served):
                 return
-            n = sum(len(r) for r in served)
+            n = len(served)
             first = max(0, n - self.window.window)  # older rows would leave the window at once
             self.window.add(self.binner.bin(rows[first:n], (missing | nonfinite)[first:n]))
             self._publish(self.window.psi())
+
+    def _rows_of(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """The rows of many requests' inputs as one float64 [rows, features] array (one
+        concatenation when their shapes agree, as they do for one model)."""
+        if not arrays:
+            return np.empty((0, self.binner.count))
+        try:
+            return self.binner.rows(np.concatenate(arrays))
+        except ValueError:  # shapes differ, or one the baseline does not describe
+            out = []
+            for x in arrays:
+                try:
+                    out.append(self.binner.rows(x))
+                except ValueError:
+                    continue
+            return np.concatenate(out) if out else np.empty((0, self.binner.count))
 
     def _publish(self, psi: np.ndarray | None) -> None:
         if psi is None:
