@@ -316,19 +316,13 @@ def hot_path(model: Path, x_all: np.ndarray, batches: list[int], baseline: Path,
     return rows
 
 
-def feature_baseline(path: Path, x: np.ndarray, y: np.ndarray, bins: int = 10) -> Path:
+def feature_baseline(path: Path, x: np.ndarray, y: np.ndarray) -> Path:
     """A drift baseline with per-feature quantile bins of ``x`` (for a model other than the
     pipeline's, whose own baseline does not fit it)."""
-    flat = x.reshape(len(x), -1).astype(np.float64)
-    edges = [np.unique(np.quantile(c, np.linspace(0, 1, bins + 1)[1:-1])) for c in flat.T]
-    shares = [np.bincount(np.digitize(c, e), minlength=len(e) + 1) / len(c)
-              for c, e in zip(flat.T, edges)]
-    counts = np.bincount(y, minlength=10)
-    path.write_text(json.dumps({
-        "model": MODEL, "class_distribution": (counts / counts.sum()).tolist(),
-        "features": {"min": flat.min(0).tolist(), "max": flat.max(0).tolist(),
-                     "quantile_edges": [e.tolist() for e in edges],
-                     "bin_distribution": [s.tolist() for s in shares]}}))
+    from scripts.fixtures import class_distribution, feature_section
+
+    path.write_text(json.dumps({"model": MODEL, "class_distribution": class_distribution(y),
+                                "features": feature_section(x)}))
     return path
 
 

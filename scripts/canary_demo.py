@@ -163,7 +163,8 @@ def start_server(workdir: Path, name: str, model: Path, *, version: str, role: s
     cmd = [python, "-m", "modelops.serve", "--model", str(model), "--sha256", sha256_file(model),
            "--model-name", MODEL, "--model-version", version, "--role", role,
            "--host", "127.0.0.1", "--port", "0", "--psi-window", "300",
-           "--psi-min-samples", "50", "--drain-seconds", "0", *(extra or [])]
+           "--psi-min-samples", "50", "--feature-window", "300", "--feature-min-samples", "50",
+           "--drain-seconds", "0", *(extra or [])]
     if baseline is not None:
         cmd += ["--drift-baseline", str(baseline)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -336,7 +337,7 @@ def scenarios() -> list[Scenario]:
 def canary_lab(workdir: Path, chosen: list[Scenario], *, warmup: float = 8.0,
                log=print) -> Iterator[dict[str, Any]]:
     """Start models, servers, Services, Prometheus and traffic; yield handles; stop all."""
-    from scripts.fixtures import class_distribution, held_out, linear_model
+    from scripts.fixtures import class_distribution, feature_section, held_out, linear_model
 
     procs: list[Proc] = []
     proxies: list[ServiceProxy] = []
@@ -350,7 +351,7 @@ def canary_lab(workdir: Path, chosen: list[Scenario], *, warmup: float = 8.0,
         baseline = workdir / "drift_baseline.json"
         baseline.write_text(json.dumps({"model": MODEL, "split": "validation",
                                         "class_distribution": class_distribution(y),
-                                        "n": int(len(y))}))
+                                        "n": int(len(y)), "features": feature_section(x)}))
         log(f"==> starting {STABLE_REPLICAS} stable servers and one canary per scenario")
         stables = [start_server(workdir, f"stable-{i}", good, version="1", role="stable",
                                 baseline=baseline) for i in range(STABLE_REPLICAS)]

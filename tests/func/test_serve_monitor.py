@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelops.fsutil import sha256_file
 from scripts.canary_demo import read_port, wait_until
-from scripts.fixtures import class_distribution, held_out, linear_model
+from scripts.fixtures import class_distribution, feature_section, held_out, linear_model
 from tests.conftest import ROOT
 
 MODEL = "digits-cnn"
@@ -27,17 +27,10 @@ def artifacts(tmp_path_factory):
     d = tmp_path_factory.mktemp("serve-monitor")
     model = linear_model(d / "model.onnx")
     x, y = held_out(d)
-    flat = x.reshape(len(x), -1).astype(np.float64)
-    edges = [np.unique(np.quantile(c, np.linspace(0, 1, 11)[1:-1])) for c in flat.T]
-    shares = [np.bincount(np.digitize(c, e), minlength=len(e) + 1) / len(c)
-              for c, e in zip(flat.T, edges)]
     baseline = d / "drift_baseline.json"
     baseline.write_text(json.dumps({
         "model": MODEL, "class_distribution": class_distribution(y),
-        "features": {"input": "input", "names": [f"px{j}" for j in range(64)],
-                     "min": flat.min(0).tolist(), "max": flat.max(0).tolist(),
-                     "quantile_edges": [e.tolist() for e in edges],
-                     "bin_distribution": [s.tolist() for s in shares]}}))
+        "features": {**feature_section(x), "names": [f"px{j}" for j in range(64)]}}))
     return {"dir": d, "model": model, "baseline": baseline, "x": x, "y": y}
 
 
