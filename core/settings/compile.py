@@ -83,6 +83,10 @@ class CompileParams:
     runs: int = field(default=100, metadata={"min": 5})
     calibration: Calibration = field(default_factory=Calibration)
     tolerances: dict[str, Tolerance] = field(default_factory=_default_tolerances)
+    section_file: str = ""
+    """Where the compile step writes its report section (JSON), and where ``modelops-ci
+    report`` picks it up: a DVC stage that compiles may list it as a metrics file ('' =
+    ``reports/compile.json``, beside the report)."""
 
     def check(self, path: str, file: str | Path | None) -> None:
         for i, size in enumerate(self.batch_sizes):
