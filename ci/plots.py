@@ -372,6 +372,10 @@ def _cmd_plots(args: Any) -> int:
     root = Path(".")
     files = args.files or list(load_settings(args.params).model.plots)
     plots = workspace_plots(root, files)
+    if not plots:
+        print("plots: no plot files (modelops.model.plots is empty and dvc.yaml declares "
+              "none): nothing to render")
+        return 0
     written = make_plots(plots, args.out, root=root,
                          progress=lambda line: print(line, flush=True))
     for path in written:
@@ -391,7 +395,7 @@ def register(subparsers: Any) -> None:
                     "copied. The output is byte-for-byte reproducible. In GitHub Actions, "
                     f"upload the folder as the artifact {ARTIFACT!r}; the PR comment points "
                     "there. Exit 2 when a file is missing or malformed (nothing is written "
-                    "then).")
+                    "then). No plot files at all is not an error: nothing is written.")
     p.add_argument("files", nargs="*", metavar="FILE",
                    help="plot files to render (default: modelops.model.plots, else every plot "
                         "in dvc.yaml)")

@@ -162,10 +162,14 @@ def test_cli_writes_the_folder_and_exits_2_on_bad_input(repo, tmp_path, capsys, 
     assert artifact_name(tmp_path / "x") is None and artifact_name("") is None
 
 
-def test_no_plots_at_all_is_a_clear_error(tmp_path):
-    repo = dvc_repo(tmp_path / "r", "stages: {}\n", {})
+def test_no_plots_at_all_renders_nothing(tmp_path, capsys, monkeypatch):
+    repo = dvc_repo(tmp_path / "r", "stages: {}\n", {"params.yaml": "modelops: {model: "
+                                                                    "{name: m}}\n"})
     with pytest.raises(InputError, match="no plot files"):
         make_plots(workspace_plots(repo), tmp_path / "out")
+    monkeypatch.chdir(repo)
+    assert main(["plots", "--out", str(tmp_path / "out")]) == 0
+    assert "nothing to render" in capsys.readouterr().out and not (tmp_path / "out").exists()
 
 
 def test_comment_names_the_artifact_only_when_the_report_has_one():
