@@ -20,10 +20,16 @@ _DURATION = re.compile(r"^[0-9]+(s|m|h)$")
 
 @dataclass(frozen=True)
 class StageResources:
+    """Resources of one stage's task."""
+
     cpu: str = "1"
+    """CPU of the task, as a Kubernetes quantity."""
     memory: str = "2Gi"
+    """Memory of the task, as a Kubernetes quantity."""
     gpu: int = field(default=0, metadata={"min": 0})
+    """NVIDIA GPUs of the task (`nvidia.com/gpu`); a GPU stage runs the GPU image."""
     node_selector: dict[str, str] = field(default_factory=dict)
+    """Node labels the task's pod must run on."""
 
     def check(self, path: str, file: object) -> None:
         for name in ("cpu", "memory"):
@@ -35,10 +41,16 @@ class StageResources:
 
 @dataclass(frozen=True)
 class RetryParams:
+    """How a failed task is retried (Argo's retryStrategy)."""
+
     limit: int = field(default=2, metadata={"min": 0})
+    """Retries of a failed task."""
     backoff: str = "30s"
+    """The first wait before a retry."""
     factor: int = field(default=2, metadata={"min": 1})
+    """The wait grows by this factor each retry."""
     max_duration: str = "10m"
+    """The longest wait between two retries."""
 
     def check(self, path: str, file: object) -> None:
         for name in ("backoff", "max_duration"):
@@ -50,19 +62,32 @@ class RetryParams:
 
 @dataclass(frozen=True)
 class WorkflowParams:
-    """params.yaml ``workflow``: how the pipeline runs on an Argo Workflows cluster."""
+    """How the pipeline runs on an Argo Workflows cluster: one task per DVC stage."""
 
     namespace: str = field(default="ml-training", metadata=_DNS_LABEL)
+    """The namespace the Argo Workflow runs in."""
     image: str = "ghcr.io/example/modelops-train:latest"
+    """The container image of the CPU stages."""
     gpu_image: str = "ghcr.io/example/modelops-train:latest-cuda"
+    """The container image of stages that ask for a GPU."""
     service_account: str = field(default="dvc-runner", metadata=_DNS_LABEL)
+    """The service account of the workflow's pods."""
     source_repo: str = "https://github.com/example/model-repo.git"
+    """The git repository the tasks clone (the model repository)."""
     dvc_remote: str = "s3"
+    """The DVC remote the tasks pull from and push to."""
     credentials_secret: str = field(default="dvc-remote-credentials", metadata=_DNS_LABEL)
+    """The Secret with the DVC remote's credentials."""
     active_deadline_seconds: int = field(default=7200, metadata={"min": 60})
+    """The longest the whole workflow may run."""
     stage_deadline_seconds: int = field(default=3600, metadata={"min": 60})
+    """The longest one stage's task may run."""
     retry: RetryParams = field(default_factory=RetryParams)
+    """How a failed task is retried."""
     default_resources: StageResources = field(default_factory=StageResources)
+    """Resources of a stage not listed in `stages`."""
     stages: dict[str, StageResources] = field(default_factory=dict)
+    """Resources per DVC stage, by stage name."""
     kind: Literal["Workflow", "WorkflowTemplate"] = "Workflow"
+    """Render a `Workflow` (runs once) or a `WorkflowTemplate` (submitted later)."""
 

@@ -234,3 +234,12 @@ def test_an_ambiguous_gate_and_a_card_turned_off(clone):
     assert report["sections"]["card"] == {
         "status": "skipped", "reason": "turned off (modelops.steps.card: false)"}
     assert report["verdict"] == "pass"
+
+
+def test_compare_command_names_every_metrics_file(clone):
+    ci(clone, "reproduce", "--pull", "true")
+    out = ci(clone, "compare", "--base", "origin/main").stdout
+    assert "metric eval/metrics.json:auc:" in out and "metric eval/extra.json:rows:" in out
+    data = json.loads(ci(clone, "compare", "--base", "origin/main", "--json").stdout)
+    assert data["metrics_files"] == ["eval/metrics.json", "eval/extra.json"]
+    assert {m["file"] for m in data["metrics"]} == set(data["metrics_files"])
