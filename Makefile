@@ -1,16 +1,17 @@
 # Two commands on a fresh machine: `make demo` (the main job) and `make test` (the tests).
+# The reference pages are generated from the code: `make reference` (never in CI).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint venv lock bench clean
+.PHONY: demo test test-fast lint venv lock bench clean reference
 
 $(STAMP): requirements.lock requirements.in pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "==> installing pinned dependencies into $(VENV) (first run takes a few minutes)"
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip "setuptools>=77"  # 77: the SPDX license field
 	$(PY) -m pip install --quiet -r requirements.lock
 	@echo "==> installing the suite (editable: modelops -> core/, modelops.ci -> ci/, ...)"
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
@@ -21,14 +22,24 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m scripts.demo
 
+# The tests run real Prometheus, Alertmanager, kubectl and actionlint: installed here when that
+# can be done without asking (root or passwordless sudo), else make stops saying what to install.
+# The unit tests run in random order (pytest-randomly prints the seed; rerun one order with
+# `-p randomly --randomly-seed=<seed>`); the end-to-end ones in file order.
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) scripts/ensure_tools.py
+	$(PY) -m pytest tests/unit -p randomly
+	$(PY) -m pytest tests/func -p no:randomly
 
 test-fast: $(STAMP)
-	$(PY) -m pytest tests -m "not slow"
+	$(PY) -m pytest tests/unit -p randomly
+	$(PY) -m pytest tests/func -p no:randomly -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+reference: $(STAMP)
+	$(PY) -m scripts.reference --write
 
 lock:
 	$(PYTHON) -m venv /tmp/lock-venv && /tmp/lock-venv/bin/pip install -q -r requirements.in \

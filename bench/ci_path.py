@@ -106,8 +106,8 @@ def time_pr_path(ws: Path, api: GitHubImitation) -> dict[str, float]:
                                  ("evaluate", "actions/evaluate", {"pull": "from setup"}),
                                  ("compile", "actions/compile", {"backend": "onnxruntime"}),
                                  ("comment", "actions/comment", {"token": "write-token"})):
-        if inputs.get("pull") == "from setup":  # as pr.yml passes steps.setup.outputs.has-remote
-            inputs = {"pull": has_remote}
+        if inputs.get("pull") == "from setup":  # as modelops-pr.yml calls it for pr.yml
+            inputs = {"pull": has_remote, "plots": "plots/png"}
         start = time.perf_counter()
         result = r.run_action(action, inputs)
         has_remote = result.outputs.get("has-remote", has_remote)

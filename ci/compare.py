@@ -1,6 +1,9 @@
 """Compare the head of a change with its base revision, through DVC's own machinery.
 
-* metrics: ``dvc metrics diff <base> [<head>] --all --json``
+* metrics: ``dvc metrics show`` at both revisions (the files of ``modelops.model.metrics``, or
+  every metrics file ``dvc.yaml`` declares), and from it ``dvc metrics diff <base> [<head>]
+  --all --json``; a DVC-tracked file the cache lacks at the base is streamed with
+  ``dvc.api.read(rev=...)`` (:mod:`modelops.ci.metrics`)
 * parameters: ``dvc params diff <base> [<head>] --json`` (changed ones only)
 * data: ``dvc diff --json <base> [<head>]`` (tracked outputs added / modified / deleted), with
   sizes read from ``dvc.lock`` of both sides
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelops.ci.metrics import MetricsAt, error_text, normalise, read_at_revision
 from modelops.errors import ExternalError, InputError
 from modelops.git import git, git_text
 
@@ -69,18 +73,33 @@ class DvcQueries:
             raise ExternalError(f"dvc {what} failed: {text[-800:]}") from exc
 
     def _relative(self, diff_result: Mapping[str, Any], what: str) -> dict[str, Any]:
-        errored = [rev for rev, err in (diff_result.get("errors") or {}).items() if err]
-        if errored:
-            print(f"compare: dvc {what} could not load some files at revision(s) "
-                  f"{', '.join(map(str, errored))}", file=sys.stderr, flush=True)
         start = os.path.relpath(os.getcwd(), self.repo.root_dir)
         return {os.path.relpath(path, start): result
                 for path, result in (diff_result.get("diff") or {}).items()}
 
-    def metrics_diff(self, a_rev: str, b_rev: str | None) -> dict[str, Any]:
-        """``dvc metrics diff <a_rev> [<b_rev>] --all --json``."""
-        return self._call("metrics diff", lambda: self._relative(self.repo.metrics.diff(
-            a_rev=a_rev, b_rev=b_rev or WORKSPACE, targets=None, all=True), "metrics diff"))
+    def metrics_show(self, revs: list[str], targets: list[str] | None = None) -> dict[str, Any]:
+        """``dvc metrics show`` at ``revs`` (``workspace`` for the workspace), as DVC returns it:
+        ``{rev: {"data": {file: {"data": ...} | {"error": exc}}} | {"error": exc}}``."""
+        def run() -> Any:
+            return self.repo.metrics.show(targets=targets, revs=revs, hide_workspace=False)
+        try:
+            return run()
+        except (KeyboardInterrupt, ExternalError):
+            raise
+        except Exception as exc:
+            raise ExternalError(f"dvc metrics show failed: {error_text(exc)}") from exc
+
+    def metrics_diff(self, a_rev: str, b_rev: str | None,
+                     shown: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``dvc metrics diff <a_rev> [<b_rev>] --all --json`` (of ``shown``, a
+        :meth:`metrics_show` result for both revisions, when given)."""
+        from dvc.repo.metrics.diff import _diff
+
+        new = b_rev or WORKSPACE
+        if shown is None:
+            shown = self.metrics_show([a_rev, new])
+        return self._call("metrics diff", lambda: self._relative(
+            _diff(shown, a_rev, new, with_unchanged=True), "metrics diff"))
 
     def params_diff(self, a_rev: str, b_rev: str | None) -> dict[str, Any]:
         """``dvc params diff <a_rev> [<b_rev>] --json``."""
@@ -218,9 +237,14 @@ class Comparison:
     stages: list[dict[str, Any]] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    metrics_file: str = "metrics/metrics.json"
-    base_metrics: dict[str, Any] | None = None
-    head_metrics: dict[str, Any] | None = None
+    metrics_files: list[str] = field(default_factory=list)
+    base_metrics: MetricsAt | None = None
+    head_metrics: MetricsAt | None = None
+
+    @property
+    def metrics_file(self) -> str | None:
+        """The primary metrics file (the first one)."""
+        return self.metrics_files[0] if self.metrics_files else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -228,6 +252,7 @@ class Comparison:
             "head": {"rev": self.head_rev, "sha": self.head_sha},
             "metrics": self.metrics, "params": self.params, "data": self.data,
             "stages": self.stages, "stale": self.stale, "notes": self.notes,
+            "metrics_files": self.metrics_files,
         }
 
 
@@ -391,9 +416,69 @@ def stale_stages(status: Any) -> list[str]:
                   if not (isinstance(changes, list) and changes and all(map(fine, changes))))
 
 
+def _in_git(repo: Path, rev: str, path: str) -> bool:
+    return git_text(["cat-file", "-e", f"{rev}:./{path}"], cwd=repo) is not None
+
+
+def read_metrics(dvc: DvcQueries, repo: Path, a_rev: str, b_rev: str | None,
+                 files: list[str] | None = None,
+                 ) -> tuple[dict[str, Any], MetricsAt, MetricsAt, list[str]]:
+    """The metrics files at ``a_rev`` and ``b_rev`` (``None``: the workspace) and their
+    ``dvc metrics diff --all --json``, from one ``dvc metrics show`` over both revisions.
+
+    ``files`` are the files to read (``None`` or empty: every metrics file ``dvc.yaml``
+    declares). A file DVC could not read at a git revision that git does not hold either (a
+    DVC-tracked file the cache lacks) is read with ``dvc.api.read(rev=...)``, which streams it
+    from the remote. Returns ``(diff, at_a, at_b, files)``.
+    """
+    wanted = [normalise(f) for f in files] if files else None
+    new = b_rev or WORKSPACE
+    shown = dvc.metrics_show([a_rev, new], wanted)
+    for rev in dict.fromkeys([a_rev, new]):
+        result = shown.setdefault(rev, {"data": {}})
+        if rev == WORKSPACE or "error" in result:
+            continue
+        for file, entry in (result.get("data") or {}).items():
+            if "error" in entry and not _in_git(repo, rev, normalise(file)):
+                try:
+                    entry.clear()
+                    entry["data"] = read_at_revision(repo, normalise(file), rev)
+                except Exception as exc:  # not in the cache, not on a remote, not at rev
+                    entry.clear()
+                    entry["error"] = exc
+    order = wanted or list(dict.fromkeys(
+        normalise(f) for rev in (new, a_rev) for f in (shown.get(rev, {}).get("data") or {})))
+
+    def at(rev: str) -> MetricsAt:
+        out = MetricsAt(rev)
+        result = shown.get(rev) or {}
+        if "error" in result:
+            out.errors = dict.fromkeys(order, error_text(result["error"]))
+            return out
+        for file, entry in (result.get("data") or {}).items():
+            file = normalise(file)
+            if "error" in entry:
+                out.errors[file] = error_text(entry["error"])
+            else:
+                out.files[file] = entry.get("data") if isinstance(entry.get("data"), dict) \
+                    else {}
+        for file in order:
+            if file not in out.files and file not in out.errors:
+                out.errors[file] = "not found"
+        return out
+
+    diff = dvc.metrics_diff(a_rev, b_rev, shown)
+    return diff, at(a_rev), at(new), order
+
+
 def compare(repo: str | Path = ".", base: str = "HEAD", head: str | None = None, *,
-            fetch: bool = True, metrics_file: str = "metrics/metrics.json") -> Comparison:
-    """Compare ``head`` (``None``: the workspace) with ``base``. Prints progress to stderr."""
+            fetch: bool = True, metrics_files: list[str] | None = None,
+            dvc: DvcQueries | None = None) -> Comparison:
+    """Compare ``head`` (``None``: the workspace) with ``base``. Prints progress to stderr.
+
+    ``metrics_files`` are the model's metrics files (``None``/empty: every metrics file
+    ``dvc.yaml`` declares); ``dvc`` an open :func:`dvc_queries` to reuse.
+    """
     repo = Path(repo)
     if not (repo / ".dvc").is_dir():
         raise InputError(f"{repo.resolve().name!r} is not a DVC repository (no .dvc/ folder)",
@@ -401,15 +486,20 @@ def compare(repo: str | Path = ".", base: str = "HEAD", head: str | None = None,
     base_sha = resolve_revision(repo, base, fetch=fetch)
     head_sha = resolve_revision(repo, head, fetch=fetch) if head else _commit_of(repo, "HEAD")
     head_rev = head or WORKSPACE
-    result = Comparison(base, base_sha, head_rev, head_sha, metrics_file=metrics_file)
+    result = Comparison(base, base_sha, head_rev, head_sha)
 
     def step(what: str) -> None:
         print(f"compare: {what} ({base} -> {head_rev})", file=sys.stderr, flush=True)
 
     a_rev, b_rev = base_sha, (head_sha if head else None)
-    with dvc_queries(repo) as dvc:
+    with contextlib.ExitStack() as stack:
+        if dvc is None:
+            dvc = stack.enter_context(dvc_queries(repo))
         step("metrics")
-        result.metrics = metric_rows(dvc.metrics_diff(a_rev, b_rev))
+        diff, base_at, head_at, files = read_metrics(dvc, repo, a_rev, b_rev, metrics_files)
+        result.metrics = metric_rows(diff)
+        result.metrics_files = files
+        result.base_metrics, result.head_metrics = base_at, head_at
         step("params")
         result.params = param_rows(dvc.params_diff(a_rev, b_rev))
         step("data")
@@ -426,12 +516,23 @@ def compare(repo: str | Path = ".", base: str = "HEAD", head: str | None = None,
                                     + ", ".join(result.stale) + "); run dvc repro")
     if not base_lock:
         result.notes.append(f"the base revision {base!r} has no {LOCK_FILE}")
-    result.base_metrics = read_json_at(repo, base_sha, metrics_file)
-    result.head_metrics = read_json_at(repo, head_sha if head else None, metrics_file)
-    if result.base_metrics is None:
-        result.notes.append(f"the base revision {base!r} has no {metrics_file}: "
-                            "regression gates have no baseline")
-    if result.head_metrics is None:
-        raise InputError(f"{metrics_file} is missing at {head_rev}",
-                         hint="run the pipeline first: dvc repro")
+    if not files:
+        raise InputError("no metrics files: modelops.model.metrics is empty and dvc.yaml "
+                         "declares none",
+                         hint="list the files in modelops.model.metrics in params.yaml, or "
+                              "declare them under a stage's metrics: in dvc.yaml")
+    readable = [f for f in files if f in head_at.files]
+    if not readable:
+        why = "; ".join(f"{f}: {head_at.errors.get(f, 'not found')}" for f in files)
+        raise InputError(f"no metrics file could be read at {head_rev} ({why})",
+                         hint="run the pipeline first: dvc repro (or dvc pull the metrics)")
+    for f in files:
+        if f not in head_at.files:
+            result.notes.append(f"{f} could not be read at {head_rev} "
+                                f"({head_at.errors.get(f, 'not found')}); run dvc repro")
+    for f in files:
+        if f not in base_at.files:
+            result.notes.append(f"the base revision {base!r} has no readable {f} "
+                                f"({base_at.errors.get(f, 'not found')}): regression gates on "
+                                "it have no baseline")
     return result

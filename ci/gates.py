@@ -1,36 +1,36 @@
 """Quality gates: ``modelops.gates`` in params.yaml, judged against head (and base) metrics.
 
-A gate names a metric (a dotted path into ``metrics/metrics.json``, e.g. ``accuracy`` or
-``per_class.3.recall``) and one or more bounds::
+A gate names a metric of the model's metrics files (``modelops.model.metrics``; see
+:mod:`modelops.ci.metrics`): a dotted path such as ``accuracy`` or ``per_class.3.recall``,
+optionally qualified by its file, ``eval/metrics.json:auc``. An unqualified name is looked up
+in every metrics file; one found in two files is a config error naming both. Bounds::
 
-    evaluate:
+    modelops:
       gates:
         accuracy: {min: 0.97, max_drop: 0.005}   # absolute floor + regression against base
-        latency_p95_ms: {max: 20}
-        model_size_mb: {max: 5}
+        eval/latency.json:p95_ms: {max: 20}
 
 Absolute bounds: ``min``, ``max``. Regression bounds against the base revision: ``max_drop``
 (head may be at most this much lower than base) and ``max_rise`` (at most this much higher, for
 "lower is better" metrics such as latency). Each bound gives one :class:`GateResult` with status
 ``pass``, ``fail`` or ``no-baseline`` (a regression bound when the base has no such metric).
-Evaluating never raises: a metric missing in head, or not a number, is a ``fail`` with a reason.
+Judging never raises for a metric's value: one missing in head, or not a number, is a ``fail``
+with a reason. Only an ambiguous or misqualified name (a config error) raises.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from modelops.ci.metrics import MetricRef, MetricsAt, describe_missing, resolve, value_of
+from modelops.ci.metrics import lookup as lookup
 from modelops.settings.gates import MetricGate
 
 Status = Literal["pass", "fail", "no-baseline"]
-
-
-
-
-
+ANONYMOUS = "metrics"
 
 
 @dataclass(frozen=True)
@@ -42,23 +42,17 @@ class GateResult:
     head: float | None
     base: float | None
     reason: str
+    file: str | None = None  # the metrics file the metric was found in
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def lookup(metrics: Mapping[str, Any] | None, name: str) -> Any:
-    """Find ``name`` in a metrics mapping: a flat dotted key, or a path into nested mappings."""
-    if metrics is None:
-        return None
-    if name in metrics:
-        return metrics[name]
-    node: Any = metrics
-    for part in name.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
+def as_metrics(metrics: MetricsAt | Mapping[str, Any] | None, rev: str) -> MetricsAt | None:
+    """A plain mapping is one anonymous metrics file (tests, ``gate`` on a single file)."""
+    if metrics is None or isinstance(metrics, MetricsAt):
+        return metrics
+    return MetricsAt(rev, files={ANONYMOUS: dict(metrics)})
 
 
 def _number(value: Any) -> float | None:
@@ -72,22 +66,56 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
-def evaluate_gates(gates: Mapping[str, MetricGate], head: Mapping[str, Any] | None,
-                   base: Mapping[str, Any] | None = None) -> list[GateResult]:
-    """Judge every bound of every gate. Never raises for bad or missing metric values."""
+def resolve_gates(gates: Mapping[str, MetricGate], files: Sequence[str], head: MetricsAt,
+                  base: MetricsAt | None = None,
+                  settings_file: str = "params.yaml") -> dict[str, MetricRef]:
+    """Each gate's metric resolved to its file. Raises ConfigError on an ambiguous name."""
+    return {name: resolve(name, files, head, base, where=f"modelops.gates.{name}",
+                          settings_file=settings_file) for name in gates}
+
+
+def evaluate_gates(gates: Mapping[str, MetricGate],
+                   head: MetricsAt | Mapping[str, Any] | None,
+                   base: MetricsAt | Mapping[str, Any] | None = None, *,
+                   files: Sequence[str] | None = None,
+                   settings_file: str = "params.yaml") -> list[GateResult]:
+    """Judge every bound of every gate against the head (and base) metrics files.
+
+    ``files`` orders the metrics files for the lookup of unqualified names (default: the
+    head's files, then the base's). Never raises for bad or missing metric values.
+    """
+    head_at = as_metrics(head, "head") or MetricsAt("head")
+    base_at = as_metrics(base, "base")
+    if files is None:
+        files = list(dict.fromkeys([*head_at.files, *head_at.errors,
+                                    *(base_at.files if base_at else {})]))
+    refs = resolve_gates(gates, files, head_at, base_at, settings_file)
     results: list[GateResult] = []
     for metric, gate in gates.items():
-        raw_head = lookup(head, metric)
+        ref = refs[metric]
+        raw_head = value_of(ref, head_at)
         head_v = _number(raw_head)
-        raw_base = lookup(base, metric)
+        raw_base = value_of(ref, base_at)
         base_v = _number(raw_base)
+        file = None if ref.file == ANONYMOUS else ref.file
         for rule, threshold in gate.rules():
             def result(status: Status, reason: str) -> GateResult:
-                return GateResult(metric, rule, threshold, status, head_v, base_v, reason)  # noqa: B023
+                return GateResult(metric, rule, threshold, status, head_v, base_v,  # noqa: B023
+                                  reason, file)  # noqa: B023
 
             if head_v is None:
-                what = "missing" if raw_head is None else f"not a finite number ({raw_head!r})"
-                results.append(result("fail", f"{metric} is {what} in the head metrics"))
+                where = "the head metrics" if ref.file in (None, ANONYMOUS) \
+                    else f"{ref.file} at the head"
+                if raw_head is None:
+                    what = (describe_missing(ref, head_at, files) if ref.file not in
+                            (None, ANONYMOUS) else f"missing in {where}")
+                    if ref.file not in (None, ANONYMOUS):
+                        what += " at the head"
+                    elif ref.file is None and files and files != [ANONYMOUS]:
+                        what = f"missing in the head metrics ({', '.join(files)})"
+                else:
+                    what = f"not a finite number ({raw_head!r}) in {where}"
+                results.append(result("fail", f"{metric} is {what}"))
                 continue
             if rule == "min":
                 ok = head_v >= threshold
@@ -99,7 +127,10 @@ def evaluate_gates(gates: Mapping[str, MetricGate], head: Mapping[str, Any] | No
                                       f"{_fmt(head_v)} {'<=' if ok else '>'} {_fmt(threshold)}"))
             else:
                 if base_v is None:
-                    results.append(result("no-baseline", f"no {metric} in the base metrics"))
+                    where = f" ({base_at.errors[ref.file]})" if base_at and ref.file in \
+                        base_at.errors else ""
+                    results.append(result("no-baseline",
+                                          f"no {metric} in the base metrics{where}"))
                     continue
                 change = head_v - base_v if rule == "max_rise" else base_v - head_v
                 word = "rise" if rule == "max_rise" else "drop"

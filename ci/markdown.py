@@ -189,13 +189,13 @@ def _env() -> jinja2.Environment:
 
 # --------------------------------------------------------------------------- view model
 
-HEADLINE_METRICS = ("accuracy", "macro_f1", "latency_p50_ms", "latency_p95_ms",
-                    "latency_batch32_p50_ms", "latency_batch32_p95_ms", "model_size_mb")
+CHANGE_ICON = {"better": "🟢 better", "worse": "🔴 worse", "unchanged": "unchanged",
+               "new": "new", "missing": "❌ missing"}
 
 
-def _order(name: str) -> tuple[int, str]:
-    return (HEADLINE_METRICS.index(name) if name in HEADLINE_METRICS else len(HEADLINE_METRICS),
-            name)
+def _order(name: str, headline: list[str]) -> tuple[int, str]:
+    """Headline metrics first (in the order params.yaml gives them), then by name."""
+    return (headline.index(name) if name in headline else len(headline), name)
 
 
 def _is_number(x: Any) -> bool:
@@ -207,19 +207,30 @@ def _view(report: dict[str, Any], run_url: str | None, detail: int) -> dict[str,
     evaluate = sections.get("evaluate", {})
     gates = evaluate.get("gates", [])
     rank = {"pass": 0, "no-baseline": 1, "fail": 2}
-    gate_by_metric: dict[str, str] = {}
-    for g in gates:
-        current = gate_by_metric.get(g["metric"])
-        if current is None or rank.get(g["status"], 2) > rank.get(current, 2):
-            gate_by_metric[g["metric"]] = g["status"]
-    primary = evaluate.get("metrics_file", "metrics/metrics.json")
+    gate_by_metric: dict[tuple[Any, str], str] = {}
+    for g in gates:  # keyed by (file, path in the file); old reports have no file
+        name, file = str(g["metric"]), g.get("file")
+        if file and name.startswith(f"{file}:"):
+            name = name[len(file) + 1:]
+        for key in ((file, name), (None, name)):
+            current = gate_by_metric.get(key)
+            if current is None or rank.get(g["status"], 2) > rank.get(current, 2):
+                gate_by_metric[key] = g["status"]
+    headline = [{**h, "change_text": CHANGE_ICON.get(h.get("change"), h.get("change") or "")}
+                for h in evaluate.get("headline", [])]
+    primary = evaluate.get("metrics_file") or next(
+        (m.get("file") for m in evaluate.get("metrics", [])), None)
+    names = [str(h["name"]).split(":", 1)[-1] if h.get("file") == primary else h["name"]
+             for h in headline]
     rows = [m for m in evaluate.get("metrics", []) if not str(m["name"]).startswith("per_class.")]
     metrics = sorted((m for m in rows if m.get("file", primary) == primary),
-                     key=lambda m: _order(str(m["name"])))
+                     key=lambda m: _order(str(m["name"]), names))
     other_metrics = sorted((m for m in rows if m.get("file", primary) != primary
                             and (_is_number(m.get("base")) or _is_number(m.get("head")))),
                            key=lambda m: (str(m.get("file")), str(m["name"])))
-    metrics = [{**m, "gate": gate_by_metric.get(m["name"])} for m in metrics]
+    metrics = [{**m, "gate": gate_by_metric.get((m.get("file"), str(m["name"])),
+                                                 gate_by_metric.get((None, str(m["name"]))))}
+               for m in metrics]
     others = [{"name": name, "status": s} for name, s in sections.items()
               if name not in ("evaluate", "card")]
     card = sections.get("card", {})
@@ -246,6 +257,7 @@ def _view(report: dict[str, Any], run_url: str | None, detail: int) -> dict[str,
         "report": report, "model": report.get("model", {}), "context": context,
         "revisions": report.get("revisions", {}),
         "verdict": report.get("verdict", "fail"), "evaluate": evaluate, "metrics": metrics,
+        "headline": headline, "primary": primary,
         "gates": gates, "per_class": per_class if detail >= 1 else [],
         "params": evaluate.get("params", []), "data": evaluate.get("data", []),
         "stages": evaluate.get("stages", []), "notes": evaluate.get("notes", []),

@@ -1,207 +1,383 @@
-"""``modelops-ci plots``: PNG images of the pipeline's plot files, for the workflow artifact.
+"""``modelops-ci plots``: PNG images of the model's plot files, for the workflow artifact.
 
-Reads ``plots/confusion.csv`` (``actual,predicted`` rows), ``plots/per_class.csv``
-(``class,precision,recall,f1,support``) and ``plots/train_curve.csv``
-(``epoch,train_loss,val_loss,val_accuracy``) and writes ``confusion.png``, ``per_class.png`` and
-``train_curve.png``. The images are attached to the workflow run as the artifact
-:data:`ARTIFACT` (never sent to an image host); the PR comment names it.
+The plot files are ``modelops.model.plots`` (``[]`` = every plot ``dvc.yaml`` declares), read
+and interpreted by DVC itself (``repo.plots.show``): the rows of each CSV, TSV, JSON or YAML
+file and its ``dvc.yaml`` plot definition (``x``, ``y``, ``template``, ``title``, ``x_label``,
+``y_label``). Each becomes ``<out>/<file stem>.png``:
 
-Output is deterministic: matplotlib's default style whatever the local ``matplotlibrc`` says,
-the headless Agg canvas, a fixed size and dpi (so fixed pixel dimensions), and no ``Software``
-or date entries in the PNG metadata: the same CSVs give the same bytes. Every CSV is read and
-every image is rendered before the first file is written, so bad input leaves nothing behind.
+- ``template: confusion`` (or ``confusion_normalized``): a confusion matrix of the ``x``
+  (actual) and ``y`` (predicted) columns;
+- otherwise one series per ``y`` column (default: the last column) against ``x`` (default: the
+  row number, DVC's ``step``): lines when ``x`` is numeric (markers only for ``scatter``),
+  grouped bars when it is a label (a class name), horizontal bars for ``bar_horizontal``;
+- image plots (``.png``, ``.jpg``, ``.svg``, ``.gif``) are copied as they are.
+
+The images are attached to the workflow run as the artifact :data:`ARTIFACT` (never sent to an
+image host); the PR comment names it. Output is deterministic: matplotlib's default style
+whatever the local ``matplotlibrc`` says, the headless Agg canvas, a fixed size and dpi, and no
+``Software`` or date entries in the PNG metadata: the same rows give the same bytes. Every file
+is read and every image rendered before the first file is written, so bad input leaves nothing
+behind.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import contextlib
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from modelops.errors import InputError
+from modelops.errors import ExternalError, InputError
 
 ARTIFACT = "model-plots"
-DEFAULT_PLOTS = Path("plots")
-DEFAULT_OUT = Path("plots") / "png"  # the `figures` stage of dvc.yaml writes here
+DEFAULT_OUT = Path("reports") / "plots"
 DPI = 100
-HINT = "run the pipeline (dvc repro) to write it again, or pass --plots"
+SIZE = (8.0, 4.5)           # inches; times DPI gives the PNG's pixel size
+CONFUSION_SIZE = (6.4, 5.6)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif")
+CONFUSION_TEMPLATES = ("confusion", "confusion_normalized")
+HINT = "run the pipeline (dvc repro) to write it again, or fix its plot definition in dvc.yaml"
+MAX_CONFUSION_CLASSES = 30
 
 
-@dataclass(frozen=True)
-class PlotSpec:
-    name: str                      # output file stem, and the CSV's stem
-    columns: tuple[str, ...]       # required header columns
-    types: tuple[type, ...]        # how each column parses
-    size: tuple[float, float]      # inches; times DPI gives the PNG's pixel size
-    draw: Callable[[Any, list[dict[str, Any]]], None]
+@dataclass
+class Plot:
+    """One plot file at one revision: DVC's rows (``None`` for an image or when unreadable)
+    and its merged plot definition."""
+
+    path: str
+    props: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] | None = None
+    error: str | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.path.lower().endswith(IMAGE_SUFFIXES)
+
+    @property
+    def template(self) -> str:
+        return str(self.props.get("template") or "linear")
+
+    @property
+    def stem(self) -> str:
+        return PurePosixPath(self.path).stem
 
 
-def _read_csv(path: Path, spec: PlotSpec) -> list[dict[str, Any]]:
-    """Rows of ``path`` with typed values; one InputError naming file, line and column."""
-    if not path.is_file():
-        raise InputError(f"{path}: plot data not found", hint=HINT)
+# --------------------------------------------------------------------------- reading (DVC)
+
+def _definitions(result: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``file -> props`` from a ``plots show`` revision result: stage-level plot options first,
+    then top-level ``plots:`` definitions, which may name several files under ``y``."""
+    out: dict[str, dict[str, Any]] = {}
+    defs = ((result.get("definitions") or {}).get("data") or {})
+    ordered = sorted(defs.items(), key=lambda kv: kv[0] != "")  # stage-level ("") first
+    for _dvcfile, entry in ordered:
+        for key, props in ((entry or {}).get("data") or {}).items():
+            props = dict(props or {})
+            y = props.get("y")
+            if isinstance(y, Mapping):  # {file: columns}: one plot id over several files
+                x = props.get("x")
+                for file, columns in y.items():
+                    merged = {**out.get(str(file), {}), **props, "y": columns}
+                    if isinstance(x, Mapping):
+                        merged["x"] = x.get(file)
+                    out[str(file)] = merged
+            else:
+                out[str(key)] = {**out.get(str(key), {}), **props}
+    return out
+
+
+def plots_from_show(result: Mapping[str, Any], files: Sequence[str] | None = None
+                    ) -> list[Plot]:
+    """The plots of one revision of ``repo.plots.show()``, in ``files`` order when given."""
+    from modelops.ci.metrics import normalise
+
+    defs = {normalise(k): v for k, v in _definitions(result).items()}
+    sources = ((result.get("sources") or {}).get("data") or {})
+    found: dict[str, Plot] = {}
+    for path, source in sources.items():
+        key = normalise(path)
+        plot = Plot(key, dict(defs.get(key) or {}))
+        if "error" in (source or {}):
+            plot.error = str(source["error"]).strip() or type(source["error"]).__name__
+        elif not plot.is_image:
+            data = (source or {}).get("data")
+            plot.rows = data if isinstance(data, list) else None
+        found[key] = plot
+    for key, props in defs.items():  # declared, no source at this revision
+        if key not in found and not key.endswith("/"):
+            found[key] = Plot(key, dict(props), error="not found")
+    order = [normalise(f) for f in files] if files else list(found)
+    return [found.get(f) or Plot(f, error="not found") for f in order]
+
+
+@contextlib.contextmanager
+def _dvc_repo(root: Path) -> Iterator[Any]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read it as utf-8 csv ({exc})", hint=HINT) from exc
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
-    missing = [c for c in spec.columns if c not in header]
-    if missing:
-        raise InputError(f"{path}: missing column {missing[0]!r} (header is "
-                         f"{','.join(header)!r}; expected {','.join(spec.columns)!r})", hint=HINT)
-    rows = []
-    for row in reader:
-        line = reader.line_num
-        typed: dict[str, Any] = {}
-        for column, kind in zip(spec.columns, spec.types, strict=True):
-            value = row.get(column)
-            try:
-                if value is None or value.strip() == "":
-                    raise ValueError
-                typed[column] = kind(value) if kind is not str else value.strip()
-                if kind is float and not math.isfinite(typed[column]):
-                    raise ValueError
-            except ValueError:
-                what = "a number" if kind is not str else "a label"
-                got = "is empty" if value is None or not value.strip() else \
-                    f"{value!r} is not {what}"
-                raise InputError(f"{path}: line {line}: column {column!r} {got}",
-                                 hint=HINT) from None
-        rows.append(typed)
-    if not rows:
-        raise InputError(f"{path}: no data rows", hint=HINT)
-    return rows
+        from dvc.repo import Repo
+    except ImportError as exc:  # pragma: no cover - dvc is in the [ci] extra
+        raise ExternalError(f"cannot import dvc: {exc}",
+                            hint="install the suite's ci extra: pip install "
+                                 "'modelops-suite[ci]'") from exc
+    if not (root / ".dvc").is_dir():
+        raise InputError(f"{root.resolve().name!r} is not a DVC repository (no .dvc/ folder)",
+                         hint="run the command from the root of the model repository")
+    with contextlib.chdir(root), Repo(os.curdir) as repo:
+        yield repo
+
+
+def show(repo: Any, files: Sequence[str] | None, revs: Sequence[str] | None = None
+         ) -> dict[str, list[Plot]]:
+    """``repo.plots.show`` of ``files`` (``None``/empty: every declared plot) at ``revs``
+    (``None``: the workspace), as :class:`Plot` lists per revision."""
+    targets = list(files) if files else None
+    try:
+        result = repo.plots.show(targets=targets, revs=list(revs) if revs else None)
+    except Exception as exc:  # DVC's own errors: a broken dvc.yaml, ...
+        text = str(exc).strip() or type(exc).__name__
+        raise ExternalError(f"dvc plots show failed: {text[-600:]}") from exc
+    out: dict[str, list[Plot]] = {}
+    for rev, entry in result.items():
+        out[rev] = plots_from_show(entry or {}, targets)
+    return out
+
+
+def workspace_plots(root: str | Path = ".", files: Sequence[str] | None = None) -> list[Plot]:
+    """The plot files in the workspace with their definitions."""
+    with _dvc_repo(Path(root)) as repo:
+        return show(repo, files).get("workspace", [])
+
+
+# --------------------------------------------------------------------------- values
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _columns(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [str(value)]
 
 
 def _label_key(label: str) -> tuple[int, float | str]:
-    try:
-        return (0, float(label))
-    except ValueError:
-        return (1, label)
+    number = _number(label)
+    return (0, number) if number is not None else (1, label)
 
 
-def _draw_confusion(fig: Any, rows: list[dict[str, Any]]) -> None:
-    labels = sorted({r["actual"] for r in rows} | {r["predicted"] for r in rows}, key=_label_key)
-    index = {label: i for i, label in enumerate(labels)}
-    counts = [[0] * len(labels) for _ in labels]
-    for r in rows:
-        counts[index[r["actual"]]][index[r["predicted"]]] += 1
+def _need_rows(plot: Plot) -> list[dict[str, Any]]:
+    if plot.error:
+        raise InputError(f"{plot.path}: plot data not readable ({plot.error})", hint=HINT)
+    if not plot.rows:
+        raise InputError(f"{plot.path}: no data rows", hint=HINT)
+    return plot.rows
+
+
+def _need_column(plot: Plot, rows: list[dict[str, Any]], column: str) -> None:
+    if column not in rows[0]:
+        raise InputError(f"{plot.path}: missing column {column!r} (columns: "
+                         f"{', '.join(map(str, rows[0]))})", hint=HINT)
+
+
+def confusion_counts(plot: Plot) -> tuple[list[str], list[list[int]]]:
+    """Labels and counts of a confusion plot (``x`` actual, ``y`` predicted)."""
+    rows = _need_rows(plot)
+    x = str(plot.props.get("x") or "actual")
+    y = (_columns(plot.props.get("y")) or ["predicted"])[0]
+    for column in (x, y):
+        _need_column(plot, rows, column)
+    pairs = []
+    for i, row in enumerate(rows, start=1):
+        a, p = row.get(x), row.get(y)
+        if a in (None, "") or p in (None, ""):
+            raise InputError(f"{plot.path}: row {i}: column {x if a in (None, '') else y!r} "
+                             "is empty", hint=HINT)
+        pairs.append((str(a).strip(), str(p).strip()))
+    labels = sorted({a for a, _ in pairs} | {p for _, p in pairs}, key=_label_key)
+    index = {c: i for i, c in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
+    for a, p in pairs:
+        matrix[index[a]][index[p]] += 1
+    return labels, matrix
+
+
+def series(plot: Plot) -> tuple[str, list[Any], dict[str, list[float]]]:
+    """``(x label, x values, {y column: values})`` of a non-confusion plot."""
+    rows = _need_rows(plot)
+    x = plot.props.get("x")
+    x = str(x) if isinstance(x, str) and x else None
+    ys = _columns(plot.props.get("y")) or [c for c in rows[0] if c != x][-1:]
+    if x is not None:
+        _need_column(plot, rows, x)
+    for column in ys:
+        _need_column(plot, rows, column)
+    xs = [row.get(x) for row in rows] if x else list(range(len(rows)))
+    values: dict[str, list[float]] = {}
+    for column in ys:
+        out = []
+        for i, row in enumerate(rows, start=1):
+            number = _number(row.get(column))
+            if number is None:
+                got = row.get(column)
+                what = "is empty" if got in (None, "") else f"{got!r} is not a number"
+                raise InputError(f"{plot.path}: row {i}: column {column!r} {what}", hint=HINT)
+            out.append(number)
+        values[column] = out
+    return x or "step", xs, values
+
+
+# --------------------------------------------------------------------------- drawing
+
+def _draw_confusion(fig: Any, plot: Plot) -> None:
+    labels, counts = confusion_counts(plot)
     ax = fig.add_subplot()
     image = ax.imshow(counts, cmap="Blues", interpolation="nearest")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     peak = max(max(row) for row in counts) or 1
-    for i, row in enumerate(counts):
-        for j, n in enumerate(row):
-            if n:
-                ax.text(j, i, str(n), ha="center", va="center", fontsize=8,
-                        color="white" if n > peak / 2 else "black")
+    if len(labels) <= MAX_CONFUSION_CLASSES:
+        for i, row in enumerate(counts):
+            for j, n in enumerate(row):
+                if n:
+                    ax.text(j, i, str(n), ha="center", va="center", fontsize=8,
+                            color="white" if n > peak / 2 else "black")
     ax.set_xticks(range(len(labels)), labels)
     ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
+    ax.set_xlabel(str(plot.props.get("y_label") or "predicted"))
+    ax.set_ylabel(str(plot.props.get("x_label") or "actual"))
     correct = sum(counts[i][i] for i in range(len(labels)))
-    ax.set_title(f"Confusion matrix ({correct}/{len(rows)} correct)")
+    total = sum(map(sum, counts))
+    ax.set_title(str(plot.props.get("title") or f"Confusion matrix ({correct}/{total} correct)"))
 
 
-def _draw_per_class(fig: Any, rows: list[dict[str, Any]]) -> None:
-    rows = sorted(rows, key=lambda r: _label_key(r["class"]))
+def _draw_series(fig: Any, plot: Plot) -> None:
+    x_name, xs, values = series(plot)
     ax = fig.add_subplot()
-    width = 0.27
-    for k, metric in enumerate(("precision", "recall", "f1")):
-        ax.bar([i + (k - 1) * width for i in range(len(rows))], [r[metric] for r in rows],
-               width, label=metric)
-    ax.set_xticks(range(len(rows)), [r["class"] for r in rows])
-    ax.set_xlabel("class")
-    ax.set_ylim(0, 1.18)  # headroom: the legend sits above the bars, never on them
-    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
-    ax.set_ylabel("score")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="upper center", ncol=3)
-    ax.set_title("Per-class precision, recall and F1 (test split)")
+    numeric = all(_number(v) is not None for v in xs)
+    horizontal = plot.template.startswith("bar_horizontal")
+    if horizontal or not numeric:
+        labels = [str(v) for v in xs]
+        order = sorted(range(len(labels)), key=lambda i: _label_key(labels[i])) \
+            if not numeric else list(range(len(labels)))
+        width = 0.8 / max(1, len(values))
+        for k, (name, ys) in enumerate(values.items()):
+            positions = [i + (k - (len(values) - 1) / 2) * width for i in range(len(order))]
+            heights = [ys[i] for i in order]
+            (ax.barh if horizontal else ax.bar)(positions, heights, width, label=name)
+        (ax.set_yticks if horizontal else ax.set_xticks)(range(len(order)),
+                                                         [labels[i] for i in order])
+        ax.grid(axis="x" if horizontal else "y", alpha=0.3)
+    else:
+        xv = [_number(v) for v in xs]
+        for name, ys in values.items():
+            if plot.template.startswith("scatter"):
+                ax.scatter(xv, ys, s=12, label=name)
+            else:
+                ax.plot(xv, ys, label=name)
+        ax.grid(alpha=0.3)
+    x_label = str(plot.props.get("x_label") or x_name)
+    y_label = str(plot.props.get("y_label") or ", ".join(values))
+    ax.set_xlabel(y_label if horizontal else x_label)
+    ax.set_ylabel(x_label if horizontal else y_label)
+    if len(values) > 1:  # beside the axes, never on the data
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.set_title(str(plot.props.get("title") or plot.path))
 
 
-def _draw_train_curve(fig: Any, rows: list[dict[str, Any]]) -> None:
-    rows = sorted(rows, key=lambda r: r["epoch"])
-    epochs = [r["epoch"] for r in rows]
-    ax = fig.add_subplot()
-    ax.plot(epochs, [r["train_loss"] for r in rows], label="train loss")
-    ax.plot(epochs, [r["val_loss"] for r in rows], label="validation loss")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    acc = ax.twinx()
-    acc.plot(epochs, [r["val_accuracy"] for r in rows], color="tab:green",
-             label="validation accuracy")
-    acc.set_ylabel("accuracy")
-    acc.set_ylim(0, 1.05)
-    lines = ax.get_lines() + acc.get_lines()
-    ax.legend(lines, [line.get_label() for line in lines], loc="center right")
-    ax.set_title("Training curve")
-
-
-SPECS: tuple[PlotSpec, ...] = (
-    PlotSpec("confusion", ("actual", "predicted"), (str, str), (6.4, 5.6), _draw_confusion),
-    PlotSpec("per_class", ("class", "precision", "recall", "f1"), (str, float, float, float),
-             (8.0, 4.5), _draw_per_class),
-    PlotSpec("train_curve", ("epoch", "train_loss", "val_loss", "val_accuracy"),
-             (int, float, float, float), (8.0, 4.5), _draw_train_curve),
-)
-
-
-def render(spec: PlotSpec, rows: list[dict[str, Any]]) -> bytes:
+def render(plot: Plot) -> bytes:
     """The PNG bytes of one plot (Agg canvas, default style, no metadata that varies)."""
+    import io
+
     import matplotlib.style
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    confusion = plot.template in CONFUSION_TEMPLATES
     with matplotlib.style.context("default"):
-        fig = Figure(figsize=spec.size, dpi=DPI, layout="constrained")
+        fig = Figure(figsize=CONFUSION_SIZE if confusion else SIZE, dpi=DPI,
+                     layout="constrained")
         FigureCanvasAgg(fig)
-        spec.draw(fig, rows)
+        (_draw_confusion if confusion else _draw_series)(fig, plot)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     return buf.getvalue()
 
 
-def make_plots(plots_dir: str | Path = DEFAULT_PLOTS, out: str | Path = DEFAULT_OUT,
-               names: tuple[str, ...] | None = None,
-               progress: Callable[[str], None] | None = None) -> list[Path]:
-    """Write ``<out>/<name>.png`` for each plot; return the paths written.
+def output_names(plots: Sequence[Plot]) -> dict[str, str]:
+    """``path -> output file name``: the stem, or the whole path where stems collide."""
+    stems: dict[str, int] = {}
+    for p in plots:
+        stems[p.stem] = stems.get(p.stem, 0) + 1
+    names = {}
+    for p in plots:
+        suffix = PurePosixPath(p.path).suffix.lower() if p.is_image else ".png"
+        base = p.stem if stems[p.stem] == 1 else \
+            str(PurePosixPath(p.path).with_suffix("")).replace("/", "-")
+        names[p.path] = base + suffix
+    return names
 
-    All CSVs are read and all images rendered first: a bad file raises InputError and nothing
-    is written.
-    """
+
+def make_plots(plots: Sequence[Plot], out: str | Path = DEFAULT_OUT, *, root: str | Path = ".",
+               progress: Callable[[str], None] | None = None) -> list[Path]:
+    """Write one image per plot into ``out``; return the paths written. All files are read and
+    all images rendered first: a bad file raises InputError and nothing is written."""
     from modelops.fsutil import atomic_write_bytes
 
-    plots_dir, out = Path(plots_dir), Path(out)
-    specs = [s for s in SPECS if names is None or s.name in names]
+    if not plots:
+        raise InputError("no plot files: modelops.model.plots is empty and dvc.yaml declares "
+                         "no plots", hint="declare them in dvc.yaml (plots:) or list them in "
+                                          "modelops.model.plots")
+    out = Path(out)
+    names = output_names(plots)
     images = []
-    for spec in specs:
-        rows = _read_csv(plots_dir / f"{spec.name}.csv", spec)
+    for plot in plots:
+        if plot.is_image:
+            src = Path(root) / plot.path
+            if not src.is_file():
+                raise InputError(f"{plot.path}: image plot not found", hint=HINT)
+            images.append((out / names[plot.path], src.read_bytes()))
+            continue
         if progress:
-            progress(f"rendering {spec.name}.png from {plots_dir / spec.name}.csv "
-                     f"({len(rows)} rows)")
-        images.append((out / f"{spec.name}.png", render(spec, rows)))
+            progress(f"rendering {names[plot.path]} from {plot.path} "
+                     f"({len(plot.rows or [])} rows, template {plot.template})")
+        images.append((out / names[plot.path], render(plot)))
     for path, data in images:
         atomic_write_bytes(path, data)
     return [path for path, _ in images]
 
 
-def artifact_name(out: str | Path = DEFAULT_OUT) -> str | None:
-    """:data:`ARTIFACT` when ``out`` holds every PNG of this module (the ``figures`` stage's
-    output, reproduced or checked out for this revision), else ``None``: the comment names no
-    artifact that was not made."""
+def artifact_name(out: str | Path | None = DEFAULT_OUT) -> str | None:
+    """:data:`ARTIFACT` when ``out`` holds plot images (made for this revision), else ``None``:
+    the comment names no artifact that was not made."""
+    if not out:
+        return None
     out = Path(out)
-    return ARTIFACT if all((out / f"{s.name}.png").is_file() for s in SPECS) else None
+    has = out.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in out.iterdir())
+    return ARTIFACT if has else None
 
 
 def _cmd_plots(args: Any) -> int:
-    written = make_plots(args.plots, args.out, progress=lambda line: print(line, flush=True))
+    from modelops.settings import load_settings
+
+    root = Path(".")
+    files = args.files or list(load_settings(args.params).model.plots)
+    plots = workspace_plots(root, files)
+    if not plots:
+        print("plots: no plot files (modelops.model.plots is empty and dvc.yaml declares "
+              "none): nothing to render")
+        return 0
+    written = make_plots(plots, args.out, root=root,
+                         progress=lambda line: print(line, flush=True))
     for path in written:
         print(f"wrote {path}")
     print(f"attach {args.out} to the workflow run as the artifact {ARTIFACT!r}")
@@ -211,15 +387,19 @@ def _cmd_plots(args: Any) -> int:
 def register(subparsers: Any) -> None:
     """Add ``plots`` to ``modelops-ci``."""
     p = subparsers.add_parser(
-        "plots", help="render plots/*.csv as PNG files for the workflow artifact",
-        description="Render the pipeline's plot data (plots/confusion.csv, plots/per_class.csv, "
-                    "plots/train_curve.csv) as confusion.png, per_class.png and train_curve.png "
-                    "with matplotlib (headless). The output is byte-for-byte reproducible. In "
-                    f"GitHub Actions, upload the folder as the artifact {ARTIFACT!r}; the PR "
-                    "comment points there. Exit 2 when a CSV is missing or malformed (nothing "
-                    "is written then).")
-    p.add_argument("--plots", default=str(DEFAULT_PLOTS),
-                   help="folder with the plot CSVs (default: %(default)s)")
+        "plots", help="render the model's plot files as PNG files for the workflow artifact",
+        description="Render the plot files (modelops.model.plots, or every plot dvc.yaml "
+                    "declares) as PNG images with matplotlib (headless), following each "
+                    "file's dvc.yaml plot definition (x, y, template: confusion, linear, "
+                    "scatter, bar_horizontal; title, x_label, y_label). Image plots are "
+                    "copied. The output is byte-for-byte reproducible. In GitHub Actions, "
+                    f"upload the folder as the artifact {ARTIFACT!r}; the PR comment points "
+                    "there. Exit 2 when a file is missing or malformed (nothing is written "
+                    "then). No plot files at all is not an error: nothing is written.")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="plot files to render (default: modelops.model.plots, else every plot "
+                        "in dvc.yaml)")
+    p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     p.add_argument("--out", default=str(DEFAULT_OUT),
                    help="folder for the PNG files (default: %(default)s)")
     p.set_defaults(handler=_cmd_plots)

@@ -7,11 +7,17 @@ Shape (schema: ``ci/schemas/report.schema.json``, ``schema_version`` 1)::
      "context": {"pr_number", "pr_title", "head_ref", "base_ref", "repository", "run_url"},
      "verdict": "pass" | "fail",                       # fail when any section failed
      "sections": {
-        "evaluate": {"status", "metrics", "gates", "per_class", "params", "data", "stages",
-                     "stale", "notes"},
-        "card":     {"status", "path", "changed", "base_found", "diff"},
+        "evaluate": {"status", "summary", "headline", "metrics", "metrics_files", "gates",
+                     "per_class", "params", "data", "stages", "stale", "notes"},
+        "card":     {"status", "path", "changed", "base_found", "diff"} | skipped (reason),
         "compile":  {"status": "skipped", "reason": "..."},   # filled by the compile step
+        "deploy":   {"status": "skipped", "reason": "..."},   # only when deploy does not apply
         ...}}                                            # any later section: status (+ reason)
+
+Everything the report reads about the repository comes from its self-description
+(``modelops.model``, ``modelops.steps``): the metrics files, the headline metrics and their
+direction, the plot files, the card, the ONNX artifact. A step that does not apply (no ONNX
+artifact, ``steps.card: false`` ...) is a ``skipped`` section with the reason, never a failure.
 
 Every section has ``status`` pass | fail | skipped, and a ``reason`` when skipped. Later steps
 add their section with :func:`merge_section`, which validates and writes atomically.
@@ -36,12 +42,18 @@ from modelops.ci.reportfile import (
     write_report,
 )
 from modelops.errors import InputError, SuiteError, ValidationError
+from modelops.settings import Settings
+from modelops.settings.model import step_skipped
 
 COMPILE_PENDING = "the compile step has not run for this revision (modelops-ci compile adds it)"
-# Sections that other steps write to a file of their own (a DVC output): picked up when present.
-SECTION_FILES = {"compile": "metrics/compile.json"}
-CONFUSION_FILE = "plots/confusion.csv"
+DEFAULT_COMPILE_SECTION = Path("reports") / "compile.json"
 MAX_CONFUSION_CLASSES = 30
+
+
+def section_files(settings: Settings) -> dict[str, str]:
+    """Sections that other steps write to a file of their own (possibly a DVC output), picked
+    up by the report when present: the compile step's ``modelops.compile.section_file``."""
+    return {"compile": settings.compile.section_file or DEFAULT_COMPILE_SECTION.as_posix()}
 
 
 # --------------------------------------------------------------------------- building
@@ -51,7 +63,8 @@ def github_context(env: dict[str, str] | None = None,
     """PR number, title and refs from ``GITHUB_EVENT_PATH``; the run URL from ``GITHUB_*``.
 
     ``plots_artifact`` names the workflow artifact with the PNG plots when this runs in Actions
-    and the PNGs are in ``plots_dir`` (default ``plots/png``, the ``figures`` stage's output).
+    and ``plots_dir`` holds plot images (default ``reports/plots``, where ``modelops-ci plots``
+    writes; ``''`` = no plots are attached).
     """
     env = dict(os.environ) if env is None else env
     ctx: dict[str, Any] = {"pr_number": None, "pr_title": None,
@@ -63,7 +76,7 @@ def github_context(env: dict[str, str] | None = None,
                          env.get("GITHUB_RUN_ID"))
     if server and repo and run:
         ctx["run_url"] = f"{server}/{repo}/actions/runs/{run}"
-    if run:  # in Actions the evaluate job uploads plots/png (dvc stage `figures`)
+    if run:  # in Actions the evaluate job uploads the plots folder as an artifact
         from modelops.ci.plots import DEFAULT_OUT, artifact_name
 
         ctx["plots_artifact"] = artifact_name(DEFAULT_OUT if plots_dir is None else plots_dir)
@@ -90,11 +103,18 @@ def default_base(env: dict[str, str] | None = None) -> str:
 
 
 def per_class_rows(metric_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``per_class.<c>.<m>`` metric rows grouped by class: ``{"class", "support", m: {...}}``."""
+    """``per_class.<c>.<m>`` metric rows grouped by class: ``{"class", "support", m: {...}}``.
+
+    Only the first metrics file with per-class slices counts (rows of several files would
+    mix); ``[]`` when no metrics file has any."""
+    files = [row.get("file") for row in metric_rows
+             if str(row["name"]).startswith("per_class.")]
+    if not files:
+        return []
     classes: dict[str, dict[str, Any]] = {}
     for row in metric_rows:
         parts = str(row["name"]).split(".")
-        if len(parts) != 3 or parts[0] != "per_class":
+        if len(parts) != 3 or parts[0] != "per_class" or row.get("file") != files[0]:
             continue
         _, cls, metric = parts
         entry = classes.setdefault(cls, {"class": cls})
@@ -110,47 +130,90 @@ def per_class_rows(metric_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def confusion(text: str | None) -> tuple[list[str], list[list[int]]] | None:
-    """A confusion matrix from ``actual,predicted`` rows (DVC's confusion plot data)."""
+    """A confusion matrix from ``actual,predicted`` CSV rows (DVC's confusion plot data)."""
     import csv
     import io
 
+    from modelops.ci.plots import Plot, confusion_counts
+
     if not text:
         return None
-    rows = list(csv.reader(io.StringIO(text)))
-    if not rows or [c.strip() for c in rows[0][:2]] != ["actual", "predicted"]:
+    rows = list(csv.DictReader(io.StringIO(text)))
+    plot = Plot("confusion.csv", {"template": "confusion", "x": "actual", "y": "predicted"},
+                rows)
+    try:
+        return confusion_counts(plot)
+    except InputError:
         return None
-    pairs = [(r[0].strip(), r[1].strip()) for r in rows[1:] if len(r) >= 2]
-    labels = sorted({a for a, _ in pairs} | {p for _, p in pairs},
-                    key=lambda c: (0, int(c)) if c.isdigit() else (1, c))
-    if not labels or len(labels) > MAX_CONFUSION_CLASSES:
-        return None
-    index = {c: i for i, c in enumerate(labels)}
-    matrix = [[0] * len(labels) for _ in labels]
-    for a, p in pairs:
-        matrix[index[a]][index[p]] += 1
-    return labels, matrix
 
 
-def confusion_section(root: Path, base_sha: str, head: str | None) -> dict[str, Any] | None:
-    from modelops.ci.compare import read_at
+def confusion_section(plots: dict[str, list[Any]], base_rev: str,
+                      head_rev: str) -> dict[str, Any] | None:
+    """The first confusion plot (``template: confusion`` in dvc.yaml) at head and base."""
+    from modelops.ci.plots import CONFUSION_TEMPLATES, confusion_counts
 
-    head_cm = confusion(read_at(root, head, CONFUSION_FILE))
-    if head_cm is None:
-        return None
-    base_cm = confusion(read_at(root, base_sha, CONFUSION_FILE))
-    labels, matrix = head_cm
-    out: dict[str, Any] = {"file": CONFUSION_FILE, "classes": labels, "head": matrix,
-                           "base": None}
-    if base_cm is not None and base_cm[0] == labels:
-        out["base"] = base_cm[1]
-    return out
+    def matrix(rev: str, path: str) -> tuple[list[str], list[list[int]]] | None:
+        plot = next((p for p in plots.get(rev, []) if p.path == path), None)
+        if plot is None or plot.rows is None:
+            return None
+        try:
+            return confusion_counts(plot)
+        except InputError:
+            return None
+
+    for plot in plots.get(head_rev, []):
+        if plot.template not in CONFUSION_TEMPLATES:
+            continue
+        head_cm = matrix(head_rev, plot.path)
+        if head_cm is None or len(head_cm[0]) > MAX_CONFUSION_CLASSES:
+            continue
+        labels, counts = head_cm
+        base_cm = matrix(base_rev, plot.path)
+        return {"file": plot.path, "classes": labels, "head": counts,
+                "base": base_cm[1] if base_cm is not None and base_cm[0] == labels else None}
+    return None
 
 
-def section_from_file(root: Path, name: str, head: str | None) -> dict[str, Any] | None:
-    """The section another step wrote to ``SECTION_FILES[name]``, if present and valid."""
+def headline_rows(settings: Settings, files: list[str], head: Any, base: Any
+                  ) -> list[dict[str, Any]]:
+    """The headline metrics (``modelops.model.headline``) at head and base, with the delta and
+    whether the change is ``better``, ``worse`` or ``unchanged`` for the metric's direction."""
+    from modelops.ci.compare import _delta
+    from modelops.ci.metrics import resolve, value_of
+
+    rows = []
+    for name, direction in settings.model.headline.items():
+        ref = resolve(name, files, head, base, where=f"modelops.model.headline.{name}",
+                      settings_file=settings.file)
+        h, b = value_of(ref, head), value_of(ref, base)
+        h = h if isinstance(h, (int, float)) and not isinstance(h, bool) else None
+        b = b if isinstance(b, (int, float)) and not isinstance(b, bool) else None
+        delta = _delta(b, h)
+        if h is None:
+            change = "missing"
+        elif b is None:
+            change = "new"
+        elif abs(delta or 0.0) < 1e-12:
+            change = "unchanged"
+        else:
+            up = (delta or 0.0) > 0
+            change = "better" if up == (direction == "higher") else "worse"
+        rows.append({"name": name, "file": ref.file, "direction": direction, "base": b,
+                     "head": h, "delta": delta, "change": change})
+    return rows
+
+
+def section_from_file(root: Path, name: str, head: str | None,
+                      settings: Settings | None = None) -> dict[str, Any] | None:
+    """The section another step wrote to its file (:func:`section_files`), if present, valid
+    and made for the artifact in the workspace."""
     from modelops.ci.compare import read_json_at
 
-    path = SECTION_FILES.get(name)
+    if settings is None:
+        from modelops.settings import load_settings
+
+        settings = load_settings(root / "params.yaml")
+    path = section_files(settings).get(name)
     if path is None:
         return None
     try:
@@ -163,7 +226,7 @@ def section_from_file(root: Path, name: str, head: str | None) -> dict[str, Any]
     if head is None and isinstance(model, dict) and isinstance(model.get("sha256"), str):
         from modelops.fsutil import sha256_file
 
-        onnx = root / str(model.get("path") or "models/model.onnx")
+        onnx = root / str(model.get("path") or settings.model.artifact.path)
         if onnx.is_file() and sha256_file(onnx) != model["sha256"]:
             return {"status": "skipped",
                     "reason": f"{path} was made for another {onnx.name} (sha256 "
@@ -178,18 +241,20 @@ def section_from_file(root: Path, name: str, head: str | None) -> dict[str, Any]
     return section
 
 
-def card_from_stage(root: Path, model: str, stale: list[str] | None,
+def card_from_stage(root: Path, settings: Settings, stale: list[str] | None,
                     params_file: str) -> str | None:
-    """The card the ``card`` stage wrote, when ``dvc status`` found every stage up to date in
-    the workspace (``stale`` is its list, empty). The stage runs :func:`generate_card` on exactly
-    the inputs it declares, so the file is what generating the card again would give, validated
-    the same way, without importing huggingface_hub and rendering again (0.3 s). ``None`` when
-    that cannot be relied on: a stage is stale (say an edited card or a changed input), there is
-    no card stage, the workspace was not checked, or another params file is asked for."""
+    """The card the card stage (``modelops.model.card.stage``) wrote, when ``dvc status``
+    found every stage up to date in the workspace (``stale`` is its list, empty). The stage
+    runs :func:`generate_card` on exactly the inputs it declares, so the file is what
+    generating the card again would give, validated the same way, without importing
+    huggingface_hub and rendering again (0.3 s). ``None`` when that cannot be relied on: a stage
+    is stale (say an edited card or a changed input), there is no card stage, the workspace was
+    not checked, or another params file is asked for."""
     from modelops.ci.card import card_inputs, card_path
 
+    model = settings.model
     if stale is None or stale or Path(params_file) != Path("params.yaml") or \
-            card_inputs(root) is None:
+            card_inputs(root, model.card.stage) is None:
         return None
     path = card_path(model, root)
     try:
@@ -198,26 +263,34 @@ def card_from_stage(root: Path, model: str, stale: list[str] | None,
         return None
 
 
-def card_section(root: Path, base_sha: str, params_file: str, *, model: str | None = None,
-                 stale: list[str] | None = None) -> dict[str, Any]:
-    """The card of the change and its diff with the base revision's card.
+def card_section(root: Path, base_sha: str, params_file: str, *,
+                 settings: Settings | None = None, stale: list[str] | None = None,
+                 metrics: Any = None, files: list[str] | None = None) -> dict[str, Any]:
+    """The card of the change and its diff with the base revision's card; ``skipped`` with the
+    reason when ``modelops.steps.card`` is false.
 
     ``stale`` (the workspace's ``dvc status``, when the head is the workspace) lets an up-to-date
-    ``card`` stage's file stand in for generating the card again, see :func:`card_from_stage`.
+    card stage's file stand in for generating the card again, see :func:`card_from_stage`;
+    ``metrics`` and ``files`` are the head's metrics already read by the comparison.
     """
     from modelops.ci.card import card_path, generate_card
     from modelops.ci.compare import read_at
+    from modelops.settings import load_settings
 
-    text = card_from_stage(root, model, stale, params_file) if model else None
-    if text is not None:
-        name = model
-    else:
+    root = Path(root)
+    if settings is None:
+        settings = load_settings(root / params_file)
+    skipped = step_skipped(settings.model, settings.steps, "card")
+    if skipped:
+        return {"status": "skipped", "reason": skipped}
+    text = card_from_stage(root, settings, stale, params_file)
+    if text is None:
         try:
-            name, text = generate_card(root, params_file)
+            _, text = generate_card(root, params_file, metrics=metrics, files=files)
         except SuiteError as exc:
             return {"status": "fail", "reason": str(exc).splitlines()[0], "changed": False,
                     "base_found": False, "diff": ""}
-    rel = card_path(name, ".").as_posix()
+    rel = card_path(settings.model, ".").as_posix()
     base_text = read_at(root, base_sha, rel)
     diff = "".join(difflib.unified_diff(
         (base_text or "").splitlines(keepends=True), text.splitlines(keepends=True),
@@ -229,27 +302,44 @@ def card_section(root: Path, base_sha: str, params_file: str, *, model: str | No
 def build_report(root: str | Path = ".", base: str | None = None, head: str | None = None, *,
                  params_file: str = "params.yaml", fetch: bool = True,
                  context: dict[str, Any] | None = None,
-                 previous: dict[str, Any] | None = None) -> dict[str, Any]:
+                 previous: dict[str, Any] | None = None,
+                 plots_dir: str | Path | None = None) -> dict[str, Any]:
     """Compare, gate and card: the report for ``head`` (``None``: workspace) against ``base``.
 
     Sections of ``previous`` (an earlier report for the same head commit) other than the ones
     built here are kept, so running the report after the compile step loses nothing.
+    ``plots_dir`` is where the PNG plots were written (for the artifact's name in Actions).
     """
-    from modelops.ci.compare import compare
+    from modelops.ci import plots as plotlib
+    from modelops.ci.compare import WORKSPACE, compare, dvc_queries
     from modelops.ci.gates import evaluate_gates, verdict
     from modelops.settings import load_settings
 
     root = Path(root)
-    params = load_settings(root / params_file)
+    settings = load_settings(root / params_file)
+    model = settings.model
     base = base or default_base()
-    comparison = compare(root, base, head, fetch=fetch)
-    gates = evaluate_gates(params.gates, comparison.head_metrics,
-                           comparison.base_metrics)
+    with dvc_queries(root) as dvc:
+        comparison = compare(root, base, head, fetch=fetch,
+                             metrics_files=list(model.metrics) or None, dvc=dvc)
+        head_rev = comparison.head_sha if head else WORKSPACE
+        try:
+            plots = plotlib.show(dvc.repo, list(model.plots) or None,
+                                 [comparison.base_sha, head_rev])
+        except SuiteError as exc:
+            plots = {}
+            comparison.notes.append(f"plots could not be read: {exc.message}")
+    files = comparison.metrics_files
+    gates = evaluate_gates(settings.gates, comparison.head_metrics, comparison.base_metrics,
+                           files=files, settings_file=settings.file)
     gate_dicts = [g.to_dict() for g in gates]
+    headline = headline_rows(settings, files, comparison.head_metrics, comparison.base_metrics)
     evaluate: dict[str, Any] = {
         "status": verdict(gate_dicts),
-        "summary": _summary(gate_dicts),
-        "metrics_file": comparison.metrics_file,
+        "summary": _summary(gate_dicts, headline),
+        "metrics_file": files[0],
+        "metrics_files": files,
+        "headline": headline,
         "metrics": comparison.metrics,
         "gates": gate_dicts,
         "per_class": per_class_rows(comparison.metrics),
@@ -259,37 +349,46 @@ def build_report(root: str | Path = ".", base: str | None = None, head: str | No
         "stale": comparison.stale,
         "notes": comparison.notes,
     }
-    cm = confusion_section(root, comparison.base_sha, head)
+    cm = confusion_section(plots, comparison.base_sha, head_rev)
     if cm is not None:
         evaluate["confusion"] = cm
+    compile_skip = step_skipped(model, settings.steps, "compile")
     sections: dict[str, Any] = {"evaluate": evaluate,
-                                "compile": {"status": "skipped", "reason": COMPILE_PENDING}}
+                                "compile": {"status": "skipped",
+                                            "reason": compile_skip or COMPILE_PENDING}}
     if previous and previous.get("revisions", {}).get("head", {}).get("sha") == \
             comparison.head_sha:
         for name, section in previous.get("sections", {}).items():
-            if name not in ("evaluate", "card"):
+            if name not in ("evaluate", "card", "deploy"):
                 sections[name] = section
-    for name in SECTION_FILES:
-        from_file = section_from_file(root, name, head)
-        if from_file is not None:
-            sections[name] = from_file
-    sections["card"] = card_section(root, comparison.base_sha, params_file,
-                                    model=params.model.name,
-                                    stale=comparison.stale if head is None else None)
-    if head is None and getattr(params, "cost", None) is not None:
+    if not compile_skip:
+        for name in section_files(settings):
+            from_file = section_from_file(root, name, head, settings)
+            if from_file is not None:
+                sections[name] = from_file
+    else:
+        sections["compile"] = {"status": "skipped", "reason": compile_skip}
+    deploy_skip = step_skipped(model, settings.steps, "deploy")
+    if deploy_skip:
+        sections["deploy"] = {"status": "skipped", "reason": deploy_skip}
+    sections["card"] = card_section(root, comparison.base_sha, params_file, settings=settings,
+                                    stale=comparison.stale if head is None else None,
+                                    metrics=comparison.head_metrics if head is None else None,
+                                    files=files)
+    if head is None and getattr(settings, "cost", None) is not None:
         from modelops.ci.cost import reran_since
         from modelops.compute import compute_section, read_compute
 
         if read_compute(root):  # recorded by the stage launchers (modelops.compute)
-            sections["compute"] = compute_section(root, params.cost,
+            sections["compute"] = compute_section(root, settings.cost,
                                                   reran_since(root, comparison.base_sha))
     report = {
         "schema_version": SCHEMA_VERSION,
         "generated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "model": {"name": params.model.name, "team": params.model.team},
+        "model": {"name": model.name, "team": model.team},
         "revisions": {"base": {"rev": comparison.base_rev, "sha": comparison.base_sha},
                       "head": {"rev": comparison.head_rev, "sha": comparison.head_sha}},
-        "context": context if context is not None else github_context(),
+        "context": context if context is not None else github_context(plots_dir=plots_dir),
         "verdict": "pass",
         "sections": ordered(sections),
     }
@@ -298,7 +397,21 @@ def build_report(root: str | Path = ".", base: str | None = None, head: str | No
     return report
 
 
-def _summary(gates: list[dict[str, Any]]) -> str:
+def _headline_text(row: dict[str, Any]) -> str:
+    from modelops.ci.markdown import num, signed
+
+    if row["head"] is None:
+        return f"{row['name']} missing"
+    text = f"{row['name']} {num(row['head'])}"
+    if row["change"] in ("better", "worse"):
+        text += f" ({signed(row['delta'])}, {row['change']})"
+    elif row["change"] == "unchanged":
+        text += " (unchanged)"
+    return text
+
+
+def _summary(gates: list[dict[str, Any]], headline: list[dict[str, Any]] | None = None) -> str:
+    """One line: the headline metrics with their change, then the gate count."""
     failed = [g for g in gates if g["status"] == "fail"]
     missing = [g for g in gates if g["status"] == "no-baseline"]
     text = f"{len(gates) - len(failed) - len(missing)}/{len(gates)} gate bound(s) passed"
@@ -306,6 +419,8 @@ def _summary(gates: list[dict[str, Any]]) -> str:
         text += f", {len(failed)} failed"
     if missing:
         text += f", {len(missing)} without baseline"
+    if headline:
+        text = ", ".join(_headline_text(r) for r in headline) + "; " + text
     return text
 
 
@@ -314,8 +429,11 @@ def _summary(gates: list[dict[str, Any]]) -> str:
 def _cmd_compare(args: Any) -> int:
     from modelops.ci.compare import compare
     from modelops.fsutil import write_json
+    from modelops.settings import load_settings
 
-    result = compare(".", args.base or default_base(), args.head, fetch=not args.no_fetch)
+    files = args.metrics or list(load_settings(args.params).model.metrics) or None
+    result = compare(".", args.base or default_base(), args.head, fetch=not args.no_fetch,
+                     metrics_files=files)
     data = result.to_dict()
     if args.out:
         write_json(args.out, data)
@@ -323,10 +441,12 @@ def _cmd_compare(args: Any) -> int:
         print(json.dumps(data, indent=2))
         return 0
     print(f"compare {result.base_rev} ({result.base_sha[:12]}) -> {result.head_rev}")
+    several = len(result.metrics_files) > 1
     for m in result.metrics:
         if not str(m["name"]).startswith("per_class."):
             delta = "" if m["delta"] is None else f"{m['delta']:+.6g}"
-            print(f"  metric {m['name']}: {m['base']} -> {m['head']} {delta}")
+            name = f"{m['file']}:{m['name']}" if several else m["name"]
+            print(f"  metric {name}: {m['base']} -> {m['head']} {delta}")
     for p in result.params:
         print(f"  param  {p['name']}: {p['base']!r} -> {p['head']!r}")
     for d in result.data:
@@ -356,23 +476,34 @@ def report_verdict(report: dict[str, Any]) -> int:
 
 
 def _cmd_gate(args: Any) -> int:
-    from modelops.ci.compare import read_json_at, resolve_revision
+    from modelops.ci.card import metrics_files, workspace_metrics
+    from modelops.ci.compare import dvc_queries, read_metrics, resolve_revision
     from modelops.ci.gates import evaluate_gates, format_table, verdict
     from modelops.settings import load_settings
 
     if args.report:
         return report_verdict(load_report(args.report))
+    root = Path(".")
+    settings = load_settings(args.params)
+    files = list(args.metrics or []) or metrics_files(settings, root)
+    if not files:
+        raise InputError("no metrics files: modelops.model.metrics is empty and dvc.yaml "
+                         "declares none", hint="pass --metrics FILE or list them in "
+                                               "modelops.model.metrics")
+    base = None
+    if args.base:
+        sha = resolve_revision(root, args.base, fetch=not args.no_fetch)
+        with dvc_queries(root) as dvc:
+            _, base, head, files = read_metrics(dvc, root, sha, None, files)
     else:
-        params = load_settings(args.params)
-        head = read_json_at(Path("."), None, args.metrics)
-        if head is None:
-            raise InputError(f"{args.metrics}: metrics file not found",
-                             hint="run the pipeline first: dvc repro")
-        base = None
-        if args.base:
-            sha = resolve_revision(Path("."), args.base, fetch=not args.no_fetch)
-            base = read_json_at(Path("."), sha, args.metrics)
-        gates = evaluate_gates(params.gates, head, base)
+        head = workspace_metrics(root, files)
+    if not head.files:
+        raise InputError(f"{files[0]}: metrics file not found"
+                         if len(files) == 1 else
+                         f"no metrics file found ({', '.join(files)})",
+                         hint="run the pipeline first: dvc repro")
+    gates = evaluate_gates(settings.gates, head, base, files=files,
+                           settings_file=str(args.params))
     print(format_table(gates))
     result = verdict(gates)
     print(f"gate verdict: {result}")
@@ -382,12 +513,14 @@ def _cmd_gate(args: Any) -> int:
 def _cmd_card(args: Any) -> int:
     from modelops.ci.card import card_path, generate_card
     from modelops.fsutil import atomic_write_text
+    from modelops.settings import load_settings
 
-    name, text = generate_card(".", args.params, args.templates)
+    settings = load_settings(args.params)
+    name, text = generate_card(".", args.params, args.template)
     if args.stdout:
         print(text, end="")
         return 0
-    out = Path(args.out) if args.out else card_path(name)
+    out = Path(args.out) if args.out else card_path(settings.model)
     atomic_write_text(out, text)
     print(f"wrote {out} (front matter checked with huggingface_hub.ModelCard)")
     return 0
@@ -402,7 +535,7 @@ def _cmd_report(args: Any) -> int:
         except SuiteError:
             previous = None  # an old or broken report is simply replaced
     report = build_report(".", args.base, args.head, params_file=args.params,
-                          fetch=not args.no_fetch, previous=previous)
+                          fetch=not args.no_fetch, previous=previous, plots_dir=args.plots_dir)
     write_report(out, report)
     evaluate = report["sections"]["evaluate"]
     print(f"report: {report['verdict']} ({evaluate['summary']}); "
@@ -431,9 +564,14 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "compare", help="compare metrics, params, data and stages with the base revision",
         description="Compare the head (workspace by default) with the base revision through "
-                    "dvc metrics diff, dvc params diff, dvc diff and dvc.lock.")
+                    "dvc metrics show/diff (the metrics files of modelops.model.metrics, or "
+                    "every metrics file dvc.yaml declares; DVC-tracked files too), dvc params "
+                    "diff, dvc diff and dvc.lock.")
     common_base(p)
     p.add_argument("--head", default=None, help="head revision (default: the workspace)")
+    p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    p.add_argument("--metrics", action="append", default=None, metavar="FILE",
+                   help="metrics file to compare, may repeat (default: modelops.model.metrics)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.add_argument("--out", default=None, help="also write the comparison as JSON to this file")
     p.set_defaults(handler=_cmd_compare)
@@ -441,44 +579,54 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "gate", help="judge modelops.gates of params.yaml; exit 1 when a gate fails",
         description="Check the gates of params.yaml (modelops.gates) against the head metrics "
-                    "and, for regression bounds, the base revision's metrics. With --report, "
-                    "use that report's verdict instead: any failed section (a gate, compile "
-                    "parity, ...) fails. Exit 0 when all pass (no-baseline does not fail), 1 "
-                    "when one fails, 2 on bad input.")
+                    "(the files of modelops.model.metrics, or every metrics file dvc.yaml "
+                    "declares) and, for regression bounds, the base revision's metrics (read "
+                    "through DVC, so DVC-tracked files count). With --report, use that "
+                    "report's verdict instead: any failed section (a gate, compile parity, "
+                    "...) fails. Exit 0 when all pass (no-baseline does not fail), 1 when one "
+                    "fails, 2 on bad input.")
     common_base(p)
     p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
-    p.add_argument("--metrics", default="metrics/metrics.json",
-                   help="head metrics file (default: %(default)s)")
+    p.add_argument("--metrics", action="append", default=None, metavar="FILE",
+                   help="metrics file to judge, may repeat (default: modelops.model.metrics)")
     p.add_argument("--report", default=None,
                    help="use the gate results of this report.json instead of recomputing")
     p.set_defaults(handler=_cmd_gate)
 
     p = subparsers.add_parser(
-        "card", help="generate the model card (model-cards/<model>.md)",
-        description="Render model-cards/templates/model-card.md.j2 with params.yaml, dvc.lock, "
-                    "the metrics and the ONNX sha256; the front matter is checked with "
+        "card", help="generate the model card (modelops.model.card.path)",
+        description="Render the model card from params.yaml (modelops.model), dvc.lock, the "
+                    "metrics files and the ONNX sha256, with modelops.model.card.template or "
+                    "the suite's built-in template; the front matter is checked with "
                     "huggingface_hub.ModelCard before the file is written.")
     p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
-    p.add_argument("--templates", default=None,
-                   help="template folder (default: model-cards/templates)")
-    p.add_argument("--out", default=None, help="output file (default: model-cards/<model>.md)")
+    p.add_argument("--template", default=None, metavar="FILE",
+                   help="card template (default: modelops.model.card.template, else built-in)")
+    p.add_argument("--out", default=None,
+                   help="output file (default: modelops.model.card.path, else "
+                        "model-cards/<model>.md)")
     p.add_argument("--stdout", action="store_true", help="print the card instead of writing it")
     p.set_defaults(handler=_cmd_card)
 
     p = subparsers.add_parser(
         "report", help="compare + gates + card diff -> reports/report.json",
-        description="Build the pull-request report: comparison with the base, gate results, "
-                    "confusion matrix, model card diff, and the compile section (from "
-                    "metrics/compile.json when the compile stage ran, else skipped with a "
-                    "reason). Sections added by later steps for the same head commit are kept. "
-                    "Exit 0 even when a gate fails, unless --gate is given (or use "
-                    "`modelops-ci gate --report` to decide).")
+        description="Build the pull-request report: comparison with the base (every metrics "
+                    "file, git- or DVC-tracked), headline metrics, gate results, confusion "
+                    "matrix, model card diff, and the compile section (from "
+                    "modelops.compile.section_file when a compile stage ran, else skipped "
+                    "with a reason; skipped too when the model has no ONNX artifact or "
+                    "modelops.steps.compile is false). Sections added by later steps for the "
+                    "same head commit are kept. Exit 0 even when a gate fails, unless --gate "
+                    "is given (or use `modelops-ci gate --report` to decide).")
     common_base(p)
     p.add_argument("--head", default=None, help="head revision (default: the workspace)")
     p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     p.add_argument("--out", default=str(DEFAULT_REPORT), help="report file (default: %(default)s)")
     p.add_argument("--markdown", default=None,
                    help="also write the comment Markdown preview to this file")
+    p.add_argument("--plots-dir", default=None, metavar="DIR",
+                   help="folder of the PNG plots attached to the workflow run (default: "
+                        "reports/plots; '' = none are attached)")
     p.add_argument("--gate", action="store_true",
                    help="then judge the report as `modelops-ci gate --report` does: print the "
                         "gate table and exit 1 when the verdict is fail (the report and the "

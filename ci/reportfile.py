@@ -21,7 +21,7 @@ from modelops.fsutil import write_json
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "report.schema.json"
 DEFAULT_REPORT = Path("reports") / "report.json"
-SECTION_ORDER = ("evaluate", "compile", "card")
+SECTION_ORDER = ("evaluate", "compile", "deploy", "card")
 
 
 @cache

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +34,6 @@ from typing import Any
 from modelops.errors import ConfigError, ExternalError
 
 PULL_CHOICES = ("auto", "true", "false")
-DEFAULT_OUTPUTS = ("models/model.onnx", "data/prepared", "plots/png")
 
 
 def _dvc_config(root: Path) -> Any:
@@ -82,9 +82,45 @@ def _dvc(args: list[str], root: str | Path) -> None:
         raise ExternalError(f"dvc {args[0]} failed (exit {rc}); DVC's message is above")
 
 
-def reproduce(pull: str = "auto", outputs: Sequence[str] = DEFAULT_OUTPUTS,
-              root: str | Path = ".") -> None:
-    """Run the pipeline, then put ``outputs`` into the workspace, whole and as dvc.lock says."""
+def needed_outputs(root: str | Path = ".", params_file: str = "params.yaml",
+                   also: Sequence[str] = ()) -> list[str]:
+    """The cached DVC outputs that hold what the rest of a pull request's job reads, from the
+    repository's self-description: the metrics files, the plot files, the ONNX artifact, the
+    test and calibration data and the card (``modelops.model``), plus ``also``. Each path maps
+    to the output that holds it (a file inside a folder output pulls the folder); paths that
+    are in git, or no stage outputs, need nothing."""
+    from dvc.repo import Repo
+
+    from modelops.ci.metrics import normalise
+    from modelops.settings import load_settings
+
+    root = Path(root)
+    model = load_settings(root / params_file).model
+    wanted = [*model.metrics, *model.plots, model.artifact.path, model.test_data,
+              model.calibration_data, model.card_path, *also]
+    with contextlib.chdir(root), Repo(".") as repo:
+        outs = [out for out in repo.index.outs if out.use_cache]
+        paths = [normalise(str(out.def_path)) for out in outs]
+        if not model.metrics:
+            wanted += [normalise(os.path.relpath(o.fs_path, repo.root_dir))
+                       for o in repo.index.metrics]
+        if not model.plots:
+            wanted += [normalise(os.path.relpath(o.fs_path, repo.root_dir))
+                       for o in repo.index.plots]
+    needed = []
+    for want in (normalise(w) for w in wanted if w):
+        holder = next((p for p in paths if want == p or want.startswith(p.rstrip("/") + "/")),
+                      None)
+        if holder is not None:
+            needed.append(holder)
+    return list(dict.fromkeys(needed))
+
+
+def reproduce(pull: str = "auto", outputs: Sequence[str] | None = None,
+              root: str | Path = ".", params_file: str = "params.yaml",
+              also: Sequence[str] = ()) -> None:
+    """Run the pipeline, then put ``outputs`` (default: :func:`needed_outputs`) into the
+    workspace, whole and as dvc.lock says."""
     if pull not in PULL_CHOICES:
         raise ConfigError(None, "--pull", pull, f"must be one of {', '.join(PULL_CHOICES)}")
     if pull == "auto":
@@ -100,6 +136,8 @@ def reproduce(pull: str = "auto", outputs: Sequence[str] = DEFAULT_OUTPUTS,
     repro = ["repro", "--pull", "--allow-missing"] if use_remote else ["repro"]
     _dvc(repro, root)
     print(f"==> reproduced in {time.perf_counter() - start:.1f}s", flush=True)
+    if outputs is None:
+        outputs = needed_outputs(root, params_file, also)
     partial = partial_outputs(root) if use_remote else []
     if partial:
         print(f"==> {', '.join(partial)}: only part of it is here (a changed stage pulls just the "
@@ -144,8 +182,9 @@ def partial_outputs(root: str | Path = ".") -> list[str]:
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     outputs = ([t for chunk in args.outputs for t in chunk.split()]
-               if args.outputs is not None else list(DEFAULT_OUTPUTS))  # "" = none
-    reproduce(args.pull, outputs)
+               if args.outputs is not None else None)  # "" = none; absent = from the settings
+    also = [t for chunk in args.also or [] for t in chunk.split()]
+    reproduce(args.pull, outputs, params_file=args.params, also=also)
     return 0
 
 
@@ -170,8 +209,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--pull", choices=PULL_CHOICES, default="auto",
                    help="use the DVC remote: auto asks the config (default: %(default)s)")
     p.add_argument("--outputs", action="append", default=None,
-                   help="outputs needed afterwards, space separated, may repeat (default: "
-                        f"{' '.join(DEFAULT_OUTPUTS)})")
+                   help="outputs needed afterwards, space separated, may repeat; '' = none "
+                        "(default: the DVC outputs holding the metrics files, plot files, ONNX "
+                        "artifact, test and calibration data and card of modelops.model)")
+    p.add_argument("--also", action="append", default=None, metavar="PATHS",
+                   help="paths needed besides the default ones (space separated, may repeat); "
+                        "each pulls the DVC output holding it, paths no stage outputs are "
+                        "ignored")
+    p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     p.set_defaults(handler=_cmd_reproduce)
 
     p = subparsers.add_parser(

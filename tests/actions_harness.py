@@ -19,13 +19,41 @@ What is faithful to the runner:
   without ``if:`` runs only while nothing failed; ``continue-on-error`` is honoured.
 - ``uses: ./actions/x`` runs that composite action (nested, its own ``inputs``/``steps`` scope);
   composite ``outputs.<name>.value`` are evaluated in the action's scope.
+- ``uses: <owner>/<repo>/<path>@<ref>`` runs a composite action of a repository registered with
+  ``Runner(repositories={"<owner>/<repo>": <folder>})`` the way the runner gets it: the files
+  of the repository at that ref are put under ``<runner root>/_actions/<owner>/<repo>/<ref>/``,
+  outside the workspace, and the action runs from there, with ``github.action_path``,
+  ``github.action_repository`` and ``github.action_ref`` set in its expressions and
+  ``GITHUB_ACTION_PATH``, ``GITHUB_ACTION_REPOSITORY``, ``GITHUB_ACTION_REF`` in its steps'
+  environment (the runner's ``_work/_actions/<owner>/<repo>/<ref>`` layout). A registered
+  folder that is a git work tree contributes what git would check out of it (its tracked and
+  untracked, not ignored, files), so uncommitted work is what runs.
+- Reusable workflows: a job with ``uses: ./.github/workflows/x.yml`` (the caller's repository)
+  or ``uses: <owner>/<repo>/.github/workflows/x.yml@<ref>`` (a registered repository) runs the
+  called workflow's jobs with ``inputs`` from ``with:`` (declared defaults, ``required``
+  checked, booleans and numbers typed), ``secrets`` from ``secrets:`` (or ``inherit``), the
+  caller's ``github`` context, and the called workflow's ``on.workflow_call.outputs``
+  (``jobs.<id>.outputs.<name>``) as the calling job's outputs. :meth:`Runner.run_workflow`
+  runs every job of a workflow in ``needs`` order, each in a fresh clone of the workspace (a
+  fresh machine, as each job on GitHub), sharing only the artifact store; a job's ``if:``
+  sees ``needs.<id>.result``/``outputs`` and the status functions judge the needed jobs.
 
 Local equivalents for third-party actions (these are JavaScript actions on the runner; here they
 get their inputs as ``INPUT_<NAME>`` like a JavaScript action does):
 
 - ``actions/checkout``: the workspace already holds the repository; with ``ref`` it runs
   ``git checkout <ref>``; with ``fetch-depth`` 0 nothing else (the test repo has full history).
-- ``actions/setup-python``: puts the directory of the running interpreter first on ``PATH``.
+  With ``repository`` naming another registered repository it puts that repository's files
+  into ``path`` (relative to the workspace, as the real action requires), honouring
+  ``sparse-checkout`` patterns (``sparse-checkout-cone-mode: false``: git's non-cone patterns;
+  cone mode: the listed folders plus the files at the top).
+- ``actions/setup-python``: a fresh virtual environment per job (the runner's tool cache puts a
+  Python on ``PATH``, with ``pythonLocation`` set), whose ``sys.path`` also holds the test
+  interpreter's site-packages: the runner's network is not here, so every distribution a job
+  would download from the index must already be installed in the test environment. Steps'
+  ``pip`` is told so (``PIP_NO_INDEX``, no build isolation, no machine pip config); what
+  ``pip install`` installs goes into the job's environment and shadows the test one, so the
+  suite a job installs from an action's checkout is the one its commands import.
 - ``actions/cache``: a directory store under the harness root keyed by ``key``; ``cache-hit``.
 - ``actions/upload-artifact`` / ``actions/download-artifact``: copy into / out of
   ``<harness root>/artifacts/<name>``, keeping paths relative to the least common ancestor of
@@ -376,17 +404,135 @@ class StepResult:
 
 @dataclass
 class RunResult:
-    status: str  # success | failure
+    status: str  # success | failure | skipped
     outputs: dict[str, str]
     steps: list[StepResult]
     log: str
     summary: str
+    jobs: dict[str, RunResult] = field(default_factory=dict)  # of a called workflow
 
     def step(self, step_id: str) -> StepResult:
         for s in self.steps:
             if s.id == step_id:
                 return s
         raise KeyError(step_id)
+
+
+@dataclass
+class WorkflowResult:
+    status: str  # success | failure
+    jobs: dict[str, RunResult]
+    outputs: dict[str, str]  # a called workflow's on.workflow_call.outputs
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _triggers(doc: dict) -> dict:
+    on = doc.get("on", doc.get(True))  # YAML 1.1 readers may turn `on` into True
+    if isinstance(on, str):
+        return {on: {}}
+    if isinstance(on, list):
+        return {k: {} for k in on}
+    return {k: (v or {}) for k, v in (on or {}).items()}
+
+
+def _job_order(jobs: dict, wanted: list[str] | None) -> list[str]:
+    """Jobs in an order that respects ``needs`` (declaration order among equals)."""
+    todo = list(jobs) if wanted is None else []
+    if wanted is not None:
+        def add(j: str) -> None:
+            for n in _as_list(jobs[j].get("needs")):
+                add(n)
+            if j not in todo:
+                todo.append(j)
+        for j in wanted:
+            add(j)
+    order: list[str] = []
+    while todo:
+        ready = [j for j in todo if all(n in order for n in _as_list(jobs[j].get("needs"))
+                                        if n in todo or n in jobs)]
+        if not ready:
+            raise HarnessError(f"jobs {todo} need each other (a cycle)")
+        order.append(ready[0])
+        todo.remove(ready[0])
+    return order
+
+
+def _call_inputs(call: dict, given: dict, source: str) -> dict:
+    """``inputs`` of a ``workflow_call``: declared defaults, given values typed, required ones
+    checked, unknown ones refused (as GitHub refuses the caller's workflow)."""
+    declared = call.get("inputs") or {}
+    unknown = set(given) - set(declared)
+    if unknown:
+        raise HarnessError(f"{source}: unexpected inputs {sorted(unknown)}")
+    out: dict[str, Any] = {}
+    for name, spec in declared.items():
+        spec = spec or {}
+        kind = spec.get("type", "string")
+        if name in given:
+            value = given[name]
+        elif spec.get("required"):
+            raise HarnessError(f"{source}: input {name!r} is required")
+        else:
+            value = spec.get("default", {"boolean": False, "number": 0}.get(kind, ""))
+        if kind == "boolean":
+            value = value if isinstance(value, bool) else str(value).lower() == "true"
+        elif kind == "number":
+            value = float(value) if not isinstance(value, int | float) else value
+        else:
+            value = to_str(value)
+        out[name] = value
+    return out
+
+
+def copy_repository(src: Path, dest: Path, patterns: list[str] | None = None,
+                    cone: bool = True) -> None:
+    """The files of the repository at ``src`` into ``dest``: what git would check out (tracked
+    and untracked, not ignored, files of a work tree), restricted to sparse-checkout
+    ``patterns`` when given."""
+    src = Path(src)
+    if (src / ".git").exists():
+        listed = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"],
+                                cwd=src, check=True, capture_output=True).stdout
+        files = sorted({f for f in listed.decode().split("\0") if f})
+    else:
+        files = sorted(str(p.relative_to(src)) for p in src.rglob("*")
+                       if p.is_file() and ".git" not in p.relative_to(src).parts)
+    if patterns:
+        files = [f for f in files if _sparse_match(f, patterns, cone)]
+    for rel in files:
+        path = src / rel
+        if not path.is_file() and not path.is_symlink():
+            continue  # deleted in the work tree but still tracked
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target, follow_symlinks=False)
+    dest.mkdir(parents=True, exist_ok=True)
+
+
+def _sparse_match(path: str, patterns: list[str], cone: bool) -> bool:
+    import fnmatch
+
+    if cone:  # the listed folders, and every file at the top
+        return "/" not in path or any(path.startswith(p.strip("/") + "/") for p in patterns)
+    keep = False
+    for raw in patterns:
+        negate = raw.startswith("!")
+        pat = raw[1:] if negate else raw
+        anchored = pat.startswith("/")
+        pat = pat.strip("/") if pat.endswith("/") else pat.lstrip("/")
+        is_dir = raw.rstrip().endswith("/")
+        candidates = [path] if anchored else [path, *["/".join(path.split("/")[i:])
+                                                      for i in range(1, path.count("/") + 1)]]
+        hit = any((c == pat or c.startswith(pat + "/")) if is_dir else fnmatch.fnmatch(c, pat)
+                  for c in candidates)
+        if hit:
+            keep = not negate
+    return keep
 
 
 def github_context(event_name: str, payload: dict, workspace: Path, *, token: str = "",
@@ -418,7 +564,8 @@ class Runner:
     """One simulated job: a workspace, a ``github`` context and a base environment."""
 
     def __init__(self, workspace: Path, root: Path, github: dict, *, env: dict | None = None,
-                 secrets: dict | None = None, vars: dict | None = None, timeout: float = 600):
+                 secrets: dict | None = None, vars: dict | None = None, timeout: float = 600,
+                 repositories: dict[str, Path] | None = None):
         self.workspace = Path(workspace)
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -427,6 +574,9 @@ class Runner:
         self.secrets = dict(secrets or {})
         self.vars = dict(vars or {})
         self.timeout = timeout
+        # "owner/repo" -> a folder standing for that GitHub repository (any ref)
+        self.repositories = {k.lower(): Path(v) for k, v in (repositories or {}).items()}
+        self.python: Path | None = None  # this job's interpreter (actions/setup-python)
         self.path_prepend: list[str] = []
         self.job_env: dict[str, str] = {}
         self.log: list[str] = []
@@ -457,6 +607,11 @@ class Runner:
             "GITHUB_SERVER_URL": self.github["server_url"],
             "RUNNER_TEMP": str(self.temp), "RUNNER_OS": "Linux",
         })
+        # no network here: pip finds every distribution in the job's environment already
+        for key in [k for k in env if k.startswith("PIP_")]:
+            del env[key]
+        env.update({"PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0",
+                    "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
         env.update(self.job_env)
         env.update(step_env)
         if self.path_prepend:
@@ -476,7 +631,9 @@ class Runner:
     def _context(self, scope: dict) -> dict:
         env = {**self.base_env, **self.job_env, **scope.get("env", {})}
         return {
-            "github": {**self.github, "action_path": scope.get("action_path", "")},
+            "github": {**self.github, "action_path": scope.get("action_path", ""),
+                       "action_repository": scope.get("action_repository", ""),
+                       "action_ref": scope.get("action_ref", "")},
             "env": env, "inputs": scope.get("inputs", {}), "steps": scope["steps"],
             "runner": {"os": "Linux", "arch": "X64", "temp": str(self.temp),
                        "tool_cache": str(self.root / "tool-cache"), "name": "harness"},
@@ -487,10 +644,20 @@ class Runner:
     # -- actions and jobs ------------------------------------------------------------
 
     def run_action(self, action: str | Path, inputs: dict | None = None) -> RunResult:
-        """Run a composite action directory (or ``./actions/x`` relative to the workspace)."""
+        """Run a composite action: a directory, ``./actions/x`` (relative to the workspace), or
+        ``<owner>/<repo>/<path>@<ref>`` of a registered repository (run from the runner's
+        ``_actions`` folder, outside the workspace)."""
+        remote = self._remote_action(str(action)) if isinstance(action, str) else None
+        if remote is not None:
+            action_dir, repository, ref = remote
+            return self._run_action_dir(action_dir, inputs, repository, ref)
         action_dir = Path(action)
         if not action_dir.is_absolute():
             action_dir = self.workspace / action_dir
+        return self._run_action_dir(action_dir, inputs, "", "")
+
+    def _run_action_dir(self, action_dir: Path, inputs: dict | None, repository: str,
+                        ref: str) -> RunResult:
         meta = load_yaml_file(action_dir / "action.yml")
         runs = meta.get("runs") or {}
         if runs.get("using") != "composite":
@@ -501,6 +668,7 @@ class Runner:
         if unknown:
             raise HarnessError(f"{action_dir.name}: unexpected inputs {sorted(unknown)}")
         scope: dict[str, Any] = {"steps": {}, "inputs": {}, "action_path": str(action_dir),
+                                 "action_repository": repository, "action_ref": ref,
                                  "env": {}}
         ctx = self._context(scope)
         for name, spec in declared.items():
@@ -519,12 +687,18 @@ class Runner:
         return RunResult(status, outputs, results, "\n".join(self.log),
                          "\n".join(self.summary_parts))
 
-    def run_job(self, workflow: str | Path, job_id: str, *, needs: dict | None = None) -> RunResult:
-        """Run one job of a workflow file (its ``if:``, ``env:`` and steps)."""
+    def run_job(self, workflow: str | Path, job_id: str, *, needs: dict | None = None,
+                inputs: dict | None = None) -> RunResult:
+        """Run one job of a workflow file (its ``if:``, ``env:`` and steps, or the reusable
+        workflow its ``uses:`` calls). ``needs`` is ``{job: {"result", "outputs"}}``;
+        ``inputs`` those of a ``workflow_call``."""
         wf = load_yaml_file(Path(workflow))
         job = (wf.get("jobs") or {})[job_id]
-        inputs: dict[str, Any] = {}
-        if self.github["event_name"] == "workflow_dispatch":  # inputs: declared defaults + given
+        if "strategy" in job:
+            raise HarnessError(f"job {job_id!r}: strategy/matrix is not supported")
+        called = inputs is not None
+        inputs = dict(inputs or {})
+        if not called and self.github["event_name"] == "workflow_dispatch":
             declared = ((wf.get("on") or {}).get("workflow_dispatch") or {}).get("inputs") or {}
             inputs = {k: (v or {}).get("default", "") for k, v in declared.items()}
             inputs.update(self.github["event"].get("inputs") or {})
@@ -536,9 +710,23 @@ class Runner:
                                  "needs": needs or {}}
         self.job_env = {k: to_str(v) for k, v in (wf.get("env") or {}).items()}
         ctx = self._context(scope)
-        if not condition(job.get("if"), ctx, "success"):
+        needs_status = "failure" if any((n or {}).get("result") not in ("success", None)
+                                        for n in (needs or {}).values()) else "success"
+        if not condition(job.get("if"), ctx, needs_status):
             self.log.append(f"job {job_id}: skipped by its if:")
             return RunResult("skipped", {}, [], "\n".join(self.log), "")
+        if "uses" in job:  # a reusable workflow
+            path, _ref = self._workflow_file(str(job["uses"]))
+            with_ = {k: interpolate(v, ctx) if isinstance(v, str) else v
+                     for k, v in (job.get("with") or {}).items()}
+            given = job.get("secrets")
+            secrets = dict(self.secrets) if given == "inherit" else {
+                k: to_str(interpolate(v, ctx)) for k, v in (given or {}).items()}
+            self.log.append(f"job {job_id}: calls {job['uses']}")
+            called_result = self.run_workflow(path, inputs=with_, secrets=secrets)
+            return RunResult(called_result.status, called_result.outputs, [],
+                             "\n".join(self.log), "\n".join(self.summary_parts),
+                             jobs=called_result.jobs)
         for k, v in (job.get("env") or {}).items():
             self.job_env[k] = to_str(interpolate(v, self._context(scope)))
         status, results = self._run_steps(job.get("steps") or [], scope)
@@ -577,6 +765,10 @@ class Runner:
         ctx = self._context({**scope, "status": status})
         step_env = {k: to_str(interpolate(v, ctx, status))
                     for k, v in (step.get("env") or {}).items()}
+        if scope.get("action_path"):  # set by the runner for a composite action's steps
+            step_env.update({"GITHUB_ACTION_PATH": scope["action_path"],
+                             "GITHUB_ACTION_REPOSITORY": scope.get("action_repository", ""),
+                             "GITHUB_ACTION_REF": scope.get("action_ref", "")})
         self.log.append(f"::step {name}")
         if "run" in step:
             shell = step.get("shell")
@@ -592,15 +784,104 @@ class Runner:
         uses = str(step.get("uses", ""))
         with_ = {k: to_str(interpolate(v, ctx, status))
                  for k, v in (step.get("with") or {}).items()}
-        if uses.startswith("./"):
+        for key in ("GITHUB_ACTION_PATH", "GITHUB_ACTION_REPOSITORY", "GITHUB_ACTION_REF"):
+            step_env.pop(key, None)  # the nested action gets its own
+        if uses.startswith("./") or self._remote_action(uses) is not None:
             sub = Runner.__new__(Runner)
             sub.__dict__.update(self.__dict__)
             sub.job_env = {**self.job_env, **step_env}
             result = sub.run_action(uses, with_)
             self.path_prepend = sub.path_prepend
+            self.python = sub.python
             self.job_env.update({k: v for k, v in sub.job_env.items() if k not in step_env})
             return StepResult(step_id, name, result.status, result.status, result.outputs)
         return self._builtin(uses, with_, step_env, step_id, name)
+
+    # -- repositories other than the workspace's ---------------------------------------
+
+    def _repository(self, name: str) -> Path:
+        src = self.repositories.get(name.lower())
+        if src is None:
+            raise HarnessError(f"repository {name!r} is not registered with the harness "
+                               "(Runner(repositories={...}))")
+        return src
+
+    def _remote_action(self, uses: str) -> tuple[Path, str, str] | None:
+        """``(action dir, owner/repo, ref)`` for ``<owner>/<repo>[/<path>]@<ref>`` of a
+        registered repository, materialised as the runner does: the repository's files at that
+        ref under ``<root>/_actions/<owner>/<repo>/<ref>``."""
+        m = re.fullmatch(r"([^/@\s]+)/([^/@\s]+)((?:/[^@\s]+)?)@([^@\s]+)", uses)
+        if not m or f"{m.group(1)}/{m.group(2)}".lower() not in self.repositories:
+            return None
+        owner, repo, sub, ref = m.group(1), m.group(2), m.group(3).lstrip("/"), m.group(4)
+        dest = self.root / "_actions" / owner / repo / ref
+        if not dest.exists():
+            copy_repository(self._repository(f"{owner}/{repo}"), dest)
+        return dest / sub, f"{owner}/{repo}", ref
+
+    # -- workflows ---------------------------------------------------------------------
+
+    def _workflow_file(self, uses: str) -> tuple[Path, str]:
+        """A reusable workflow's file: ``./.github/workflows/x.yml`` in the workspace, or
+        ``<owner>/<repo>/.github/workflows/x.yml@<ref>`` of a registered repository."""
+        if uses.startswith("./"):
+            return self.workspace / uses[2:], ""
+        m = re.fullmatch(r"([^/@\s]+)/([^/@\s]+)/(\.github/workflows/[^@\s]+)@([^@\s]+)", uses)
+        if not m:
+            raise HarnessError(f"{uses!r} is not a reusable workflow reference")
+        src = self._repository(f"{m.group(1)}/{m.group(2)}")
+        return src / m.group(3), m.group(4)
+
+    def run_workflow(self, workflow: str | Path, *, inputs: dict | None = None,
+                     secrets: dict | None = None, jobs: list[str] | None = None,
+                     fresh: bool = True) -> WorkflowResult:
+        """Run the jobs of a workflow in ``needs`` order (all, or ``jobs`` and what they
+        need), each in a fresh clone of the workspace when ``fresh`` (a job gets a fresh
+        machine), sharing the artifact store. ``inputs``/``secrets`` are those of a
+        ``workflow_call`` (given by a calling job)."""
+        wf = load_yaml_file(Path(workflow))
+        all_jobs = wf.get("jobs") or {}
+        order = _job_order(all_jobs, jobs)
+        call = _triggers(wf).get("workflow_call") if inputs is not None else None
+        if call is not None or inputs is not None:
+            inputs = _call_inputs(call or {}, inputs or {}, str(workflow))
+        results: dict[str, RunResult] = {}
+        needs_ctx: dict[str, dict] = {}
+        for job_id in order:
+            job = all_jobs[job_id]
+            needed = _as_list(job.get("needs"))
+            # a job that calls a workflow is no machine: its called jobs get the fresh ones
+            runner = self._job_runner(job_id) if fresh and "uses" not in job else self
+            if secrets is not None:
+                runner.secrets = dict(secrets)
+            result = runner.run_job(Path(workflow), job_id,
+                                    needs={n: needs_ctx[n] for n in needed if n in needs_ctx},
+                                    inputs=inputs)
+            results[job_id] = result
+            needs_ctx[job_id] = {"result": result.status, "outputs": result.outputs}
+        outputs: dict[str, str] = {}
+        if call is not None:
+            ctx = self._context({"steps": {}, "inputs": inputs or {}})
+            ctx["jobs"] = {j: {"result": r.status, "outputs": r.outputs}
+                           for j, r in results.items()}
+            outputs = {name: to_str(interpolate((spec or {}).get("value", ""), ctx))
+                       for name, spec in (call.get("outputs") or {}).items()}
+        failed = any(r.status == "failure" for r in results.values())
+        return WorkflowResult("failure" if failed else "success", results, outputs)
+
+    def _job_runner(self, job_id: str) -> Runner:
+        """A fresh machine for one job: a clone of the workspace, its own temp and PATH."""
+        ws = self.root / "jobs" / f"{job_id}-{uuid.uuid4().hex[:6]}" / "workspace"
+        ws.parent.mkdir(parents=True)
+        subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(self.workspace), str(ws)],
+                       check=True, capture_output=True)
+        runner = Runner(ws, self.root / "jobs" / ws.parent.name, self.github,
+                        env=self.base_env, secrets=self.secrets, vars=self.vars,
+                        timeout=self.timeout, repositories=self.repositories)
+        runner.artifacts, runner.cache = self.artifacts, self.cache
+        runner.log = self.log
+        runner.summary_parts = self.summary_parts
+        return runner
 
     def _files(self) -> dict[str, Path]:
         tag = uuid.uuid4().hex[:8]
@@ -639,6 +920,23 @@ class Runner:
 
     # -- local equivalents of third-party actions -------------------------------------
 
+    def _setup_python(self) -> Path:
+        """This job's interpreter: a fresh virtual environment whose ``sys.path`` ends with
+        the test interpreter's site-packages (what the network would otherwise provide)."""
+        if self.python is not None:
+            return self.python
+        venv = self.root / "toolcache" / f"python-{uuid.uuid4().hex[:6]}"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                       capture_output=True)
+        python = venv / "bin" / "python"
+        purelib = subprocess.run([str(python), "-c", "import sysconfig; "
+                                  "print(sysconfig.get_paths()['purelib'])"],
+                                 check=True, capture_output=True, text=True).stdout.strip()
+        Path(purelib, "zz-harness-network.pth").write_text(
+            "".join(f"{p}\n" for p in _site_packages()), encoding="utf-8")
+        self.python = python
+        return python
+
     def _builtin(self, uses: str, with_: dict, step_env: dict, step_id: str,
                  name: str) -> StepResult:
         action = uses.split("@", 1)[0]
@@ -647,13 +945,32 @@ class Runner:
         inputs_env = {f"INPUT_{k.upper().replace(' ', '_')}": v for k, v in with_.items()}
         outputs: dict[str, str] = {}
         if action == "actions/checkout":
-            ref = with_.get("ref", "")
-            if ref:
-                subprocess.run(["git", "checkout", "-q", ref], cwd=self.workspace, check=True,
-                               env=self._process_env({**step_env, **inputs_env}))
+            repository = with_.get("repository", "")
+            rel = with_.get("path", "")
+            own = not repository or repository.lower() == str(self.github["repository"]).lower()
+            if rel or not own:
+                dest = (self.workspace / rel).resolve()
+                if not rel or not dest.is_relative_to(self.workspace.resolve()) \
+                        or dest == self.workspace.resolve():
+                    raise HarnessError(f"step {name!r}: checkout path {rel!r} must be a folder "
+                                       "under the workspace")
+                patterns = [line.strip() for line in with_.get("sparse-checkout", "")
+                            .splitlines() if line.strip()]
+                cone = with_.get("sparse-checkout-cone-mode", "true").lower() != "false"
+                src = self.workspace if own and repository.lower() not in self.repositories \
+                    else self._repository(repository or str(self.github["repository"]))
+                copy_repository(src, dest, patterns or None, cone)
+            else:
+                ref = with_.get("ref", "")
+                if ref:
+                    subprocess.run(["git", "checkout", "-q", ref], cwd=self.workspace,
+                                   check=True, env=self._process_env({**step_env, **inputs_env}))
         elif action == "actions/setup-python":
-            self.path_prepend.append(str(Path(sys.executable).parent))
+            python = self._setup_python()
+            self.path_prepend.append(str(python.parent))
+            self.job_env["pythonLocation"] = str(python.parent.parent)
             outputs["python-version"] = ".".join(map(str, sys.version_info[:3]))
+            outputs["python-path"] = str(python)
         elif action == "actions/cache":
             key = with_.get("key", "")
             store = self.cache / re.sub(r"[^A-Za-z0-9._-]", "_", key)
@@ -697,6 +1014,12 @@ class Runner:
             raise HarnessError(f"step {name!r}: no local equivalent for {uses!r}")
         self.log.append(f"::step {name}: local equivalent of {action}")
         return StepResult(step_id, name, "success", "success", outputs)
+
+
+def _site_packages() -> list[str]:
+    import sysconfig
+
+    return list(dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib")))
 
 
 def _copy(src: Path, dest: Path) -> None:

@@ -164,6 +164,10 @@ class GitHubImitation:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> GitHubImitation:
+        # Build the OpenAPI validator before the first request, not while answering it: that
+        # takes about a second, which a client with a short read timeout would see as a stall
+        # of the imitation (a retry the test did not ask for).
+        _openapi()
         imitation = self
 
         class Handler(_Handler):

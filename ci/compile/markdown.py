@@ -75,14 +75,14 @@ def render_compile_section(section: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m modelops.ci.compile.markdown [metrics/compile.json]``: print the comment
+    """``python -m modelops.ci.compile.markdown [reports/compile.json]``: print the comment
     block."""
     import json
     import sys
     from pathlib import Path
 
     args = sys.argv[1:] if argv is None else argv
-    path = Path(args[0] if args else "metrics/compile.json")
+    path = Path(args[0] if args else "reports/compile.json")
     try:
         section = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:

@@ -48,7 +48,7 @@ def make_session(model: Path | bytes, *, optimize: bool, provider_list: list[str
     except Exception as exc:  # onnxruntime raises its own untyped errors
         name = "<bytes>" if isinstance(model, bytes) else str(model)
         raise InputError(f"{name}: onnxruntime cannot load the model: {exc}".replace("\n", " "),
-                         hint="re-export the model (dvc repro export) and check its opset"
+                         hint="re-export the model (its dvc stage: dvc repro) and check its opset"
                          ) from None
 
 

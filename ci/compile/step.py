@@ -44,39 +44,51 @@ def check_onnx(model: Path, input_name: str, output_name: str) -> None:
 
     if not model.is_file():
         raise InputError(f"{model}: file not found",
-                         hint="run `dvc repro` (or `dvc pull`) to produce the model first")
+                         hint="run `dvc repro` (or `dvc pull`) to produce the model first, or "
+                              "fix modelops.model.artifact.path")
     try:
         proto = onnx.load(str(model), load_external_data=False)
         onnx.checker.check_model(proto)
     except Exception as exc:  # onnx raises DecodeError, ValidationError, ... untyped
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{model}: not a valid onnx model ({first})",
-                         hint="the file is corrupt or truncated; re-export it with "
-                              "`dvc repro export`") from None
+                         hint="the file is corrupt or truncated; reproduce the stage that "
+                              "exports it (`dvc repro`)") from None
     outputs = [o.name for o in proto.graph.output]
     if output_name not in outputs:
         raise InputError(f"{model}: no output named {output_name!r} (outputs: "
-                         f"{', '.join(outputs)})", hint="set compile.output_name in params.yaml")
+                         f"{', '.join(outputs)})",
+                         hint="set modelops.compile.output_name in params.yaml")
     onnx_io_shape(model, input_name)  # names the input when it is missing
 
 
-def load_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``x`` float32 [N,...] and ``y`` int64 [N] from an ``.npz`` split."""
+REPRODUCE = "run the pipeline (`dvc repro`, or `dvc pull` its outputs) to produce it"
+
+
+def load_split(path: Path, *, labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """``x`` float32 [N,...] and ``y`` int64 [N] from an ``.npz`` file (``modelops.model.
+    test_data``; ``labels=False`` for calibration data, which needs only ``x``)."""
+    need = ("x", "y") if labels else ("x",)
     if not path.is_file():
-        raise InputError(f"{path}: file not found",
-                         hint="run `dvc repro prepare` to produce the prepared splits")
+        raise InputError(f"{path}: file not found", hint=REPRODUCE)
     try:
         with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in ("x", "y") if k not in data.files]
+            missing = [k for k in need if k not in data.files]
             if missing:
-                raise InputError(f"{path}: missing array {missing[0]!r} (needs 'x' and 'y')",
-                                 hint="re-create it with `dvc repro prepare`")
-            x, y = data["x"], data["y"]
+                raise InputError(f"{path}: missing array {missing[0]!r} (needs "
+                                 f"{' and '.join(repr(k) for k in need)})",
+                                 hint="write the inputs as 'x' and the labels as 'y' "
+                                      "(numpy.savez)")
+            x = data["x"]
+            y = data["y"] if labels else None
     except InputError:
         raise
     except Exception as exc:
-        raise InputError(f"{path}: not a readable .npz file ({exc})",
-                         hint="re-create it with `dvc repro prepare`") from None
+        raise InputError(f"{path}: not a readable .npz file ({exc})", hint=REPRODUCE) from None
+    if y is None:
+        if x.ndim < 2 or len(x) == 0:
+            raise InputError(f"{path}: expected x [N, ...] with N > 0, got x {list(x.shape)}")
+        return np.ascontiguousarray(x, dtype=np.float32), None
     if x.ndim < 2 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
         raise InputError(f"{path}: expected x [N, ...] and y [N] with N > 0, got x "
                          f"{list(x.shape)} and y {list(y.shape)}")
@@ -90,11 +102,15 @@ def effective_precision(backend: str, precision: str) -> tuple[str, str | None]:
     return precision, None
 
 
-def compile_model(*, params: CompileParams, model: Path, data_dir: Path, out_dir: Path,
+def compile_model(*, params: CompileParams, model: Path, test_data: Path, out_dir: Path,
                   cache_dir: Path, section_path: Path, report_path: Path | None = None,
+                  calibration_data: Path | None = None,
                   reasons: dict[str, str | None] | None = None,
                   log: Callable[[str], None] = _stderr) -> dict[str, Any]:
     """Run the compile step; return the report section (also written to ``section_path``).
+
+    ``test_data`` is the ``.npz`` parity and latency run on (``x``, ``y``);
+    ``calibration_data`` the ``.npz`` INT8 calibration samples (``x``; default ``test_data``).
 
     Raises InputError/ConfigError (exit 2) on bad input and GateFailed (exit 1) when parity is
     beyond the tolerances; in both cases no artifact is left in ``out_dir``.
@@ -112,12 +128,12 @@ def compile_model(*, params: CompileParams, model: Path, data_dir: Path, out_dir
     precision, note = effective_precision(backend_name, params.precision)
     tol = params.tolerances[precision]
     check_onnx(model, params.input_name, params.output_name)
-    x_test, y_test = load_split(data_dir / "test.npz")
+    x_test, y_test = load_split(test_data)
     calib = None
     if precision == "int8":
-        x_train, _ = load_split(data_dir / "train.npz")
+        x_calib, _ = load_split(calibration_data or test_data, labels=False)
         c = params.calibration
-        calib = calibration_batches(x_train, c.samples, c.batch_size, c.seed)
+        calib = calibration_batches(x_calib, c.samples, c.batch_size, c.seed)
 
     section: dict[str, Any] = {
         "status": "fail",
@@ -238,6 +254,15 @@ def _write_section(section: dict[str, Any], section_path: Path,
     except ImportError:
         return
     merge_section(report_path, SECTION, section)
+
+
+def skipped_section(reason: str, section_path: Path,
+                    report_path: Path | None = None) -> dict[str, Any]:
+    """Record that the compile step does not apply (``skipped: <reason>``), never a failure."""
+    section = {"status": "skipped", "reason": reason}
+    section_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_section(section, section_path, report_path)
+    return section
 
 
 def run_step(args_params: Path, **kwargs: Any) -> dict[str, Any]:

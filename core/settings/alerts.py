@@ -13,14 +13,21 @@ _DURATION = {"pattern": r"[0-9]+(s|m|h)",
 
 @dataclass(frozen=True)
 class AlertParams:
-    """``alerts:`` in params.yaml."""
+    """Production drift alerts: a PrometheusRule rendered with the manifests."""
 
     drift_psi_warning: float = field(default=0.2, metadata={"gt": 0.0})
+    """A warning fires when the average PSI of a version's pods stays above this for `drift_for`."""
     drift_for: str = field(default="30m", metadata=_DURATION)
+    """How long the PSI must stay above the warning threshold."""
     drift_psi_critical: float = field(default=0.5, metadata={"gt": 0.0})
+    """A critical alert fires when the PSI stays above this for `severe_for` (above the warning
+    threshold)."""
     severe_for: str = field(default="10m", metadata=_DURATION)
+    """How long the PSI must stay above the critical threshold."""
     missing_for: str = field(default="15m", metadata=_DURATION)
+    """A warning fires when no `model_prediction_psi` series exists at all for this long."""
     runbook_url: str = ""
+    """A runbook linked from the alerts ('' = none)."""
 
     def check(self, path: str, file: str | Path | None) -> None:
         if self.drift_psi_critical <= self.drift_psi_warning:

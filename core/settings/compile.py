@@ -17,8 +17,11 @@ class BatchProfile:
     """TensorRT optimisation profile of the dynamic batch axis: min <= opt <= max."""
 
     min: int = field(default=1, metadata={"min": 1})
+    """The smallest batch the engine accepts."""
     opt: int = field(default=32, metadata={"min": 1})
+    """The batch TensorRT optimises for."""
     max: int = field(default=128, metadata={"min": 1})
+    """The largest batch the engine accepts (parity runs in batches of this size)."""
 
     def check(self, path: str, file: str | Path | None) -> None:
         if self.min > self.max:
@@ -36,8 +39,11 @@ class Calibration:
     """INT8 calibration: a seeded sample of the training split, in whole batches."""
 
     samples: int = field(default=512, metadata={"min": 1})
+    """How many samples calibrate (at least one batch)."""
     batch_size: int = field(default=32, metadata={"min": 1})
+    """Samples per calibration batch."""
     seed: int = 0
+    """Seed of the sample drawn, so the same data calibrates the same way."""
 
     def check(self, path: str, file: str | Path | None) -> None:
         if self.samples < self.batch_size:
@@ -55,9 +61,14 @@ class Tolerance:
     """
 
     atol: float = field(default=1e-4, metadata={"min": 0.0})
+    """Absolute tolerance of an output element (`|compiled - reference| <= atol + rtol *
+    |reference|`)."""
     rtol: float = field(default=1e-3, metadata={"min": 0.0})
+    """Relative tolerance of an output element."""
     min_top1_agreement: float = field(default=1.0, metadata={"min": 0.0, "max": 1.0})
+    """The share of test samples whose top-1 class must agree with the reference."""
     max_accuracy_drop: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
+    """How much lower the compiled model's accuracy on the test data may be than the reference's."""
 
 
 def _default_tolerances() -> dict[str, Tolerance]:
@@ -71,18 +82,39 @@ def _default_tolerances() -> dict[str, Tolerance]:
 
 @dataclass(frozen=True)
 class CompileParams:
+    """The compile step: TensorRT on GPU runners, ONNX Runtime elsewhere, checked against the
+    ONNX Runtime reference on the test data, and timed."""
+
     backend: Literal["auto", "tensorrt", "onnxruntime"] = "auto"
+    """`auto` builds with TensorRT when the runner has it and a CUDA device, else with ONNX Runtime;
+    `tensorrt` or `onnxruntime` force one (an unusable forced backend is an error)."""
     precision: Precision = "fp16"
+    """The precision to build: TensorRT builds all three; ONNX Runtime builds fp32 or int8 (fp16
+    falls back to fp32, noted in the report)."""
     input_name: str = "input"
+    """The ONNX model's input tensor, whose first axis is the batch."""
     output_name: str = "logits"
+    """The ONNX model's output tensor parity is checked on."""
     workspace_mb: int = field(default=1024, metadata={"min": 16})
+    """TensorRT's builder workspace, in MiB."""
     batch_profile: BatchProfile = field(default_factory=BatchProfile)
+    """TensorRT's optimisation profile for the dynamic batch axis."""
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32, 128],
                                    metadata={"min_items": 1})
+    """The batch sizes latency and throughput are measured at (each inside the batch profile)."""
     warmup: int = field(default=10, metadata={"min": 0})
+    """Untimed runs before each measurement."""
     runs: int = field(default=100, metadata={"min": 5})
+    """Timed runs per batch size."""
     calibration: Calibration = field(default_factory=Calibration)
+    """INT8 calibration samples, drawn from `modelops.model.calibration_data`."""
     tolerances: dict[str, Tolerance] = field(default_factory=_default_tolerances)
+    """Parity of the compiled model against the ONNX Runtime reference, per precision (`fp32`,
+    `fp16`, `int8`, all three required)."""
+    section_file: str = ""
+    """Where the compile step writes its report section (JSON), and where ``modelops-ci
+    report`` picks it up: a DVC stage that compiles may list it as a metrics file ('' =
+    ``reports/compile.json``, beside the report)."""
 
     def check(self, path: str, file: str | Path | None) -> None:
         for i, size in enumerate(self.batch_sizes):

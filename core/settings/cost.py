@@ -18,9 +18,13 @@ class PricePeriod:
     """Prices in force from ``since`` (YYYY-MM-DD, UTC) until the next entry."""
 
     since: str = "2024-01-01"
+    """The first day (YYYY-MM-DD, UTC) these prices apply."""
     cpu_core_hour: float = field(default=0.048, metadata={"min": 0.0})
+    """The price of one CPU core for an hour."""
     gpu_hour: float = field(default=2.5, metadata={"min": 0.0})
+    """The price of one GPU for an hour."""
     memory_gb_hour: float = field(default=0.0053, metadata={"min": 0.0})
+    """The price of one GB of memory (peak RSS) for an hour."""
 
     def check(self, path: str, file: object) -> None:
         try:
@@ -40,11 +44,13 @@ class CostParams:
 
     currency: str = field(default="USD", metadata={"pattern": r"[A-Z]{3}",
                                                    "pattern_help": "must be an ISO 4217 code"})
+    """The currency of the prices (ISO 4217)."""
     prices: list[PricePeriod] = field(default_factory=lambda: [PricePeriod()],
                                       metadata={"min_items": 1})
-    # where CI jobs and Workflow tasks upload their compute records (a folder, or any URL
-    # fsspec writes: s3://bucket/prefix); '' = none, only committed records count
+    """The price table: one entry per period, each in force from its since date."""
     ledger: str = ""
+    """Where CI jobs and Workflow tasks upload their compute records (a folder, or any URL
+    fsspec writes: s3://bucket/prefix); '' = none, only committed records count."""
 
     def check(self, path: str, file: object) -> None:
         starts = [p.start for p in self.prices]

@@ -161,15 +161,23 @@ class CanarySteps(tuple):
 
 @dataclass(frozen=True)
 class ResourceAmounts:
+    """Amounts of a container's resources."""
+
     cpu: str = field(default="250m", metadata=_QUANTITY)
+    """CPU, as a Kubernetes quantity (`250m`, `1`)."""
     memory: str = field(default="256Mi", metadata=_QUANTITY)
+    """Memory, as a Kubernetes quantity (`256Mi`, `1Gi`)."""
 
 
 @dataclass(frozen=True)
 class Resources:
+    """A container's requests and limits."""
+
     requests: ResourceAmounts = field(default_factory=ResourceAmounts)
+    """What the scheduler reserves for the container."""
     limits: ResourceAmounts = field(
         default_factory=lambda: ResourceAmounts(cpu="1", memory="512Mi"))
+    """The most the container may use."""
 
 
 def _fetch_resources() -> Resources:
@@ -179,29 +187,42 @@ def _fetch_resources() -> Resources:
 
 @dataclass(frozen=True)
 class PrometheusParams:
+    """The Prometheus the canary analysis queries."""
+
     address: str = field(default="http://prometheus.monitoring.svc:9090", metadata=_URL)
+    """The Prometheus base URL the AnalysisTemplates query, from inside the cluster."""
 
 
 @dataclass(frozen=True)
 class AnalysisParams:
-    """Thresholds and timing of the AnalysisTemplates (see README "Deploying")."""
+    """Thresholds and timing of the AnalysisTemplates that judge the canary."""
 
     interval: str = field(default="1m", metadata=_DURATION)
+    """Time between two measurements of an analysis."""
     count: int = field(default=5, metadata={"min": 1})
-    # Argo's: -1 disables it (then consecutive_success_limit decides)
+    """Measurements per analysis run (0 = run until the step ends, as Argo does)."""
     failure_limit: int = field(default=1, metadata={"min": -1})
+    """Argo's: -1 disables it (then consecutive_success_limit decides)."""
     inconclusive_limit: int = field(default=2, metadata={"min": 0})
-    # 0 = off; else Successful after this many successes in a row
+    """Measurements without data tolerated before the rollout pauses."""
     consecutive_success_limit: int = field(default=0, metadata={"min": 0})
+    """0 = off; else Successful after this many successes in a row."""
     rate_window: str = field(default="2m", metadata=_DURATION)
+    """The range of the rate() windows of the queries."""
     error_rate_max: float = field(default=0.05, metadata={"min": 0.0, "max": 1.0})
-    # canary's non-2xx share minus the stable's, same window
+    """error-rate: the highest share of non-2xx answers among the canary's requests."""
     error_rate_max_increase: float = field(default=0.02, metadata={"min": 0.0, "max": 1.0})
+    """Canary's non-2xx share minus the stable's, same window."""
     latency_p99_max_seconds: float = field(default=0.25, metadata={"gt": 0.0})
-    # canary p99 / stable p99, the stable's floored at latency_compare_floor_seconds
+    """latency-p99: the highest p99 of the canary's request duration, in seconds."""
     latency_p99_max_ratio: float = field(default=1.5, metadata={"gt": 0.0})
+    """Canary p99 / stable p99, the stable's floored at latency_compare_floor_seconds."""
     latency_compare_floor_seconds: float = field(default=0.01, metadata={"gt": 0.0})
+    """The stable's p99 is floored at this many seconds before the ratio is taken, so a very
+    fast stable does not fail a canary on noise."""
     drift_psi_max: float = field(default=0.2, metadata={"gt": 0.0})
+    """prediction-drift: the highest PSI of the canary's predicted-class distribution against the
+    training baseline."""
 
 
 @dataclass(frozen=True)
@@ -216,10 +237,14 @@ class TrafficParams:
     """
 
     router: Literal["service", "nginx"] = "service"
+    """service: clients use the Service named after the model (traffic follows ready pods);
+    nginx: Argo's NGINX Ingress traffic routing (exact weights)."""
     host: str = field(default="", metadata={
         "pattern": r"(([a-z0-9]([-a-z0-9]*[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?",
         "pattern_help": "must be a DNS name like 'digits.example.com' or '' for any host"})
+    """The Ingress host for the nginx router ('' = any host)."""
     ingress_class: str = field(default="nginx", metadata=_LABEL)
+    """The IngressClass of the nginx router's Ingress."""
 
 
 @dataclass(frozen=True)
@@ -228,29 +253,47 @@ class ShutdownParams:
     server drains (readiness 503, still answering) and lets in-flight requests finish."""
 
     pre_stop_seconds: int = field(default=5, metadata={"min": 0, "max": 300})
+    """The preStop hook sleeps this long so the endpoints forget the pod before it drains."""
     drain_seconds: int = field(default=5, metadata={"min": 0, "max": 300})
+    """The server answers with readiness 503 (and still serves) this long after SIGTERM."""
     grace_seconds: int = field(default=30, metadata={"min": 1, "max": 600})
+    """The pod's terminationGracePeriodSeconds: the longest in-flight requests may take to
+    finish."""
 
 
 @dataclass(frozen=True)
 class EnvironmentParams:
+    """One environment: a namespace, a replica count and how Argo CD syncs it."""
+
     namespace: str = field(default="ml-serving", metadata=_LABEL)
+    """The namespace the model is deployed to."""
     replicas: int = field(default=2, metadata={"min": 1, "max": 1000})
+    """Pods of the Rollout."""
     sync: Literal["automated", "manual"] = "automated"
+    """`automated`: Argo CD applies every commit; `manual`: a person syncs (production)."""
     prune: bool = True
+    """Argo CD deletes objects that left the GitOps repository (automated sync)."""
     self_heal: bool = True
+    """Argo CD reverts changes made in the cluster by hand (automated sync)."""
     cluster: str = field(default="https://kubernetes.default.svc", metadata=_URL)
+    """The API server of the cluster the environment runs in."""
 
 
 @dataclass(frozen=True)
 class ArgoCDParams:
+    """The Argo CD Application that follows the GitOps repository."""
+
     namespace: str = field(default="argocd", metadata=_LABEL)
+    """The namespace Argo CD runs in (where the Application object lives)."""
     project: str = field(default="default", metadata=_LABEL)
+    """The Argo CD project of the Application."""
     repo_url: str = field(default="https://git.example.com/ml/gitops.git",
                           metadata={"pattern": r"[^\s\x00-\x1f\x7f]+",
                                     "pattern_help": "must be a git URL without spaces"})
+    """The GitOps repository's URL, as Argo CD clones it."""
     target_revision: str = field(default="main", metadata={
         "pattern": r"[A-Za-z0-9._/\-]+", "pattern_help": "must be a branch, tag or commit"})
+    """The branch, tag or commit of the GitOps repository Argo CD follows."""
 
 
 def _default_environments() -> dict[str, EnvironmentParams]:
@@ -270,15 +313,23 @@ def _default_steps() -> CanarySteps:
 
 @dataclass(frozen=True)
 class CanaryParams:
+    """The Argo Rollouts canary strategy."""
+
     steps: CanarySteps = field(default_factory=_default_steps)
+    """The canary steps, in Argo's own spelling, one key per step (`- setWeight: 20`, `- pause:
+    {duration: 1m}`, `- analysis: {templates: [{templateName: error-rate}]}`, `- setCanaryScale:
+    {weight: 20}`); the last `setWeight` must be 100."""
 
 
 @dataclass(frozen=True)
 class DeployParams:
-    """``deploy:`` in params.yaml."""
+    """How a release becomes Argo Rollouts and Argo CD manifests in the GitOps repository."""
 
     image: str = "ghcr.io/example/modelops-serve:0.1.0"
+    """The serving runtime's container image (prefer a digest, `name@sha256:...`); `modelops-gitops
+    release --image` overrides it."""
     port: int = field(default=8080, metadata={"min": 1, "max": 65535})
+    """The port the serving runtime listens on in the pod."""
     # Secret whose keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ...) the
     # fetch-model init container gets as environment variables ("" = none: a public store or
     # the node's/IRSA credentials)
@@ -289,14 +340,25 @@ class DeployParams:
     gitops_repo: str = field(default="", metadata={
         "pattern": r"[^\s\x00-\x1f\x7f]*", "pattern_help": "must be a git URL without spaces"})
     resources: Resources = field(default_factory=Resources)
+    """Requests and limits of the serving container."""
     fetch_resources: Resources = field(default_factory=_fetch_resources)
+    """Requests and limits of the fetch-model init container (download and sha256 check of the
+    artifact)."""
     prometheus: PrometheusParams = field(default_factory=PrometheusParams)
+    """The Prometheus the AnalysisTemplates query."""
     analysis: AnalysisParams = field(default_factory=AnalysisParams)
+    """Thresholds and timing of the AnalysisTemplates that judge the canary."""
     traffic: TrafficParams = field(default_factory=TrafficParams)
+    """How clients reach the model and how setWeight moves them (a Service over both
+    ReplicaSets, or NGINX Ingress routing for exact weights)."""
     shutdown: ShutdownParams = field(default_factory=ShutdownParams)
+    """Pod termination: the preStop sleep, the drain and the grace period."""
     canary: CanaryParams = field(default_factory=CanaryParams)
+    """The Argo Rollouts canary strategy."""
     argocd: ArgoCDParams = field(default_factory=ArgoCDParams)
+    """The Argo CD Application that syncs the GitOps repository."""
     environments: dict[str, EnvironmentParams] = field(default_factory=_default_environments)
+    """The environments a release goes through (a folder each in the GitOps repository), by name."""
 
     def check(self, path: str, file: str | Path | None) -> None:
         problem = image_problem(self.image)

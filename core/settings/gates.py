@@ -18,9 +18,15 @@ class MetricGate:
     """Bounds for one metric. At least one must be set."""
 
     min: float | None = None
+    """The head's value must be at least this."""
     max: float | None = None
+    """The head's value must be at most this."""
     max_drop: float | None = field(default=None, metadata=_NON_NEGATIVE)
+    """How much lower than the base's value the head's may be (for metrics where higher is better);
+    no baseline when the base has none."""
     max_rise: float | None = field(default=None, metadata=_NON_NEGATIVE)
+    """How much higher than the base's value the head's may be (for metrics where lower is better,
+    such as latency)."""
 
     def check(self, path: str, file: str | Path | None) -> None:
         if all(getattr(self, r) is None for r in RULES):

@@ -35,25 +35,34 @@ class RetrainParams:
     event_type: str = field(default="model-drift",
                             metadata={"pattern": r"[A-Za-z0-9_.-]{1,100}",
                                       "pattern_help": "must be 1-100 letters, digits, '_.-'"})
+    """The `repository_dispatch` event type a drift alert sends."""
     alerts: list[str] = field(default_factory=lambda: ["ModelPredictionDrift",
                                                        "ModelPredictionDriftSevere"],
                               metadata={"min_items": 1})
-    # models the relay accepts ('' list = modelops.model.name only)
+    """The Alertmanager alerts that start a retraining."""
     models: list[str] = field(default_factory=list)
-    # environments whose alerts may retrain (the `env` label of the alert), and that label
+    """Models the relay accepts ('' list = modelops.model.name only)."""
     environments: list[str] = field(default_factory=lambda: ["production"],
                                     metadata={"min_items": 1})
+    """Environments whose alerts may retrain (the `env` label of the alert), and that label."""
     env_label: str = "env"
+    """The alert label that names the environment."""
     relay_url: str = "http://modelops-alert-relay.monitoring.svc:9095/alerts"
-    # how Alertmanager authenticates to the relay, and where Alertmanager reads the secret
+    """The alert relay's URL that Alertmanager posts to."""
     auth: Literal["bearer", "basic"] = "bearer"
+    """How Alertmanager authenticates to the relay, and where Alertmanager reads the secret."""
     credentials_file: str = "/etc/alertmanager/secrets/modelops-relay/token"
+    """Where Alertmanager reads the relay's token (a mounted Secret); the rendered config points
+    http_config at it."""
     basic_username: str = "alertmanager"
+    """The user name for basic auth (auth: basic)."""
     repeat_interval: str = field(default="24h", metadata=_DURATION_META)
-    # storm guard: no second retraining of a model within `cooldown`, at most `daily_cap`
-    # per model in any 24 hours (the relay's dispatches and the retraining pull requests)
+    """How often a firing alert may start another retraining."""
     cooldown: str = field(default="6h", metadata=_DURATION_META)
+    """Storm guard: no second retraining of a model within `cooldown`, at most `daily_cap` per
+    model in any 24 hours (the relay's dispatches and the retraining pull requests)."""
     daily_cap: int = field(default=2, metadata={"min": 1})
+    """The most retrainings of one model in any 24 hours."""
     # where fresh labelled data comes from: a folder or URL (`dvc ls-url` / `dvc get-url`
     # read it; `{model}` is replaced by the alert's model) holding one CSV file or folder per
     # day, named by its date (2026-11-28.csv, dt=2026-11-28/...); '' = none configured
@@ -64,6 +73,7 @@ class RetrainParams:
     # pipeline reads it)
     incoming: str = "data/incoming"
     branch_prefix: str = "retrain/"
+    """The prefix of the branches retraining pull requests come from."""
 
     def check(self, path: str, file: object) -> None:
         for key in ("repeat_interval", "cooldown", "lookback"):

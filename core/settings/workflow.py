@@ -45,9 +45,13 @@ class Toleration:
     """A Kubernetes toleration (``key``/``operator``/``value``/``effect``)."""
 
     key: str = ""
+    """The taint key the toleration matches."""
     operator: Literal["Exists", "Equal"] = "Exists"
+    """Equal (key and value match) or Exists (the key is enough)."""
     value: str = ""
+    """The taint value (empty with Exists)."""
     effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = ""
+    """The taint effect matched (NoSchedule, PreferNoSchedule, NoExecute; empty = all)."""
 
     def check(self, path: str, file: object) -> None:
         if self.operator == "Exists" and self.value:
@@ -62,11 +66,18 @@ class Toleration:
 
 @dataclass(frozen=True)
 class StageResources:
+    """Resources of one stage's task."""
+
     cpu: str = "1"
+    """CPU of the task, as a Kubernetes quantity."""
     memory: str = "2Gi"
+    """Memory of the task, as a Kubernetes quantity."""
     gpu: int = field(default=0, metadata={"min": 0})
+    """NVIDIA GPUs of the task (`nvidia.com/gpu`); a GPU stage runs the GPU image."""
     node_selector: dict[str, str] = field(default_factory=dict)
+    """Node labels the task's pod must run on."""
     tolerations: list[Toleration] = field(default_factory=list)
+    """Taints of the nodes the task's pod tolerates."""
 
     def check(self, path: str, file: object) -> None:
         for name in ("cpu", "memory"):
@@ -86,7 +97,9 @@ class GpuPool:
 
     node_selector: dict[str, str] = field(
         default_factory=lambda: {"nvidia.com/gpu.present": "true"})
+    """Node labels of the GPU node pool."""
     tolerations: list[Toleration] = field(default_factory=_gpu_tolerations)
+    """Taints of the GPU node pool that GPU tasks tolerate."""
 
 
 @dataclass(frozen=True)
@@ -97,10 +110,16 @@ class RetryParams:
     reasons is deterministic and is not run again."""
 
     limit: int = field(default=2, metadata={"min": 0})
+    """Retries of a failed task."""
     backoff: str = "30s"
+    """The first wait before a retry."""
     factor: int = field(default=2, metadata={"min": 1})
+    """The wait grows by this factor each retry."""
     max_duration: str = "10m"
+    """The longest wait between two retries."""
     transient_exit_codes: list[int] = field(default_factory=lambda: [75])
+    """Exit codes that mean a transient failure (the task runner exits 75 when the network or a
+    remote failed); only these and pod errors are retried."""
 
     def check(self, path: str, file: object) -> None:
         for name in ("backoff", "max_duration"):
@@ -126,7 +145,9 @@ class TtlParams:
     """How long finished Workflows stay (``spec.ttlStrategy``), in seconds."""
 
     seconds_after_success: int = field(default=86400, metadata={"min": 0})
+    """Seconds a succeeded Workflow stays."""
     seconds_after_failure: int = field(default=604800, metadata={"min": 0})
+    """Seconds a failed Workflow stays (longer, to debug it)."""
 
 
 @dataclass(frozen=True)
@@ -135,15 +156,21 @@ class PullRequestParams:
     git-tracked outputs (``cache: false`` metrics, compute records, the card, plots)."""
 
     enabled: bool = True
+    """Open the pull request (false: push the branch only)."""
     base: str = "main"
+    """The branch the pull request targets."""
     branch_prefix: str = "train/"
+    """The prefix of the branch the Workflow pushes (<prefix><model>-<workflow>)."""
     # OWNER/NAME on GitHub ('' = taken from source_repo when it is a github.com URL)
     github_repo: str = ""
     github_api_url: str = "https://api.github.com"
+    """The GitHub API the pull request is opened through."""
     # a Secret with key `token`: a token that may open pull requests (pull-requests: write)
     token_secret: str = field(default="modelops-github-token", metadata=_DNS_LABEL)
     author_name: str = "modelops-workflow"
+    """The author of the commit the Workflow makes."""
     author_email: str = "modelops-workflow@users.noreply.github.com"
+    """The author's e-mail of the commit the Workflow makes."""
 
 
 def _check_value(file: object, path: str, value: Any) -> None:
@@ -160,8 +187,11 @@ class SweepParams:
     ``params.yaml`` sections (``train.learning_rate``), as ``dvc exp run -S`` takes them."""
 
     grid: dict[str, list[Any]] = field(default_factory=dict)
+    """Every combination of the listed values, by parameter (dotted path)."""
     points: list[dict[str, Any]] = field(default_factory=list)
+    """An explicit list of parameter sets."""
     max_points: int = field(default=64, metadata={"min": 1, "max": 1000})
+    """The most points a sweep may have (a guard against a grid that explodes)."""
 
     def check(self, path: str, file: object) -> None:
         if self.grid and self.points:
@@ -205,48 +235,67 @@ class SweepParams:
 
 @dataclass(frozen=True)
 class WorkflowParams:
-    """params.yaml ``workflow``: how the pipeline runs on an Argo Workflows cluster."""
+    """How the pipeline runs on an Argo Workflows cluster: one task per DVC stage."""
 
     namespace: str = field(default="ml-training", metadata=_DNS_LABEL)
-    # the training images, by digest ('' gpu_image = image)
+    """The namespace the Argo Workflow runs in."""
     image: str = ""
+    """The training images, by digest ('' gpu_image = image)."""
     gpu_image: str = ""
+    """The container image of stages that ask for a GPU."""
     service_account: str = field(default="dvc-runner", metadata=_DNS_LABEL)
+    """The service account of the workflow's pods."""
     source_repo: str = "https://github.com/example/model-repo.git"
-    # a Secret with keys `username` and `password` (a token) for a private source repository
-    # ('' = a public one): the git artifact reads it, and the last task's push reads it as
-    # mounted files through a credential helper, never from a command line
+    """The git repository the tasks clone (the model repository)."""
     git_credentials_secret: str = field(default="", metadata=_OPTIONAL_DNS_LABEL)
-    # the DVC remote the tasks share ('' = the default remote of .dvc/config)
+    """A Secret with keys `username` and `password` (a token) for a private source repository
+    ('' = a public one): the git artifact reads it, and the last task's push reads it as mounted
+    files through a credential helper, never from a command line."""
     dvc_remote: str = ""
-    # a Secret whose keys become the tasks' environment (AWS_ACCESS_KEY_ID ...; '' = none)
+    """The DVC remote the tasks share ('' = the default remote of .dvc/config)."""
     credentials_secret: str = field(default="dvc-remote-credentials",
                                     metadata=_OPTIONAL_DNS_LABEL)
-    # the training image's user (docker/train*.Dockerfile); the pods run as it
+    """A Secret whose keys become the tasks' environment (AWS_ACCESS_KEY_ID ...; '' = none)."""
     run_as_user: int = field(default=10001, metadata={"min": 1})
+    """The training image's user (docker/train*.Dockerfile); the pods run as it."""
     run_as_group: int = field(default=10001, metadata={"min": 1})
+    """The training image's group; the pods run as it."""
     fs_group: int = field(default=10001, metadata={"min": 1})
+    """The pods' fsGroup, so mounted volumes are writable by the image's user."""
     active_deadline_seconds: int = field(default=7200, metadata={"min": 60})
+    """The longest the whole workflow may run."""
     stage_deadline_seconds: int = field(default=3600, metadata={"min": 60})
+    """The longest one stage's task may run."""
     parallelism: int = field(default=4, metadata={"min": 1})
+    """The most tasks of one Workflow running at once."""
     retry: RetryParams = field(default_factory=RetryParams)
+    """How a failed task is retried."""
     ttl: TtlParams = field(default_factory=TtlParams)
+    """How long finished Workflows stay (spec.ttlStrategy)."""
     pod_gc: Literal["OnPodCompletion", "OnPodSuccess", "OnWorkflowCompletion",
                     "OnWorkflowSuccess"] = "OnPodSuccess"
-    # one Workflow per model at a time (spec.synchronization mutex)
+    """When Argo deletes the pods of finished tasks (spec.podGC.strategy)."""
     mutex: bool = True
+    """One Workflow per model at a time (spec.synchronization mutex)."""
     default_resources: StageResources = field(default_factory=StageResources)
+    """Resources of a stage not listed in `stages`."""
     stages: dict[str, StageResources] = field(default_factory=dict)
+    """Resources per DVC stage, by stage name."""
     gpu_pool: GpuPool = field(default_factory=GpuPool)
-    # the stage that builds TensorRT engines ('' = the stage whose command runs
-    # `modelops-ci compile`); it runs on the GPU pool unless modelops.compile.backend is
-    # onnxruntime
+    """Where GPU stages run: the node selector and tolerations of the GPU node pool."""
     compile_stage: str = ""
+    """The stage that builds TensorRT engines ('' = the stage whose command runs `modelops-ci
+    compile`); it runs on the GPU pool unless modelops.compile.backend is onnxruntime."""
     compile_resources: StageResources = field(
         default_factory=lambda: StageResources(cpu="2", memory="8Gi", gpu=1))
+    """Resources of the compile stage when it builds TensorRT engines on the GPU pool."""
     pull_request: PullRequestParams = field(default_factory=PullRequestParams)
+    """Where the last task proposes the result: base branch, branch prefix, repository."""
     sweep: SweepParams = field(default_factory=SweepParams)
+    """A parameter sweep: a grid or a list of points, each a full pipeline run, compared by the
+    headline metric."""
     kind: Literal["Workflow", "WorkflowTemplate"] = "Workflow"
+    """Render a `Workflow` (runs once) or a `WorkflowTemplate` (submitted later)."""
 
     def check(self, path: str, file: object) -> None:
         check_image(file, f"{path}.image", self.image)

@@ -55,7 +55,11 @@ def splits(data_dir: Path, model: Path, n_test: int = 64, n_train: int = 128,
 
 PARAMS = """\
 modelops:
-  model: {{name: digits-cnn}}
+  model:
+    name: digits-cnn
+    artifact: {{path: models/model.onnx}}
+    test_data: data/prepared/test.npz
+    calibration_data: data/prepared/train.npz
   compile:
     backend: {backend}
     precision: {precision}

@@ -125,10 +125,10 @@ def register_pr(api, branch: str, head: str) -> int:
 
 
 def runner(ws: Path, root: Path, event_name: str, payload: dict, api=None,
-           token: str = "") -> Runner:
+           token: str = "", **kwargs) -> Runner:
     gh = github_context(event_name, payload, ws, token=token,
                         api_url=api.api_url if api else "https://api.github.com")
-    return Runner(ws, root, gh, env=GIT_ENV)
+    return Runner(ws, root, gh, env=GIT_ENV, **kwargs)
 
 
 def assert_nothing_injected(result) -> None:
@@ -161,7 +161,9 @@ def test_pr_ends_with_one_sticky_comment_and_a_check(example, workspace, tmp_pat
     setup = r.run_action("actions/setup", {"requirements": "",
                                            "dvc-remote-url": str(example / ".dvc-remote")})
     assert setup.status == "success" and setup.outputs["has-remote"] == "true", setup.log[-3000:]
-    ev = r.run_action("actions/evaluate", {"pull": setup.outputs["has-remote"]})
+    assert "installing the suite from this action's checkout" in setup.log
+    ev = r.run_action("actions/evaluate", {"pull": setup.outputs["has-remote"],
+                                           "plots": "plots/png"})
     assert ev.status == "success", ev.log[-4000:]
     assert "--pull --allow-missing" in ev.log and "fetching main from origin" in ev.log
     assert ev.outputs["verdict"] in ("pass", "fail")
@@ -179,6 +181,9 @@ def test_pr_ends_with_one_sticky_comment_and_a_check(example, workspace, tmp_pat
     # the card section came from the up-to-date card stage's file: the same as generating it
     regenerated = card_section(ci, report["revisions"]["base"]["sha"], "params.yaml")
     assert report["sections"]["card"] == regenerated and regenerated["changed"]
+    assert sorted(p.name for p in (r.artifacts / "model-plots").iterdir()) == \
+        ["confusion.png", "per_class.png", "train_curve.png"]   # the figures stage's folder
+    assert report["context"]["plots_artifact"] == "model-plots"
 
     comp = r.run_action("actions/compile", {"backend": "onnxruntime"})
     assert comp.status == "success", comp.log[-4000:]
@@ -211,11 +216,26 @@ def test_fork_pr_ends_neutral_then_workflow_run_comments(workspace, tmp_path, gi
     root = tmp_path / "runner"
     r = runner(workspace, root, "pull_request", payload, github_api, "read-token")
 
-    job = r.run_job(ROOT / ".github/workflows/pr.yml", "evaluate")
-    assert job.status == "success", job.log[-4000:]
+    # pr.yml as GitHub runs it: its one job calls modelops-pr.yml, whose jobs each get a
+    # fresh clone; a fork gets the evaluation, not the GPU job nor the commenting job
+    r.vars = {"DVC_REMOTE_URL": str(workspace / ".dvc-remote")}
+    flow = r.run_workflow(ROOT / ".github/workflows/pr.yml")
+    called = flow.jobs["modelops"].jobs
+    assert {k: v.status for k, v in called.items()} == {
+        "evaluate": "success", "compile-gpu": "skipped", "comment": "skipped"}, \
+        called["evaluate"].log[-6000:]
+    job = called["evaluate"]
     assert md(INJECTIONS[1]) in job.summary  # the report, with the title as plain text
-    assert (r.artifacts / "report" / "reports" / "pr-number").read_text().strip() == str(number)
-    post = r.run_action("actions/comment", {"token": ""})
+    assert "installing the suite from this action's checkout" in job.log
+    assert (r.artifacts / "modelops-report" / "pr-number").read_text().strip() == str(number)
+    compiled = json.loads((r.artifacts / "modelops-report" / "report.json").read_text())
+    assert compiled["sections"]["compile"]["status"] == "pass"  # the example's dvc stage
+    assert not (r.artifacts / "modelops-compile-inputs").exists()  # no GPU job for a fork
+    base_only = r.run_action("actions/setup", {"extras": ""})  # what a comment job installs
+    assert base_only.status == "success", base_only.log[-3000:]
+    post = r.run_action("actions/comment", {"token": "",
+                                            "report": str(r.artifacts / "modelops-report"
+                                                          / "report.json")})
     assert post.status == "success", post.log[-4000:]
     assert post.outputs["mode"] == "summary" and "no token" in post.log
     assert github_api.comments(REPO, number) == []
@@ -234,13 +254,14 @@ def test_fork_pr_ends_neutral_then_workflow_run_comments(workspace, tmp_path, gi
                 env=GIT_ENV)
     comment = wr.run_job(ROOT / ".github/workflows/pr-comment.yml", "comment")
     assert comment.status == "success", comment.log[-4000:]
+    assert set(comment.jobs) == {"comment"}  # through the reusable modelops-pr-comment.yml
     comments = github_api.comments(REPO, number)
     assert len(comments) == 1 and md(INJECTIONS[1]) in comments[0]["body"]
     assert {c["head_sha"] for c in github_api.repos[REPO].check_runs.values()} == {head}
     assert_nothing_injected(comment)
 
     # a tampered artifact pointing at someone else's pull request is refused
-    (r.artifacts / "report" / "reports" / "pr-number").write_text(f"{other}\n")
+    (r.artifacts / "modelops-report" / "pr-number").write_text(f"{other}\n")
     tampered = Runner(workspace, root, wr.github, env=GIT_ENV).run_job(
         ROOT / ".github/workflows/pr-comment.yml", "comment")
     assert tampered.status == "failure"

@@ -41,6 +41,10 @@ modelops:
   model:
     name: digits-cnn
     team: ml-platform
+    headline: {{accuracy: higher}}
+    card:
+      template: model-cards/templates/model-card.md.j2
+      metadata: {{pipeline_tag: image-classification, datasets: [sklearn-digits]}}
   gates:
     accuracy: {{min: 0.8, max_drop: 0.005}}
     model_size_mb: {{max: 1}}

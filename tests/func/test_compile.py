@@ -26,7 +26,8 @@ def repo(tmp_path):
 
 
 def _kwargs(repo, **over):
-    kw = {"model": repo / "models/model.onnx", "data_dir": repo / "data/prepared",
+    kw = {"model": repo / "models/model.onnx", "test_data": repo / "data/prepared/test.npz",
+          "calibration_data": repo / "data/prepared/train.npz",
           "out_dir": repo / "models/compiled", "cache_dir": repo / ".cache/compile",
           "section_path": repo / "reports/compile.json", "report_path": None,
           "reasons": NO_TRT, "log": lambda _m: None}
@@ -139,12 +140,15 @@ def test_model_with_fixed_input_name_mismatch(repo):
 
 @pytest.mark.slow
 def test_cli_exit_codes_and_output(repo):
-    cmd = [PY, "-m", "modelops.ci", "compile", "--backend", "onnxruntime"]
+    cmd = [PY, "-m", "modelops.ci", "compile", "--backend", "onnxruntime",
+           "--out", "models/compiled"]
     env = {"PYTHONPATH": str(ROOT)}
     ok = run(cmd, cwd=repo, env=env)
     assert "### ✅ Compile: onnxruntime fp32" in ok.stdout
     assert "| 32 |" in ok.stdout and "speedup" in ok.stdout
-    assert (repo / "metrics/compile.json").is_file()
+    # the model and the data came from modelops.model; the section went to the default place
+    assert json.loads((repo / "reports/compile.json").read_text())["model"]["path"] == \
+        "models/model.onnx"
 
     (repo / "params.yaml").write_text((repo / "params.yaml").read_text().replace(
         "{min: 1, opt: 8, max: 32}", "{min: 64, opt: 8, max: 32}"))
@@ -165,6 +169,32 @@ def test_cli_exit_codes_and_output(repo):
 
     help_ = run([PY, "-m", "modelops.ci", "compile", "--help"], cwd=repo, env=env)
     assert "--precision" in help_.stdout and "Exit codes" in help_.stdout
+
+
+@pytest.mark.parametrize("change, reason", [
+    (("    artifact: {path: models/model.onnx}\n", ""),
+     "the model has no ONNX artifact (modelops.model.artifact.path is '')"),
+    (("    test_data: data/prepared/test.npz\n", ""),
+     "no test data to check parity on (modelops.model.test_data is '')"),
+    (("  compile:\n", "  steps: {compile: false}\n  compile:\n"),
+     "turned off (modelops.steps.compile: false)"),
+])
+def test_a_step_that_does_not_apply_is_skipped_with_its_reason(repo, change, reason):
+    params = repo / "params.yaml"
+    params.write_text(params.read_text().replace(*change))
+    report = repo / "reports" / "report.json"
+    report.parent.mkdir()
+    report.write_text(json.dumps({
+        "schema_version": 1, "model": {"name": "digits-cnn"}, "verdict": "pass",
+        "revisions": {"base": {"rev": "main", "sha": None}, "head": {"rev": "w", "sha": None}},
+        "sections": {"evaluate": {"status": "pass"},
+                     "compile": {"status": "skipped", "reason": "pending"}}}))
+    proc = run([PY, "-m", "modelops.ci", "compile", "--report", str(report)], cwd=repo,
+               env={"PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0 and f"compile: skipped: {reason}" in proc.stdout
+    assert json.loads(report.read_text())["sections"]["compile"] == {"status": "skipped",
+                                                                     "reason": reason}
+    assert not (repo / "build").exists()
 
 
 def test_unsupported_op_is_named_and_nothing_is_left(repo):

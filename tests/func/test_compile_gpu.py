@@ -27,7 +27,8 @@ def repo(tmp_path):
 
 
 def _kwargs(repo):
-    return {"model": repo / "models/model.onnx", "data_dir": repo / "data/prepared",
+    return {"model": repo / "models/model.onnx", "test_data": repo / "data/prepared/test.npz",
+            "calibration_data": repo / "data/prepared/train.npz",
             "out_dir": repo / "models/compiled", "cache_dir": repo / ".cache/compile",
             "section_path": repo / "reports/compile.json", "report_path": None}
 

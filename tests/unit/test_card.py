@@ -47,12 +47,30 @@ stages:
 """
 
 
+PARAMS = """\
+modelops:
+  model:
+    name: digits-cnn
+    team: ml-platform
+    metrics: [metrics/metrics.json]
+    headline: {accuracy: higher, macro_f1: higher}
+    artifact: {path: models/model.onnx}
+    data: [data/raw/digits.csv, data/prepared]
+    card:
+      template: model-cards/templates/model-card.md.j2
+      stage: card
+      metadata: {license: apache-2.0, library_name: onnx, pipeline_tag: image-classification,
+                 datasets: [sklearn-digits]}
+  compile: {section_file: metrics/compile.json}
+train: {epochs: 3}
+"""
+
+
 @pytest.fixture
 def repo(tmp_path):
     (tmp_path / "model-cards").mkdir()
     shutil.copytree(ROOT / "model-cards" / "templates", tmp_path / "model-cards" / "templates")
-    (tmp_path / "params.yaml").write_text(
-        "modelops: {model: {name: digits-cnn, team: ml-platform}}\ntrain: {epochs: 3}\n")
+    (tmp_path / "params.yaml").write_text(PARAMS)
     (tmp_path / "dvc.lock").write_text(LOCK)
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "model.onnx").write_bytes(b"onnx-bytes!!")
@@ -74,7 +92,7 @@ def test_card_has_lineage_slices_and_loads_with_huggingface(repo, monkeypatch):
     card = ModelCard(text, ignore_metadata_errors=False)
     assert card.data.model_name == "digits-cnn"
     results = {r.metric_type: r.metric_value for r in card.data.eval_results}
-    assert results == {"accuracy": 0.981, "f1": 0.9795}
+    assert results == {"accuracy": 0.981, "macro_f1": 0.9795}  # the headline metrics
     assert card.data.eval_results[0].dataset_type == "sklearn-digits"
     assert card.data.library_name == "onnx" and card.data.license == "apache-2.0"
     assert "## Intended use" in text and "## Limitations" in text
@@ -91,7 +109,8 @@ def test_card_is_deterministic(repo):
 
 def test_card_without_metrics_says_what_to_do(repo):
     (repo / "metrics" / "metrics.json").unlink()
-    with pytest.raises(InputError, match="metrics/metrics.json not found"):
+    with pytest.raises(InputError, match=r"(?s)no metrics for the card \(metrics/metrics.json not "
+                                         r"found\).*dvc repro"):
         generate_card(repo)
 
 
@@ -102,10 +121,11 @@ def test_broken_model_index_is_rejected():
 
 
 def test_hostile_description_is_escaped(repo):
-    (repo / "params.yaml").write_text(
-        "modelops: {model: {name: digits-cnn, description: '@octocat <script>[x](https://e.example)'}}\n")
+    (repo / "params.yaml").write_text(PARAMS.replace(
+        "    team: ml-platform\n",
+        "    description: '@octocat <script>[x](https://e.example)'\n"))
     ctx = build_context(repo)
-    text = render_card(ctx, repo / "model-cards" / "templates")
+    text = render_card(ctx, repo / "model-cards" / "templates" / "model-card.md.j2")
     assert "<script>" not in text and "@octocat" not in text and "](https" not in text
 
 
@@ -212,9 +232,11 @@ def test_github_context_from_a_real_pull_request_payload(tmp_path):
     assert ctx["pr_number"] == event["number"] and ctx["pr_title"] == event["title"]
     assert ctx["head_ref"] == event["head"]["ref"] and ctx["base_ref"] == event["base"]["ref"]
     assert ctx["run_url"] == "https://github.com/o/r/actions/runs/5"
-    assert ctx["plots_artifact"] == "model-plots"  # the evaluate job uploads plots/png
-    (tmp_path / "per_class.png").unlink()  # plots not (all) made: no artifact is claimed
+    assert ctx["plots_artifact"] == "model-plots"  # the evaluate job uploads the folder
+    for png in tmp_path.glob("*.png"):  # no plots made: no artifact is claimed
+        png.unlink()
     assert github_context(env, tmp_path)["plots_artifact"] is None
+    assert github_context(env, "")["plots_artifact"] is None  # none attached
     assert default_base(env) == "origin/main"
     assert default_base({}) == "HEAD"
     assert github_context({})["run_url"] is None
@@ -254,23 +276,80 @@ stages:
 
 
 def test_an_up_to_date_card_stage_file_stands_in_for_generating_the_card(repo):
+    from modelops.settings import load_settings
+
     (repo / "dvc.yaml").write_text(CARD_DVC_YAML)
+    settings = load_settings(repo / "params.yaml")
     _, generated = generate_card(repo)
     card = repo / "model-cards" / "digits-cnn.md"
     card.write_text("the card stage's file\n")
-    assert card_from_stage(repo, "digits-cnn", [], "params.yaml") == "the card stage's file\n"
-    section = card_section(repo, "HEAD", "params.yaml", model="digits-cnn", stale=[])
+    assert card_from_stage(repo, settings, [], "params.yaml") == "the card stage's file\n"
+    section = card_section(repo, "HEAD", "params.yaml", stale=[])
     assert "+the card stage's file" in section["diff"]
     # anything DVC does not vouch for is generated again
-    assert card_from_stage(repo, "digits-cnn", ["card"], "params.yaml") is None
-    assert card_from_stage(repo, "digits-cnn", ["train"], "params.yaml") is None
-    assert card_from_stage(repo, "digits-cnn", None, "params.yaml") is None
-    assert card_from_stage(repo, "digits-cnn", [], "other-params.yaml") is None
-    section = card_section(repo, "HEAD", "params.yaml", model="digits-cnn", stale=["card"])
+    assert card_from_stage(repo, settings, ["card"], "params.yaml") is None
+    assert card_from_stage(repo, settings, ["train"], "params.yaml") is None
+    assert card_from_stage(repo, settings, None, "params.yaml") is None
+    assert card_from_stage(repo, settings, [], "other-params.yaml") is None
+    section = card_section(repo, "HEAD", "params.yaml", stale=["card"])
     assert "+the card stage's file" not in section["diff"]
     assert section["diff"].count("\n+") == generated.count("\n") + 1  # all of it is new
     card.unlink()
-    assert card_from_stage(repo, "digits-cnn", [], "params.yaml") is None
+    assert card_from_stage(repo, settings, [], "params.yaml") is None
     (repo / "dvc.yaml").write_text(CARD_DVC_YAML.split("  card:")[0])
     card.write_text("no card stage: not trusted\n")
-    assert card_from_stage(repo, "digits-cnn", [], "params.yaml") is None
+    assert card_from_stage(repo, settings, [], "params.yaml") is None
+
+
+# --------------------------------------------------------------------------- another shape
+
+BARE = """\
+modelops:
+  model:
+    name: churn-model
+    metrics: [eval/metrics.json, eval/extra.json]
+    headline: {auc: higher}
+"""
+
+
+def test_a_repository_without_template_onnx_or_slices_gets_the_builtin_card(tmp_path):
+    """No card template, no ONNX artifact, no per-class slices, no metadata: the built-in
+    template renders a card huggingface_hub accepts, with only what the metrics have."""
+    from huggingface_hub import ModelCard
+
+    (tmp_path / "params.yaml").write_text(BARE)
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text('{"auc": 0.91, "loss": 0.3}')
+    (tmp_path / "eval" / "extra.json").write_text('{"rows": 100}')
+    name, text = generate_card(tmp_path)
+    assert name == "churn-model"
+    card = ModelCard(text, ignore_metadata_errors=False)
+    assert card.data.tags == ["modelops-suite"] and "model-index" not in card.data.to_dict()
+    assert "| auc | 0.91 | higher |" in text and "loss" not in text  # the headline only
+    assert "Per-class" not in text
+    assert "| Deployable artifact | none (no ONNX model) |" in text
+    assert "`eval/metrics.json`, `eval/extra.json`" in text
+    assert "modelops.model.card.template" in text  # says how to describe the model properly
+
+
+def test_card_step_off_is_skipped_with_the_reason(tmp_path):
+    (tmp_path / "params.yaml").write_text(BARE + "  steps: {card: false}\n")
+    section = card_section(tmp_path, "HEAD", "params.yaml")
+    assert section == {"status": "skipped",
+                       "reason": "turned off (modelops.steps.card: false)"}
+
+
+def test_a_missing_configured_template_is_one_clear_error(repo):
+    (repo / "model-cards" / "templates" / "model-card.md.j2").unlink()
+    with pytest.raises(InputError, match="(?s)model card template not found.*built-in"):
+        generate_card(repo)
+
+
+def test_model_index_comes_from_the_headline_not_from_metadata(tmp_path):
+    from modelops.errors import ConfigError
+    from modelops.settings import parse_settings
+
+    with pytest.raises(ConfigError, match=r"modelops.model.card.metadata.model-index: is "
+                                          r"written by the suite"):
+        parse_settings({"modelops": {"model": {"name": "m", "card": {
+            "metadata": {"model-index": []}}}}})

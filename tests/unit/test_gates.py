@@ -109,13 +109,16 @@ def write(path, text):
     return str(path)
 
 
+MODEL = "modelops:\n  model: {name: m, metrics: [metrics/metrics.json]}\n"
+
+
 def test_gate_command_exit_codes(tmp_path, monkeypatch, capsys):
     from modelops.ci.__main__ import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "metrics").mkdir()
     write(tmp_path / "params.yaml",
-          "modelops:\n  model: {name: m}\n  gates:\n    accuracy: {min: 0.9}\n")
+          MODEL + "  gates:\n    accuracy: {min: 0.9}\n")
     write(tmp_path / "metrics" / "metrics.json", '{"accuracy": 0.95}')
     assert main(["gate"]) == 0
     assert "gate verdict: pass" in capsys.readouterr().out
@@ -123,13 +126,70 @@ def test_gate_command_exit_codes(tmp_path, monkeypatch, capsys):
     assert main(["gate"]) == 1
     assert "0.85 < 0.9" in capsys.readouterr().out
     write(tmp_path / "params.yaml",
-          "modelops:\n  model: {name: m}\n  gates:\n    accuracy: {min: [1]}\n")
+          MODEL + "  gates:\n    accuracy: {min: [1]}\n")
     assert main(["gate"]) == 2
     err = capsys.readouterr().err
     assert "params.yaml: modelops.gates.accuracy.min: must be a number (got [1])" in err
     assert "Traceback" not in err
     (tmp_path / "metrics" / "metrics.json").unlink()
     write(tmp_path / "params.yaml",
-          "modelops:\n  model: {name: m}\n  gates:\n    accuracy: {min: 0.9}\n")
+          MODEL + "  gates:\n    accuracy: {min: 0.9}\n")
     assert main(["gate"]) == 2
     assert "metrics/metrics.json: metrics file not found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- several files
+
+def two_files(head_eval: dict, head_extra: dict, base=None):
+    from modelops.ci.metrics import MetricsAt
+
+    head = MetricsAt("workspace", files={"eval/metrics.json": head_eval,
+                                         "eval/extra.json": head_extra})
+    return head, base
+
+
+FILES = ["eval/metrics.json", "eval/extra.json"]
+
+
+def test_unqualified_names_are_found_in_whichever_file_has_them():
+    from modelops.ci.metrics import MetricsAt
+
+    head, _ = two_files({"auc": 0.91}, {"latency": {"p95_ms": 12.0}})
+    base = MetricsAt("abc", errors={"eval/metrics.json": "No storage files available"},
+                     files={"eval/extra.json": {"latency": {"p95_ms": 10.0}}})
+    gates = parse({"auc": {"min": 0.9, "max_drop": 0.01}, "latency.p95_ms": {"max_rise": 1}})
+    results = by_rule(evaluate_gates(gates, head, base, files=FILES))
+    auc_min, auc_drop = results["auc", "min"], results["auc", "max_drop"]
+    rise = results["latency.p95_ms", "max_rise"]
+    assert auc_min.status == "pass" and auc_min.file == "eval/metrics.json"
+    assert auc_drop.status == "no-baseline"
+    assert "No storage files available" in auc_drop.reason  # says why
+    assert rise.status == "fail" and rise.file == "eval/extra.json"
+    assert "rise 2 > 1" in rise.reason
+
+
+def test_a_qualified_name_picks_its_file_and_an_ambiguous_one_is_a_config_error():
+    head, _ = two_files({"auc": 0.91, "n": 5}, {"auc": 0.5})
+    [r] = evaluate_gates(parse({"eval/extra.json:auc": {"min": 0.6}}), head, files=FILES)
+    assert r.status == "fail" and r.head == 0.5 and r.file == "eval/extra.json"
+    with pytest.raises(ConfigError) as err:
+        evaluate_gates(parse({"auc": {"min": 0.6}}), head, files=FILES)
+    text = str(err.value)
+    assert "params.yaml: modelops.gates.auc: is ambiguous: both eval/metrics.json and " \
+           "eval/extra.json have it" in text and "'eval/metrics.json:auc'" in text
+    with pytest.raises(ConfigError, match="'eval/other.json' is not one of the metrics files"):
+        evaluate_gates(parse({"eval/other.json:auc": {"min": 0.6}}), head, files=FILES)
+    [missing] = evaluate_gates(parse({"recall": {"min": 0.6}}), head, files=FILES)
+    assert missing.status == "fail"
+    assert missing.reason == ("recall is missing in the head metrics (eval/metrics.json, "
+                              "eval/extra.json)")
+
+
+def test_flat_dotted_keys_and_nested_paths_both_resolve():
+    from modelops.ci.metrics import lookup
+
+    data = {"test.acc": 0.9, "per_class": {"3": {"f1": 0.5}}, "a": {"b.c": {"d": 1}}}
+    assert lookup(data, "test.acc") == 0.9
+    assert lookup(data, "per_class.3.f1") == 0.5
+    assert lookup(data, "a.b.c.d") == 1
+    assert lookup(data, "per_class.4.f1") is None and lookup(None, "x") is None

