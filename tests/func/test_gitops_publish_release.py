@@ -46,7 +46,7 @@ def model_repo(tmp_path, git_env):
 
 def test_publish_renders_release_from_dvc_lock_into_both_envs_in_one_commit(model_repo,
                                                                           tmp_path):
-    remote = tmp_path / "gitops.git"
+    remote = ensure_bare_remote(tmp_path / "gitops.git")
     args = ("publish", "--env", "staging", "--env", "production", "--artifact-uri",
             "s3://models/files/md5/ab/cdef", "--gitops-repo", str(remote))
     proc = gitops(*args, cwd=model_repo)
