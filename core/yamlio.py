@@ -17,6 +17,7 @@ emitter writes data, not text.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -109,16 +110,31 @@ _RETYPED_ELSEWHERE = re.compile(
     r"|\.(?:nan|NaN|NAN)|[yYnN]")
 
 
+_YAML11 = pyyaml.resolver.Resolver()
+
+
+@functools.lru_cache(maxsize=65536)
+def _scalar_tag(value: str, implicit: tuple[bool, bool]) -> str:
+    """The tag a plain scalar ``value`` resolves to in PyYAML's YAML 1.1 resolver, or a
+    non-string tag when YAML 1.2 or go-yaml would read it as something else (the emitter then
+    quotes such strings). Pure, so remembered: manifests repeat most of their scalars."""
+    tag = _YAML11.resolve(pyyaml.ScalarNode, value, implicit)
+    if (tag == _STR and implicit[0] and value
+            and _RETYPED_ELSEWHERE.fullmatch(value.replace("_", ""))):
+        return "tag:yaml.org,2002:float"
+    return tag
+
+
+_SCALAR = pyyaml.ScalarNode
+
+
 class _Resolver(pyyaml.resolver.Resolver):
-    """PyYAML's YAML 1.1 resolver, also naming a non-string type for plain scalars that YAML
-    1.2 or go-yaml would read as something else: the emitter then quotes such strings."""
+    """PyYAML's YAML 1.1 resolver plus the readers it does not know (:func:`_scalar_tag`)."""
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        tag = super().resolve(kind, value, implicit)
-        if (tag == _STR and kind is pyyaml.ScalarNode and implicit[0] and value
-                and _RETYPED_ELSEWHERE.fullmatch(value.replace("_", ""))):
-            return "tag:yaml.org,2002:float"
-        return tag
+        if kind is _SCALAR:
+            return _scalar_tag(value, implicit)  # (bool, bool) tuples: hashable
+        return super().resolve(kind, value, implicit)
 
 
 class _Dumper(pyyaml.CSafeDumper, _Resolver):

@@ -323,22 +323,25 @@ class Clone:
         """
         ident = self.committer()
         msg = message.encode("utf-8")
-        chunks: list[bytes] = [
-            f"reset {ref}\n".encode(), f"commit {ref}\n".encode(),
-            b"committer " + ident.encode() + b"\n",
-            b"data %d\n" % len(msg), msg, b"\n"]
+        # Blobs first, ordered by file name across folders: fast-import deltas each blob
+        # against the one before it, so every rollout.yaml next to the previous one makes a
+        # pack about a third of the size (less to push), for the same time.
+        files = [(f.strip("/"), name, data) for f, fs in changes.items()
+                 for name, data in (fs or {}).items()]
+        files.sort(key=lambda item: (item[1], item[0]))
+        chunks: list[bytes] = []
+        marks: dict[str, int] = {}
+        for mark, (folder, name, data) in enumerate(files, 1):
+            chunks += [b"blob\nmark :%d\ndata %d\n" % (mark, len(data)), data, b"\n"]
+            marks[f"{folder}/{name}"] = mark
+        chunks += [f"reset {ref}\n".encode(), f"commit {ref}\n".encode(),
+                   b"committer " + ident.encode() + b"\n", b"data %d\n" % len(msg), msg, b"\n"]
         if parent:
             chunks.append(f"from {parent}\n".encode())
         for folder in sorted(changes):
-            files = changes[folder]
-            folder = folder.strip("/")
-            chunks.append(_quote_path(b"D ", folder))
-            for name in sorted(files or {}):
-                data = files[name]  # type: ignore[index]
-                chunks.append(_quote_path(b"M 100644 inline ", f"{folder}/{name}"))
-                chunks.append(b"data %d\n" % len(data))
-                chunks.append(data)
-                chunks.append(b"\n")
+            chunks.append(_quote_path(b"D ", folder.strip("/")))
+        for path in sorted(marks):
+            chunks.append(_quote_path(b"M 100644 :%d " % marks[path], path))
         chunks.append(b"done\n")
         self.run(["fast-import", "--quiet", "--done", "--force"], input=b"".join(chunks),
                  what="writing the commit (git fast-import)")

@@ -219,9 +219,20 @@ class ManualChanges(ExternalError):
 
 
 def _folder_ids(entries: Mapping[str, TreeEntry], folder: str) -> dict[str, str]:
-    prefix = folder + "/"
-    return {path: (e.oid if e.mode == "100644" else f"{e.mode}:{e.oid}")
-            for path, e in entries.items() if path.startswith(prefix)}
+    return _by_folder(entries, [folder])[folder]
+
+
+def _by_folder(entries: Mapping[str, TreeEntry], folders: Sequence[str]
+               ) -> dict[str, dict[str, str]]:
+    """path -> blob id (``mode:id`` when the mode is not a plain file's) of each folder."""
+    out: dict[str, dict[str, str]] = {f: {} for f in folders}
+    for path, e in entries.items():
+        env, _, rest = path.partition("/")
+        model = rest.partition("/")[0]
+        files = out.get(f"{env}/{model}")
+        if files is not None:
+            files[path] = e.oid if e.mode == "100644" else f"{e.mode}:{e.oid}"
+    return out
 
 
 def managed_manifest(clone: Clone, files: Mapping[str, bytes]) -> bytes:
@@ -243,14 +254,25 @@ def with_manifest(clone: Clone, files: Files | None) -> dict[str, bytes] | None:
     return {**own, MANAGED_FILE: managed_manifest(clone, own)}
 
 
-def manual_changes(clone: Clone, folder: str, current: Mapping[str, str]) -> list[str]:
-    """What changed in ``folder`` since modelops-gitops last wrote it (by its managed.json):
-    ``['rollout.yaml edited', 'hpa.yaml added']``; empty when nothing did, and for a folder
-    published before managed.json existed."""
+def manual_changes(clone: Clone, current: Mapping[str, Mapping[str, str]]
+                   ) -> dict[str, list[str]]:
+    """For each folder of ``current`` (folder -> its files' ids) that changed since
+    modelops-gitops last wrote it (by its managed.json), what changed: ``['rollout.yaml
+    edited', 'hpa.yaml added']``. A folder published before managed.json existed is taken as
+    it is. One ``git cat-file`` for all the manifests."""
+    folders = [f for f in sorted(current) if f"{f}/{MANAGED_FILE}" in current[f]]
+    blobs = clone.read_objects([current[f][f"{f}/{MANAGED_FILE}"].rpartition(":")[2]
+                                for f in folders])
+    out = {}
+    for folder, data in zip(folders, blobs, strict=True):
+        found = _changes_since(folder, current[folder], data)
+        if found:
+            out[folder] = found
+    return out
+
+
+def _changes_since(folder: str, current: Mapping[str, str], data: bytes | None) -> list[str]:
     manifest_path = f"{folder}/{MANAGED_FILE}"
-    if manifest_path not in current:
-        return []
-    data = clone.read_objects([current[manifest_path].rpartition(":")[2]])[0]
     try:
         recorded = json.loads(data or b"")["files"]
         if not isinstance(recorded, dict):
@@ -401,14 +423,14 @@ def publish(url: str, changes: Mapping[str, Files | None], *,
                 state["base"], state["moved"] = new_base, False
             base = state["base"]
             entries = clone.ls_tree(base)
-            current = {f: _folder_ids(entries, f) for f in folders}
+            current = _by_folder(entries, folders)
             todo = [f for f in folders if current[f] != desired[f]]
             same = [f for f in folders if f not in todo]
             if not todo:
                 log(f"gitops: no change: {', '.join(folders)} already as rendered "
                     f"(at {(base or '')[:12]}); nothing committed")
                 return PublishResult(url, target_ref, None, base, [], same, state["attempt"])
-            edited = {f: found for f in todo if (found := manual_changes(clone, f, current[f]))}
+            edited = manual_changes(clone, {f: current[f] for f in todo})
             if edited and not overwrite_manual_changes:
                 listed = "; ".join(f"{f}: {', '.join(v)}" for f, v in edited.items())
                 raise ManualChanges(

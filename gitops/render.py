@@ -300,7 +300,8 @@ def render_env(release: Release, params: Any, env: str, *, validate: bool = True
     if validate:
         argocd = params.deploy.argocd
         check_rendered(f"{env}/{release.model}", files,
-                       branch=branch or argocd.target_revision, parsed=rendered)
+                       branch=branch or argocd.target_revision, parsed=rendered,
+                       release=release)
     return files
 
 
@@ -311,7 +312,8 @@ def _kind_of(filename: str) -> ManifestKind | None:
 
 
 def check_rendered(folder: str, files: Mapping[str, bytes], *, branch: str | None = None,
-                   parsed: Mapping[str, list[Any]] | None = None) -> dict[str, list[Any]]:
+                   parsed: Mapping[str, list[Any]] | None = None,
+                   release: Release | None = None) -> dict[str, list[Any]]:
     """Check one rendered ``<env>/<model>`` folder; return its parsed documents per file.
 
     The checks ``render`` applies before writing and ``publish --rendered-dir`` before
@@ -323,16 +325,18 @@ def check_rendered(folder: str, files: Mapping[str, bytes], *, branch: str | Non
     the manifests; the objects in the Application's destination namespace; the Application
     following ``branch`` and pointing at this folder; the manifests carrying the release.
 
-    ``parsed``: the documents the bytes were dumped from (the renderer passes them), compared
-    with what the bytes read back as instead of re-dumping them.
+    ``parsed`` and ``release``: the documents the YAML bytes were dumped from by
+    :func:`dump_manifests` and the (checked) release whose ``to_json()`` is release.json (the
+    renderer passes them), checked instead of parsing the bytes again.
     """
     from modelops.gitops.validate import check_manifests
 
     env, _, model = folder.partition("/")
     problems: list[str] = []
     release_data = files.get(RELEASE_FILE)
-    release: Release | None = None
-    if release_data is None:
+    if release is not None:
+        pass  # the renderer's own release: checked, and release.json is its to_json()
+    elif release_data is None:
         problems.append(f"{RELEASE_FILE}: missing")
     else:
         try:
@@ -360,14 +364,11 @@ def check_rendered(folder: str, files: Mapping[str, bytes], *, branch: str | Non
             problems.append(f"{name}: not UTF-8 text")
             continue
         try:
-            if parsed is not None and name in parsed:
-                docs = load_yaml_all_fast(text, name)
-                if docs != parsed[name]:
-                    raise ValidationError(f"{name}: a value does not survive writing as YAML",
-                                          hint="remove control characters from the release "
-                                               "fields")
-            else:
-                docs = is_canonical(text, name)
+            # the renderer's own bytes are modelops.yamlio's output of exactly these documents,
+            # which reads back as them in YAML 1.1 and 1.2 (a tested property of the emitter):
+            # nothing to parse again; anything else must be in that canonical form
+            docs = parsed[name] if parsed is not None and name in parsed else is_canonical(
+                text, name)
         except InputError as exc:
             problems.append(exc.message)
             continue
