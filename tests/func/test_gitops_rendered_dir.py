@@ -186,3 +186,53 @@ def test_render_then_publish_is_the_documented_two_step_path(tmp_path, remote):
     assert rgit(remote, "ls-tree", "--name-only", "main:staging/digits-cnn").splitlines() == [
         "analysis-templates.yaml", "application.yaml", "kustomization.yaml", "managed.json",
         "prometheus-rules.yaml", "release.json", "rollout.yaml", "services.yaml"]
+
+
+# --------------------------------------------------------------------------- across folders
+
+def _params_with(environments):
+    import copy
+
+    from modelops.settings import parse_settings
+    from modelops.yamlio import load_yaml_file
+    from tests.conftest import ROOT
+
+    raw = copy.deepcopy(load_yaml_file(ROOT / "params.yaml"))
+    raw["modelops"]["deploy"]["environments"] = environments
+    return parse_settings(raw)
+
+
+def _render(model, env, params):
+    from modelops.gitops.render import render_env
+    from tests.func.test_gitops_publish import make_release
+
+    return render_env(make_release(model, "v1"), params, env)
+
+
+def test_two_folders_producing_one_application_name_are_refused(remote, tmp_path):
+    """model a in environment b-c and model a-b in environment c both make 'a-b-c'."""
+    params = _params_with({"b-c": {"namespace": "ns-one"}, "c": {"namespace": "ns-two"}})
+    both = write_rendered(tmp_path / "both", {"b-c/a": _render("a", "b-c", params),
+                                              "c/a-b": _render("a-b", "c", params)})
+    refused(publish_dir(both, remote, tmp_path), remote,
+            "'b-c/a' and 'c/a-b' both produce the Argo CD Application 'a-b-c'")
+    # one at a time: the second is checked against what the repository already holds
+    first = write_rendered(tmp_path / "first", {"b-c/a": _render("a", "b-c", params)})
+    assert publish_dir(first, remote, tmp_path).returncode == 0
+    published = head(remote)
+    second = write_rendered(tmp_path / "second", {"c/a-b": _render("a-b", "c", params)})
+    proc = publish_dir(second, remote, tmp_path)
+    assert proc.returncode == 2 and "both produce the Argo CD Application 'a-b-c'" in proc.stderr
+    assert head(remote) == published
+
+
+def test_two_environments_of_a_model_in_one_namespace_are_refused(remote, tmp_path):
+    """Each rendered with valid settings of its own, but both land in ml-shared."""
+    staging = _render("digits-cnn", "staging",
+                      _params_with({"staging": {"namespace": "ml-shared"}}))
+    production = _render("digits-cnn", "production",
+                         _params_with({"production": {"namespace": "ml-shared"}}))
+    out = write_rendered(tmp_path / "shared", {"staging/digits-cnn": staging,
+                                               "production/digits-cnn": production})
+    refused(publish_dir(out, remote, tmp_path), remote,
+            "both deploy model 'digits-cnn' into namespace 'ml-shared'")
