@@ -15,16 +15,15 @@ modelops.deploy.image
 from params.yaml (prefer a digest: name@sha256:...); --artifact-uri is the default DVC remote's
 content-addressed path of the artifact (<remote>/files/md5/<2>/<30>); --source-commit is the git
 HEAD; --source-repo comes from GitHub Actions or the 'origin' remote. The artifact
-(deploy.artifact_path, default models/model.onnx) must match its md5 in dvc.lock; so must the
-drift baseline (deploy.drift_baseline_path, default metrics/drift_baseline.json; '' = none),
-which the release carries."""
+(modelops.model.artifact.path) must match its md5 in dvc.lock; so must the drift baseline
+(modelops.model.drift_baseline; '' = none), which the release carries."""
 
 _RENDER_HELP = """\
 writes OUT/<env>/<model>/ with rollout.yaml, services.yaml, analysis-templates.yaml,
 prometheus-rules.yaml, application.yaml, kustomization.yaml and release.json (all files or none;
-stale files removed; each folder checked as `publish --rendered-dir` checks it). The Rollout's fetch-model init container (python -m modelops.serve.fetch)
-downloads
-and checks the artifact into /models; the server reads DRIFT_BASELINE, the release's drift
+stale files removed; each folder checked as `publish --rendered-dir` checks it). The Rollout's
+fetch-model init container (python -m modelops.serve.fetch) downloads and checks the artifact
+into /models; the server reads DRIFT_BASELINE, the release's drift
 baseline, from a downward API file of its pod template's annotation modelops.io/drift-baseline
 (so stable and canary pods each read their own model's baseline).
 
