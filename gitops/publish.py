@@ -463,13 +463,9 @@ def publish(url: str, changes: Mapping[str, Files | None], *,
         race = RetryPolicy(attempts=max_attempts, budget=retry_for, backoff=backoff_s,
                            max_backoff=8.0, jitter="full")
 
-        def moved(line: str) -> None:
-            log(line.replace("failed: push to", "lost the race: push to", 1)
-                .replace("; retrying in", " (someone else pushed first); fetching and "
-                                          "re-applying in", 1))
-
         try:
-            return retry_call(attempt, policy=race, what="gitops: publish", log=moved,
+            return retry_call(attempt, policy=race, log=log,
+                              what="gitops: someone else pushed first; fetching and re-applying",
                               retry_on=lambda e: isinstance(e, PushRejected))
         except PushRejected:
             raise ExternalError(
