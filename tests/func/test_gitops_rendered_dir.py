@@ -62,7 +62,7 @@ def test_an_extra_secret_document_is_refused(rendered, remote, tmp_path):
                                                            "namespace": "ml-staging"},
         "stringData": {"token": "s3cret"}}))
     refused(publish_dir(rendered, remote, tmp_path), remote,
-            "services.yaml: holds a 'Secret', but the renderer writes only Service there")
+            "services.yaml: holds a 'Secret', but the renderer writes only Service, Ingress there")
 
 
 def test_an_object_the_renderer_would_not_name_is_refused(rendered, remote, tmp_path):

@@ -32,7 +32,7 @@ EXAMPLE_MODULES = {"pipeline", "scripts", "examples", "tests", "bench"}
 GENERIC_NAMES = {"ci", "gitops", "serve", "core", "pipeline", "scripts"}
 # modules of extras a base + serve install does not have (imported by optional parts)
 EXTRA_MODULES = {"dvc", "hera", "kubernetes_validate", "tensorrt", "matplotlib",
-                 "huggingface_hub", "onnx", "cuda", "pycuda"}
+                 "huggingface_hub", "onnx", "cuda", "pycuda", "jsonschema_rs"}
 
 
 @dataclass(frozen=True)
