@@ -1,20 +1,25 @@
-"""``gitops history``: which release ran in an environment, from when to when, read from Git.
+"""``gitops history``: which state of a folder ran in an environment, from when to when, read
+from Git.
 
-The GitOps repository is the record. For ``<env>/<model>/`` the first-parent log of the branch
-(so a merged pull request counts from its merge) is read oldest first; at each commit the
-folder's ``release.json`` says which release was desired. A new interval starts whenever the
-release (version + sha256) changes; re-rendering the same release does not start one. The
-action (publish, promote, rollback) comes from the commit's ``Gitops-Action`` trailer.
+The GitOps repository is the record. A release is the whole desired state of
+``<env>/<model>/``: the first-parent log of the branch (so a merged pull request counts from its
+merge) is read oldest first, and every commit that changes the folder, whatever it changes (the
+model, the serving image, the canary steps, the resources, a hand edit), starts a new interval.
+Each interval names the folder's tree (``state``) and what its ``release.json`` says (version,
+sha256). The action (publish, promote, rollback) comes from the commit's ``Gitops-Action``
+trailer; a rollback also says which interval it restored (``Restores-Commit``).
+
+Times are commit times, kept in order: a commit stamped earlier than the one before it (a
+publisher with a clock ahead, then one with a right clock) is shown at its predecessor's time,
+so no interval ends before it starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,7 +32,7 @@ RELEASE_FILE = "release.json"
 
 @dataclass(frozen=True)
 class Deployment:
-    """One interval during which one release was the desired state of ``env/model``."""
+    """One interval during which one state of ``env/model`` was the desired state."""
 
     env: str
     model: str
@@ -38,28 +43,30 @@ class Deployment:
     commit: str  # the commit that started the interval
     action: str
     subject: str
-    last_commit: str = ""  # the last commit that touched the folder during the interval
+    last_commit: str = ""  # the last commit of the interval (the state's bytes are there)
+    state: str = ""  # the folder's git tree id during the interval
+    restores: str = ""  # for a rollback: the commit of the interval it restored
 
     @property
     def running(self) -> bool:
         return self.until is None
 
 
-def _iso(epoch: str) -> str:
-    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _release_key(data: bytes | None) -> tuple[str, str] | None:
-    if data is None:
-        return None
+def _release_key(data: bytes | None) -> tuple[str, str]:
     try:
-        raw = json.loads(data)
+        raw = json.loads(data or b"")
         return str(raw["version"]), str(raw["sha256"])
     except (ValueError, KeyError, TypeError):
         return ("unknown", "unknown")
 
 
-_ACTION = "%(trailers:key=Gitops-Action,valueonly,separator=%x2C)"
+_TRAILER = "%(trailers:key={},valueonly,separator=%x2C)"
+_ACTION = _TRAILER.format("Gitops-Action")
+_RESTORES = _TRAILER.format("Restores-Commit")
 
 
 def folder_log(clone: Clone, head: str | None, folder: str) -> list[dict[str, str]]:
@@ -69,7 +76,7 @@ def folder_log(clone: Clone, head: str | None, folder: str) -> list[dict[str, st
     merged pull request) it is the merged tip's, marked ``(merged)``; ``manual`` otherwise."""
     if head is None:
         return []
-    fmt = f"%H%x1f%ct%x1f%s%x1f%P%x1f{_ACTION}%x1e"
+    fmt = f"%H%x1f%ct%x1f%s%x1f%P%x1f{_ACTION}%x1f{_RESTORES}%x1e"
     out = clone.run(["log", "--first-parent", "--reverse", f"--format={fmt}", head, "--",
                      folder]).stdout.decode("utf-8", "replace")
     rows = []
@@ -77,7 +84,7 @@ def folder_log(clone: Clone, head: str | None, folder: str) -> list[dict[str, st
         rec = rec.strip("\n")
         if not rec:
             continue
-        commit, ct, subject, parents, action = (rec.split("\x1f") + [""] * 5)[:5]
+        commit, ct, subject, parents, action, restores = (rec.split("\x1f") + [""] * 6)[:6]
         action = action.strip()
         merged = parents.split()[1:]
         if not action and merged:
@@ -85,7 +92,7 @@ def folder_log(clone: Clone, head: str | None, folder: str) -> list[dict[str, st
                             ).stdout.decode("utf-8", "replace").strip()
             action = f"{tip} (merged)" if tip else ""
         rows.append({"commit": commit, "time": ct, "subject": subject,
-                     "action": action or "manual"})
+                     "action": action or "manual", "restores": restores.strip()})
     return rows
 
 
@@ -94,30 +101,53 @@ def deployments(clone: Clone, head: str | None, env: str, model: str) -> list[De
     folder exists at ``head``."""
     folder = f"{env}/{model}"
     rows = folder_log(clone, head, folder)
+    trees = clone.object_ids([f"{r['commit']}:{folder}" for r in rows])
     blobs = clone.read_objects([f"{r['commit']}:{folder}/{RELEASE_FILE}" for r in rows])
     out: list[Deployment] = []
-    current: tuple[str, str] | None = None
-    for row, data in zip(rows, blobs, strict=True):
-        key = _release_key(data)
-        if key == current:
-            if key is not None and out:
-                out[-1] = Deployment(**{**asdict(out[-1]), "last_commit": row["commit"]})
+    current: str | None = None
+    floor = 0  # times never go back (clock skew between publishers)
+    for row, tree, data in zip(rows, trees, blobs, strict=True):
+        when = max(int(row["time"] or 0), floor)
+        floor = when
+        if tree == current:
+            if tree is not None and out:
+                out[-1] = replace(out[-1], last_commit=row["commit"])
             continue
         if out and out[-1].until is None:
-            out[-1] = _close(out[-1], _iso(row["time"]))
-        current = key
-        if key is not None:
-            out.append(Deployment(env, model, key[0], key[1], _iso(row["time"]), None,
-                                  row["commit"], row["action"], row["subject"], row["commit"]))
+            out[-1] = replace(out[-1], until=_iso(when))
+        current = tree
+        if tree is not None:
+            version, sha = _release_key(data)
+            out.append(Deployment(env, model, version, sha, _iso(when), None, row["commit"],
+                                  row["action"], row["subject"], row["commit"], tree,
+                                  row["restores"]))
     return out
 
 
-def _close(dep: Deployment, until: str) -> Deployment:
-    return Deployment(**{**asdict(dep), "until": until})
+def release_line(deps: list[Deployment]) -> tuple[list[int], int]:
+    """(line, position): the states in the order they were published, as indices into
+    ``deps``, and where the current state stands on it. A rollback (or an undo) moves along the
+    line to the state it restored instead of adding to it, so repeated rollbacks keep going
+    back; publishing after a rollback drops the states that were rolled back from the line (as
+    a browser's history does), so the next rollback returns to what ran before that publish."""
+    line: list[int] = []
+    at: dict[str, int] = {}  # commit of an interval -> its place on the line
+    position = -1
+    for i, dep in enumerate(deps):
+        if dep.action.startswith("rollback") and dep.restores in at:
+            position = at[dep.restores]
+        else:
+            line = [*line[:position + 1], i]
+            at = {commit: place for commit, place in at.items() if place <= position}
+            position = len(line) - 1
+        at[dep.commit] = at[dep.last_commit] = position
+    return line, position
 
 
 def open_history_clone(url: str, dest: Path, branch: str = DEFAULT_BRANCH) -> Clone:
     """A clone with the whole history of the branch (blobs fetched on demand when remote)."""
+    import shutil
+
     from modelops.gitops.publish import with_retries
 
     def fresh() -> Clone:
@@ -128,18 +158,19 @@ def open_history_clone(url: str, dest: Path, branch: str = DEFAULT_BRANCH) -> Cl
 
 
 def history(url: str, env: str, model: str, branch: str = DEFAULT_BRANCH) -> list[Deployment]:
-    tmp = Path(tempfile.mkdtemp(prefix="gitops-history-"))
-    try:
+    from modelops.gitops.publish import TEMP_PREFIX
+    from modelops.gitops.workdirs import locked_tempdir
+
+    with locked_tempdir(TEMP_PREFIX) as tmp:
         clone = open_history_clone(url, tmp / "repo", branch)
         return deployments(clone, clone.remote_head(), env, model)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def format_table(deps: list[Deployment]) -> str:
-    header = ("VERSION", "SHA256", "FROM", "TO", "ACTION", "COMMIT")
-    rows = [header] + [(d.version, d.sha256[:12], d.since, d.until or "now (running)",
-                        d.action, d.commit[:12]) for d in reversed(deps)]
+    header = ("VERSION", "SHA256", "STATE", "FROM", "TO", "ACTION", "COMMIT")
+    rows = [header] + [(d.version, d.sha256[:12], d.state[:12], d.since,
+                        d.until or "now (running)", d.action, d.commit[:12])
+                       for d in reversed(deps)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
@@ -148,12 +179,13 @@ def format_table(deps: list[Deployment]) -> str:
 
 def add_repo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gitops-repo", metavar="URL",
-                   help="the GitOps repository (any git URL or path); default "
-                        "modelops.deploy.gitops_repo in params.yaml, else $GITOPS_REPO, else "
-                        ".gitops-remote/ in the current folder (a bare repository created on "
-                        "first use)")
-    p.add_argument("--branch", default=DEFAULT_BRANCH,
-                   help="the GitOps repository's branch Argo CD follows (default: %(default)s)")
+                   help="the GitOps repository (a git URL, or the path of an existing "
+                        "repository); default modelops.deploy.gitops_repo in params.yaml, else "
+                        "$GITOPS_REPO, else .gitops-remote/ in the current folder (a bare "
+                        "repository created on first use)")
+    p.add_argument("--branch", default=None,
+                   help="the GitOps repository's branch Argo CD follows (default: "
+                        "modelops.deploy.argocd.target_revision, else main)")
 
 
 def model_name(args: argparse.Namespace) -> str:
@@ -176,10 +208,11 @@ def model_name(args: argparse.Namespace) -> str:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "history", help="which release ran in an environment, from when to when",
-        description="List which release (version, sha256) of a model was the desired state of "
-                    "an environment, from when to when, newest first, read from the GitOps "
-                    "repository's history (first-parent log of <env>/<model>/).")
+        "history", help="which state ran in an environment, from when to when",
+        description="List the states of <env>/<model>/ in the GitOps repository, newest "
+                    "first: each commit that changed the folder (model, image, canary steps, "
+                    "resources, a hand edit) starts one, with its release (version, sha256), "
+                    "its tree id, from when to when and by which action (first-parent log).")
     p.add_argument("--env", required=True, help="environment, e.g. production")
     p.add_argument("--model", help="model name (default: model.name in params.yaml)")
     p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
@@ -189,12 +222,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from modelops.gitops.publish import configured_repo, folder_name, resolve_repo
+    from modelops.gitops.publish import branch_of, configured_repo, folder_name, resolve_repo
 
     model = model_name(args)
     folder_name(args.env, model)
     url = resolve_repo(args.gitops_repo, configured_repo(args.params))
-    deps = history(url, args.env, model, args.branch)
+    deps = history(url, args.env, model, branch_of(args))
     if args.json:
         print(json.dumps([asdict(d) for d in deps], indent=2))
         return 0

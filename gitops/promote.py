@@ -6,9 +6,13 @@ production, as a branch plus a pull request in the GitOps repository (``modelops
 for
 a release manager to merge.
 
-Rollback: a *new* commit that restores ``<env>/<model>/`` to the exact bytes it had while the
-previous (or the named) release ran, so Git and the cluster agree after an aborted canary. The
-history it picks from is the one ``gitops history`` shows.
+Rollback: a *new* commit that restores ``<env>/<model>/`` to the exact bytes it had in the
+previous published state (or the named one), so Git and the cluster agree after an aborted
+canary. Every state counts (a new image under the same model version too); repeated rollbacks
+keep going back along the states as they were published (:func:`gitops.history.release_line`),
+``--undo`` returns to the state a rollback replaced, and ``--to`` names a version (its latest
+state that differs from the current one), a commit or a state (tree id). The history it picks
+from is the one ``gitops history`` shows.
 """
 
 from __future__ import annotations
@@ -16,28 +20,33 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from modelops.errors import ExternalError, InputError
 from modelops.gitops.gitrepo import DEFAULT_BRANCH, Clone, git, redact
 from modelops.gitops.history import (
     RELEASE_FILE,
+    Deployment,
     add_repo_args,
     deployments,
     model_name,
     open_history_clone,
+    release_line,
 )
 from modelops.gitops.publish import (
+    RETRY_FOR_S,
+    TEMP_PREFIX,
     Log,
     PublishResult,
     Render,
     _stderr,
+    add_publish_args,
+    branch_of,
     configured_repo,
     folder_name,
     format_message,
@@ -47,6 +56,7 @@ from modelops.gitops.publish import (
     resolve_repo,
     with_retries,
 )
+from modelops.gitops.workdirs import locked_tempdir
 
 PR_DEFAULT_ENVS = ("production",)
 
@@ -72,15 +82,15 @@ def _load_release(data: bytes, source: str) -> Any:
 def promote(url: str, *, model: str, source: str, target: str, render: Render,
             mode: str = "commit", branch: str = DEFAULT_BRANCH,
             github: Mapping[str, str] | None = None, log: Log = _stderr,
-            max_attempts: int = 8) -> PromoteResult:
+            max_attempts: int | None = None, retry_for: float = RETRY_FOR_S,
+            overwrite_manual_changes: bool = False) -> PromoteResult:
     """Promote the release published in ``source`` to ``target`` (``mode``: commit or pr)."""
     if source == target:
         raise InputError(f"--from and --to are both {source!r}",
                          hint="promote from one environment to another, e.g. staging -> "
                               "production")
     src, dst = folder_name(source, model), folder_name(target, model)
-    tmp = Path(tempfile.mkdtemp(prefix="gitops-promote-"))
-    try:
+    with locked_tempdir(TEMP_PREFIX) as tmp:
         log(f"gitops: cloning {branch!r} of {redact(url)}")
 
         def fresh() -> Clone:
@@ -108,20 +118,21 @@ def promote(url: str, *, model: str, source: str, target: str, render: Render,
         result = PromoteResult(None, release.version, release.sha256)
         if mode == "commit":
             result.publish = publish(url, {dst: files}, message=message, branch=branch,
-                                     clone=clone, log=log, max_attempts=max_attempts)
+                                     clone=clone, log=log, max_attempts=max_attempts,
+                                     retry_for=retry_for,
+                                     overwrite_manual_changes=overwrite_manual_changes)
             return result
         if mode != "pr":
             raise InputError(f"promotion mode {mode!r} is unknown", hint="use 'commit' or 'pr'")
         return _promote_by_pr(url, clone, head, dst, files, message, release, source, target,
-                              branch, github or {}, log, result)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+                              branch, github or {}, log, result, overwrite_manual_changes)
 
 
 def _promote_by_pr(url: str, clone: Clone, head: str | None, dst: str,
                    files: Mapping[str, bytes], message: str, release: Any, source: str,
                    target: str, branch: str, github: Mapping[str, str], log: Log,
-                   result: PromoteResult) -> PromoteResult:
+                   result: PromoteResult,
+                   overwrite_manual_changes: bool = False) -> PromoteResult:
     repo_name = github.get("repository")
     if not repo_name or "/" not in repo_name:
         raise InputError(f"a pull request needs the GitOps repository's GitHub name "
@@ -140,7 +151,8 @@ def _promote_by_pr(url: str, clone: Clone, head: str | None, dst: str,
         log(f"gitops: branch {pr_branch!r} already exists; reusing it")
     else:
         pushed = publish(url, {dst: files}, message=message, branch=branch, ref=ref,
-                         clone=clone, log=log, max_attempts=1)
+                         clone=clone, log=log, max_attempts=1,
+                         overwrite_manual_changes=overwrite_manual_changes)
         result.publish = pushed
         if pushed.noop:
             log(f"gitops: {dst} already runs {release.version}; no pull request needed")
@@ -179,13 +191,53 @@ def open_pull_request(github: Mapping[str, str], head: str, base: str, title: st
 
 # --------------------------------------------------------------------------- rollback
 
+def choose_rollback(deps: list[Deployment], folder: str, to: str | None = None,
+                    undo: bool = False) -> Deployment | None:
+    """The interval a rollback restores, or None when the current state already is the one
+    ``to`` names. ``to``: a version (its latest state that differs from the current one), a
+    commit or a state (tree id), 7 hex digits or more; ``undo``: the state the latest
+    rollback replaced; neither: the state before the current one on the release line."""
+    current = deps[-1]
+    if undo:
+        if not current.action.startswith("rollback") or len(deps) < 2:
+            raise InputError(f"{folder!r} is not at a rollback ({current.version!r} came by "
+                             f"{current.action!r}), so there is nothing to undo",
+                             hint="roll back with `modelops-gitops rollback`, or name a state "
+                                  "with --to")
+        return deps[-2]
+    if to is not None:
+        hexish = re.fullmatch(r"[0-9a-f]{7,64}", to) is not None
+
+        def names(d: Deployment) -> bool:
+            return d.version == to or hexish and (d.commit.startswith(to)
+                                                  or d.state.startswith(to))
+
+        named = [d for d in deps if names(d)]
+        if not named:
+            ran = ", ".join(dict.fromkeys(d.version for d in deps)) or "none"
+            raise InputError(f"version {to!r} never ran in {folder!r}",
+                             hint=f"versions that ran there: {ran} (or name a commit or a "
+                                  "state from `modelops-gitops history`)")
+        others = [d for d in named if d.state != current.state]
+        return others[-1] if others else None
+    line, position = release_line(deps)
+    earlier = [deps[i] for i in reversed(line[:position]) if deps[i].state != current.state]
+    if not earlier:
+        raise InputError(f"{folder!r} has no earlier state than the one now running "
+                         f"({current.version!r})",
+                         hint="roll forward instead: publish or promote a release, or undo a "
+                              "rollback with --undo")
+    return earlier[0]
+
+
 def rollback(url: str, *, env: str, model: str, to_version: str | None = None,
-             branch: str = DEFAULT_BRANCH, log: Log = _stderr,
-             max_attempts: int = 8) -> PublishResult:
-    """A new commit restoring ``env/model`` to the bytes of the previous (or named) release."""
+             undo: bool = False, branch: str = DEFAULT_BRANCH, log: Log = _stderr,
+             max_attempts: int | None = None, retry_for: float = RETRY_FOR_S,
+             overwrite_manual_changes: bool = False) -> PublishResult:
+    """A new commit restoring ``env/model`` to the bytes of an earlier state (see
+    :func:`choose_rollback`)."""
     folder = folder_name(env, model)
-    tmp = Path(tempfile.mkdtemp(prefix="gitops-rollback-"))
-    try:
+    with locked_tempdir(TEMP_PREFIX) as tmp:
         log(f"gitops: reading the history of {folder} in {redact(url)}")
         clone = open_history_clone(url, tmp / "repo", branch)
         head = clone.remote_head()
@@ -194,23 +246,11 @@ def rollback(url: str, *, env: str, model: str, to_version: str | None = None,
             raise InputError(f"nothing runs in {folder!r} of {redact(url)}, so there is nothing to "
                              f"roll back", hint=f"see: modelops-gitops history --env {env}")
         current = deps[-1]
-        if to_version is not None:
-            if to_version == current.version:
-                log(f"gitops: {folder} already runs {to_version}; nothing committed")
-                return PublishResult(url, f"refs/heads/{branch}", None, head, [], [folder])
-            named = [d for d in deps[:-1] if d.version == to_version]
-            if not named:
-                ran = ", ".join(dict.fromkeys(d.version for d in deps)) or "none"
-                raise InputError(f"version {to_version!r} never ran in {folder!r}",
-                                 hint=f"versions that ran there: {ran}")
-            chosen = named[-1]
-        else:
-            key = (current.version, current.sha256)
-            earlier = [d for d in deps[:-1] if (d.version, d.sha256) != key]
-            if not earlier:
-                raise InputError(f"{folder!r} has no earlier release than {current.version!r}",
-                                 hint="roll forward instead: publish or promote a release")
-            chosen = earlier[-1]
+        chosen = choose_rollback(deps, folder, to_version, undo)
+        if chosen is None:
+            log(f"gitops: {folder} already runs {to_version} (state {current.state[:12]}); "
+                "nothing committed")
+            return PublishResult(url, f"refs/heads/{branch}", None, head, [], [folder])
         files = clone.read_folder(chosen.last_commit, folder)
         info = _release_fields(files.get(RELEASE_FILE))
         trailers = [("Model", model), ("Environment", env)]
@@ -219,16 +259,18 @@ def rollback(url: str, *, env: str, model: str, to_version: str | None = None,
             ("Dvc-Lock-Sha256", "dvc_lock_sha256"), ("Source-Repo", "source_repo"),
             ("Source-Commit", "source_commit"), ("Image", "image")) if info.get(f)]
         trailers += [("Gitops-Action", "rollback"), ("Rolled-Back-From", current.version),
-                     ("Restores-Commit", chosen.last_commit)]
+                     ("Restores-Commit", chosen.commit), ("Restores-State", chosen.state)]
+        how = "undo the rollback" if undo else "rollback"
         message = format_message(
-            f"rollback {model} in {env} from {current.version} to {chosen.version}", trailers,
+            f"{how} {model} in {env} from {current.version} to {chosen.version}", trailers,
             body=f"Restores {folder}/ to its exact bytes at {chosen.last_commit[:12]} "
-                 f"(release {chosen.version}, sha256 {chosen.sha256}).")
-        log(f"gitops: rolling {folder} back from {current.version} to {chosen.version}")
+                 f"(release {chosen.version}, sha256 {chosen.sha256}, state "
+                 f"{chosen.state[:12]}).")
+        log(f"gitops: rolling {folder} back from {current.version} (state "
+            f"{current.state[:12]}) to {chosen.version} (state {chosen.state[:12]})")
         return publish(url, {folder: files}, message=message, branch=branch, clone=clone,
-                       log=log, max_attempts=max_attempts)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+                       log=log, max_attempts=max_attempts, retry_for=retry_for,
+                       overwrite_manual_changes=overwrite_manual_changes)
 
 
 def _release_fields(data: bytes | None) -> dict[str, str]:
@@ -266,6 +308,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the GitOps repository on GitHub, for pull requests "
                         "(default $GITOPS_GITHUB_REPOSITORY)")
     add_repo_args(p)
+    add_publish_args(p)
     p.set_defaults(handler=_cmd_promote, mode=None)
 
     r = sub.add_parser(
@@ -274,11 +317,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "while the previous release (or --to VERSION) ran, as a new commit. "
                     "See `modelops-gitops history` for the versions.")
     r.add_argument("--env", required=True, help="environment, e.g. production")
-    r.add_argument("--to", dest="to_version", metavar="VERSION",
-                   help="the version to restore (default: the release before the current one)")
+    which = r.add_mutually_exclusive_group()
+    which.add_argument("--to", dest="to_version", metavar="VERSION|COMMIT|STATE",
+                       help="the state to restore: a version (its latest state unlike the "
+                            "current one), a commit or a state id from `history` (default: "
+                            "the state before the current one; repeated rollbacks keep going "
+                            "back)")
+    which.add_argument("--undo", action="store_true",
+                       help="return to the state the latest rollback replaced")
     r.add_argument("--model", help="model name (default: model.name in params.yaml)")
     r.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     add_repo_args(r)
+    add_publish_args(r)
     r.set_defaults(handler=_cmd_rollback)
 
 
@@ -296,9 +346,12 @@ def _cmd_promote(args: argparse.Namespace) -> int:
         if not github["token"]:
             raise InputError("promoting with a pull request needs GITHUB_TOKEN (got nothing)",
                              hint="set GITHUB_TOKEN, or pass --direct to commit")
+    branch = branch_of(args)
     result = promote(url, model=model, source=args.source, target=args.target,
-                     render=params_renderer(args.params), mode=mode, branch=args.branch,
-                     github=github)
+                     render=params_renderer(args.params, branch=branch), mode=mode,
+                     branch=branch, github=github, max_attempts=args.max_attempts,
+                     retry_for=args.retry_for,
+                     overwrite_manual_changes=args.overwrite_manual_changes)
     if result.pull_request_url:
         print(f"pull request #{result.pull_request_number}: {result.pull_request_url}")
     elif result.publish and result.publish.commit:
@@ -313,7 +366,9 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     model = model_name(args)
     url = resolve_repo(args.gitops_repo, configured_repo(args.params))
     result = rollback(url, env=args.env, model=model, to_version=args.to_version,
-                      branch=args.branch)
+                      undo=args.undo, branch=branch_of(args), max_attempts=args.max_attempts,
+                      retry_for=args.retry_for,
+                      overwrite_manual_changes=args.overwrite_manual_changes)
     if result.commit:
         print(f"rolled back {args.env}/{model}: {result.commit} in {redact(url)}")
     else:

@@ -8,32 +8,43 @@ is one module or template plus one dict entry; ``kustomization.yaml`` lists ever
 
 Templates are Jinja2 with ``StrictUndefined``. Every value enters through the ``j`` filter,
 which writes JSON (valid YAML), so no value can add keys or documents. The text is parsed back
-with a safe loader, validated (:mod:`gitops.validate`) and dumped through :mod:`modelops.yamlio`:
-the same release and params give the same bytes. The written bytes are read back (as YAML 1.1,
-the way kubectl reads them) and must give exactly the rendered values.
+with libyaml's safe loader and dumped through :mod:`modelops.yamlio` (one stock emitter): the
+same release and params give the same bytes. Then :func:`check_rendered` runs on the bytes, the
+one set of checks a folder passes before it is written or published (``publish --rendered-dir``
+runs it too): the bytes read back (YAML 1.1, as kubectl reads them) as exactly the rendered
+values, every manifest passes :mod:`gitops.validate`, and the folder holds exactly the files
+of the registry, consistent with its ``release.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
+import math
+import os
+import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from modelops.contracts import PREDICTION_PSI, REQUEST_DURATION, REQUESTS_TOTAL
-from modelops.errors import InputError
+from modelops.errors import InputError, ValidationError
 from modelops.gitops.alerts import PrometheusRulesKind
 from modelops.gitops.release import Release
-from modelops.gitops.template_cache import render_parsed
+from modelops.gitops.templating import jinja_env
 from modelops.settings.deploy import ANALYSIS_TEMPLATES, DeployParams
+from modelops.yamlio import dump_yaml_all, is_canonical, load_yaml_all_fast
 
 ROLE_LABEL = "modelops.io/role"
 MANAGED_BY = "modelops-gitops"
 
+
 def render_template(name: str, context: dict[str, Any]) -> list[Any]:
-    """Render template ``name`` and parse it back into documents (safe loader). Each distinct
-    shape of text is parsed once, values filled in (exactly equal: gitops.template_cache)."""
-    return render_parsed(name, context)
+    """Render template ``name`` and parse it back into documents (libyaml's safe loader)."""
+    return load_yaml_all_fast(jinja_env().get_template(name).render(**context),
+                              f"template {name}")
 
 
 # --------------------------------------------------------------------------- kinds
@@ -44,6 +55,7 @@ class ManifestKind(Protocol):
     filename: str
     in_kustomization: bool  # listed under resources: of kustomization.yaml
     validated: bool  # checked as Kubernetes objects by gitops.validate
+    kinds: tuple[str, ...]  # the object kinds the file holds (check_rendered refuses others)
 
     def render(self, context: dict[str, Any]) -> list[dict[str, Any]]:
         """The parsed documents of this file."""
@@ -54,6 +66,7 @@ class ManifestKind(Protocol):
 class TemplateKind:
     filename: str
     template: str
+    kinds: tuple[str, ...]
     in_kustomization: bool = True
     validated: bool = True
 
@@ -69,13 +82,14 @@ def wanted(kind: ManifestKind, release: Release) -> bool:
 
 # kind name -> manifest kind. Order = order in kustomization.yaml. One entry per kind.
 KINDS: dict[str, ManifestKind] = {
-    "rollout": TemplateKind("rollout.yaml", "rollout.yaml.j2"),
-    "services": TemplateKind("services.yaml", "services.yaml.j2"),
-    "analysis-templates": TemplateKind("analysis-templates.yaml", "analysis-templates.yaml.j2"),
-    "application": TemplateKind("application.yaml", "application.yaml.j2",
+    "rollout": TemplateKind("rollout.yaml", "rollout.yaml.j2", ("Rollout",)),
+    "services": TemplateKind("services.yaml", "services.yaml.j2", ("Service", "Ingress")),
+    "analysis-templates": TemplateKind("analysis-templates.yaml", "analysis-templates.yaml.j2",
+                                       ("AnalysisTemplate",)),
+    "application": TemplateKind("application.yaml", "application.yaml.j2", ("Application",),
                                 in_kustomization=False),
     "kustomization": TemplateKind("kustomization.yaml", "kustomization.yaml.j2",
-                                  in_kustomization=False, validated=False),
+                                  ("Kustomization",), in_kustomization=False, validated=False),
     "prometheus-rules": PrometheusRulesKind(),
 }
 RELEASE_FILE = "release.json"
@@ -100,6 +114,9 @@ CONTAINER_SECURITY = {
 # --------------------------------------------------------------------------- analysis
 
 def _threshold(x: float) -> str:
+    if not math.isfinite(x):  # `result[0] < nan` cannot be evaluated: every canary would abort
+        raise ValidationError(f"analysis threshold {x!r} is not a finite number",
+                              hint="set modelops.deploy.analysis thresholds to finite numbers")
     return repr(float(x))
 
 
@@ -217,10 +234,15 @@ def canary_steps(model: str, version: str, steps: Any) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- context
 
-def build_context(release: Release, params: Any, env: str) -> dict[str, Any]:
-    """Everything the templates see. ``params`` is the loaded params.yaml."""
+def build_context(release: Release, params: Any, env: str,
+                  branch: str | None = None) -> dict[str, Any]:
+    """Everything the templates see. ``params`` is the loaded params.yaml; ``branch`` is the
+    GitOps branch the folder is published to, which the Application follows (default:
+    ``modelops.deploy.argocd.target_revision``)."""
     deploy: DeployParams = params.deploy
     env_params = deploy.environment(env, getattr(params, "file", "params.yaml"))
+    argocd = (deploy.argocd if branch is None
+              else dataclasses.replace(deploy.argocd, target_revision=branch))
     model = release.model
     team = params.model.team
     selector = {"app.kubernetes.io/name": model}
@@ -289,7 +311,7 @@ def build_context(release: Release, params: Any, env: str) -> dict[str, Any]:
     }
     return {
         "release": release, "deploy": deploy, "env": env_params, "env_name": env,
-        "analysis": deploy.analysis, "prometheus": deploy.prometheus, "argocd": deploy.argocd,
+        "analysis": deploy.analysis, "prometheus": deploy.prometheus, "argocd": argocd,
         "names": names, "labels": labels, "selector": selector,
         "pod_labels": {**labels}, "annotations": annotations,
         "pod_annotations": pod_annotations, "container_env": container_env,
@@ -311,9 +333,10 @@ def build_context(release: Release, params: Any, env: str) -> dict[str, Any]:
     }
 
 
-def render_docs(release: Release, params: Any, env: str) -> dict[str, list[dict[str, Any]]]:
+def render_docs(release: Release, params: Any, env: str,
+                branch: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """file name -> parsed documents, for every kind in :data:`KINDS` (not validated)."""
-    context = build_context(release, params, env)
+    context = build_context(release, params, env, branch)
     out: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS.values():
         if wanted(kind, release):
@@ -322,46 +345,201 @@ def render_docs(release: Release, params: Any, env: str) -> dict[str, list[dict[
 
 
 def dump_manifests(docs: list[Any], source: str) -> bytes:
-    """YAML bytes of ``docs`` (via modelops.yamlio), checked to read back as exactly ``docs``."""
-    from modelops.errors import ValidationError
-    from modelops.yamlio import dump_yaml_all, dump_yaml_all_fast, load_yaml_all_fast
-
-    # reads back exactly: by construction (tested), each spliced value checked on its own
-    text = dump_yaml_all_fast(docs, splice=True)
-    if text is not None:
-        return text.encode("utf-8")
-    text = dump_yaml_all(docs, yaml11_safe=True)
-    if load_yaml_all_fast(text, source) != docs:  # read back as YAML 1.1, like kubectl
-        raise ValidationError(f"{source}: a value does not survive writing as YAML",
-                              hint="remove control characters from the release fields")
-    return text.encode("utf-8")
+    """YAML bytes of ``docs`` (modelops.yamlio's one emitter and settings)."""
+    try:
+        return dump_yaml_all(docs).encode("utf-8")
+    except InputError as exc:
+        raise ValidationError(f"{source}: {exc.message}",
+                              hint="remove control characters from the release fields") from exc
 
 
-def render_env(release: Release, params: Any, env: str, *, validate: bool = True
-               ) -> dict[str, bytes]:
+def render_env(release: Release, params: Any, env: str, *, validate: bool = True,
+               branch: str | None = None) -> dict[str, bytes]:
     """The complete ``<env>/<model>/`` folder: relative file name -> bytes.
 
-    Checks the release fields first, then (``validate=True``) every manifest; raises
-    ValidationError or ConfigError (unknown environment) before anything is returned.
+    Checks the release fields first, then (``validate=True``) the folder as
+    :func:`check_rendered` does; raises ValidationError or ConfigError (unknown environment)
+    before anything is returned. ``branch``: see :func:`build_context`.
     """
-    from modelops.gitops.validate import check_manifests
-
     release.check()
     check_analysis(analysis_templates(release.model, params.deploy), params.deploy,
                    getattr(params, "file", "params.yaml"))
-    rendered = render_docs(release, params, env)
-    if validate:
-        docs, sources = [], []
-        for filename, file_docs in rendered.items():
-            kind = next(k for k in KINDS.values() if k.filename == filename)
-            if kind.validated:
-                docs.extend(file_docs)
-                sources.extend([filename] * len(file_docs))
-        check_manifests(docs, sources)
+    rendered = render_docs(release, params, env, branch)
     files = {name: dump_manifests(docs, name) for name, docs in rendered.items()}
     files[RELEASE_FILE] = release.to_json()
-    return dict(sorted(files.items()))
+    files = dict(sorted(files.items()))
+    if validate:
+        argocd = params.deploy.argocd
+        check_rendered(f"{env}/{release.model}", files,
+                       branch=branch or argocd.target_revision, parsed=rendered,
+                       release=release)
+    return files
 
+
+# --------------------------------------------------------------------------- folder checks
+
+def _kind_of(filename: str) -> ManifestKind | None:
+    return next((k for k in KINDS.values() if k.filename == filename), None)
+
+
+def check_rendered(folder: str, files: Mapping[str, bytes], *, branch: str | None = None,
+                   parsed: Mapping[str, list[Any]] | None = None,
+                   release: Release | None = None) -> dict[str, list[Any]]:
+    """Check one rendered ``<env>/<model>`` folder; return its parsed documents per file.
+
+    The checks ``render`` applies before writing and ``publish --rendered-dir`` before
+    pushing: exactly the registry's files plus ``release.json`` (no other name, no folder);
+    ``release.json`` a valid release of this model in its canonical bytes; every YAML file in
+    the exact form the renderer writes (so it reads the same in YAML 1.1 and 1.2: no hand
+    edits, anchors, tags or duplicate keys); every manifest valid (:mod:`gitops.validate`:
+    strict CRDs, core kinds, names, semantics, cross references); the kustomization listing
+    the manifests; the objects in the Application's destination namespace; the Application
+    following ``branch`` and pointing at this folder; the manifests carrying the release.
+
+    ``parsed`` and ``release``: the documents the YAML bytes were dumped from by
+    :func:`dump_manifests` and the (checked) release whose ``to_json()`` is release.json (the
+    renderer passes them), checked instead of parsing the bytes again.
+    """
+    from modelops.gitops.validate import check_manifests
+
+    env, _, model = folder.partition("/")
+    problems: list[str] = []
+    release_data = files.get(RELEASE_FILE)
+    if release is not None:
+        pass  # the renderer's own release: checked, and release.json is its to_json()
+    elif release_data is None:
+        problems.append(f"{RELEASE_FILE}: missing")
+    else:
+        try:
+            release = Release.from_json(release_data, f"{folder}/{RELEASE_FILE}")
+        except InputError as exc:
+            problems.append(exc.message.removeprefix(f"{folder}/"))
+        else:
+            if release.model != model:
+                problems.append(f"{RELEASE_FILE}: model: {release.model!r} is not the folder's "
+                                f"model {model!r}")
+            elif release.to_json() != release_data:
+                problems.append(f"{RELEASE_FILE}: not in the form modelops-gitops writes "
+                                "(sorted keys, 2-space indent, final newline)")
+    expected = {k.filename for k in KINDS.values() if release is None or wanted(k, release)}
+    for name in sorted(set(files) - expected - {RELEASE_FILE}):
+        problems.append(f"{name}: not a file modelops-gitops renders (expected: "
+                        f"{', '.join(sorted(expected | {RELEASE_FILE}))})")
+    for name in sorted(expected - set(files)):
+        problems.append(f"{name}: missing")
+    docs_by_file: dict[str, list[Any]] = {}
+    for name in sorted(expected & set(files)):
+        try:
+            text = files[name].decode("utf-8")
+        except UnicodeDecodeError:
+            problems.append(f"{name}: not UTF-8 text")
+            continue
+        try:
+            # the renderer's own bytes are modelops.yamlio's output of exactly these documents,
+            # which reads back as them in YAML 1.1 and 1.2 (a tested property of the emitter):
+            # nothing to parse again; anything else must be in that canonical form
+            docs = parsed[name] if parsed is not None and name in parsed else is_canonical(
+                text, name)
+        except InputError as exc:
+            problems.append(exc.message)
+            continue
+        if not all(isinstance(d, dict) for d in docs):
+            problems.append(f"{name}: every document must be a mapping")
+            continue
+        docs_by_file[name] = docs
+    if problems:
+        raise ValidationError(f"{folder}: " + "; ".join(problems[:10]),
+                              hint="render the folder with `modelops-gitops render` (every file "
+                                   "and nothing else); nothing was written")
+    problems += _folder_problems(folder, docs_by_file, release, branch)
+    if problems:
+        raise ValidationError(f"{folder}: " + "; ".join(problems[:10]),
+                              hint="render the folder again with the settings it is published "
+                                   "with; nothing was written")
+    docs, sources = [], []
+    for name, file_docs in docs_by_file.items():
+        kind = _kind_of(name)
+        if kind is not None and kind.validated:
+            docs.extend(file_docs)
+            sources.extend([f"{folder}/{name}"] * len(file_docs))
+    check_manifests(docs, sources)
+    return docs_by_file
+
+
+def _folder_problems(folder: str, docs_by_file: Mapping[str, list[Any]],
+                     release: Release | None, branch: str | None) -> list[str]:
+    """What ties the files of one folder together (see :func:`check_rendered`)."""
+    out: list[str] = []
+    kust = docs_by_file.get("kustomization.yaml") or [{}]
+    listed = kust[0].get("resources") if isinstance(kust[0], dict) else None
+    want = [k.filename for k in KINDS.values() if k.in_kustomization and k.filename in
+            docs_by_file]
+    if listed != want:
+        out.append(f"kustomization.yaml: resources: must list exactly {want} (got {listed!r})")
+    apps = docs_by_file.get("application.yaml") or []
+    app = apps[0] if len(apps) == 1 and isinstance(apps[0], dict) else None
+    if app is None:
+        out.append("application.yaml: must hold exactly one Argo CD Application")
+        return out
+    source = (app.get("spec") or {}).get("source") or {}
+    dest = (app.get("spec") or {}).get("destination") or {}
+    if source.get("path") != folder:
+        out.append(f"application.yaml: spec.source.path: must be {folder!r}, the folder it is "
+                   f"published in (got {source.get('path')!r})")
+    if branch is not None and source.get("targetRevision") not in (branch,
+                                                                   f"refs/heads/{branch}"):
+        out.append(f"application.yaml: spec.source.targetRevision: {source.get('targetRevision')!r}"
+                   f" but the folder is published to branch {branch!r}, so Argo CD would "
+                   "follow another branch; render it with the branch it is published to")
+    namespace = dest.get("namespace")
+    model = folder.partition("/")[2]
+    for name, file_docs in docs_by_file.items():
+        kind = _kind_of(name)
+        for doc in file_docs:
+            what = doc.get("kind")
+            object_name = str((doc.get("metadata") or {}).get("name") or "")
+            if kind is not None and what not in kind.kinds:
+                out.append(f"{name}: holds a {what!r}, but the renderer writes only "
+                           f"{', '.join(kind.kinds)} there")
+            elif what != "Kustomization" and object_name != model and not \
+                    object_name.startswith(f"{model}-"):
+                out.append(f"{name}: {what}/{object_name}: not a name the renderer gives "
+                           f"(every object is called {model!r} or '{model}-...')")
+        if name in ("application.yaml", "kustomization.yaml"):
+            continue
+        for doc in file_docs:
+            ns = (doc.get("metadata") or {}).get("namespace")
+            if ns != namespace:
+                out.append(f"{name}: {doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}:"
+                           f" metadata.namespace: {ns!r} is not the Application's destination "
+                           f"namespace {namespace!r}")
+    if release is not None:
+        for doc in docs_by_file.get("rollout.yaml") or []:
+            pod = ((doc.get("spec") or {}).get("template") or {}).get("metadata") or {}
+            ann = pod.get("annotations") or {}
+            for key, value in (("modelops.io/sha256", release.sha256),
+                               ("modelops.io/version", release.version)):
+                if ann.get(key) != value:
+                    out.append(f"rollout.yaml: spec.template.metadata.annotations.{key}: "
+                               f"{ann.get(key)!r} is not the release's {value!r}")
+    return out
+
+
+def application_identity(docs_by_file: Mapping[str, list[Any]]) -> dict[str, Any] | None:
+    """(name, namespace, destination server, destination namespace) of a folder's
+    Application, for the checks across folders (:func:`gitops.publish.check_across`)."""
+    apps = docs_by_file.get("application.yaml") or []
+    if len(apps) != 1 or not isinstance(apps[0], dict):
+        return None
+    app = apps[0]
+    meta = app.get("metadata") or {}
+    dest = (app.get("spec") or {}).get("destination") or {}
+    return {"name": meta.get("name"), "namespace": meta.get("namespace"),
+            "server": str(dest.get("server") or "").rstrip("/"),
+            "destination": dest.get("namespace")}
+
+
+# --------------------------------------------------------------------------- writing
 
 def write_env(files: dict[str, bytes], out_dir: str | Path, env: str, model: str) -> Path:
     """Write a rendered folder to ``out_dir/<env>/<model>/`` atomically (all files or none).
@@ -369,34 +547,46 @@ def write_env(files: dict[str, bytes], out_dir: str | Path, env: str, model: str
     The files go to a sibling temporary folder; the old folder is moved aside to
     ``.<model>.old`` and the new one renamed into place, so files of an earlier render that are
     no longer rendered disappear. Killed between those two renames, the next call first puts
-    the old folder back.
+    the old folder back; killed anywhere else, the next call removes what was left (the
+    temporary folder through its lock, see :mod:`gitops.workdirs`; a half-removed
+    ``.<model>.old``).
     """
-    import os
-    import shutil
-    import tempfile
-
     from modelops.fsutil import atomic_write_bytes
+    from modelops.gitops.workdirs import locked_tempdir
 
     target = Path(out_dir) / env / model
     target.parent.mkdir(parents=True, exist_ok=True)
     aside = target.parent / f".{model}.old"
-    if aside.exists() and not target.exists():
-        os.replace(aside, target)  # an earlier write was killed between its two renames
-    tmp = Path(tempfile.mkdtemp(prefix=f".{model}.", dir=target.parent))
-    try:
+    if aside.exists():
+        if target.exists():
+            shutil.rmtree(aside, ignore_errors=True)  # killed while removing it
+        else:
+            os.replace(aside, target)  # an earlier write was killed between its two renames
+    for name in files:
+        if "/" in name or name.startswith(".") or not name:
+            raise InputError(f"refusing to write file name {name!r}")
+    with locked_tempdir(f".{model}.tmp-", target.parent) as tmp:
         for name, data in files.items():
-            if "/" in name or name.startswith("."):
-                raise InputError(f"refusing to write file name {name!r}")
             atomic_write_bytes(tmp / name, data)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        for name in files:  # files and a folder like any other, not temporary ones' 0600/0700
+            (tmp / name).chmod(0o666 & ~umask)
+        tmp.chmod(0o777 & ~umask)
         moved = False
         if target.exists():
-            shutil.rmtree(aside, ignore_errors=True)
             os.replace(target, aside)
             moved = True
         os.replace(tmp, target)
         if moved:
             shutil.rmtree(aside, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
+
+
+def release_of(files: Mapping[str, bytes]) -> dict[str, Any]:
+    """The fields of a folder's release.json (empty when it has none or it is not JSON)."""
+    try:
+        raw = json.loads(files.get(RELEASE_FILE, b"{}"))
+    except ValueError:
+        return {}
+    return raw if isinstance(raw, dict) else {}

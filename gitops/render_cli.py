@@ -15,16 +15,15 @@ modelops.deploy.image
 from params.yaml (prefer a digest: name@sha256:...); --artifact-uri is the default DVC remote's
 content-addressed path of the artifact (<remote>/files/md5/<2>/<30>); --source-commit is the git
 HEAD; --source-repo comes from GitHub Actions or the 'origin' remote. The artifact
-(deploy.artifact_path, default models/model.onnx) must match its md5 in dvc.lock; so must the
-drift baseline (deploy.drift_baseline_path, default metrics/drift_baseline.json; '' = none),
-which the release carries."""
+(modelops.model.artifact.path) must match its md5 in dvc.lock; so must the drift baseline
+(modelops.model.drift_baseline; '' = none), which the release carries."""
 
 _RENDER_HELP = """\
 writes OUT/<env>/<model>/ with rollout.yaml, services.yaml, analysis-templates.yaml,
 prometheus-rules.yaml, application.yaml, kustomization.yaml and release.json (all files or none;
-stale files removed). The Rollout's fetch-model init container (python -m modelops.serve.fetch)
-downloads
-and checks the artifact into /models; the server reads DRIFT_BASELINE, the release's drift
+stale files removed; each folder checked as `publish --rendered-dir` checks it). The Rollout's
+fetch-model init container (python -m modelops.serve.fetch) downloads and checks the artifact
+into /models; the server reads DRIFT_BASELINE, the release's drift
 baseline, from a downward API file of its pod template's annotation modelops.io/drift-baseline
 (so stable and canary pods each read their own model's baseline).
 
@@ -92,7 +91,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     for env in envs:  # check every environment name before rendering anything
         params.deploy.environment(env, args.params)
     release = load_release(args, params)
-    rendered = {env: render_env(release, params, env) for env in envs}
+    rendered = {env: render_env(release, params, env, branch=args.branch) for env in envs}
     for env, files in rendered.items():
         target = write_env(files, args.out, env, release.model)
         print(f"rendered {len(files)} files -> {target}", file=sys.stderr)
@@ -153,6 +152,10 @@ def register(sub) -> None:
     p.add_argument("--env", action="append",
                    help="environment from modelops.deploy.environments (repeatable; default: all)")
     p.add_argument("--out", required=True, help="output folder (gets <env>/<model>/...)")
+    p.add_argument("--branch", default=None,
+                   help="the GitOps branch the folders will be published to, which the "
+                        "Applications follow (default: modelops.deploy.argocd.target_revision; "
+                        "`publish --rendered-dir --branch B` accepts only folders rendered for B)")
     p.set_defaults(handler=_cmd_render)
 
     p = sub.add_parser("validate", help="validate manifests (strict CRDs, names, references)",

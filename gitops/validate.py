@@ -14,6 +14,7 @@ rendered folder when kubectl is installed (:func:`kustomize_build`).
 from __future__ import annotations
 
 import functools
+import json
 import re
 import shutil
 import subprocess
@@ -22,13 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
+
 from modelops.errors import ValidationError
+from modelops.gitops.crd import where as field_path
 from modelops.k8s import (
     DNS1123_LABEL,
     image_problem,
     label_key_problem,
     label_value_problem,
     name_problem,
+    parse_quantity,
 )
 
 K8S_VERSION = "1.32.0"  # the Kubernetes API the core kinds are checked against
@@ -42,14 +47,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.where}: {self.path}: {self.message}"
-
-
-
-
-
-
-
-
 
 
 # --------------------------------------------------------------------------- per document
@@ -142,12 +139,10 @@ def _check_pod_template(doc: dict, where: str, out: list[Problem]) -> None:
 
 
 @functools.cache
-def _core_validator(api_version: str, kind: str):
-    """A cached strict validator for a core kind, from kubernetes-validate's bundled schemas
-    (the same files ``kubernetes-validate --strict`` uses; loading them per call is slow)."""
-    import jsonschema
+def _core_validator(api_version: str, kind: str) -> jsonschema_rs.Validator | None:
+    """A compiled strict validator for a core kind, from kubernetes-validate's bundled schemas
+    (the same files ``kubernetes-validate --strict`` uses), on jsonschema-rs."""
     from kubernetes_validate import utils
-    from referencing import Registry, Resource
 
     wanted = utils.major_minor(K8S_VERSION)
     version = [v for v in utils.all_versions() if utils.major_minor(v) <= wanted][-1]
@@ -158,17 +153,8 @@ def _core_validator(api_version: str, kind: str):
     except FileNotFoundError:
         return None
     defs = utils.schema_contents(f"{folder}/_definitions.json", K8S_VERSION)
-    registry = Resource.from_contents(defs) @ (Resource.from_contents(schema) @ Registry())
-    return jsonschema.Draft202012Validator(schema, registry=registry)
-
-
-@functools.cache
-def _core_fast_valid(api_version: str, kind: str):
-    """A compiled yes/no check for a core kind (None: use jsonschema alone)."""
-    from modelops.gitops.fastschema import compile_check
-
-    validator = _core_validator(api_version, kind)
-    return None if validator is None else compile_check(validator)
+    registry = jsonschema_rs.Registry([(defs["$id"], defs)])
+    return jsonschema_rs.validator_for(schema, registry=registry)
 
 
 def _check_core(doc: dict, where: str, out: list[Problem]) -> None:
@@ -177,14 +163,11 @@ def _check_core(doc: dict, where: str, out: list[Problem]) -> None:
         out.append(Problem(where, "kind", f"no kubernetes {K8S_VERSION} schema for "
                                           f"{doc.get('apiVersion')!r} {doc.get('kind')!r}"))
         return
-    fast = _core_fast_valid(str(doc.get("apiVersion")), str(doc.get("kind")))
-    if fast is not None and fast(doc):
-        return  # valid; jsonschema below only to explain what is wrong
-    for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
-        path = ""
-        for part in err.absolute_path:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        out.append(Problem(where, path or "(top level)", str(err.message)[:200]))
+    if validator.is_valid(doc):
+        return
+    for err in sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in
+                                                                 e.instance_path]):
+        out.append(Problem(where, field_path(err.instance_path), str(err.message)[:200]))
 
 
 def validate_document(doc: Any, index: int = 0, source: str | None = None) -> list[Problem]:
@@ -206,7 +189,7 @@ def validate_document(doc: Any, index: int = 0, source: str | None = None) -> li
         _check_labels(selector, "spec.selector", where, out)
     elif isinstance(selector, dict):
         _check_labels(selector.get("matchLabels"), "spec.selector.matchLabels", where, out)
-    if kind in CRD_FILES and api.startswith("argoproj.io/"):
+    if kind in CRD_FILES:
         if api not in crd_api_versions(kind):
             out.append(Problem(where, "apiVersion",
                                f"{kind} is served as {', '.join(crd_api_versions(kind))} "
@@ -215,12 +198,143 @@ def validate_document(doc: Any, index: int = 0, source: str | None = None) -> li
             for message in validate_strict(doc):
                 path, _, text = message.partition(": ")
                 out.append(Problem(where, path, text))
-    elif kind == "PrometheusRule" and api.startswith("monitoring.coreos.com/"):
-        from modelops.gitops.alerts import rule_problems
-
-        out.extend(Problem(where, path, text) for path, text in rule_problems(doc))
     else:
         _check_core(doc, where, out)
+    out.extend(semantic_problems(doc, where))
+    return out
+
+
+# --------------------------------------------------------------------------- semantics
+# What a schema cannot say but the API server, kubectl, Argo or Prometheus refuses.
+
+ANNOTATIONS_LIMIT = 256 * 1024  # apimachinery TotalAnnotationSizeLimitB, in bytes
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+APP_NAME_MAX = 63  # a label value: Argo CD's label tracking puts the name in one
+_NON_FINITE = re.compile(r"(?<![\w.])(?:nan|NaN|NAN|inf|Inf|INF|Infinity)(?![\w(])")
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def last_applied_size(doc: dict[str, Any]) -> int:
+    """Bytes of the copy of ``doc`` that ``kubectl apply`` (and Argo CD's client-side apply)
+    stores in the ``last-applied-configuration`` annotation: the object as JSON, compact, keys
+    sorted, ``<``, ``>``, ``&``, U+2028 and U+2029 escaped as Go's encoder does, plus a
+    newline."""
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
+    if LAST_APPLIED in annotations:
+        annotations = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+        doc = {**doc, "metadata": {**meta, "annotations": annotations}}
+    text = json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=False,
+                      allow_nan=False, default=str)
+    escaped = 5 * sum(text.count(c) for c in "<>&") + 3 * (text.count("\u2028")
+                                                           + text.count("\u2029"))
+    return len(text.encode("utf-8")) + escaped + 1
+
+
+def _annotation_bytes(annotations: Any) -> int:
+    if not isinstance(annotations, dict):
+        return 0
+    return sum(len(str(k).encode("utf-8")) + len(v.encode("utf-8"))
+               for k, v in annotations.items() if isinstance(v, str))
+
+
+def _resources_problems(pod: Any, path: str, where: str) -> list[Problem]:
+    out: list[Problem] = []
+    if not isinstance(pod, dict):
+        return out
+    for group in ("initContainers", "containers"):
+        for i, c in enumerate(pod.get(group) or []):
+            res = c.get("resources") if isinstance(c, dict) else None
+            if not isinstance(res, dict):
+                continue
+            requests, limits = res.get("requests") or {}, res.get("limits") or {}
+            if not isinstance(requests, dict) or not isinstance(limits, dict):
+                continue
+            for name in sorted(set(requests) & set(limits)):
+                try:
+                    request = parse_quantity(str(requests[name]))
+                    limit = parse_quantity(str(limits[name]))
+                except ValueError:
+                    continue  # the schema's pattern reports it
+                if request > limit:
+                    out.append(Problem(
+                        where, f"{path}.{group}[{i}].resources.requests.{name}",
+                        f"{requests[name]!r} is above its limit {limits[name]!r}: the API "
+                        "server refuses such a pod"))
+    return out
+
+
+def _rule_problems(doc: dict[str, Any], where: str) -> list[Problem]:
+    """Prometheus' own rule-file rules (rulefmt) that the PrometheusRule CRD does not encode."""
+    out: list[Problem] = []
+    groups = (doc.get("spec") or {}).get("groups") if isinstance(doc.get("spec"), dict) else None
+    for i, group in enumerate(groups if isinstance(groups, list) else []):
+        rules = group.get("rules") if isinstance(group, dict) else None
+        for j, rule in enumerate(rules if isinstance(rules, list) else []):
+            if not isinstance(rule, dict):
+                continue
+            path = f"spec.groups[{i}].rules[{j}]"
+            if ("alert" in rule) == ("record" in rule):
+                out.append(Problem(where, path, "needs exactly one of 'alert' and 'record'"))
+            elif "record" in rule:
+                if not _METRIC_NAME.fullmatch(str(rule["record"])):
+                    out.append(Problem(where, f"{path}.record",
+                                       f"not a metric name (got {rule['record']!r:.80})"))
+                for key in ("annotations", "for", "keep_firing_for"):
+                    if key in rule:
+                        out.append(Problem(where, f"{path}.{key}",
+                                           "only alerting rules have this field"))
+    return out
+
+
+def semantic_problems(doc: dict[str, Any], where: str) -> list[Problem]:
+    """Problems of one manifest that its schema cannot express (see the section comment)."""
+    out: list[Problem] = []
+    kind = doc.get("kind")
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    own = _annotation_bytes(meta.get("annotations"))
+    if kind != "Kustomization":
+        total = own + len(LAST_APPLIED) + last_applied_size(doc)
+        if total > ANNOTATIONS_LIMIT:
+            out.append(Problem(
+                where, "metadata.annotations",
+                f"{total} bytes with the copy of the object that kubectl apply keeps in "
+                f"{LAST_APPLIED!r}, above Kubernetes' {ANNOTATIONS_LIMIT} (256 KiB): the "
+                "apply would be refused; shorten the long values (artifact URI, drift "
+                "baseline, image)"))
+    found = _pod_spec(doc)
+    if found:
+        path, template = found
+        template_meta = template.get("metadata") if isinstance(template.get("metadata"),
+                                                               dict) else {}
+        pod_annotations = _annotation_bytes(template_meta.get("annotations"))
+        if pod_annotations > ANNOTATIONS_LIMIT:
+            out.append(Problem(where, f"{path}.metadata.annotations",
+                               f"{pod_annotations} bytes, above Kubernetes' "
+                               f"{ANNOTATIONS_LIMIT} (256 KiB) for a pod"))
+        out.extend(_resources_problems(template.get("spec"), f"{path}.spec", where))
+    name = meta.get("name")
+    if kind == "Application" and isinstance(name, str) and len(name) > APP_NAME_MAX:
+        out.append(Problem(
+            where, "metadata.name",
+            f"{len(name)} characters, above {APP_NAME_MAX}: Argo CD's label tracking writes "
+            "the Application name into the app.kubernetes.io/instance label of every "
+            "resource it syncs, and label values are at most 63 characters; shorten the "
+            "model or environment name"))
+    if kind in ("AnalysisTemplate", "ClusterAnalysisTemplate"):
+        metrics = (doc.get("spec") or {}).get("metrics") if isinstance(doc.get("spec"),
+                                                                       dict) else None
+        for i, metric in enumerate(metrics if isinstance(metrics, list) else []):
+            for key in ("successCondition", "failureCondition"):
+                text = metric.get(key) if isinstance(metric, dict) else None
+                if isinstance(text, str) and _NON_FINITE.search(text):
+                    out.append(Problem(
+                        where, f"spec.metrics[{i}].{key}",
+                        f"compares with a non-finite number ({text!r:.80}): Argo Rollouts "
+                        "cannot evaluate it, so every measurement errors and the canary "
+                        "aborts"))
+    if kind == "PrometheusRule":
+        out.extend(_rule_problems(doc, where))
     return out
 
 

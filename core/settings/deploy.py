@@ -12,27 +12,89 @@ called ``<model>-<short name>`` so that several models can share a namespace.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
 from modelops.errors import ConfigError
-from modelops.k8s import image_problem
+from modelops.k8s import (
+    argo_pause_seconds,
+    go_duration_problem,
+    image_problem,
+    prom_duration_problem,
+    quantity_problem,
+)
 
 DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _LABEL = {"pattern": DNS1123_LABEL,
           "pattern_help": "must be a DNS-1123 label: lowercase letters, digits and '-', "
                           "starting and ending with a letter or digit"}
-DURATION = r"[0-9]+(ms|s|m|h)"
-_DURATION = {"pattern": DURATION,
-             "pattern_help": "must be a duration like '30s', '5m' or '1h'"}
-QUANTITY = r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?"
-_QUANTITY = {"pattern": QUANTITY,
-             "pattern_help": "must be a Kubernetes quantity like '250m', '1', '512Mi'"}
 _URL = {"pattern": r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/\-]*)?",
         "pattern_help": "must be an http(s) URL like 'http://prometheus.monitoring:9090'"}
+
+# --------------------------------------------------------------------------- value types
+# Strings with a grammar of their own (modelops.k8s), checked where they are read: the loader
+# calls from_params(raw, path, file) and the value stays a plain string for the templates.
+
+def _number_text(raw: Any, path: str, file: str | Path | None) -> str:
+    if isinstance(raw, float):
+        if not math.isfinite(raw):
+            raise ConfigError(file, path, raw, "must be a finite number (not .nan or .inf)")
+        return repr(raw)
+    return str(raw)
+
+
+class Quantity(str):
+    """A Kubernetes quantity (``250m``, ``1``, ``1e3``, ``1.5Gi``), as apimachinery parses it.
+    A YAML number (``cpu: 2``, ``cpu: 0.5``) is taken as its text."""
+
+    @classmethod
+    def from_params(cls, raw: Any, path: str, file: str | Path | None) -> Quantity:
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+            raise ConfigError(file, path, raw, "must be a Kubernetes quantity like '250m', "
+                                               "'1', '1e3' or '512Mi'")
+        text = raw if isinstance(raw, str) else _number_text(raw, path, file)
+        problem = quantity_problem(text)
+        if problem:
+            raise ConfigError(file, path, raw, problem)
+        return cls(text)
+
+    @property
+    def amount(self) -> Fraction:
+        from modelops.k8s import parse_quantity
+
+        return parse_quantity(str(self))
+
+
+class GoDuration(str):
+    """A positive Go duration (``30s``, ``1h30m``, ``1.5h``), as Argo parses ``interval``."""
+
+    @classmethod
+    def from_params(cls, raw: Any, path: str, file: str | Path | None) -> GoDuration:
+        problem = (go_duration_problem(raw, positive=True) if isinstance(raw, str)
+                   else "must be a Go duration like '30s', '5m' or '1h30m' (a string)")
+        if problem:
+            raise ConfigError(file, path, raw, problem)
+        return cls(raw)
+
+
+class PromDuration(str):
+    """A Prometheus duration (``30s``, ``5m``, ``1h30m``, ``1d``): PromQL ranges, ``for:``."""
+
+    positive = True
+
+    @classmethod
+    def from_params(cls, raw: Any, path: str, file: str | Path | None) -> PromDuration:
+        problem = (prom_duration_problem(raw, positive=cls.positive) if isinstance(raw, str)
+                   else "must be a Prometheus duration like '30s', '5m' or '1h' (a string)")
+        if problem:
+            raise ConfigError(file, path, raw, problem)
+        return cls(raw)
+
 
 # short name -> what the template checks (the queries live in gitops/render.py).
 ANALYSIS_TEMPLATES: dict[str, str] = {
@@ -75,16 +137,21 @@ def _step_set_weight(value: Any, path: str, file: str | Path | None) -> Any:
 
 
 def _step_pause(value: Any, path: str, file: str | Path | None) -> Any:
+    """``pause: {}`` (until promoted) or ``pause: {duration: D}``: D is seconds (an integer or
+    an integer string) or a Go duration (``1h30m``, ``1.5h``), as Argo Rollouts reads it."""
     if value is None:
         value = {}
     _only_keys(value, ("duration",), path, file)
     if "duration" in value:
         d = value["duration"]
-        if isinstance(d, bool) or not (
-                (isinstance(d, int) and d >= 0)
-                or (isinstance(d, str) and re.fullmatch(DURATION, d))):
+        try:
+            seconds = argo_pause_seconds(d)
+        except ValueError:
             _fail(file, f"{path}.duration", d,
-                  "must be seconds (an integer) or a duration like '30s', '5m', '1h'")
+                  "must be seconds (an integer) or a Go duration like '30s', '5m', '1h30m' "
+                  "or '1.5h'")
+        if seconds < 0:
+            _fail(file, f"{path}.duration", d, "must not be negative")
     return dict(value)
 
 
@@ -163,9 +230,9 @@ class CanarySteps(tuple):
 class ResourceAmounts:
     """Amounts of a container's resources."""
 
-    cpu: str = field(default="250m", metadata=_QUANTITY)
+    cpu: Quantity = field(default=Quantity("250m"))
     """CPU, as a Kubernetes quantity (`250m`, `1`)."""
-    memory: str = field(default="256Mi", metadata=_QUANTITY)
+    memory: Quantity = field(default=Quantity("256Mi"))
     """Memory, as a Kubernetes quantity (`256Mi`, `1Gi`)."""
 
 
@@ -176,13 +243,23 @@ class Resources:
     requests: ResourceAmounts = field(default_factory=ResourceAmounts)
     """What the scheduler reserves for the container."""
     limits: ResourceAmounts = field(
-        default_factory=lambda: ResourceAmounts(cpu="1", memory="512Mi"))
+        default_factory=lambda: ResourceAmounts(cpu=Quantity("1"), memory=Quantity("512Mi")))
     """The most the container may use."""
+
+    def check(self, path: str, file: str | Path | None) -> None:
+        """A request above its limit is refused by the API server (the pod never starts)."""
+        for name in ("cpu", "memory"):
+            request, limit = getattr(self.requests, name), getattr(self.limits, name)
+            if Quantity(request).amount > Quantity(limit).amount:
+                raise ConfigError(file, f"{path}.requests.{name}", str(request),
+                                  f"must not be above limits.{name} ({str(limit)!r})",
+                                  hint="Kubernetes refuses a pod whose request exceeds its "
+                                       "limit; raise the limit or lower the request")
 
 
 def _fetch_resources() -> Resources:
-    return Resources(requests=ResourceAmounts(cpu="100m", memory="64Mi"),
-                     limits=ResourceAmounts(cpu="500m", memory="256Mi"))
+    return Resources(requests=ResourceAmounts(cpu=Quantity("100m"), memory=Quantity("64Mi")),
+                     limits=ResourceAmounts(cpu=Quantity("500m"), memory=Quantity("256Mi")))
 
 
 @dataclass(frozen=True)
@@ -197,7 +274,7 @@ class PrometheusParams:
 class AnalysisParams:
     """Thresholds and timing of the AnalysisTemplates that judge the canary."""
 
-    interval: str = field(default="1m", metadata=_DURATION)
+    interval: GoDuration = GoDuration("1m")  # Argo's time.ParseDuration
     """Time between two measurements of an analysis."""
     count: int = field(default=5, metadata={"min": 1})
     """Measurements per analysis run (0 = run until the step ends, as Argo does)."""
@@ -207,7 +284,7 @@ class AnalysisParams:
     """Measurements without data tolerated before the rollout pauses."""
     consecutive_success_limit: int = field(default=0, metadata={"min": 0})
     """0 = off; else Successful after this many successes in a row."""
-    rate_window: str = field(default="2m", metadata=_DURATION)
+    rate_window: PromDuration = PromDuration("2m")  # a PromQL range: [2m]
     """The range of the rate() windows of the queries."""
     error_rate_max: float = field(default=0.05, metadata={"min": 0.0, "max": 1.0})
     """error-rate: the highest share of non-2xx answers among the canary's requests."""
@@ -367,10 +444,20 @@ class DeployParams:
         if not self.environments:
             raise ConfigError(file, f"{path}.environments", self.environments,
                               "must name at least one environment")
-        for name in self.environments:
+        seen: dict[tuple[str, str], str] = {}
+        for name, env in self.environments.items():
             if not re.fullmatch(DNS1123_LABEL, name) or len(name) > 63:
                 raise ConfigError(file, f"{path}.environments.{name}", name,
                                   _LABEL["pattern_help"])
+            where = (env.cluster.rstrip("/"), env.namespace)
+            if where in seen:
+                raise ConfigError(
+                    file, f"{path}.environments.{name}.namespace", env.namespace,
+                    f"is also the namespace of environment {seen[where]!r} on the same "
+                    "cluster: both would render the same Rollout, Services and "
+                    "AnalysisTemplates, and each sync would overwrite the other",
+                    hint="give each environment its own namespace (or cluster)")
+            seen[where] = name
 
     def environment(self, env: str, file: str | Path | None = "params.yaml") -> EnvironmentParams:
         """The named environment, or a ConfigError listing the known ones."""

@@ -163,6 +163,8 @@ def test_rules_kind_renders_the_params_thresholds(tmp_path):
 
 
 def test_rendered_rules_are_validated_strictly():
+    """Through the vendored prometheus-operator CRD in strict mode, plus Prometheus' own
+    rule-file rules the CRD cannot express."""
     from modelops.gitops.alerts import prometheus_rule
     from modelops.gitops.validate import validate_document
 
@@ -172,10 +174,63 @@ def test_rendered_rules_are_validated_strictly():
     rules[1]["record"] = "x"  # an alert and a record at once
     rules[2]["for"] = "ten minutes"
     rules[2]["severity"] = "critical"  # belongs under labels
-    problems = {(p.path, p.message.split(" (")[0]) for p in validate_document(doc)}
+    doc["spec"]["groups"][0]["interval"] = "1.5m"
+    problems = {(p.path, p.message) for p in validate_document(doc)}
+    paths = {path for path, _ in problems}
     assert ("spec.groups[0].rules[1]", "needs exactly one of 'alert' and 'record'") in problems
-    assert ("spec.groups[0].rules[2].for", "not a duration") in problems
-    assert ("spec.groups[0].rules[2].severity", "unknown field") in problems
+    assert "spec.groups[0].rules[2].for" in paths  # the CRD's duration pattern
+    assert "spec.groups[0].interval" in paths
+    assert any(path == "spec.groups[0].rules[2]" and "'severity' was unexpected" in message
+               for path, message in problems)  # strict: unknown fields refused
+
+
+def test_recording_rules_cannot_carry_alerting_fields():
+    from modelops.gitops.alerts import prometheus_rule
+    from modelops.gitops.validate import validate_document
+
+    doc = prometheus_rule("digits-cnn", "ml-platform", "ml-production", AlertParams())
+    record = doc["spec"]["groups"][0]["rules"][0]
+    record.update({"for": "5m", "annotations": {"summary": "x"}, "record": "not a name"})
+    problems = {(p.path, p.message.split(" (")[0]) for p in validate_document(doc)}
+    assert ("spec.groups[0].rules[0].for", "only alerting rules have this field") in problems
+    assert ("spec.groups[0].rules[0].annotations", "only alerting rules have this field") \
+        in problems
+    assert ("spec.groups[0].rules[0].record", "not a metric name") in problems
+
+
+def test_the_prometheus_rule_crd_is_vendored_with_its_license_and_origin():
+    from modelops.gitops.crd import CRD_FILES, SCHEMA_DIR, crd_api_versions
+
+    path = SCHEMA_DIR / CRD_FILES["PrometheusRule"]
+    assert (path.parent / "LICENSE").read_text().lstrip().startswith("Apache License")
+    origin = (SCHEMA_DIR / "ORIGIN.md").read_text()
+    assert path.name in origin and "prometheus-operator/prometheus-operator" in origin
+    assert crd_api_versions("PrometheusRule") == ["monitoring.coreos.com/v1"]
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+@pytest.mark.parametrize("key", ["drift_psi_warning", "drift_psi_critical"])
+def test_alert_thresholds_must_be_finite(key, value):
+    from modelops.yamlio import load_yaml
+
+    raw = load_yaml(f"{key}: {value}\n")
+    with pytest.raises(ConfigError) as exc:
+        convert(AlertParams, raw, "modelops.alerts", "params.yaml")
+    assert exc.value.path == f"modelops.alerts.{key}"
+    assert "finite" in exc.value.problem
+
+
+@pytest.mark.parametrize(("key", "value", "ok"), [
+    ("drift_for", "1h30m", True), ("drift_for", "1d", True), ("severe_for", "0", True),
+    ("missing_for", "90s", True), ("drift_for", "1.5h", False), ("drift_for", "30", False),
+    ("drift_for", "5 minutes", False), ("severe_for", "-5m", False)])
+def test_alert_durations_follow_prometheus(key, value, ok):
+    if ok:
+        assert getattr(convert(AlertParams, {key: value}, "alerts", "params.yaml"), key) == value
+        return
+    with pytest.raises(ConfigError) as exc:
+        convert(AlertParams, {key: value}, "alerts", "params.yaml")
+    assert exc.value.path == f"alerts.{key}" and "Prometheus duration" in exc.value.problem
 
 
 def test_gitops_render_writes_rules_that_promtool_accepts(tmp_path):

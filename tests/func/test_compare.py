@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -155,8 +156,8 @@ def test_change_that_lowers_accuracy_fails_the_regression_gate(project):
     assert per3["f1"]["head"] == metrics["lower"]["per_class"]["3"]["f1"]
     card = report["sections"]["card"]
     assert card["status"] == "pass" and card["changed"] and card["base_found"]
-    assert f"-            value: {base_acc}" in card["diff"]
-    assert f"+            value: {head_acc}" in card["diff"]
+    assert re.search(rf"^-\s+value: {base_acc}$", card["diff"], re.M)  # whatever the indent
+    assert re.search(rf"^\+\s+value: {head_acc}$", card["diff"], re.M)
 
     body = (repo / "reports" / "pr-comment.md").read_text()
     assert body.startswith("<!-- modelops-suite:sticky:digits-cnn -->")

@@ -617,8 +617,8 @@ def test_reproduce_puts_the_declared_outputs_in_place_by_default(pull_request, t
 @pytest.mark.slow
 def test_compile_with_the_paths_given_checks_parity_and_latency(runner):
     proc = suite("modelops-ci", runner, "compile", "--model", "models/classifier.onnx",
-                 "--data", "data/split", "--section", "eval/compile.json", "--report", "",
-                 "--runs", "5", "--warmup", "1")
+                 "--test-data", "data/split/test.npz", "--section", "eval/compile.json",
+                 "--report", "", "--runs", "5", "--warmup", "1")
     assert proc.returncode == 0, proc.stderr
     section = read_json(runner / "eval/compile.json")
     assert (section["status"], section["backend"], section["precision"]) == \
@@ -628,11 +628,6 @@ def test_compile_with_the_paths_given_checks_parity_and_latency(runner):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "modelops-ci compile defaults to --model models/model.onnx, --data data/prepared and "
-    "--section metrics/compile.json instead of modelops.model.artifact.path and "
-    "modelops.model.test_data: \"modelops-ci: error: models/model.onnx: file not found\"; "
-    "--data takes a folder with test.npz, so a test_data file of another name cannot be named"))
 def test_compile_reads_the_artifact_and_test_data_from_the_settings(runner):
     proc = suite("modelops-ci", runner, "compile", "--report", "", "--runs", "5",
                  "--warmup", "1")
@@ -641,10 +636,6 @@ def test_compile_reads_the_artifact_and_test_data_from_the_settings(runner):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "modelops-ci gate reads the base revision's metrics with git show only (read_json_at), so "
-    "the DVC-tracked eval/metrics.json of the base gives 'no roc_auc in the base metrics' "
-    "(no-baseline) for every max_drop/max_rise bound"))
 def test_gate_judges_regression_bounds_against_the_dvc_tracked_base(runner, pull_request):
     proc = suite("modelops-ci", runner, "gate", "--base", "origin/main",
                  "--metrics", "eval/metrics.json")
@@ -654,10 +645,6 @@ def test_gate_judges_regression_bounds_against_the_dvc_tracked_base(runner, pull
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "modelops-ci gate defaults to --metrics metrics/metrics.json, not the first file of "
-    "modelops.model.metrics: \"modelops-ci: error: metrics/metrics.json: metrics file not "
-    "found\""))
 def test_gate_reads_the_declared_metrics_file_by_default(runner):
     proc = suite("modelops-ci", runner, "gate", "--base", "origin/main")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -679,7 +666,6 @@ def build_report(repo: Path) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=REPORT_GAP)
 def test_report_compares_the_dvc_tracked_metrics_with_the_base(runner, pull_request):
     report = build_report(runner)
     assert report["model"]["name"] == MODEL and report["verdict"] == "pass"

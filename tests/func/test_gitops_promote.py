@@ -141,7 +141,7 @@ def test_rollback_refusals_exit_2_and_change_nothing(remote, tmp_path, render):
     promote(url, model=MODEL, source="staging", target="production", render=render, log=quiet)
     before = head(remote)
     only = cli("rollback", "--env", "production", "--gitops-repo", url, cwd=tmp_path)
-    assert only.returncode == 2 and "no earlier release" in only.stderr
+    assert only.returncode == 2 and "no earlier state" in only.stderr
     unknown = cli("rollback", "--env", "production", "--to", "v9", "--gitops-repo", url,
                   cwd=tmp_path)
     assert unknown.returncode == 2 and "'v9' never ran" in unknown.stderr

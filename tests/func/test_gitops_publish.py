@@ -3,7 +3,7 @@ files removed, eight concurrent publishers, a real conflict, a rejected password
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import subprocess
 import sys
@@ -15,6 +15,9 @@ import pytest
 from modelops.errors import ExternalError
 from modelops.gitops.gitrepo import ensure_bare_remote
 from modelops.gitops.publish import format_message, publish, read_rendered_dir
+from modelops.gitops.release import Release
+from modelops.gitops.render import render_env
+from modelops.settings import load_settings
 from tests.conftest import ROOT
 
 PY = sys.executable
@@ -35,13 +38,17 @@ def head(remote: Path) -> str | None:
     return proc.stdout.strip() or None
 
 
-def tree_files(remote: Path, rev: str, folder: str | None = None) -> dict[str, bytes]:
-    """Every file at ``rev`` (under ``folder``) with its bytes."""
+def tree_files(remote: Path, rev: str, folder: str | None = None,
+               manifests: bool = False) -> dict[str, bytes]:
+    """Every file at ``rev`` (under ``folder``) with its bytes; each folder's ``managed.json``
+    (the publisher's own record, tested in test_gitops_manual_edits.py) only when
+    ``manifests``."""
     args = ["ls-tree", "-r", "--name-only", "-z", rev]
     if folder:
         args += ["--", folder + "/"]
     names = [n for n in subprocess.run(["git", *args], cwd=remote, capture_output=True,
-                                       check=True).stdout.decode().split("\0") if n]
+                                       check=True).stdout.decode().split("\0") if n
+             and (manifests or not n.endswith("/managed.json"))]
     return {n: subprocess.run(["git", "cat-file", "blob", f"{rev}:{n}"], cwd=remote,
                               capture_output=True, check=True).stdout for n in names}
 
@@ -61,18 +68,31 @@ def fsck(remote: Path) -> None:
     rgit(remote, "fsck", "--strict", "--no-dangling")
 
 
-def release_json(model: str, version: str, sha: str = "a" * 64) -> bytes:
-    return (json.dumps({"format": 1, "model": model, "version": version, "sha256": sha,
-                        "dvc_md5": "b" * 32, "source_commit": "c" * 40,
-                        "dvc_lock_sha256": "d" * 64}, indent=2, sort_keys=True)
-            + "\n").encode()
+PARAMS = load_settings(ROOT / "params.yaml")
 
 
-def folder(model: str, version: str, env: str = "staging", extra: int = 2) -> dict[str, bytes]:
-    files = {"release.json": release_json(model, version),
-             "kustomization.yaml": b"resources:\n  - rollout.yaml\n",
-             "rollout.yaml": f"kind: Rollout\nmodel: {model}\nversion: {version}\nenv: {env}\n"
-                             .encode()}
+def make_release(model: str, version: str) -> Release:
+    return Release(model=model, version=version, sha256="a" * 64, dvc_md5="b" * 32,
+                   artifact_uri="s3://models/files/md5/bb/" + "b" * 30,
+                   image="ghcr.io/example/modelops-serve:0.1.0",
+                   source_repo="https://github.com/example/models", source_commit="c" * 40,
+                   dvc_lock_sha256="d" * 64)
+
+
+def release_json(model: str, version: str) -> bytes:
+    return make_release(model, version).to_json()
+
+
+@functools.lru_cache(maxsize=256)
+def _rendered(model: str, version: str, env: str, branch: str) -> tuple[tuple[str, bytes], ...]:
+    return tuple(render_env(make_release(model, version), PARAMS, env, branch=branch).items())
+
+
+def folder(model: str, version: str, env: str = "staging", extra: int = 0,
+           branch: str = "main") -> dict[str, bytes]:
+    """The folder the real renderer writes for ``model`` ``version`` in ``env`` (the example's
+    params.yaml), plus ``extra`` stray files (for library publishes, which take any files)."""
+    files = dict(_rendered(model, version, env, branch))
     for i in range(extra):
         files[f"extra-{i}.yaml"] = f"n: {i}\n".encode()
     return files
@@ -139,6 +159,7 @@ def test_first_publish_creates_default_remote_and_one_commit_with_trailers(tmp_p
     assert t["Model"] == "digits-cnn" and t["Environment"] == "staging"
     assert t["Model-Version"] == "v1" and t["Model-Sha256"] == "a" * 64
     assert t["Dvc-Lock-Sha256"] == "d" * 64 and t["Source-Commit"] == "c" * 40
+    assert t["Image"] == "ghcr.io/example/modelops-serve:0.1.0"
     assert t["Gitops-Action"] == "publish"
     assert main in proc.stdout and "published" in proc.stdout
     fsck(remote)
@@ -197,11 +218,11 @@ def test_trailer_values_cannot_inject_lines():
 
 
 def test_read_rendered_dir_reads_env_model_layout(tmp_path):
-    root = write_rendered(tmp_path / "out", {"staging/a": {"x": b"1", "sub/y": b"2"},
+    root = write_rendered(tmp_path / "out", {"staging/a": {"x": b"1", "y": b"2"},
                                              "production/a": {"z": b"3"}})
     assert read_rendered_dir(root) == {"production/a": {"z": b"3"},
-                                       "staging/a": {"sub/y": b"2", "x": b"1"}}
-    assert read_rendered_dir(root, ["staging"]) == {"staging/a": {"sub/y": b"2", "x": b"1"}}
+                                       "staging/a": {"x": b"1", "y": b"2"}}
+    assert read_rendered_dir(root, ["staging"]) == {"staging/a": {"x": b"1", "y": b"2"}}
 
 
 # --------------------------------------------------------------------------- races
@@ -326,14 +347,14 @@ def test_give_up_after_max_attempts_is_retryable_and_pushes_nothing(remote, tmp_
     """A remote that always moves (a hook publishing elsewhere before each push)."""
     publish(str(remote), {"staging/a": folder("a", "v1")}, message="a1\n", log=quiet)
     counter = tmp_path / "n"
+    mover = (f"from modelops.gitops.publish import publish; import sys; "
+             f"publish({str(remote)!r}, {{'staging/other': {{'f.yaml': sys.argv[1].encode()}}}}, "
+             f"message='move\\n', log=lambda _l: None)")
     write_hook(tmp_path / "hooks" / "pre-push", f"""\
         echo x >> "{counter}"
         n=$(wc -l < "{counter}")
-        mkdir -p "{tmp_path}/mover/staging/other"
-        echo "n: $n" > "{tmp_path}/mover/staging/other/f.yaml"
         env -u GIT_CONFIG_COUNT -u GIT_CONFIG_KEY_0 -u GIT_CONFIG_VALUE_0 \\
-            "{PY}" -m modelops.gitops publish --rendered-dir "{tmp_path}/mover" \\
-            --gitops-repo "{remote}" >/dev/null 2>&1 || exit 1
+            "{PY}" -c "{mover}" "n: $n" >/dev/null 2>&1 || exit 1
         exit 0
         """)
     ours = write_rendered(tmp_path / "ours", {"staging/a": folder("a", "v2")})

@@ -47,6 +47,8 @@ class GitHTTP(BaseHTTPRequestHandler):
     backend: str
     log: list[tuple[str, str, int]]
     faults: list[tuple[str, str]]  # (method, path part): answer the next match with a 502
+    run_as: int | None = None  # uid (and gid) git http-backend runs as, when root starts it
+    server_home: str | None = None  # its HOME (a .gitconfig trusting the repositories)
 
     def log_message(self, format, *args):  # noqa: A002 - quiet
         pass
@@ -104,8 +106,10 @@ class GitHTTP(BaseHTTPRequestHandler):
             for header in ("Content-Encoding", "Git-Protocol"):
                 if self.headers.get(header):
                     env["HTTP_" + header.upper().replace("-", "_")] = self.headers[header]
+            if self.server_home is not None:  # the server's own account, not the test's
+                env["HOME"] = self.server_home
             out = subprocess.run([self.backend], input=body, env=env, capture_output=True,
-                                 check=False).stdout
+                                 check=False, user=self.run_as, group=self.run_as).stdout
             head_, _, payload = out.partition(b"\r\n\r\n")
             if not payload and b"\n\n" in out:
                 head_, _, payload = out.partition(b"\n\n")

@@ -1,5 +1,7 @@
 """A publisher killed with SIGKILL before, during and after the push: the remote branch is
-either unchanged or at the complete new commit; the repository stays sound (``git fsck``)."""
+either unchanged or at the complete new commit; the repository stays sound (``git fsck``); and
+what the killed run left (its temporary clone, the remote's push quarantine) is gone after the
+next run."""
 
 from __future__ import annotations
 
@@ -32,10 +34,25 @@ PY = sys.executable
 
 
 def start(args: list[str], cwd: Path, env: dict) -> subprocess.Popen:
-    """Start ``modelops-gitops ...`` in its own process group (git and hooks included)."""
-    return subprocess.Popen([PY, "-m", "modelops.gitops", *args], cwd=cwd, env=env,
+    """Start ``modelops-gitops ...`` in its own process group (git and hooks included), with
+    its temporary folders under ``cwd/tmp``."""
+    (cwd / "tmp").mkdir(exist_ok=True)
+    return subprocess.Popen([PY, "-m", "modelops.gitops", *args], cwd=cwd,
+                            env={**env, "TMPDIR": str(cwd / "tmp")},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
+
+
+def leftovers(tmp_path: Path, remote: Path) -> list[str]:
+    """Temporary clones and push quarantines of killed runs."""
+    temp = sorted(p.name for p in (tmp_path / "tmp").glob("modelops-gitops-*"))
+    return temp + sorted(p.name for p in (remote / "objects").glob("*incoming-*"))
+
+
+def publish_again(remote: Path, tmp_path: Path, version: str) -> None:
+    """The next run, with the same temporary folder as the killed one."""
+    publish(str(remote), {"staging/m": folder("m", version)}, message=f"{version}\n",
+            log=quiet, workdir=tmp_path / "tmp")
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -84,9 +101,11 @@ def test_killed_before_the_push_leaves_the_remote_unchanged(seeded, tmp_path):
     assert head(remote) == before
     assert objects(remote) == counts
     fsck(remote)
-    # and the next publish works normally
-    publish(str(remote), {"staging/m": folder("m", "v2")}, message="v2\n", log=quiet)
+    assert leftovers(tmp_path, remote), "the killed run left its clone (what this test checks)"
+    # and the next publish works normally, removing what the killed one left
+    publish_again(remote, tmp_path, "v2")
     assert published_folder(remote, head(remote)) == folder("m", "v2")
+    assert leftovers(tmp_path, remote) == []
 
 
 def test_killed_during_the_push_leaves_the_remote_unchanged(seeded, tmp_path):
@@ -105,8 +124,11 @@ def test_killed_during_the_push_leaves_the_remote_unchanged(seeded, tmp_path):
     assert head(remote) == before
     assert objects(remote) == counts, "objects of the killed push leaked into the remote"
     fsck(remote)
-    publish(str(remote), {"staging/m": folder("m", "v2")}, message="v2\n", log=quiet)
+    assert any("incoming-" in name for name in leftovers(tmp_path, remote)), \
+        "the killed receive-pack left its quarantine (what this test checks)"
+    publish_again(remote, tmp_path, "v2")
     assert published_folder(remote, head(remote)) == folder("m", "v2")
+    assert leftovers(tmp_path, remote) == []
 
 
 def test_killed_after_the_ref_moved_leaves_the_whole_commit(seeded, tmp_path):
@@ -125,6 +147,8 @@ def test_killed_after_the_ref_moved_leaves_the_whole_commit(seeded, tmp_path):
     assert published_folder(remote, after) == folder("m", "v2")
     assert trailers(remote, after)["Model-Version"] == "v2"
     fsck(remote)
+    publish_again(remote, tmp_path, "v3")
+    assert leftovers(tmp_path, remote) == []
 
 
 @pytest.mark.slow
@@ -164,3 +188,5 @@ def test_killed_at_arbitrary_moments_remote_is_old_or_complete(seeded, tmp_path)
         fsck(remote)
     # the delays span the whole publish: the first kill lands before the push, the last after
     assert outcomes == {"unchanged", "complete"}, outcomes
+    publish_again(remote, tmp_path, "after")
+    assert leftovers(tmp_path, remote) == []

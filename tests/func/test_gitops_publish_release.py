@@ -46,7 +46,7 @@ def model_repo(tmp_path, git_env):
 
 def test_publish_renders_release_from_dvc_lock_into_both_envs_in_one_commit(model_repo,
                                                                           tmp_path):
-    remote = tmp_path / "gitops.git"
+    remote = ensure_bare_remote(tmp_path / "gitops.git")
     args = ("publish", "--env", "staging", "--env", "production", "--artifact-uri",
             "s3://models/files/md5/ab/cdef", "--gitops-repo", str(remote))
     proc = gitops(*args, cwd=model_repo)
@@ -103,3 +103,17 @@ def test_message_names_only_the_folders_that_change(tmp_path, git_env):
     assert result.changed == ["staging/b"] and result.unchanged == ["staging/a"]
     assert seen == [["staging/b"]]
     assert rgit(remote, "log", "-1", "--format=%s") == "publish staging/b"
+
+
+def test_publish_to_another_branch_renders_applications_that_follow_it(model_repo, tmp_path):
+    """`publish --branch release` writes targetRevision: release, not the default main."""
+    from modelops.yamlio import load_yaml_all
+
+    remote = ensure_bare_remote(tmp_path / "gitops.git")
+    proc = gitops("publish", "--env", "staging", "--artifact-uri", "s3://m/x", "--branch",
+                  "release", "--gitops-repo", str(remote), cwd=model_repo)
+    assert proc.returncode == 0, proc.stderr
+    app = rgit(remote, "show", "release:staging/digits-cnn/application.yaml")
+    (doc,) = load_yaml_all(app)
+    assert doc["spec"]["source"]["targetRevision"] == "release"
+    assert rgit(remote, "for-each-ref", "--format=%(refname)") == "refs/heads/release"
