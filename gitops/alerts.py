@@ -1,7 +1,9 @@
 """Production alerting rules for prediction drift, rendered with the manifests.
 
 The canary analysis guards a rollout for minutes; these rules watch the promoted model for as
-long as it runs. Three alerts per model, all from the serving runtime's metrics:
+long as it runs. Three prediction-drift alerts per model, all from the serving runtime's
+metrics (and, for a release whose drift baseline describes its features, the input-drift and
+data-quality group of :mod:`gitops.input_alerts` in the same PrometheusRule):
 
 - ``ModelPredictionDrift`` (warning): the PSI of recent predicted classes against the training
   baseline stays above ``alerts.drift_psi_warning`` for ``alerts.drift_for``;
@@ -76,15 +78,23 @@ def rule_groups(model: str, team: str, alerts: AlertParams) -> dict[str, Any]:
 
 
 def prometheus_rule(model: str, team: str, namespace: str, alerts: AlertParams,
-                    release_labels: dict[str, str] | None = None) -> dict[str, Any]:
-    """The ``PrometheusRule`` object (prometheus-operator) wrapping :func:`rule_groups`."""
+                    release_labels: dict[str, str] | None = None, *,
+                    input_rules: bool = False) -> dict[str, Any]:
+    """The ``PrometheusRule`` object (prometheus-operator) wrapping :func:`rule_groups`, and
+    with ``input_rules`` (a release whose drift baseline describes its features) the input-drift
+    and data-quality group of :mod:`gitops.input_alerts`."""
+    spec = rule_groups(model, team, alerts)
+    if input_rules:
+        from modelops.gitops.input_alerts import InputAlertSettings, rule_group
+
+        spec["groups"].append(rule_group(model, team, InputAlertSettings.from_alerts(alerts)))
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": {"name": f"{model}-drift", "namespace": namespace,
                      "labels": {"app.kubernetes.io/name": model, "team": team,
                                 **(release_labels or {})}},
-        "spec": rule_groups(model, team, alerts),
+        "spec": spec,
     }
 
 
@@ -118,4 +128,4 @@ class PrometheusRulesKind:
         team = labels.get("modelops.io/team", "")
         release_labels = {k: v for k, v in labels.items() if k.startswith("app.kubernetes.io/")}
         return [prometheus_rule(release.model, team, context["env"].namespace, alerts,
-                                release_labels)]
+                                release_labels, input_rules=release.has_feature_bins())]

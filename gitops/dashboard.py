@@ -23,17 +23,15 @@ Queries use Grafana's ``$__rate_interval`` and the ``${datasource}`` variable;
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from grafana_foundation_sdk.builders import bargauge, common, stat, timeseries
-from grafana_foundation_sdk.builders import dashboard as db
-from grafana_foundation_sdk.builders import prometheus as prom
-from grafana_foundation_sdk.cog.builder import Builder
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models import common as cm
-from grafana_foundation_sdk.models import dashboard as dm
+from typing import TYPE_CHECKING, Any
 
 from modelops import contracts as c
+
+if TYPE_CHECKING:
+    from grafana_foundation_sdk.cog.builder import Builder
+
+# grafana-foundation-sdk (the gitops extra) is imported where the dashboard is built: the
+# renderer imports this module for DashboardKind, and must import without the extra
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 RATE = "$__rate_interval"
@@ -46,17 +44,25 @@ def _sel(model: str, extra: str = "") -> str:
     return "{" + f'model="{model}"' + (f",{extra}" if extra else "") + "}"
 
 
-def _q(expr: str, legend: str, ref: str, instant: bool = False) -> prom.Dataquery:
+def _q(expr: str, legend: str, ref: str, instant: bool = False) -> Any:
+    from grafana_foundation_sdk.builders import prometheus as prom
+
     q = prom.Dataquery().expr(expr).legend_format(legend).ref_id(ref)
     return q.instant() if instant else q.range()
 
 
-def _steps(*pairs: tuple[float | None, str]) -> db.ThresholdsConfig:
+def _steps(*pairs: tuple[float | None, str]) -> Any:
+    from grafana_foundation_sdk.builders import dashboard as db
+    from grafana_foundation_sdk.models import dashboard as dm
+
     return db.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(
         [dm.Threshold(value=v, color=col) for v, col in pairs])
 
 
 def _line(threshold: float, unit: str, title: str) -> Builder:
+    from grafana_foundation_sdk.builders import common, timeseries
+    from grafana_foundation_sdk.models import common as cm
+
     return (timeseries.Panel().title(title).unit(unit)
             .thresholds(_steps((None, "green"), (threshold, "red")))
             .thresholds_style(common.GraphThresholdsStyleConfig().mode(
@@ -66,6 +72,9 @@ def _line(threshold: float, unit: str, title: str) -> Builder:
 def panels(model: str, *, slo_p99_seconds: float, drift_psi_max: float,
            feature_psi_max: float) -> list[tuple[str, Builder]]:
     """(row title, panel builder) in dashboard order."""
+    from grafana_foundation_sdk.builders import bargauge, common, stat, timeseries
+    from grafana_foundation_sdk.models import common as cm
+
     s = _sel(model)
     req = f"sum by (role) (rate({c.REQUESTS_TOTAL}{s}[{RATE}]))"
     non2xx = _sel(model, 'code!~"2.."')
@@ -152,6 +161,10 @@ def panels(model: str, *, slo_p99_seconds: float, drift_psi_max: float,
 def dashboard(model: str, *, slo_p99_seconds: float = 0.25, drift_psi_max: float = 0.2,
               feature_psi_max: float = 0.2, version: str = "") -> dict[str, Any]:
     """Grafana's dashboard JSON model for ``model`` (uid ``modelops-<model>``)."""
+    from grafana_foundation_sdk.builders import dashboard as db
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models import dashboard as dm
+
     builder = (db.Dashboard(f"Model {model}").uid(f"modelops-{model}"[:40])
                .tags(["modelops", model]).refresh("30s").time("now-3h", "now")
                .timezone("browser").editable()
@@ -204,3 +217,28 @@ def configmap(model: str, namespace: str, board: dict[str, Any],
                      **({"annotations": {"grafana_folder": folder}} if folder else {})},
         "data": {f"{model}.json": json.dumps(board, indent=2, sort_keys=True) + "\n"},
     }
+
+
+class DashboardKind:
+    """``dashboard.yaml`` for :data:`gitops.render.KINDS`: the model's dashboard as the
+    ConfigMap the Grafana sidecar loads, thresholds from the params (the SLO and the drift
+    bounds of ``deploy.analysis``, the feature-drift alert threshold of ``alerts``). The sidecar
+    must watch the model's namespace (the grafana chart's ``sidecar.dashboards.searchNamespace``,
+    ``ALL`` or a list)."""
+
+    filename = "dashboard.yaml"
+    in_kustomization = True
+    validated = True
+    kinds = ("ConfigMap",)
+
+    def render(self, context: dict[str, Any]) -> list[dict[str, Any]]:
+        from modelops.settings.alerts import AlertParams
+
+        release = context["release"]
+        analysis = context["analysis"]
+        alerts = context.get("alerts") or AlertParams()
+        board = dashboard(release.model, slo_p99_seconds=analysis.latency_p99_max_seconds,
+                          drift_psi_max=analysis.drift_psi_max,
+                          feature_psi_max=alerts.feature_psi_warning)
+        return [configmap(release.model, context["env"].namespace, board,
+                          labels=context.get("labels"))]

@@ -37,7 +37,7 @@ from modelops import contracts as c
 
 @dataclass(frozen=True)
 class InputAlertSettings:
-    """Thresholds of :func:`rule_group` (``modelops.alerts`` carries them)."""
+    """Thresholds of :func:`rule_group` (``modelops.alerts`` carries them, same names)."""
 
     feature_psi_warning: float = 0.2
     feature_drift_for: str = "15m"
@@ -48,6 +48,12 @@ class InputAlertSettings:
     quality_for: str = "10m"
     rejected_max_share: float = 0.05
     runbook_url: str = ""
+
+    @classmethod
+    def from_alerts(cls, alerts: Any) -> InputAlertSettings:
+        """The thresholds of ``modelops.alerts`` (:class:`modelops.settings.alerts.AlertParams`)."""
+        return cls(**{f: str(getattr(alerts, f)) if f.endswith(("_for", "_window"))
+                      else getattr(alerts, f) for f in cls.__dataclass_fields__})
 
 
 def _t(x: float) -> str:

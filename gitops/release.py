@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelops.drift import feature_problems
 from modelops.errors import ExternalError, InputError, ValidationError
 from modelops.fsutil import md5_file, sha256_file
 from modelops.git import git_text
@@ -43,10 +44,10 @@ FIELD_RULES: dict[str, tuple[str, str]] = {
 }
 # Fields that are not strings; checked by their own function (field, value, release) -> problems.
 OPTIONAL_FIELDS = ("drift_baseline", "compute")
-# The baseline travels in a pod-template annotation (gitops/render.py), and Kubernetes allows
-# 256 KiB of annotations per object, kubectl's last-applied copy of the Rollout included; a
-# baseline is a few hundred bytes to a few KiB.
-BASELINE_MAX_BYTES = 64 * 1024
+# The baseline travels in a ConfigMap of its own per release (gitops/render.py), named after
+# its content, and a ConfigMap holds at most 1 MiB of data; a per-feature baseline is ~20 KiB
+# for 64 pixels, ~250 KiB for 784. What is left is room for the key and the object around it.
+BASELINE_MAX_BYTES = 1024 * 1024 - 16 * 1024
 
 
 def baseline_problems(value: Any, model: str) -> list[tuple[str, Any, str]]:
@@ -79,15 +80,19 @@ def baseline_problems(value: Any, model: str) -> list[tuple[str, Any, str]]:
                                     or not all(isinstance(c, str) for c in classes)):
             out.append(("drift_baseline.classes", classes,
                         f"must be {len(dist)} class names, one per class_distribution entry"))
+    if not out and value.get("features") is not None:
+        out.extend((f"drift_baseline.{path}", v, problem)
+                   for path, v, problem in feature_problems(value["features"])[:1])
     if not out:
         try:
-            size = len(json.dumps(value, allow_nan=False))
+            size = len(json.dumps(value, allow_nan=False, sort_keys=True,
+                                  separators=(",", ":")))
         except (TypeError, ValueError) as exc:
             return [("drift_baseline", value, f"must be plain finite JSON ({exc})")]
         if size > BASELINE_MAX_BYTES:
             out.append(("drift_baseline", f"{size} bytes",
-                        f"must be at most {BASELINE_MAX_BYTES} bytes of JSON (it travels in a "
-                        "pod-template annotation)"))
+                        f"must be at most {BASELINE_MAX_BYTES} bytes of compact JSON (it "
+                        "travels in a ConfigMap, 1 MiB at most); fewer bins or features"))
     return out
 
 
@@ -102,9 +107,10 @@ class Release:
     source_repo: str
     source_commit: str
     dvc_lock_sha256: str
-    # metrics/drift_baseline.json of the same training run (the serving runtime's PSI
-    # reference), rendered into the pod template (annotation + downward API file). None: an
-    # older release.json without it, or modelops.model.drift_baseline set to "": the PSI stays NaN.
+    # metrics/drift_baseline.json of the same training run (the serving runtime's reference
+    # for prediction and input drift), rendered as a ConfigMap named after its content that the
+    # pod template mounts. None: an older release.json without it, or
+    # modelops.model.drift_baseline set to "": the PSI stays NaN.
     drift_baseline: dict[str, Any] | None = None
     # Compute that produced this model (metrics/compute/*.json, see modelops.compute): totals and
     # per-stage CPU/GPU seconds with the estimated cost. None: recorded without the launcher.
@@ -150,6 +156,12 @@ class Release:
             if out[name] is None:
                 del out[name]
         return out
+
+    def has_feature_bins(self) -> bool:
+        """Whether the drift baseline describes the model's features with bins (then the
+        runtime exports feature drift, and input-drift analyses and alerts apply)."""
+        features = (self.drift_baseline or {}).get("features")
+        return isinstance(features, dict) and features.get("quantile_edges") is not None
 
     def baseline_json(self) -> str | None:
         """The drift baseline as the file the serving runtime reads (canonical JSON)."""

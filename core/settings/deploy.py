@@ -6,8 +6,9 @@ Canary steps are written in Argo's own spelling (``- setWeight: 10``, ``- pause:
 dict: a new step kind is one function plus one entry.
 
 Analysis templates are named by their short name (``error-rate``, ``latency-p99``,
-``prediction-drift``; see :data:`ANALYSIS_TEMPLATES`); the rendered AnalysisTemplate objects are
-called ``<model>-<short name>`` so that several models can share a namespace.
+``prediction-drift``, ``input-drift``; see :data:`ANALYSIS_TEMPLATES`); the rendered
+AnalysisTemplate objects are called ``<model>-<short name>`` so that several models can share a
+namespace.
 """
 
 from __future__ import annotations
@@ -104,7 +105,12 @@ ANALYSIS_TEMPLATES: dict[str, str] = {
                    "the stable's p99 in the same window",
     "prediction-drift": "PSI of the canary's predicted-class distribution vs the training "
                         "baseline",
+    "input-drift": "largest PSI of the canary's input features vs their training bins (only "
+                   "for a release whose drift baseline describes its features)",
 }
+# templates that apply only to some releases: left out of the AnalysisTemplates and of the
+# steps of a release they do not apply to (gitops.render.applicable_templates)
+NEEDS_FEATURE_BINS = ("input-drift",)
 
 
 # --------------------------------------------------------------------------- canary steps
@@ -300,6 +306,9 @@ class AnalysisParams:
     drift_psi_max: float = field(default=0.2, metadata={"gt": 0.0})
     """prediction-drift: the highest PSI of the canary's predicted-class distribution against the
     training baseline."""
+    input_drift_psi_max: float = field(default=0.2, metadata={"gt": 0.0})
+    """input-drift: the highest PSI of any input feature of the canary against its training bins
+    (`model_feature_psi_max`)."""
 
 
 @dataclass(frozen=True)

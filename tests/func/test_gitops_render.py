@@ -78,7 +78,7 @@ def test_analysis_templates_use_thresholds_from_params(params):
     templates = {d["metadata"]["name"]: d
                  for d in load_yaml_all(files["analysis-templates.yaml"].decode())}
     assert set(templates) == {"digits-cnn-error-rate", "digits-cnn-latency-p99",
-                              "digits-cnn-prediction-drift"}
+                              "digits-cnn-prediction-drift", "digits-cnn-input-drift"}
     metric = templates["digits-cnn-error-rate"]["spec"]["metrics"][0]
     assert metric["successCondition"] == "len(result) > 0 && result[0] < 0.01"
     assert metric["failureCondition"] == "len(result) > 0 && result[0] >= 0.01"
@@ -287,3 +287,23 @@ def test_core_kinds_agree_with_the_kubernetes_validate_cli(params, tmp_path):
     problems = validate_manifests(docs, cross_refs=False)
     assert [p.path for p in problems] == ["spec.ports[0]"]
     assert "targetPortt" in problems[0].message
+
+
+def test_the_dashboard_is_published_for_the_grafana_sidecar(params):
+    """dashboard.yaml: a ConfigMap labelled grafana_dashboard "1" holding the model's Grafana
+    dashboard (built with grafana-foundation-sdk), its thresholds from the params."""
+    import json
+
+    files = render_env(example_release(), params, "production")
+    (cm,) = load_yaml_all(files["dashboard.yaml"].decode())
+    assert cm["kind"] == "ConfigMap" and cm["metadata"]["name"] == "digits-cnn-dashboard"
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == params.deploy.environments["production"].namespace
+    board = json.loads(cm["data"]["digits-cnn.json"])
+    assert board["uid"] == "modelops-digits-cnn" and board["title"] == "Model digits-cnn"
+    titles = [p["title"] for p in board["panels"] if p["type"] != "row"]
+    assert len(titles) == 11 and "Most drifted features (top 10 PSI)" in titles
+    latency = next(p for p in board["panels"] if p["title"].startswith("Latency p99"))
+    steps = latency["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[-1]["value"] == params.deploy.analysis.latency_p99_max_seconds
+    assert "dashboard.yaml" in files["kustomization.yaml"].decode()
