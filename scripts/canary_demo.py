@@ -11,7 +11,8 @@ Service, never to a server directly, so the canary's metrics fill from real clie
 
 - ``healthy``: the same model as stable -> the run is Successful (promote);
 - ``degraded``: the model with shuffled weights -> prediction drift: Failed (abort);
-- ``drifted-inputs``: the good model fed inverted images -> prediction drift: Failed;
+- ``drifted-inputs``: the good model fed inverted images -> prediction drift and input drift
+  (every pixel against its training bins): Failed;
 - ``erroring``: a model whose outputs are NaN, answered 500 -> error rate: Failed;
 - ``rejecting``: a canary with a lowered ``--max-batch``, answering 413 to a third of the
   requests -> error rate (non-2xx): Failed;
@@ -271,11 +272,14 @@ class Traffic:
 def render_analysis_templates(out_dir: Path, prometheus_url: str, *, interval: str = "2s",
                               count: int = 4, failure_limit: int = 1,
                               inconclusive_limit: int = 1, rate_window: str = "10s",
-                              params_file: Path | None = None) -> Path:
+                              params_file: Path | None = None,
+                              baseline: dict | None = None) -> Path:
     """Render the manifests with ``gitops render``'s code, params.yaml + test overrides.
 
     Only ``modelops.deploy.prometheus.address`` and ``modelops.deploy.analysis`` timing are
-    overridden; the thresholds (error rate, latency p99, PSI) stay those of params.yaml.
+    overridden; the thresholds (error rate, latency p99, PSI) stay those of params.yaml. With
+    the servers' drift ``baseline`` (its features binned), the input-drift template is
+    rendered too.
     """
     from modelops.gitops.release import Release
     from modelops.gitops.render import render_env, write_env
@@ -293,7 +297,8 @@ def render_analysis_templates(out_dir: Path, prometheus_url: str, *, interval: s
     release = Release(model=MODEL, version="2", sha256="0" * 64, dvc_md5="0" * 32,
                       artifact_uri="s3://models/digits-cnn/model.onnx",
                       image=params.deploy.image, source_repo="example/model-repo",
-                      source_commit="0" * 40, dvc_lock_sha256="0" * 64)
+                      source_commit="0" * 40, dvc_lock_sha256="0" * 64,
+                      drift_baseline=baseline)
     env = next(iter(params.deploy.environments))
     files = render_env(release, params, env)
     target = write_env(files, out_dir, env, MODEL)
@@ -320,16 +325,18 @@ def scenarios() -> list[Scenario]:
     return [
         Scenario("healthy", "2-healthy", "Successful"),
         Scenario("degraded", "3-degraded", "Failed", ("prediction-drift",), model="shuffled"),
-        Scenario("drifted-inputs", "4-drifted", "Failed", ("prediction-drift",),
+        Scenario("drifted-inputs", "4-drifted", "Failed", ("prediction-drift", "input-drift"),
                  inputs="inverted"),
         Scenario("erroring", "8-erroring", "Failed", ("error-rate",), model="nan"),
         Scenario("rejecting", "9-rejecting", "Failed", ("error-rate",),
                  extra=("--max-batch", "5")),
         Scenario("slow", "5-slow", "Failed", ("latency-p99",), latency_ms=400),
         Scenario("idle", "6-idle", "Inconclusive", ("error-rate", "latency-p99",
-                                                    "prediction-drift"), inputs="none"),
+                                                    "prediction-drift", "input-drift"),
+                 inputs="none"),
         Scenario("absent", "7-absent", "Inconclusive", ("error-rate", "latency-p99",
-                                                        "prediction-drift"), serve=False),
+                                                        "prediction-drift", "input-drift"),
+                 serve=False),
     ]
 
 
@@ -389,7 +396,7 @@ def canary_lab(workdir: Path, chosen: list[Scenario], *, warmup: float = 8.0,
             sc.traffic = Traffic(sc.service.url, xs, clients=clients, seed=i).start()
             traffic.append(sc.traffic)
         time.sleep(warmup)  # rate windows and the PSI windows fill up
-        yield {"prometheus": prom, "servers": canaries, "stables": stables,
+        yield {"prometheus": prom, "servers": canaries, "stables": stables, "baseline": baseline,
                "traffic": traffic, "services": {sc.name: sc.service for sc in chosen}}
     finally:
         for t in traffic:
@@ -425,7 +432,8 @@ def run_scenarios(workdir: Path, chosen: list[Scenario] | None = None, *, interv
     with canary_lab(workdir, chosen, log=log) as lab:
         prom = lab["prometheus"]
         path = render_analysis_templates(workdir / "gitops", prom.url, interval=interval,
-                                         count=count)
+                                         count=count,
+                                         baseline=json.loads(lab["baseline"].read_text()))
         log(f"==> previewing {path.relative_to(workdir)} for {len(chosen)} canaries")
 
         def one(sc: Scenario) -> None:

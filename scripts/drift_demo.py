@@ -2,11 +2,12 @@
 silently rescaled by 10 upstream while the model keeps answering.
 
 ``python -m scripts.drift_demo`` (``make drift-demo``) builds ``examples/breast-cancer`` with
-its own ``dvc repro`` (model and per-feature baseline), starts a stable and a canary
-``modelops-serve`` of it behind a kube-proxy-like Service, a real Prometheus (1 s scrapes)
-with the model's alerting rules loaded (the prediction-drift rules and the input-drift and
-data-quality rules, their ``for`` shortened to seconds), and clients that send rows of the
-data set through the Service:
+its own ``dvc repro`` (model and per-feature baseline), renders a release of it with
+``gitops.render`` (the example's own settings, the rules' ``for`` shortened to seconds),
+starts a stable and a canary ``modelops-serve`` of it behind a kube-proxy-like Service, a
+real Prometheus (1 s scrapes) with the rendered PrometheusRule's rules loaded (prediction
+drift; input drift and data quality), and clients that send rows of the data set through the
+Service; the dashboard is the rendered folder's ``dashboard.yaml``:
 
 1. **normal traffic**: every feature stays below its drift threshold, no drift alert fires,
    and every panel of the model's Grafana dashboard has data in Prometheus;
@@ -92,23 +93,35 @@ def build_example(workdir: Path, log: Callable[[str], None] = print) -> Path:
     return repo
 
 
-def rules_file(workdir: Path) -> Path:
-    """The model's rules (prediction drift; input drift and data quality) with ``for`` in
-    seconds, as one Prometheus rules file."""
-    from modelops.gitops.alerts import rule_groups
-    from modelops.gitops.input_alerts import InputAlertSettings, rule_group
-    from modelops.settings.alerts import AlertParams
-    from modelops.yamlio import dump_yaml
+def render_release(repo: Path, workdir: Path) -> tuple[Path, dict[str, Any]]:
+    """``modelops-gitops render``'s folder for a release of the built example (its params,
+    the rules' ``for`` shortened to seconds): the PrometheusRule's rules as a file Prometheus
+    loads, and the dashboard the folder publishes for Grafana."""
+    from modelops.fsutil import md5_file, sha256_file
+    from modelops.gitops.release import Release
+    from modelops.gitops.render import render_env
+    from modelops.settings import parse_settings
+    from modelops.yamlio import dump_yaml, load_yaml_all, load_yaml_file
 
-    prediction = rule_groups(MODEL, TEAM, AlertParams(drift_for=ALERT_FOR,
-                                                      severe_for=ALERT_FOR,
-                                                      missing_for="1h"))["groups"]
-    inputs = rule_group(MODEL, TEAM, InputAlertSettings(
-        feature_psi_warning=THRESHOLD, feature_drift_for=ALERT_FOR, quality_for=ALERT_FOR,
-        quality_window="20s"))
+    raw = load_yaml_file(repo / "params.yaml")
+    raw["modelops"]["alerts"] = {
+        "drift_for": ALERT_FOR, "severe_for": ALERT_FOR, "missing_for": "1h",
+        "feature_psi_warning": THRESHOLD, "feature_drift_for": ALERT_FOR,
+        "quality_for": ALERT_FOR, "quality_window": "20s"}
+    params = parse_settings(raw, repo / "params.yaml")
+    model = repo / "models/classifier.onnx"
+    release = Release(
+        model=MODEL, version="1", sha256=sha256_file(model), dvc_md5=md5_file(model),
+        artifact_uri="s3://models/breast-cancer-gbt/classifier.onnx", image=params.deploy.image,
+        source_repo="example/breast-cancer", source_commit="0" * 40,
+        dvc_lock_sha256=sha256_file(repo / "dvc.lock"),
+        drift_baseline=json.loads((repo / "eval/drift_baseline.json").read_text()))
+    files = render_env(release, params, "production")
+    (rule,) = load_yaml_all(files["prometheus-rules.yaml"].decode())
     path = workdir / "rules.yaml"
-    path.write_text(dump_yaml({"groups": [*prediction, inputs]}))
-    return path
+    path.write_text(dump_yaml(rule["spec"]))
+    (configmap,) = load_yaml_all(files["dashboard.yaml"].decode())
+    return path, json.loads(configmap["data"][f"{MODEL}.json"])
 
 
 @dataclass
@@ -241,13 +254,14 @@ def drift_lab(workdir: Path, log: Callable[[str], None] = print) -> Iterator[dic
             wait_until(f"{p.url}/v2/health/ready", p.popen, f"server {p.name}")
         service = ServiceProxy(MODEL, [Endpoint("stable", stable.port),
                                        Endpoint("canary", canary.port)], seed=0).start()
+        rules, board = render_release(repo, workdir)
         prom = start_prometheus(workdir, [f"127.0.0.1:{p.port}" for p in (stable, canary)],
-                                rule_files=[rules_file(workdir)])
+                                rule_files=[rules])
         procs.append(prom)
         log(f"==> stable v1 and canary v2 behind a Service on {service.url}; prometheus on "
             f"{prom.url} with the rules loaded")
         yield {"stable": stable, "canary": canary, "service": service, "prometheus": prom,
-               "repo": repo, "baseline": baseline}
+               "repo": repo, "baseline": baseline, "dashboard": board}
     finally:
         if service is not None:
             service.stop()
@@ -275,7 +289,7 @@ class Incident:
 
 def run_incident(lab: dict[str, Any], log: Callable[[str], None] = print,
                  seed: int = 0) -> Incident:
-    from modelops.gitops.dashboard import dashboard, panel_queries
+    from modelops.gitops.dashboard import panel_queries
 
     out = Incident()
     data = load_data()
@@ -297,8 +311,7 @@ def run_incident(lab: dict[str, Any], log: Callable[[str], None] = print,
         time.sleep(3)
         out.normal_max_psi = max(feature_psi(scrape(stable)).values())
         out.normal_alerts = [a for a in firing(prom.url) if a["alertname"] in DRIFT_ALERTS]
-        board = dashboard(MODEL, slo_p99_seconds=0.25, drift_psi_max=THRESHOLD,
-                          feature_psi_max=THRESHOLD)
+        board = lab["dashboard"]  # the one the rendered folder publishes for Grafana
         end = time.time()
         for title, ref, expr in panel_queries(board, rate_interval="15s"):
             result = prom_query(prom.url, expr, start=f"{start:.3f}", end=f"{end:.3f}",
