@@ -1,7 +1,8 @@
 """Prometheus metrics of the serving runtime, and the prediction drift (PSI) they export.
 
-Four metric families, each labelled ``model``, ``version`` and ``role`` (stable|canary); the
-rendered AnalysisTemplates and the production alert rules query these names:
+Four metric families here, each labelled ``model``, ``version`` and ``role`` (stable|canary),
+and those of input monitoring (:mod:`modelops.serve.monitor`: feature drift, data quality,
+confidence); the rendered AnalysisTemplates and the production alert rules query these names:
 
 - ``model_request_duration_seconds`` (histogram): time to answer each inference request, from
   its whole body received to the answer ready (decoding, queueing for a worker, inference,
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -263,5 +265,9 @@ class ServingMetrics:
 
     def exposition(self) -> bytes:
         for hook in self._before_export:
-            hook()
+            try:
+                hook()
+            except Exception as exc:  # a bug there must not take /metrics down with it
+                print(f"serve: updating metrics failed: {type(exc).__name__}: {exc}",
+                      file=sys.stderr, flush=True)
         return prometheus_client.generate_latest(self.registry)
