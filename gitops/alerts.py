@@ -24,6 +24,7 @@ from typing import Any
 
 from modelops.contracts import PREDICTION_PSI
 from modelops.settings.alerts import AlertParams
+from modelops.yamlio import dump_yaml
 
 
 def _selector(model: str) -> str:
@@ -101,7 +102,6 @@ def prometheus_rule(model: str, team: str, namespace: str, alerts: AlertParams,
 def render_rules(model: str, team: str, namespace: str, alerts: AlertParams,
                  release_labels: dict[str, str] | None = None) -> bytes:
     """``prometheus-rules.yaml`` as written into the GitOps repository."""
-    from modelops.yamlio import dump_yaml
 
     return dump_yaml(prometheus_rule(model, team, namespace, alerts,
                                      release_labels)).encode("utf-8")

@@ -26,6 +26,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from modelops import contracts as c
+from modelops.settings.alerts import AlertParams
 
 if TYPE_CHECKING:
     from grafana_foundation_sdk.cog.builder import Builder
@@ -232,8 +233,6 @@ class DashboardKind:
     kinds = ("ConfigMap",)
 
     def render(self, context: dict[str, Any]) -> list[dict[str, Any]]:
-        from modelops.settings.alerts import AlertParams
-
         release = context["release"]
         analysis = context["analysis"]
         alerts = context.get("alerts") or AlertParams()

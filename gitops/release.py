@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelops.compute import CostParams, price, read_compute, totals
 from modelops.drift import feature_problems
-from modelops.errors import ExternalError, InputError, ValidationError
+from modelops.errors import ConfigError, ExternalError, InputError, ValidationError
 from modelops.fsutil import md5_file, sha256_file
 from modelops.git import git_text
+from modelops.yamlio import load_yaml_file
 
 RELEASE_FORMAT = 1
 
@@ -210,7 +212,6 @@ def _show(value: Any) -> str:
 
 def read_dvc_lock_out(lock_path: Path, stage: str, out_path: str) -> str:
     """The md5 that ``dvc.lock`` pins for ``out_path`` of ``stage`` (DVC's lock file schema)."""
-    from modelops.yamlio import load_yaml_file
 
     if not lock_path.exists():
         raise InputError(f"{lock_path.name}: file not found",
@@ -260,7 +261,6 @@ def artifact_of(params: Any, lock_path: Path) -> tuple[str, str]:
 
 def find_dvc_lock_out(lock_path: Path, out_path: str) -> tuple[str, str] | None:
     """(stage, md5) of the stage in ``dvc.lock`` that outputs ``out_path``, or None."""
-    from modelops.yamlio import load_yaml_file
 
     raw = load_yaml_file(lock_path) if lock_path.exists() else None
     stages = raw.get("stages") if isinstance(raw, dict) else None
@@ -288,7 +288,6 @@ def compute_problems(value: Any) -> list[tuple[str, Any, str]]:
 
 def read_compute_record(root: Path, params: Any) -> dict[str, Any] | None:
     """Totals and per-stage compute from metrics/compute/*.json, priced by params.yaml cost."""
-    from modelops.compute import CostParams, price, read_compute, totals
 
     stages = read_compute(root)
     if not stages:
@@ -397,8 +396,6 @@ def build_release(repo_root: str | Path, params: Any, *, version: str | None = N
     deploy = params.deploy
     pattern, problem = FIELD_RULES["model"]
     if not re.fullmatch(pattern, params.model.name):
-        from modelops.errors import ConfigError
-
         raise ConfigError(getattr(params, "file", "params.yaml"), "modelops.model.name",
                           params.model.name, problem,
                           hint="the model name names Kubernetes objects; shorten it")

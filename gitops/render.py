@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from modelops.contracts import PREDICTION_PSI, REQUEST_DURATION, REQUESTS_TOTAL
-from modelops.errors import InputError, ValidationError
+from modelops.errors import ConfigError, InputError, ValidationError
+from modelops.fsutil import atomic_write_bytes
 from modelops.gitops.alerts import PrometheusRulesKind
 from modelops.gitops.dashboard import DashboardKind
 from modelops.gitops.input_alerts import analysis_metric
@@ -247,7 +248,6 @@ def check_analysis(templates: list[dict[str, Any]], deploy: DeployParams,
     """Refuse, before anything is rendered, an analysis the preview (``gitops analyze``) could
     not judge or that Argo would reject: each step's run is validated as Argo's controller
     validates an AnalysisRun, and every condition must be in the preview's subset."""
-    from modelops.errors import ConfigError
     from modelops.gitops.analysis import Metric, validate_run
     from modelops.gitops.conditions import ConditionError, check_condition
 
@@ -623,7 +623,6 @@ def write_env(files: dict[str, bytes], out_dir: str | Path, env: str, model: str
     temporary folder through its lock, see :mod:`gitops.workdirs`; a half-removed
     ``.<model>.old``).
     """
-    from modelops.fsutil import atomic_write_bytes
     from modelops.gitops.workdirs import locked_tempdir
 
     target = Path(out_dir) / env / model

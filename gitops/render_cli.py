@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 from modelops.errors import InputError
+from modelops.fsutil import atomic_write_bytes
+from modelops.settings import load_settings
+from modelops.yamlio import load_yaml_all
 
 _RELEASE_HELP = """\
 defaults: --version is the first 12 hex digits of the git HEAD commit; --image is
@@ -71,9 +74,6 @@ def load_release(args: argparse.Namespace, params):
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
-    from modelops.fsutil import atomic_write_bytes
-    from modelops.settings import load_settings
-
     params = load_settings(args.params)
     release = load_release(args, params)
     data = release.to_json()
@@ -88,7 +88,6 @@ def _cmd_release(args: argparse.Namespace) -> int:
 
 def _cmd_render(args: argparse.Namespace) -> int:
     from modelops.gitops.render import render_env, write_env
-    from modelops.settings import load_settings
 
     params = load_settings(args.params)
     envs = args.env or list(params.deploy.environments)
@@ -105,7 +104,6 @@ def _cmd_render(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from modelops.gitops.render import KINDS
     from modelops.gitops.validate import check_manifests, kustomize_build
-    from modelops.yamlio import load_yaml_all
 
     # rendered files that are not Kubernetes objects this validator knows (kustomization.yaml)
     unchecked = {k.filename for k in KINDS.values() if not k.validated}

@@ -9,6 +9,7 @@ then the listener closes and in-flight requests finish (up to ``--grace-seconds`
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import signal
@@ -204,7 +205,6 @@ def read_verified(path: Path, expected: str | None) -> tuple[bytes, str]:
     The caller loads these very bytes: nothing reopens the path after the check, so a file
     swapped at that path after verification is never served.
     """
-    import hashlib
 
     try:
         data = path.read_bytes()

@@ -26,6 +26,7 @@ from modelops.k8s import (
     argo_pause_seconds,
     go_duration_problem,
     image_problem,
+    parse_quantity,
     prom_duration_problem,
     quantity_problem,
 )
@@ -66,8 +67,6 @@ class Quantity(str):
 
     @property
     def amount(self) -> Fraction:
-        from modelops.k8s import parse_quantity
-
         return parse_quantity(str(self))
 
 
