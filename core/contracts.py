@@ -59,3 +59,17 @@ OTHER_FEATURES = "_other"
 # blocks the request path; a non-zero rate means the pod needs more CPU)
 MONITOR_DROPPED = "model_input_monitor_dropped"
 MONITOR_DROPPED_TOTAL = f"{MONITOR_DROPPED}_total"
+
+# The target label Prometheus' Kubernetes discovery gives every pod it scrapes (the PodMonitor
+# the renderer writes, and the ``prometheus.io/scrape`` annotations' kubernetes-pods job):
+# staging and production run the same model and versions in two namespaces of one cluster, so
+# every query of one environment's rules, analysis and dashboard selects its namespace.
+NAMESPACE_LABEL = "namespace"
+
+
+def selector(model: str, namespace: str | None = None, *matchers: str) -> str:
+    """The PromQL label matchers of ``model``'s series (in ``namespace`` when given), with
+    further ``matchers`` (``'code!~"2.."'``): ``{namespace="ml-production",model="digits"}``.
+    Both names are DNS-1123 labels (checked by the settings), so they need no escaping."""
+    parts = ([f'{NAMESPACE_LABEL}="{namespace}"'] if namespace else []) + [f'model="{model}"']
+    return "{" + ",".join([*parts, *matchers]) + "}"

@@ -43,6 +43,7 @@ CRD_FILES: dict[str, str] = {
     "Workflow": "argo-workflows/argoproj.io_workflows.yaml",
     "WorkflowTemplate": "argo-workflows/argoproj.io_workflowtemplates.yaml",
     "PrometheusRule": "prometheus-operator/monitoring.coreos.com_prometheusrules.yaml",
+    "PodMonitor": "prometheus-operator/monitoring.coreos.com_podmonitors.yaml",
 }
 
 

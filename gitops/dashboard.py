@@ -22,6 +22,7 @@ Queries use Grafana's ``$__rate_interval`` and the ``${datasource}`` variable;
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -41,8 +42,14 @@ LOW_CONFIDENCE = 0.6
 TOP_FEATURES = 10
 
 
-def _sel(model: str, extra: str = "") -> str:
-    return "{" + f'model="{model}"' + (f",{extra}" if extra else "") + "}"
+def dashboard_uid(model: str, env: str | None = None) -> str:
+    """``modelops-<model>-<env>``, or a digest of it where that passes Grafana's 40 characters:
+    one uid per environment, since the sidecar of a Grafana that watches every namespace loads
+    staging's and production's dashboards side by side."""
+    uid = f"modelops-{model}" + (f"-{env}" if env else "")
+    if len(uid) <= 40:
+        return uid
+    return "modelops-" + hashlib.sha256(uid.encode("utf-8")).hexdigest()[:31]
 
 
 def _q(expr: str, legend: str, ref: str, instant: bool = False) -> Any:
@@ -71,8 +78,13 @@ def _line(threshold: float, unit: str, title: str) -> Builder:
 
 
 def panels(model: str, *, slo_p99_seconds: float, drift_psi_max: float,
-           feature_psi_max: float) -> list[tuple[str, Builder]]:
-    """(row title, panel builder) in dashboard order."""
+           feature_psi_max: float, namespace: str | None = None) -> list[tuple[str, Builder]]:
+    """(row title, panel builder) in dashboard order; every query selects ``namespace`` when
+    given (the environment's pods only)."""
+
+    def _sel(model: str, extra: str = "") -> str:
+        return c.selector(model, namespace, *([extra] if extra else []))
+
     from grafana_foundation_sdk.builders import bargauge, common, stat, timeseries
     from grafana_foundation_sdk.models import common as cm
 
@@ -160,14 +172,18 @@ def panels(model: str, *, slo_p99_seconds: float, drift_psi_max: float,
 
 
 def dashboard(model: str, *, slo_p99_seconds: float = 0.25, drift_psi_max: float = 0.2,
-              feature_psi_max: float = 0.2, version: str = "") -> dict[str, Any]:
-    """Grafana's dashboard JSON model for ``model`` (uid ``modelops-<model>``)."""
+              feature_psi_max: float = 0.2, version: str = "", namespace: str | None = None,
+              env: str | None = None) -> dict[str, Any]:
+    """Grafana's dashboard JSON model for ``model`` in one environment (uid
+    :func:`dashboard_uid`; queries on ``namespace``)."""
     from grafana_foundation_sdk.builders import dashboard as db
     from grafana_foundation_sdk.cog.encoder import JSONEncoder
     from grafana_foundation_sdk.models import dashboard as dm
 
-    builder = (db.Dashboard(f"Model {model}").uid(f"modelops-{model}"[:40])
-               .tags(["modelops", model]).refresh("30s").time("now-3h", "now")
+    title = f"Model {model}" + (f" ({env})" if env else "")
+    builder = (db.Dashboard(title).uid(dashboard_uid(model, env))
+               .tags(["modelops", model, *([env] if env else [])])
+               .refresh("30s").time("now-3h", "now")
                .timezone("browser").editable()
                .description(f"Serving, drift, data quality and confidence of {model}"
                             + (f" (release {version})" if version else ""))
@@ -175,7 +191,8 @@ def dashboard(model: str, *, slo_p99_seconds: float = 0.25, drift_psi_max: float
                               .type("prometheus")))
     row = None
     for title, panel in panels(model, slo_p99_seconds=slo_p99_seconds,
-                               drift_psi_max=drift_psi_max, feature_psi_max=feature_psi_max):
+                               drift_psi_max=drift_psi_max, feature_psi_max=feature_psi_max,
+                               namespace=namespace):
         if title != row:
             builder = builder.with_row(db.Row(title))
             row = title
@@ -206,17 +223,19 @@ def panel_queries(board: dict[str, Any], rate_interval: str = "1m"
 
 
 def configmap(model: str, namespace: str, board: dict[str, Any],
-              labels: dict[str, str] | None = None, folder: str | None = None
-              ) -> dict[str, Any]:
+              labels: dict[str, str] | None = None, folder: str | None = None,
+              env: str | None = None) -> dict[str, Any]:
     """The ConfigMap Grafana's sidecar (the grafana Helm chart's ``sidecar.dashboards``)
     picks up by its label ``grafana_dashboard: "1"``; the optional annotation
-    ``grafana_folder`` names the folder (the chart's ``folderAnnotation``)."""
+    ``grafana_folder`` names the folder (the chart's ``folderAnnotation``). Its file is
+    ``<model>-<env>.json``: the sidecar writes every namespace's files into one folder."""
+    key = f"{model}-{env}.json" if env else f"{model}.json"
     return {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": f"{model}-dashboard", "namespace": namespace,
                      "labels": {**(labels or {}), **SIDECAR_LABEL},
                      **({"annotations": {"grafana_folder": folder}} if folder else {})},
-        "data": {f"{model}.json": json.dumps(board, indent=2, sort_keys=True) + "\n"},
+        "data": {key: json.dumps(board, indent=2, sort_keys=True) + "\n"},
     }
 
 
@@ -238,6 +257,7 @@ class DashboardKind:
         alerts = context.get("alerts") or AlertParams()
         board = dashboard(release.model, slo_p99_seconds=analysis.latency_p99_max_seconds,
                           drift_psi_max=analysis.drift_psi_max,
-                          feature_psi_max=alerts.feature_psi_warning)
+                          feature_psi_max=alerts.feature_psi_warning,
+                          namespace=context["env"].namespace, env=context.get("env_name"))
         return [configmap(release.model, context["env"].namespace, board,
-                          labels=context.get("labels"))]
+                          labels=context.get("labels"), env=context.get("env_name"))]

@@ -60,19 +60,22 @@ def _t(x: float) -> str:
     return repr(float(x))
 
 
-def rule_group(model: str, team: str, s: InputAlertSettings | None = None) -> dict[str, Any]:
-    """The ``<model>-input-drift`` rules group."""
+def rule_group(model: str, team: str, s: InputAlertSettings | None = None, *,
+               namespace: str | None = None, env: str | None = None) -> dict[str, Any]:
+    """The ``<model>-input-drift`` rules group of one environment: its queries select
+    ``namespace`` (when given) and keep it, its alerts carry ``env``."""
     s = s or InputAlertSettings()
-    sel = f'{{model="{model}"}}'
+    sel = c.selector(model, namespace)
+    ns = "namespace, " if namespace else ""
     w = s.quality_window
-    labels = {"team": team}
+    labels = {"team": team, **({"env": env} if env else {})}
     runbook = {"runbook_url": s.runbook_url} if s.runbook_url else {}
-    psi = f"avg by (model, version, feature) ({c.FEATURE_PSI}{sel})"
-    rows = f"sum by (model, version) (rate({c.INPUT_ROWS_TOTAL}{sel}[{w}]))"
+    psi = f"avg by ({ns}model, version, feature) ({c.FEATURE_PSI}{sel})"
+    rows = f"sum by ({ns}model, version) (rate({c.INPUT_ROWS_TOTAL}{sel}[{w}]))"
 
     def share(counter: str) -> str:
-        return (f"sum by (model, version, feature) (rate({counter}{sel}[{w}])) "
-                f"/ on (model, version) group_left {rows}")
+        return (f"sum by ({ns}model, version, feature) (rate({counter}{sel}[{w}])) "
+                f"/ on ({ns}model, version) group_left {rows}")
 
     def quality(alert: str, counter: str, what: str, limit: float) -> dict[str, Any]:
         return {
@@ -87,9 +90,9 @@ def rule_group(model: str, team: str, s: InputAlertSettings | None = None) -> di
                                "before retraining",
                 **runbook}}
 
-    refused = (f'sum by (model, version) (rate({c.INPUT_REJECTED_TOTAL}{{model="{model}",'
-               f'reason=~"malformed|schema|nonfinite"}}[{w}]))')
-    requests = f"sum by (model, version) (rate({c.REQUESTS_TOTAL}{sel}[{w}]))"
+    refused_sel = c.selector(model, namespace, 'reason=~"malformed|schema|nonfinite"')
+    refused = f"sum by ({ns}model, version) (rate({c.INPUT_REJECTED_TOTAL}{refused_sel}[{w}]))"
+    requests = f"sum by ({ns}model, version) (rate({c.REQUESTS_TOTAL}{sel}[{w}]))"
     return {"name": f"{model}-input-drift", "rules": [
         {"record": "model:feature_psi:avg", "expr": psi},
         {"alert": "ModelFeatureDrift", "expr": f"{psi} > {_t(s.feature_psi_warning)}",
@@ -103,8 +106,9 @@ def rule_group(model: str, team: str, s: InputAlertSettings | None = None) -> di
                             "recent requests to see how it moved",
              **runbook}},
         {"alert": "ModelInputDriftWidespread",
-         "expr": (f"max by (model, version) ({c.FEATURES_DRIFTED}{sel}) / max by (model, "
-                  f"version) ({c.FEATURES_MONITORED}{sel}) >= {_t(s.widespread_share)}"),
+         "expr": (f"max by ({ns}model, version) ({c.FEATURES_DRIFTED}{sel}) / max by ({ns}"
+                  f"model, version) ({c.FEATURES_MONITORED}{sel}) >= "
+                  f"{_t(s.widespread_share)}"),
          "for": s.feature_drift_for, "labels": {**labels, "severity": "critical"},
          "annotations": {
              "summary": "widespread input drift on {{ $labels.model }} version "
@@ -131,7 +135,8 @@ def rule_group(model: str, team: str, s: InputAlertSettings | None = None) -> di
                             "says which reason",
              **runbook}},
         {"alert": "ModelInputMonitorBehind",
-         "expr": f"sum by (model, version) (rate({c.MONITOR_DROPPED_TOTAL}{sel}[{w}])) > 0",
+         "expr": (f"sum by ({ns}model, version) (rate({c.MONITOR_DROPPED_TOTAL}{sel}[{w}])) "
+                  "> 0"),
          "for": s.quality_for, "labels": {**labels, "severity": "warning"},
          "annotations": {
              "summary": "input monitoring of {{ $labels.model }} version {{ $labels.version }} "

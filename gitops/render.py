@@ -136,6 +136,34 @@ def baseline_name(model: str, release: Release) -> str | None:
     return None if text is None else f"{model}-baseline-{_sha256(text)[:10]}"
 
 
+class PodMonitorKind:
+    """``pod-monitor.yaml``: the Prometheus Operator's PodMonitor that has the model's pods
+    scraped (``/metrics`` on the ``http`` port, every ``deploy.prometheus.scrape_interval``);
+    it selects the Rollout's pods, stable and canary alike, and the operator gives each
+    target its ``namespace`` label, which every rendered query of the environment selects.
+    The pods keep their ``prometheus.io/*`` annotations for a Prometheus that discovers pods
+    by annotation instead (the kubernetes-pods job sets ``namespace`` too)."""
+
+    filename = "pod-monitor.yaml"
+    in_kustomization = True
+    validated = True
+    kinds = ("PodMonitor",)
+
+    def render(self, context: dict[str, Any]) -> list[dict[str, Any]]:
+        prometheus = context["prometheus"]
+        return [{
+            "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+            "metadata": {"name": context["names"]["rollout"],
+                         "namespace": context["env"].namespace,
+                         "labels": {**context["labels"], **prometheus.monitor_labels}},
+            "spec": {
+                "selector": {"matchLabels": context["selector"]},
+                "podMetricsEndpoints": [{"port": "http", "path": "/metrics",
+                                         "interval": str(prometheus.scrape_interval)}],
+            },
+        }]
+
+
 # kind name -> manifest kind. Order = order in kustomization.yaml. One entry per kind.
 KINDS: dict[str, ManifestKind] = {
     "drift-baseline": BaselineKind(),
@@ -147,6 +175,7 @@ KINDS: dict[str, ManifestKind] = {
                                 in_kustomization=False),
     "kustomization": TemplateKind("kustomization.yaml", "kustomization.yaml.j2",
                                   ("Kustomization",), in_kustomization=False, validated=False),
+    "pod-monitor": PodMonitorKind(),
     "prometheus-rules": PrometheusRulesKind(),
     "dashboard": DashboardKind(),
 }
@@ -179,12 +208,14 @@ def applicable_templates(feature_bins: bool) -> list[str]:
     return [t for t in ANALYSIS_TEMPLATES if feature_bins or t not in NEEDS_FEATURE_BINS]
 
 
-def analysis_templates(model: str, deploy: DeployParams,
-                       feature_bins: bool = True) -> list[dict[str, Any]]:
+def analysis_templates(model: str, deploy: DeployParams, feature_bins: bool = True,
+                       namespace: str | None = None) -> list[dict[str, Any]]:
     """Name, description and metrics (query and conditions) of each AnalysisTemplate.
 
     The canary is selected by ``role="canary"`` and the ``model``/``version`` args, the stable
-    by ``role="stable"`` and ``model``. Each template judges the canary on its own (absolute
+    by ``role="stable"`` and ``model``; both in the environment's ``namespace`` (when given:
+    the same version may run as staging's stable while production judges it as its canary,
+    and one Prometheus sees both). Each template judges the canary on its own (absolute
     bounds) and, where a comparison means something, against the stable in the same window:
 
     - error-rate: the share of non-2xx answers (a 413 or 400 storm fails too, not only 5xx),
@@ -201,8 +232,9 @@ def analysis_templates(model: str, deploy: DeployParams,
     pause the Rollout for a human instead of promoting or aborting blind.
     """
     a = deploy.analysis
-    canary = 'model="{{args.model}}",version="{{args.version}}",role="canary"'
-    stable = 'model="{{args.model}}",role="stable"'
+    ns = f'namespace="{namespace}",' if namespace else ""
+    canary = ns + 'model="{{args.model}}",version="{{args.version}}",role="canary"'
+    stable = ns + 'model="{{args.model}}",role="stable"'
     w = a.rate_window
 
     def share(sel: str) -> str:
@@ -370,7 +402,8 @@ def build_context(release: Release, params: Any, env: str,
 
     resources, fetch_resources = amounts(deploy.resources), amounts(deploy.fetch_resources)
     applicable = applicable_templates(release.has_feature_bins())
-    templates = analysis_templates(model, deploy, release.has_feature_bins())
+    templates = analysis_templates(model, deploy, release.has_feature_bins(),
+                                   env_params.namespace)
     names = {
         "baseline": baseline_name(model, release),
         "dashboard": f"{model}-dashboard",
@@ -434,7 +467,9 @@ def render_env(release: Release, params: Any, env: str, *, validate: bool = True
     before anything is returned. ``branch``: see :func:`build_context`.
     """
     release.check()
-    check_analysis(analysis_templates(release.model, params.deploy, release.has_feature_bins()),
+    namespace = params.deploy.environment(env, getattr(params, "file", "params.yaml")).namespace
+    check_analysis(analysis_templates(release.model, params.deploy, release.has_feature_bins(),
+                                      namespace),
                    params.deploy, getattr(params, "file", "params.yaml"))
     rendered = render_docs(release, params, env, branch)
     files = {name: dump_manifests(docs, name) for name, docs in rendered.items()}

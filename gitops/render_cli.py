@@ -23,10 +23,11 @@ HEAD; --source-repo comes from GitHub Actions or the 'origin' remote. The artifa
 
 _RENDER_HELP = """\
 writes OUT/<env>/<model>/ with rollout.yaml, services.yaml, analysis-templates.yaml,
-prometheus-rules.yaml, drift-baseline.yaml, dashboard.yaml, application.yaml, kustomization.yaml
-and release.json (all files or none; stale files removed; each folder checked as `publish
---rendered-dir` checks it). The Rollout's fetch-model init container (python -m
-modelops.serve.fetch) downloads and checks the artifact into /models; the server reads
+pod-monitor.yaml, prometheus-rules.yaml, drift-baseline.yaml, dashboard.yaml,
+application.yaml, kustomization.yaml and release.json (all files or none; stale files
+removed; each folder checked as `publish --rendered-dir` checks it). The Rollout's
+fetch-model init container (python -m modelops.serve.fetch) downloads and checks the
+artifact into /models; the server reads
 DRIFT_BASELINE, the release's drift baseline, from the release's own ConfigMap
 (drift-baseline.yaml, named after its content, never pruned: stable and canary pods each read
 their own model's baseline). dashboard.yaml is the model's Grafana dashboard, a ConfigMap

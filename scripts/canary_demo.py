@@ -176,9 +176,12 @@ def start_server(workdir: Path, name: str, model: Path, *, version: str, role: s
 
 
 def start_prometheus(workdir: Path, targets: list[str], binary: str = "prometheus",
-                     scrape_interval: str = "1s", rule_files: list[Path] | None = None) -> Proc:
+                     scrape_interval: str = "1s", rule_files: list[Path] | None = None,
+                     namespace: str | None = None) -> Proc:
     """Prometheus from its binary, scraping ``targets`` and evaluating ``rule_files`` (plain
-    rules files, a PrometheusRule's spec) every ``scrape_interval``."""
+    rules files, a PrometheusRule's spec) every ``scrape_interval``. The targets get the
+    ``namespace`` label Kubernetes discovery gives a pod's target (the environment's namespace,
+    which every rendered query selects)."""
     exe = shutil.which(binary)
     if exe is None:
         raise InputError("prometheus is not installed",
@@ -189,7 +192,9 @@ def start_prometheus(workdir: Path, targets: list[str], binary: str = "prometheu
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": [{"job_name": "model-serving", "scrape_interval": scrape_interval,
                             "scrape_timeout": scrape_interval,
-                            "static_configs": [{"targets": targets}]}],
+                            "static_configs": [{
+                                "targets": targets,
+                                **({"labels": {"namespace": namespace}} if namespace else {})}]}],
         **({"rule_files": [str(p) for p in rule_files]} if rule_files else {}),
     }))
     data = workdir / "prometheus-data"
@@ -269,6 +274,18 @@ class Traffic:
             t.join(timeout=35)
 
 
+SCRAPE_INTERVAL = "1s"  # the lab's Prometheus, and the rendered scrape_interval
+
+
+def demo_namespace(params_file: Path | None = None) -> str:
+    """The namespace of the first environment of params.yaml: the one the lab renders, whose
+    queries select it."""
+    from modelops.settings import load_settings
+
+    deploy = load_settings(params_file or ROOT / "params.yaml").deploy
+    return next(iter(deploy.environments.values())).namespace
+
+
 def render_analysis_templates(out_dir: Path, prometheus_url: str, *, interval: str = "2s",
                               count: int = 4, failure_limit: int = 1,
                               inconclusive_limit: int = 1, rate_window: str = "10s",
@@ -289,7 +306,8 @@ def render_analysis_templates(out_dir: Path, prometheus_url: str, *, interval: s
     pfile = params_file or ROOT / "params.yaml"
     raw = load_yaml_file(pfile)
     deploy = raw.setdefault("modelops", {}).setdefault("deploy", {})
-    deploy.setdefault("prometheus", {})["address"] = prometheus_url
+    deploy.setdefault("prometheus", {}).update({"address": prometheus_url,
+                                                "scrape_interval": SCRAPE_INTERVAL})
     analysis = deploy.setdefault("analysis", {})
     analysis.update({"interval": interval, "count": count, "failure_limit": failure_limit,
                      "inconclusive_limit": inconclusive_limit, "rate_window": rate_window})
@@ -384,8 +402,9 @@ def canary_lab(workdir: Path, chosen: list[Scenario], *, warmup: float = 8.0,
                 eps.append(Endpoint("canary", canaries[sc.name].port))
             sc.service = ServiceProxy(sc.name, eps, seed=i).start()
             proxies.append(sc.service)
-        log("==> starting prometheus (scrape every 1s)")
-        prom = start_prometheus(workdir, [f"127.0.0.1:{p.port}" for p in procs])
+        log(f"==> starting prometheus (scrape every {SCRAPE_INTERVAL})")
+        prom = start_prometheus(workdir, [f"127.0.0.1:{p.port}" for p in procs],
+                                scrape_interval=SCRAPE_INTERVAL, namespace=demo_namespace())
         procs.append(prom)
         log("==> clients send held-out digits to each Service")
         for i, sc in enumerate(chosen):

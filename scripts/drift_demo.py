@@ -93,10 +93,11 @@ def build_example(workdir: Path, log: Callable[[str], None] = print) -> Path:
     return repo
 
 
-def render_release(repo: Path, workdir: Path) -> tuple[Path, dict[str, Any]]:
+def render_release(repo: Path, workdir: Path) -> tuple[Path, dict[str, Any], str]:
     """``modelops-gitops render``'s folder for a release of the built example (its params,
     the rules' ``for`` shortened to seconds): the PrometheusRule's rules as a file Prometheus
-    loads, and the dashboard the folder publishes for Grafana."""
+    loads, the dashboard the folder publishes for Grafana, and the environment's namespace
+    that their queries select."""
     from modelops.fsutil import md5_file, sha256_file
     from modelops.gitops.release import Release
     from modelops.gitops.render import render_env
@@ -104,6 +105,7 @@ def render_release(repo: Path, workdir: Path) -> tuple[Path, dict[str, Any]]:
     from modelops.yamlio import dump_yaml, load_yaml_all, load_yaml_file
 
     raw = load_yaml_file(repo / "params.yaml")
+    raw["modelops"].setdefault("deploy", {}).setdefault("prometheus", {})["scrape_interval"] = "1s"
     raw["modelops"]["alerts"] = {
         "drift_for": ALERT_FOR, "severe_for": ALERT_FOR, "missing_for": "1h",
         "feature_psi_warning": THRESHOLD, "feature_drift_for": ALERT_FOR,
@@ -121,7 +123,8 @@ def render_release(repo: Path, workdir: Path) -> tuple[Path, dict[str, Any]]:
     path = workdir / "rules.yaml"
     path.write_text(dump_yaml(rule["spec"]))
     (configmap,) = load_yaml_all(files["dashboard.yaml"].decode())
-    return path, json.loads(configmap["data"][f"{MODEL}.json"])
+    namespace = params.deploy.environment("production").namespace
+    return path, json.loads(configmap["data"][f"{MODEL}-production.json"]), namespace
 
 
 @dataclass
@@ -254,9 +257,9 @@ def drift_lab(workdir: Path, log: Callable[[str], None] = print) -> Iterator[dic
             wait_until(f"{p.url}/v2/health/ready", p.popen, f"server {p.name}")
         service = ServiceProxy(MODEL, [Endpoint("stable", stable.port),
                                        Endpoint("canary", canary.port)], seed=0).start()
-        rules, board = render_release(repo, workdir)
+        rules, board, namespace = render_release(repo, workdir)
         prom = start_prometheus(workdir, [f"127.0.0.1:{p.port}" for p in (stable, canary)],
-                                rule_files=[rules])
+                                rule_files=[rules], namespace=namespace)
         procs.append(prom)
         log(f"==> stable v1 and canary v2 behind a Service on {service.url}; prometheus on "
             f"{prom.url} with the rules loaded")

@@ -26,6 +26,9 @@ from modelops.k8s import (
     argo_pause_seconds,
     go_duration_problem,
     image_problem,
+    label_key_problem,
+    label_value_problem,
+    parse_prom_duration,
     parse_quantity,
     prom_duration_problem,
     quantity_problem,
@@ -273,6 +276,22 @@ class PrometheusParams:
 
     address: str = field(default="http://prometheus.monitoring.svc:9090", metadata=_URL)
     """The Prometheus base URL the AnalysisTemplates query, from inside the cluster."""
+    scrape_interval: PromDuration = PromDuration("15s")
+    """How often Prometheus scrapes each pod: the interval of the rendered PodMonitor. The
+    analysis' `rate_window` must span at least four scrapes."""
+    monitor_labels: dict[str, str] = field(default_factory=dict)
+    """Labels the rendered PodMonitor and PrometheusRule carry besides the model's, for the
+    Prometheus Operator's `podMonitorSelector` and `ruleSelector` (kube-prometheus-stack selects
+    `release: <its release name>` unless told otherwise)."""
+
+    def check(self, path: str, file: str | Path | None) -> None:
+        for key, value in self.monitor_labels.items():
+            problem = label_key_problem(key)
+            if problem:
+                raise ConfigError(file, f"{path}.monitor_labels", key, problem)
+            problem = label_value_problem(value)
+            if problem:
+                raise ConfigError(file, f"{path}.monitor_labels.{key}", value, problem)
 
 
 @dataclass(frozen=True)
@@ -466,6 +485,14 @@ class DeployParams:
                     "AnalysisTemplates, and each sync would overwrite the other",
                     hint="give each environment its own namespace (or cluster)")
             seen[where] = name
+        scrape = parse_prom_duration(self.prometheus.scrape_interval)
+        if parse_prom_duration(self.analysis.rate_window) < 4 * scrape:
+            raise ConfigError(
+                file, f"{path}.analysis.rate_window", str(self.analysis.rate_window),
+                f"must span at least four scrapes ({path}.prometheus.scrape_interval is "
+                f"{self.prometheus.scrape_interval}): a rate() over fewer samples is empty or "
+                "noise, and every measurement would be Inconclusive or flap",
+                hint="raise rate_window or lower scrape_interval")
 
     def environment(self, env: str, file: str | Path | None = "params.yaml") -> EnvironmentParams:
         """The named environment, or a ConfigError listing the known ones."""

@@ -14,16 +14,19 @@ from tests.conftest import require_tool, run
 
 M = "breast-cancer-gbt"
 TEAM = "oncology-ml"
+NS, ENV = "ml-production", "production"  # the environment the rules are rendered for
 
 
-def pod(name: str, version: str = "3", i: int = 0, **labels) -> str:
+def pod(name: str, version: str = "3", i: int = 0, ns: str = NS, **labels) -> str:
     extra = "".join(f',{k}="{v}"' for k, v in labels.items())
-    return f'{name}{{model="{M}",version="{version}",role="stable",pod="p{i}"{extra}}}'
+    return (f'{name}{{namespace="{ns}",model="{M}",version="{version}",role="stable",'
+            f'pod="p{i}"{extra}}}')
 
 
 def rules_file(tmp_path, settings: InputAlertSettings | None = None):
     path = tmp_path / "rules.yaml"
-    path.write_text(dump_yaml({"groups": [rule_group(M, TEAM, settings)]}))
+    path.write_text(dump_yaml({"groups": [rule_group(M, TEAM, settings, namespace=NS,
+                                                     env=ENV)]}))
     return path
 
 
@@ -40,7 +43,8 @@ def expect(ann: dict, name: str, severity: str, **labels) -> dict:
         for key, value in {"model": M, **labels}.items():
             v = v.replace(f"{{{{ $labels.{key} }}}}", value)
         filled[k] = v
-    return {"exp_labels": {"severity": severity, "team": TEAM, "model": M, **labels},
+    return {"exp_labels": {"severity": severity, "team": TEAM, "env": ENV, "namespace": NS,
+                           "model": M, **labels},
             "exp_annotations": filled}
 
 
@@ -84,8 +88,9 @@ def test_feature_drift_fires_for_the_drifted_feature_only(tmp_path):
              {"eval_time": "40m", "alertname": "ModelInputDriftWidespread", "exp_alerts": []}],
          "promql_expr_test": [
              {"expr": 'model:feature_psi:avg{feature="mean radius"}', "eval_time": "30m",
-              "exp_samples": [{"labels": 'model:feature_psi:avg{model="breast-cancer-gbt",'
-                                         'version="3",feature="mean radius"}',
+              "exp_samples": [{"labels": 'model:feature_psi:avg{namespace="ml-production",'
+                                         'model="breast-cancer-gbt",version="3",'
+                                         'feature="mean radius"}',
                                "value": 0.8}]}]},
         {"interval": "1m", "input_series": [  # a third of the features drifted: critical
             {"series": pod("model_features_drifted", version="4"), "values": "2x5 10x30"},

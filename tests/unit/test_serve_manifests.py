@@ -127,8 +127,8 @@ def test_render_refuses_a_condition_the_preview_cannot_judge(params, monkeypatch
 
     real = render.analysis_templates
 
-    def odd(model, deploy, feature_bins=True):
-        out = real(model, deploy, feature_bins)
+    def odd(model, deploy, feature_bins=True, namespace=None):
+        out = real(model, deploy, feature_bins, namespace)
         out[0]["metrics"][0] = {**out[0]["metrics"][0], "success": "all(result, {# < 1})"}
         return out
 
