@@ -25,7 +25,6 @@ a few microseconds per request; ``bench/serve.py`` measures it.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import threading
@@ -39,6 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from modelops import contracts
+from modelops.drift import read_baseline
 from modelops.errors import InputError
 
 prometheus_client.disable_created_metrics()
@@ -68,15 +68,8 @@ def psi(expected: Sequence[float], observed_counts: Sequence[int],
 def load_baseline(path: str | Path, n_classes: int | None = None) -> list[float]:
     """Read ``class_distribution`` from a drift baseline JSON (``metrics/drift_baseline.json``)."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(f"{p}: drift baseline not found",
-                         hint="run `dvc repro` (it writes metrics/drift_baseline.json) "
-                              "or pass --drift-baseline") from exc
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{p}: not a readable JSON drift baseline ({exc})") from exc
-    dist = data.get("class_distribution") if isinstance(data, dict) else None
+    data = read_baseline(p)
+    dist = data.get("class_distribution")
     if (not isinstance(dist, list) or not dist
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0
                        for x in dist)):
