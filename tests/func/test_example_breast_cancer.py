@@ -713,11 +713,6 @@ def test_card_renders_with_the_default_template(runner):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "modelops-ci plots draws exactly plots/confusion.csv, plots/per_class.csv and "
-    "plots/train_curve.csv (the bundled example's files) from one --plots folder, not "
-    "modelops.model.plots: \"modelops-ci: error: plots/confusion.csv: plot data not found\"; "
-    "with --plots eval/plots: \"eval/plots/per_class.csv: plot data not found\""))
 def test_plots_draws_the_declared_plot_files(runner):
     proc = suite("modelops-ci", runner, "plots", "--out", "reports/plots")
     assert proc.returncode == 0, proc.stderr
