@@ -599,12 +599,6 @@ def test_reproduce_on_a_fresh_runner_runs_what_a_change_left_stale(pull_request,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "modelops-ci reproduce pulls the bundled example's outputs by default (DEFAULT_OUTPUTS = "
-    "models/model.onnx data/prepared plots/png), not modelops.model.artifact/test_data/"
-    "metrics/plots: \"ERROR: failed to pull data from the cloud - 'models/model.onnx' does not "
-    "exist as an output or a stage name in 'dvc.yaml'\", then \"modelops-ci: error: dvc pull "
-    "failed (exit 1)\""))
 def test_reproduce_puts_the_declared_outputs_in_place_by_default(pull_request, tmp_path):
     repo = fresh_runner(pull_request, tmp_path / NAME)
     proc = suite("modelops-ci", repo, "reproduce")
