@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,6 +254,10 @@ def test_merging_publishes_the_release_to_the_gitops_repository_once(example, wo
         return job
 
     job = release(1)
+    # setup and publish ran from the runner's _actions folder, as a remote repository's do
+    m = re.search(r"installing the suite from this action's checkout \((\S+), extras", job.log)
+    assert m and Path(m.group(1)).parts[-4:] == ("_actions", *SUITE.split("/"), SHA), job.log
+    assert "Running stage" not in job.log  # the merged commit's outputs come from the remote
     assert git(gitops, "rev-list", "--count", "main") == "1"
     message = git(gitops, "log", "-1", "--format=%B", "main")
     version = source[:12]
