@@ -6,10 +6,9 @@ and ONNX Runtime, and the suite's console scripts as a team would run them there
 inside this checkout.
 
 The example differs from the bundled one in everything the suite could have assumed (framework,
-stage names, params sections, metrics paths and their DVC tracking, no card template), so the
-tests of the suite's pull-request path that fail today because the suite still assumes the
-bundled example are ``xfail(strict=True)`` with the exact gap as the reason: the day the suite
-is fixed, they pass, and strictness turns that into a failure until the marker is removed.
+stage names, params sections, metrics paths and their DVC tracking, no card template), so these
+tests hold the suite's commands to it one by one; tests/func/test_example_harness.py runs its
+pull-request and release workflows whole, through the actions harness.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 from ruamel.yaml import YAML
 
+from modelops.ci.markdown import md
 from modelops.errors import ConfigError
 from modelops.fsutil import md5_file, sha256_file
 from modelops.gitops.release import baseline_problems
@@ -599,12 +599,6 @@ def test_reproduce_on_a_fresh_runner_runs_what_a_change_left_stale(pull_request,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "modelops-ci reproduce pulls the bundled example's outputs by default (DEFAULT_OUTPUTS = "
-    "models/model.onnx data/prepared plots/png), not modelops.model.artifact/test_data/"
-    "metrics/plots: \"ERROR: failed to pull data from the cloud - 'models/model.onnx' does not "
-    "exist as an output or a stage name in 'dvc.yaml'\", then \"modelops-ci: error: dvc pull "
-    "failed (exit 1)\""))
 def test_reproduce_puts_the_declared_outputs_in_place_by_default(pull_request, tmp_path):
     repo = fresh_runner(pull_request, tmp_path / NAME)
     proc = suite("modelops-ci", repo, "reproduce")
@@ -651,13 +645,6 @@ def test_gate_reads_the_declared_metrics_file_by_default(runner):
     assert "roc_auc" in proc.stdout and "sensitivity" in proc.stdout
 
 
-REPORT_GAP = (
-    "modelops-ci report compares metrics/metrics.json (compare(metrics_file=...) is never "
-    "given modelops.model.metrics): \"modelops-ci: error: metrics/metrics.json is missing at "
-    "workspace\"; the card section needs model-cards/templates/model-card.md.j2 (no built-in "
-    "default template) and the compile section reads metrics/compile.json")
-
-
 def build_report(repo: Path) -> dict:
     proc = suite("modelops-ci", repo, "report", "--base", "origin/main", "--out",
                  "reports/report.json", "--markdown", "reports/pr-comment.md")
@@ -686,7 +673,6 @@ def test_report_compares_the_dvc_tracked_metrics_with_the_base(runner, pull_requ
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=REPORT_GAP)
 def test_comment_preview_shows_this_models_metrics(runner):
     build_report(runner)
     proc = suite("modelops-ci", runner, "comment", "--preview", "--report",
@@ -694,30 +680,20 @@ def test_comment_preview_shows_this_models_metrics(runner):
     assert proc.returncode == 0, proc.stderr
     text = (runner / "reports/pr-comment.md").read_text()
     for word in (MODEL, "roc_auc", "log_loss", "sensitivity", "fit.learning_rate"):
-        assert word in text, word
+        assert md(word) in text, word  # as Markdown writes it (roc\_auc)
     assert "metrics/metrics.json" not in text and "digits" not in text
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "modelops-ci card reads metrics/metrics.json and models/model.onnx (METRICS_FILE, "
-    "ONNX_FILE) and renders model-cards/templates/model-card.md.j2 only, with front matter "
-    "fixed to the bundled example (image-classification, 'scikit-learn digits (8x8)'): "
-    "\"modelops-ci: error: metrics/metrics.json not found\""))
 def test_card_renders_with_the_default_template(runner):
     proc = suite("modelops-ci", runner, "card", "--stdout")
     assert proc.returncode == 0, proc.stderr
-    assert MODEL in proc.stdout and "roc_auc" in proc.stdout
+    assert MODEL in proc.stdout and md("roc_auc") in proc.stdout
     assert sha256_file(runner / "models/classifier.onnx") in proc.stdout
     assert "digits" not in proc.stdout and "image-classification" not in proc.stdout
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "modelops-ci plots draws exactly plots/confusion.csv, plots/per_class.csv and "
-    "plots/train_curve.csv (the bundled example's files) from one --plots folder, not "
-    "modelops.model.plots: \"modelops-ci: error: plots/confusion.csv: plot data not found\"; "
-    "with --plots eval/plots: \"eval/plots/per_class.csv: plot data not found\""))
 def test_plots_draws_the_declared_plot_files(runner):
     proc = suite("modelops-ci", runner, "plots", "--out", "reports/plots")
     assert proc.returncode == 0, proc.stderr
