@@ -285,12 +285,15 @@ def test_merging_publishes_the_release_to_the_gitops_repository_once(example, wo
     container = rollout["spec"]["template"]["spec"]["containers"][0]
     assert {"name": "MODEL_SHA256", "value": sha256} in container["env"]
     assert application["spec"]["source"]["path"] == folder
-    # every analysis step runs the rendered AnalysisTemplates with this release's version
+    # every analysis step runs the rendered AnalysisTemplates with this release's version;
+    # its baseline bins every column, so the input-drift analysis is one of them
     analyses = [s["analysis"] for s in rollout["spec"]["strategy"]["canary"]["steps"]
                 if "analysis" in s]
     templates = {t["metadata"]["name"] for t in docs["AnalysisTemplate"]}
     assert analyses and templates == {f"{MODEL}-{check}" for check in (
-        "error-rate", "latency-p99", "prediction-drift")}
+        "error-rate", "latency-p99", "prediction-drift", "input-drift")}
+    [monitor] = docs["PodMonitor"]  # the pods are scraped in the release's namespace
+    assert monitor["metadata"]["namespace"] == rollout["metadata"]["namespace"]
     for step in analyses:
         assert {t["templateName"] for t in step["templates"]} <= templates
         assert {"name": "version", "value": version} in step["args"]
