@@ -181,6 +181,10 @@ KINDS: dict[str, ManifestKind] = {
     "dashboard": DashboardKind(),
 }
 RELEASE_FILE = "release.json"
+# On every Kubernetes object of a folder (the baseline's ConfigMap aside: releases with the same
+# baseline share it): the release it belongs to, so any object traces back to its model
+# version, artifact and commit.
+IDENTITY_ANNOTATIONS = ("modelops.io/version", "modelops.io/sha256", "modelops.io/source-commit")
 MODEL_DIR = "/models"  # emptyDir the fetch-model init container fills
 BASELINE_DIR = "/etc/model"  # the drift baseline's mount (its release's ConfigMap)
 BASELINE_KEY = "drift_baseline.json"
@@ -454,10 +458,16 @@ def render_docs(release: Release, params: Any, env: str,
                 branch: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """file name -> parsed documents, for every kind in :data:`KINDS` (not validated)."""
     context = build_context(release, params, env, branch)
+    identity = {k: context["annotations"][k] for k in IDENTITY_ANNOTATIONS}
     out: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS.values():
         if wanted(kind, release):
-            out[kind.filename] = kind.render(context)
+            docs = kind.render(context)
+            if kind.validated and not isinstance(kind, BaselineKind):
+                for doc in docs:  # every object says which release it belongs to
+                    meta = doc.setdefault("metadata", {})
+                    meta["annotations"] = {**(meta.get("annotations") or {}), **identity}
+            out[kind.filename] = docs
     return out
 
 
