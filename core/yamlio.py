@@ -145,10 +145,15 @@ class _Dumper(pyyaml.CSafeDumper, _Resolver):
         return True
 
 
+_OTHER_BREAKS = frozenset("\r\x85\u2028\u2029")
+
+
 def _represent_str(dumper: Any, data: str) -> Any:
     # multi-line text (a JSON document with its final newline) as a literal block; libyaml
-    # falls back to a quoted style where a block cannot hold the text exactly
-    style = "|" if "\n" in data else None
+    # falls back to a quoted style where a block cannot hold the text exactly. It lets the
+    # other line breaks YAML knows (CR, NEL, U+2028, U+2029) into a block raw, where a reader
+    # breaks the line and the indentation with it: such text is quoted, with escapes
+    style = "|" if "\n" in data and not _OTHER_BREAKS.intersection(data) else None
     return dumper.represent_scalar(_STR, str(data), style=style)
 
 

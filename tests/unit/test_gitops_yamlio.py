@@ -5,6 +5,7 @@ adds a key or a document."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -73,6 +74,17 @@ def test_an_object_used_twice_is_written_twice_not_aliased():
 
 def test_multi_line_strings_are_literal_blocks():
     assert dump_yaml({"baseline": '{"k": [1, 2]}\n'}) == 'baseline: |\n  {"k": [1, 2]}\n'
+
+
+@pytest.mark.parametrize("text", ["a\n\u2028b\n", "a\n\u2029", "x\ry\n", "a\x85b\nc",
+                                  '{"ns": "\u2028"}\n'])
+def test_multi_line_strings_with_other_line_breaks_read_back_exactly(text):
+    """libyaml would put U+2028 (or CR, NEL, U+2029) raw into a literal block, where a reader
+    breaks the line there and the block's indentation with it; such text is quoted."""
+    out = dump_yaml({"k": text})
+    assert not out.startswith("k: |")
+    assert load_yaml_all_fast(out) == list(yaml.load_all(out, Loader=yaml.SafeLoader)) == \
+        load_yaml_all(out) == [{"k": text}]
 
 
 def test_str_subclasses_are_written_as_strings():
