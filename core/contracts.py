@@ -71,5 +71,6 @@ def selector(model: str, namespace: str | None = None, *matchers: str) -> str:
     """The PromQL label matchers of ``model``'s series (in ``namespace`` when given), with
     further ``matchers`` (``'code!~"2.."'``): ``{namespace="ml-production",model="digits"}``.
     Both names are DNS-1123 labels (checked by the settings), so they need no escaping."""
-    parts = ([f'{NAMESPACE_LABEL}="{namespace}"'] if namespace else []) + [f'model="{model}"']
+    parts = [f'{NAMESPACE_LABEL}="{namespace}"'] if namespace is not None else []
+    parts.append(f'model="{model}"')
     return "{" + ",".join([*parts, *matchers]) + "}"

@@ -31,7 +31,7 @@ from modelops.yamlio import dump_yaml
 def rule_labels(team: str, env: str | None) -> dict[str, str]:
     """The labels every alert of one environment's rules carries (Alertmanager routes on
     them): the team, and the environment the firing pods run in."""
-    return {"team": team, **({"env": env} if env else {})}
+    return {"team": team, **({"env": env} if env is not None else {})}
 
 
 def rule_groups(model: str, team: str, alerts: AlertParams, namespace: str | None = None,
@@ -40,7 +40,7 @@ def rule_groups(model: str, team: str, alerts: AlertParams, namespace: str | Non
     query selects ``namespace`` (when given) and keeps it, so the staging and the production
     rules, which one Prometheus evaluates side by side, each see their own pods and record
     distinct series."""
-    by = "namespace, model, version" if namespace else "model, version"
+    by = "namespace, model, version" if namespace is not None else "model, version"
     series = f"{PREDICTION_PSI}{selector(model, namespace)}"
     psi = f"avg by ({by}) ({series})"
     labels = rule_labels(team, env)
@@ -79,7 +79,7 @@ def rule_groups(model: str, team: str, alerts: AlertParams, namespace: str | Non
              "expr": f"absent({series})",
              "for": str(alerts.missing_for),
              "labels": {**labels, "severity": "warning", "model": model,
-                        **({"namespace": namespace} if namespace else {})},
+                        **({"namespace": namespace} if namespace is not None else {})},
              "annotations": {
                  "summary": f"no drift metric from {model}",
                  "description": f"{PREDICTION_PSI} for {model} has been absent for "

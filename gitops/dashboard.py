@@ -46,7 +46,7 @@ def dashboard_uid(model: str, env: str | None = None) -> str:
     """``modelops-<model>-<env>``, or a digest of it where that passes Grafana's 40 characters:
     one uid per environment, since the sidecar of a Grafana that watches every namespace loads
     staging's and production's dashboards side by side."""
-    uid = f"modelops-{model}" + (f"-{env}" if env else "")
+    uid = f"modelops-{model}" + (f"-{env}" if env is not None else "")
     if len(uid) <= 40:
         return uid
     return "modelops-" + hashlib.sha256(uid.encode("utf-8")).hexdigest()[:31]
@@ -180,9 +180,9 @@ def dashboard(model: str, *, slo_p99_seconds: float = 0.25, drift_psi_max: float
     from grafana_foundation_sdk.cog.encoder import JSONEncoder
     from grafana_foundation_sdk.models import dashboard as dm
 
-    title = f"Model {model}" + (f" ({env})" if env else "")
+    title = f"Model {model}" + (f" ({env})" if env is not None else "")
     builder = (db.Dashboard(title).uid(dashboard_uid(model, env))
-               .tags(["modelops", model, *([env] if env else [])])
+               .tags(["modelops", model, *([env] if env is not None else [])])
                .refresh("30s").time("now-3h", "now")
                .timezone("browser").editable()
                .description(f"Serving, drift, data quality and confidence of {model}"
@@ -238,7 +238,7 @@ def configmap(model: str, namespace: str, board: dict[str, Any],
     picks up by its label ``grafana_dashboard: "1"``; the optional annotation
     ``grafana_folder`` names the folder (the chart's ``folderAnnotation``). Its file is
     ``<model>-<env>.json``: the sidecar writes every namespace's files into one folder."""
-    key = f"{model}-{env}.json" if env else f"{model}.json"
+    key = f"{model}-{env}.json" if env is not None else f"{model}.json"
     return {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": f"{model}-dashboard", "namespace": namespace,

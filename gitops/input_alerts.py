@@ -66,9 +66,9 @@ def rule_group(model: str, team: str, s: InputAlertSettings | None = None, *,
     ``namespace`` (when given) and keep it, its alerts carry ``env``."""
     s = s or InputAlertSettings()
     sel = c.selector(model, namespace)
-    ns = "namespace, " if namespace else ""
+    ns = "namespace, " if namespace is not None else ""
     w = s.quality_window
-    labels = {"team": team, **({"env": env} if env else {})}
+    labels = {"team": team, **({"env": env} if env is not None else {})}
     runbook = {"runbook_url": s.runbook_url} if s.runbook_url else {}
     psi = f"avg by ({ns}model, version, feature) ({c.FEATURE_PSI}{sel})"
     rows = f"sum by ({ns}model, version) (rate({c.INPUT_ROWS_TOTAL}{sel}[{w}]))"

@@ -237,7 +237,7 @@ def analysis_templates(model: str, deploy: DeployParams, feature_bins: bool = Tr
     pause the Rollout for a human instead of promoting or aborting blind.
     """
     a = deploy.analysis
-    ns = f'namespace="{namespace}",' if namespace else ""
+    ns = f'namespace="{namespace}",' if namespace is not None else ""
     canary = ns + 'model="{{args.model}}",version="{{args.version}}",role="canary"'
     stable = ns + 'model="{{args.model}}",role="stable"'
     w = a.rate_window
