@@ -28,9 +28,17 @@ TEMPLATES = Path(__file__).parent / "templates"
 MAX_INLINE = 200
 
 _ZWSP = "&#8203;"
-# characters with a Markdown or HTML meaning, escaped with a backslash
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~])")
+# characters with a Markdown or HTML meaning, escaped with a backslash; `$` opens GitHub's
+# math ($...$, $$...$$)
+_MD_SPECIAL = re.compile(r"([\\`*{}\[\]()#!|~$])")
+# `_` between two letters or digits can neither open nor close emphasis (CommonMark's flanking
+# rules), so `roc_auc` stays readable; every other `_` is escaped
+_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 _WWW = re.compile(r"(?i)\bwww\.")
+# what GitHub turns into links by itself: GH-12 (an issue), a commit sha (7 to 40 hex digits
+# with a letter among them, or 40 digits), owner/repo#12 and owner/repo@sha
+_GH_REF = re.compile(r"(?i)\b(GH)-(?=\d)")
+_SHA = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,}\b|\b[0-9]{40,}\b", re.I)
 
 
 def marker(model: str) -> str:
@@ -51,6 +59,9 @@ def md(value: Any, limit: int = MAX_INLINE) -> str:
     text = _clip(text, limit)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_SPECIAL.sub(r"\\\1", text)
+    text = _UNDERSCORE.sub(r"\\_", text)
+    text = _SHA.sub(lambda m: _ZWSP.join(re.findall(".{1,6}", m.group(0))), text)  # no commit link
+    text = _GH_REF.sub(lambda m: m.group(1) + _ZWSP + "-", text)   # no GH-12 issue link
     text = text.replace("@", "@" + _ZWSP)          # no @user / @org/team mentions
     text = text.replace("://", ":" + _ZWSP + "//")  # no autolinks
     text = _WWW.sub(lambda m: m.group(0)[:3] + _ZWSP + ".", text)

@@ -212,12 +212,27 @@ def confusion_counts(plot: Plot) -> tuple[list[str], list[list[int]]]:
     return labels, matrix
 
 
+def _swapped_bars(plot: Plot, rows: list[dict[str, Any]]) -> bool:
+    """DVC's ``bar_horizontal`` template reads ``x`` as the value and ``y`` as the label (its
+    Vega-Lite spec: x quantitative, y nominal); a definition written the other way round (a
+    label ``x``, value columns ``y``) is drawn as written."""
+    x, ys = plot.props.get("x"), _columns(plot.props.get("y"))
+    if not plot.template.startswith("bar_horizontal") or not isinstance(x, str) or len(ys) != 1:
+        return False
+    if x not in rows[0] or ys[0] not in rows[0]:
+        return False
+    return all(_number(r.get(x)) is not None for r in rows) and \
+        any(_number(r.get(ys[0])) is None for r in rows)
+
+
 def series(plot: Plot) -> tuple[str, list[Any], dict[str, list[float]]]:
-    """``(x label, x values, {y column: values})`` of a non-confusion plot."""
+    """``(label or x column, its values, {value column: values})`` of a non-confusion plot."""
     rows = _need_rows(plot)
     x = plot.props.get("x")
     x = str(x) if isinstance(x, str) and x else None
     ys = _columns(plot.props.get("y")) or [c for c in rows[0] if c != x][-1:]
+    if _swapped_bars(plot, rows):  # the label is y, the value x
+        x, ys = ys[0], [str(x)]
     if x is not None:
         _need_column(plot, rows, x)
     for column in ys:

@@ -86,7 +86,8 @@ def needed_outputs(root: str | Path = ".", params_file: str = "params.yaml",
                    also: Sequence[str] = ()) -> list[str]:
     """The cached DVC outputs that hold what the rest of a pull request's job reads, from the
     repository's self-description: the metrics files, the plot files, the ONNX artifact, the
-    test and calibration data and the card (``modelops.model``), plus ``also``. Each path maps
+    test and calibration data, the drift baseline and the card (``modelops.model``), plus
+    ``also``. Each path maps
     to the output that holds it (a file inside a folder output pulls the folder); paths that
     are in git, or no stage outputs, need nothing."""
     from dvc.repo import Repo
@@ -97,7 +98,7 @@ def needed_outputs(root: str | Path = ".", params_file: str = "params.yaml",
     root = Path(root)
     model = load_settings(root / params_file).model
     wanted = [*model.metrics, *model.plots, model.artifact.path, model.test_data,
-              model.calibration_data, model.card_path, *also]
+              model.calibration_data, model.drift_baseline, model.card_path, *also]
     with contextlib.chdir(root), Repo(".") as repo:
         outs = [out for out in repo.index.outs if out.use_cache]
         paths = [normalise(str(out.def_path)) for out in outs]
@@ -211,7 +212,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--outputs", action="append", default=None,
                    help="outputs needed afterwards, space separated, may repeat; '' = none "
                         "(default: the DVC outputs holding the metrics files, plot files, ONNX "
-                        "artifact, test and calibration data and card of modelops.model)")
+                        "artifact, test and calibration data, drift baseline and card of "
+                        "modelops.model)")
     p.add_argument("--also", action="append", default=None, metavar="PATHS",
                    help="paths needed besides the default ones (space separated, may repeat); "
                         "each pulls the DVC output holding it, paths no stage outputs are "

@@ -12,6 +12,22 @@ from modelops.errors import EXIT_BUG, EXIT_INTERRUPTED, SuiteError
 Handler = Callable[[argparse.Namespace], int | None]
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """``--help`` with each option's default shown once: appended as ``(default: X)`` unless the
+    help text already names it (``%(default)s`` or a hand-written "(default: ...)"), and never
+    for a default that says nothing (``None``, ``False``, an empty string)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "(default" in text or "%(default)" in text or default is argparse.SUPPRESS \
+                or default in (None, False, "") or isinstance(action, argparse._HelpAction):
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return f"{text} (default: %(default)s)"
+        return text
+
+
 def run_main(build_parser: Callable[[], argparse.ArgumentParser],
              argv: Sequence[str] | None = None, *, prog: str) -> int:
     """Parse ``argv``, run the chosen subcommand's handler and return its exit code.

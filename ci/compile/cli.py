@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from modelops.cli import DefaultsHelpFormatter
+
 HELP = "build a TensorRT engine (GPU) or an optimised ONNX Runtime model, check parity, time it"
 DEFAULT_SECTION = Path("reports") / "compile.json"
 
@@ -29,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "section 'skipped' with the reason.",
         epilog="Exit codes: 0 ok or skipped; 1 parity beyond tolerance (no artifact is kept); "
                "2 bad input (corrupt model, unsupported op, foreign engine, bad params).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")
     p.add_argument("--model", type=Path, default=None,
                    help="ONNX model (default: modelops.model.artifact.path)")

@@ -6,10 +6,9 @@ and ONNX Runtime, and the suite's console scripts as a team would run them there
 inside this checkout.
 
 The example differs from the bundled one in everything the suite could have assumed (framework,
-stage names, params sections, metrics paths and their DVC tracking, no card template), so the
-tests of the suite's pull-request path that fail today because the suite still assumes the
-bundled example are ``xfail(strict=True)`` with the exact gap as the reason: the day the suite
-is fixed, they pass, and strictness turns that into a failure until the marker is removed.
+stage names, params sections, metrics paths and their DVC tracking, no card template), so each
+command of the suite's pull-request and release paths runs here with no argument naming a path:
+everything comes from the repository's self-description.
 """
 
 from __future__ import annotations
@@ -599,12 +598,6 @@ def test_reproduce_on_a_fresh_runner_runs_what_a_change_left_stale(pull_request,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "modelops-ci reproduce pulls the bundled example's outputs by default (DEFAULT_OUTPUTS = "
-    "models/model.onnx data/prepared plots/png), not modelops.model.artifact/test_data/"
-    "metrics/plots: \"ERROR: failed to pull data from the cloud - 'models/model.onnx' does not "
-    "exist as an output or a stage name in 'dvc.yaml'\", then \"modelops-ci: error: dvc pull "
-    "failed (exit 1)\""))
 def test_reproduce_puts_the_declared_outputs_in_place_by_default(pull_request, tmp_path):
     repo = fresh_runner(pull_request, tmp_path / NAME)
     proc = suite("modelops-ci", repo, "reproduce")
@@ -651,13 +644,6 @@ def test_gate_reads_the_declared_metrics_file_by_default(runner):
     assert "roc_auc" in proc.stdout and "sensitivity" in proc.stdout
 
 
-REPORT_GAP = (
-    "modelops-ci report compares metrics/metrics.json (compare(metrics_file=...) is never "
-    "given modelops.model.metrics): \"modelops-ci: error: metrics/metrics.json is missing at "
-    "workspace\"; the card section needs model-cards/templates/model-card.md.j2 (no built-in "
-    "default template) and the compile section reads metrics/compile.json")
-
-
 def build_report(repo: Path) -> dict:
     proc = suite("modelops-ci", repo, "report", "--base", "origin/main", "--out",
                  "reports/report.json", "--markdown", "reports/pr-comment.md")
@@ -686,7 +672,6 @@ def test_report_compares_the_dvc_tracked_metrics_with_the_base(runner, pull_requ
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=REPORT_GAP)
 def test_comment_preview_shows_this_models_metrics(runner):
     build_report(runner)
     proc = suite("modelops-ci", runner, "comment", "--preview", "--report",
@@ -699,11 +684,6 @@ def test_comment_preview_shows_this_models_metrics(runner):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "modelops-ci card reads metrics/metrics.json and models/model.onnx (METRICS_FILE, "
-    "ONNX_FILE) and renders model-cards/templates/model-card.md.j2 only, with front matter "
-    "fixed to the bundled example (image-classification, 'scikit-learn digits (8x8)'): "
-    "\"modelops-ci: error: metrics/metrics.json not found\""))
 def test_card_renders_with_the_default_template(runner):
     proc = suite("modelops-ci", runner, "card", "--stdout")
     assert proc.returncode == 0, proc.stderr
@@ -713,11 +693,6 @@ def test_card_renders_with_the_default_template(runner):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "modelops-ci plots draws exactly plots/confusion.csv, plots/per_class.csv and "
-    "plots/train_curve.csv (the bundled example's files) from one --plots folder, not "
-    "modelops.model.plots: \"modelops-ci: error: plots/confusion.csv: plot data not found\"; "
-    "with --plots eval/plots: \"eval/plots/per_class.csv: plot data not found\""))
 def test_plots_draws_the_declared_plot_files(runner):
     proc = suite("modelops-ci", runner, "plots", "--out", "reports/plots")
     assert proc.returncode == 0, proc.stderr
