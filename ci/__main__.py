@@ -12,12 +12,14 @@ from modelops.cli import run_main
 # Modules that add subcommands: each exposes register(subparsers). One line per module.
 COMMAND_MODULES: list[str] = [
     "modelops.ci.compile.cli",
+    "modelops.ci.compile.timing",
     "modelops.ci.report",
     "modelops.ci.comment",
     "modelops.ci.retrain",
     "modelops.ci.cost",
     "modelops.ci.plots",
     "modelops.ci.reproduce",
+    "modelops.ci.evaluate",
 ]
 
 
