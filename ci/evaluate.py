@@ -148,6 +148,11 @@ def evaluate(args: argparse.Namespace) -> int:
                           fetch=not args.no_fetch, merge_base=bool(head),
                           gates_from=args.gates_from, changes=changes,
                           context=github_context(plots_dir=""))
+    if args.remote_reason:
+        report["sections"]["evaluate"]["notes"].insert(0, (
+            f"reproduced without the DVC remote ({args.remote_reason}): the stages ran from "
+            "scratch on this runner, and what only the remote holds (the base's DVC-tracked "
+            "files, its artifact) was not read"))
     drawn = None
     if args.plots != "none":
         drawn = draw_plots(changes, report["revisions"]["base"]["sha"],
@@ -243,6 +248,9 @@ def register(subparsers: Any) -> None:
                    help="the comment's Markdown (default: comment.md beside the report)")
     p.add_argument("--title", default=None, help="the change's title, for the job summary")
     p.add_argument("--no-timing", action="store_true", help="do not time the ONNX artifact")
+    p.add_argument("--remote-reason", default=None, metavar="TEXT",
+                   help="why no DVC remote is used (for example: no credentials on a fork's "
+                        "pull request); said in the report")
     p.add_argument("--no-fetch", action="store_true",
                    help="never fetch a missing base from origin")
     p.add_argument("--gate", action="store_true",
