@@ -180,6 +180,10 @@ def test_pr_ends_with_one_sticky_comment_and_a_check(example, workspace, tmp_pat
     # committed its change, so nothing differs from a reproduction
     assert report["sections"]["evaluate"]["stale"] == [], report["sections"]["evaluate"]
     assert report["sections"]["reproduction"]["status"] == "pass", report["sections"]
+    # revision against revision: what this fresh runner lacks is neither deleted nor missing
+    # (no data changed between the two commits: only the evaluate stage's code)
+    assert report["sections"]["evaluate"]["data"] == [], report["sections"]["evaluate"]["data"]
+    assert "deleted" not in ev.summary and "not-in-cache" not in ev.summary
     assert sorted(p.name for p in (ci / "data" / "prepared").iterdir()) == \
         ["test.npz", "train.npz", "val.npz"]
     # the card section came from the up-to-date card stage's file: the same as generating it
