@@ -238,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{total / base:11.2f} |")
     print(f"| {'  added on top of dvc repro':<{w}} | {total - base:8.1f} | "
           f"{(total - base) / base:11.2f} |")
+    work_only = statistics.median([sum(vals) for vals in zip(*(steps[k] for k in cpu[1:]))])
+    print(f"| {'  of it the suite at work: evaluate + comment':<{w}} | {work_only:8.1f} | "
+          f"{work_only / base:11.2f} |")
     print(f"| {'  + compile action (GPU job; ONNX Runtime here)':<{w}} | "
           f"{with_compile:8.1f} | {with_compile / base:11.2f} |")
     goal = total / base <= 1.5
