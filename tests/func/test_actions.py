@@ -587,3 +587,33 @@ def test_a_burst_of_merges_ends_at_the_newest_main(workspace, tmp_path):
     assert f"a newer commit ({merges['C']}) is already published to staging" in late.log
     assert run(["git", "rev-parse", "main"], cwd=gitops, env=GIT_ENV).stdout.strip() == before
     assert published() == merges["C"]
+
+
+def test_a_data_pr_on_a_fresh_runner_shows_the_files_it_changed(example, workspace, tmp_path):
+    """New labelled data, reproduced and committed by the contributor; on a fresh runner (no
+    outputs, no cache, the DVC remote) the data table says modified with both sizes, never
+    deleted or not in cache for what the runner did not fetch."""
+    git(workspace, "checkout", "-q", "-b", "more-data")
+    rows = (example / "data" / "raw" / "digits.csv").read_text().splitlines()
+    (workspace / "data" / "incoming" / "2026-11-30.csv").write_text(
+        "\n".join([rows[0], *rows[1:61]]) + "\n")  # 60 more labelled digits
+    dvc(workspace, "repro")
+    dvc(workspace, "push", "-q")
+    git(workspace, "add", "-A")
+    git(workspace, "commit", "-q", "-m", "data: 60 more digits")
+    ci = fresh_runner_checkout(workspace, tmp_path / "checkout")
+    r = runner(ci, tmp_path / "runner", "pull_request", pr_event(ci, "more data"))
+    setup = r.run_action("actions/setup", {"requirements": "",
+                                           "dvc-remote-url": str(workspace / ".dvc-remote")})
+    assert setup.outputs["has-remote"] == "true", setup.log[-3000:]
+    ev = r.run_action("actions/evaluate", {"pull": "true", "plots": "none"})
+    assert ev.status == "success", ev.log[-4000:]
+    report = json.loads((ci / ev.outputs["report"]).read_text())
+    data = {d["path"]: d for d in report["sections"]["evaluate"]["data"]}
+    raw = data["data/raw/digits.csv"]
+    assert raw["change"] == "modified", data
+    assert raw["head_size"] > raw["base_size"] > 0
+    assert {d["change"] for d in data.values()} <= {"modified", "added"}, data
+    assert "deleted" not in ev.summary and "not in cache" not in ev.summary
+    assert report["sections"]["reproduction"]["status"] == "pass"
+    assert "evaluation set" in " ".join(report["sections"]["evaluate"]["notes"])

@@ -496,3 +496,14 @@ def test_setup_python_gives_each_job_its_own_environment(tmp_path):
     site = subprocess.run([python, "-c", "import sys; print(sys.prefix)"], check=True,
                           capture_output=True, text=True).stdout.strip()
     assert site != sys.prefix
+
+
+def test_the_pr_jobs_evaluate_the_head_commit_the_check_is_attached_to():
+    """pull_request's default checkout is the synthetic merge commit; the report and the check
+    are about the head commit, so the jobs that read the model repository check that out."""
+    jobs = load_yaml_file(ROOT / ".github/workflows/modelops-pr.yml")["jobs"]
+    for job_id in ("evaluate", "compile-gpu"):
+        own = [s for s in jobs[job_id]["steps"] if str(s.get("uses", "")).startswith(
+            "actions/checkout@") and "repository" not in (s.get("with") or {})]
+        assert [s["with"]["ref"] for s in own] == [
+            "${{ github.event.pull_request.head.sha || github.sha }}"], job_id
