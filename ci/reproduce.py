@@ -1,7 +1,8 @@
 """``modelops-ci reproduce`` and ``modelops-ci dvc-remote``: the pipeline run of a CI job.
 
 ``reproduce`` is ``dvc repro [--pull --allow-missing]`` followed by putting the outputs the rest
-of the job needs into the workspace (``dvc pull`` with a remote, ``dvc checkout`` without):
+of the job needs into the workspace (``dvc pull`` with a remote; without one a plain ``dvc
+repro`` has restored them already, and ``dvc checkout`` runs only for one that is missing):
 ``dvc repro --pull --allow-missing`` skips unchanged stages *without* fetching their outputs,
 so the compile step, the report artifact and the plots artifact would otherwise find nothing.
 The DVC commands run in this one process through DVC's own command-line entry point
@@ -145,7 +146,12 @@ def reproduce(pull: str = "auto", outputs: Sequence[str] | None = None,
               "files it depends on, and a later stage may have run on the rest missing); "
               "pulling it whole and reproducing again", flush=True)
     targets = list(dict.fromkeys([*outputs, *partial]))
-    if targets:
+    if targets and not use_remote and all((Path(root) / t).exists() for t in targets):
+        # a plain `dvc repro` leaves every output as dvc.lock records it (a missing one makes
+        # its stage changed: restored from the cache or run), so a checkout has nothing to do
+        print(f"==> outputs in place: {', '.join(targets)} (dvc repro restored them)",
+              flush=True)
+    elif targets:
         # Every listed output, present or not: pull and checkout only touch what differs from
         # dvc.lock, and pull reads the local cache before the remote.
         start = time.perf_counter()

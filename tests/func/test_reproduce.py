@@ -200,6 +200,9 @@ def test_reproduce_without_a_remote_checks_out_from_the_cache(checkout):
     assert "==> dvc repro\n" in proc.stdout
     assert (checkout / "data/dir/2.txt").read_text() == "2"
     assert not (checkout / "ran.log").exists(), "the unchanged stage ran instead of checkout"
+    # dvc repro restored them from the cache: no second DVC command
+    assert "==> outputs in place: data/dir (dvc repro restored them)" in proc.stdout
+    assert "==> dvc checkout" not in proc.stdout
 
 
 def test_reproduce_an_empty_outputs_list_fetches_nothing(checkout):
