@@ -77,6 +77,13 @@ canary-demo: $(STAMP)
 bench-serve: $(STAMP)
 	$(PY) bench/serve.py
 
+# Production monitoring (serve/monitor.py, gitops/input_alerts.py, gitops/dashboard.py): a
+# feature of the tabular example rescaled by 10 upstream, caught by feature drift, its alert
+# in a real Prometheus and the dashboard's query; then a shift of the prediction mix.
+.PHONY: drift-demo
+drift-demo: $(STAMP)
+	$(PY) -m scripts.drift_demo
+
 # The example model's pipeline (pipeline/, dvc.yaml): cold repro + push, no-op repro, and
 # ONNX Runtime vs PyTorch latency, in one table.
 .PHONY: bench-pipeline

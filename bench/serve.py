@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -205,9 +206,11 @@ def _lua_string(data: bytes) -> str:
 
 
 def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if m is None:
+        raise SystemExit(f"wrk printed a latency this bench cannot read: {text!r}")
     value, unit = float(m.group(1)), m.group(2)
-    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60e3, "h": 3600e3}[unit]
 
 
 def wrk(exe: str, work: Path, port: int, path: str, body: bytes, headers: dict,
@@ -220,9 +223,14 @@ def wrk(exe: str, work: Path, port: int, path: str, body: bytes, headers: dict,
     out = subprocess.run([exe, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s",
                           "--latency", "-s", str(script), f"http://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))
+    # the percentiles are lines of their own ("     99%    2.46ms"): a "+/- Stdev" column
+    # such as "98.99%" must not match
+    found = [re.search(p, out, re.M) for p in (r"Requests/sec:\s+([\d.]+)",
+                                               r"^\s*50%\s+(\S+)$", r"^\s*99%\s+(\S+)$")]
+    if not all(found):
+        raise SystemExit(f"wrk's output has no throughput or latency percentiles:\n{out}")
+    rps = float(found[0].group(1))
+    p50, p99 = _ms(found[1].group(1)), _ms(found[2].group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
@@ -256,19 +264,34 @@ def measure_inprocess(model: Path, x: np.ndarray, seconds: float) -> dict:
             "socket_errors": ""}
 
 
-def hot_path(model: Path, x_all: np.ndarray, batches: list[int], n: int = 2000) -> list[dict]:
-    """Microseconds per request of each step of the runtime's inference path, in process."""
+def hot_path(model: Path, x_all: np.ndarray, batches: list[int], baseline: Path,
+             n: int = 2000, flush_every: int = 500) -> list[dict]:
+    """Microseconds per request of each step of the runtime's inference path, in process.
+
+    ``metrics`` is what every request pays without input monitoring (duration histogram,
+    request counter, predicted classes, prediction-drift window); ``monitor`` what input
+    monitoring adds on the request path (queueing the request); ``off_path`` the monitor's
+    bulk work (binning every row against the baseline's per-feature bins, the sliding
+    window, quality counters, the confidence histogram), done by its thread, here every
+    ``flush_every`` requests, divided by the requests it covered.
+    """
+    from modelops.drift import load_features
     from modelops.serve.backends import load_backend
     from modelops.serve.metrics import DriftWindow, ServingMetrics
+    from modelops.serve.monitor import InputMonitor
     from modelops.serve.protocol import Limits, decode, encode
 
     backend = load_backend("onnxruntime", model, threads=1)
     metrics = ServingMetrics(MODEL, "1", "stable", DriftWindow([0.1] * 10, 1000, 100))
+    features = load_features(baseline)
+    monitor = InputMonitor(metrics, features)
+    monitor.bind(backend.inputs)
     rows = []
     for b in batches:
         body, _ = _bodies(np.ascontiguousarray(x_all[:b]), False)
-        times = {"decode": 0.0, "infer": 0.0, "encode": 0.0, "metrics": 0.0}
-        for _ in range(n):
+        times = {"decode": 0.0, "infer": 0.0, "encode": 0.0, "metrics": 0.0, "monitor": 0.0,
+                 "off_path": 0.0}
+        for i in range(n):
             t0 = time.perf_counter()
             req = decode(body, None, backend.inputs, Limits())
             t1 = time.perf_counter()
@@ -280,10 +303,27 @@ def hot_path(model: Path, x_all: np.ndarray, batches: list[int], n: int = 2000) 
             metrics.request(200)
             metrics.predictions(np.argmax(outs[0], axis=1))
             t4 = time.perf_counter()
-            for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            monitor.observe(req.feeds.get(monitor.input_name), outs[0])
+            t5 = time.perf_counter()
+            for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
                 times[k] += dt
-        rows.append({"batch": b, **{k: v / n * 1e6 for k, v in times.items()}})
+            if (i + 1) % flush_every == 0:
+                t6 = time.perf_counter()
+                monitor.flush()
+                times["off_path"] += time.perf_counter() - t6
+        rows.append({"batch": b, "features": features.count if features else 0,
+                     **{k: v / n * 1e6 for k, v in times.items()}})
     return rows
+
+
+def feature_baseline(path: Path, x: np.ndarray, y: np.ndarray) -> Path:
+    """A drift baseline with per-feature quantile bins of ``x`` (for a model other than the
+    pipeline's, whose own baseline does not fit it)."""
+    from scripts.fixtures import class_distribution, feature_section
+
+    path.write_text(json.dumps({"model": MODEL, "class_distribution": class_distribution(y),
+                                "features": feature_section(x)}))
+    return path
 
 
 # --------------------------------------------------------------------------- main
@@ -301,6 +341,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--connections", default="1,8,32")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--drift-baseline", type=Path,
+                    help="the monitored server's baseline (default: "
+                         "metrics/drift_baseline.json with models/model.onnx, else one made "
+                         "from the held-out digits)")
+    ap.add_argument("--servers", default="serve,kserve,mlserver",
+                    help="which servers to load (default: all three; 'serve' alone skips "
+                         "the baselines' venvs)")
     args = ap.parse_args(argv)
 
     from modelops.fsutil import sha256_file
@@ -311,11 +358,17 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or (ROOT / "models" / "model.onnx")
     if not model.is_file():
         model = linear_model(work / "model.onnx")
-    x_all, _ = held_out(ROOT)
+    x_all, y_all = held_out(ROOT)
+    baseline = args.drift_baseline or ROOT / "metrics" / "drift_baseline.json"
+    if not baseline.is_file() or model != ROOT / "models" / "model.onnx":
+        baseline = feature_baseline(work / "drift_baseline.json", x_all, y_all)
     batches = [int(b) for b in args.batches.split(",")]
     conns = [int(c) for c in args.connections.split(",")]
-    kpy = ensure_venv(args.kserve_venv, f"kserve=={KSERVE_VERSION}", "kserve")
-    mpy = ensure_venv(args.mlserver_venv, f"mlserver=={MLSERVER_VERSION}", "mlserver")
+    chosen = set(args.servers.split(","))
+    kpy = (ensure_venv(args.kserve_venv, f"kserve=={KSERVE_VERSION}", "kserve")
+           if "kserve" in chosen else None)
+    mpy = (ensure_venv(args.mlserver_venv, f"mlserver=={MLSERVER_VERSION}", "mlserver")
+           if "mlserver" in chosen else None)
     wrk_version = subprocess.run([exe, "-v"], capture_output=True, text=True).stdout.split(
         "\n")[0]
     print(f"==> model {model.name} ({model.stat().st_size / 1024:.0f} KiB), "
@@ -333,33 +386,41 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[dict] = []
     try:
-        ours = spawn("serve", [sys.executable, "-m", "modelops.serve", "--model", str(model),
-                               "--sha256", sha256_file(model), "--port", "0", "--threads", "1",
-                               "--workers", "1"], ROOT)
-        (work / "kserve_server.py").write_text(KSERVE_SERVER)
-        ks = spawn("kserve", [str(kpy), str(work / "kserve_server.py"), MODEL, str(model)],
-                   work)
-        mdir = work / "mlserver"
-        mdir.mkdir()
-        (mdir / "onnx_runtime.py").write_text(MLSERVER_RUNTIME)
-        (mdir / "settings.json").write_text(json.dumps({
-            "debug": False, "parallel_workers": 0, "http_port": 0, "grpc_port": 0,
-            "metrics_port": 0, "host": "127.0.0.1", "load_models_at_startup": True}))
-        (mdir / "model-settings.json").write_text(json.dumps({
-            "name": MODEL, "implementation": "onnx_runtime.OnnxModel",
-            "parameters": {"uri": str(model)}}))
-        ml = spawn("mlserver", [str(Path(mpy).parent / "mlserver"), "start", str(mdir)], mdir)
+        common = [sys.executable, "-m", "modelops.serve", "--model", str(model), "--sha256",
+                  sha256_file(model), "--port", "0", "--threads", "1", "--workers", "1"]
+        # production settings: the release's baseline, prediction drift and input monitoring
+        ours = spawn("serve", [*common, "--drift-baseline", str(baseline)], ROOT)
+        # the same server with neither baseline nor input monitoring: the cost of monitoring
+        bare = spawn("serve-bare", [*common, "--no-input-monitoring"], ROOT)
         ports = {"serve": wait_http(ours, "/v2/health/ready"),
-                 "kserve": wait_http(ks, f"/v2/models/{MODEL}/ready"),
-                 "mlserver": wait_http(ml, f"/v2/models/{MODEL}/ready")}
+                 "serve-bare": wait_http(bare, "/v2/health/ready")}
+        servers = [("serve (json)", "serve", False), ("serve (binary)", "serve", True),
+                   ("serve unmonitored (json)", "serve-bare", False)]
+        if kpy is not None:
+            (work / "kserve_server.py").write_text(KSERVE_SERVER)
+            ks = spawn("kserve", [str(kpy), str(work / "kserve_server.py"), MODEL, str(model)],
+                       work)
+            ports["kserve"] = wait_http(ks, f"/v2/models/{MODEL}/ready")
+            servers.append(("kserve 0.21 (json)", "kserve", False))
+        if mpy is not None:
+            mdir = work / "mlserver"
+            mdir.mkdir()
+            (mdir / "onnx_runtime.py").write_text(MLSERVER_RUNTIME)
+            (mdir / "settings.json").write_text(json.dumps({
+                "debug": False, "parallel_workers": 0, "http_port": 0, "grpc_port": 0,
+                "metrics_port": 0, "host": "127.0.0.1", "load_models_at_startup": True}))
+            (mdir / "model-settings.json").write_text(json.dumps({
+                "name": MODEL, "implementation": "onnx_runtime.OnnxModel",
+                "parameters": {"uri": str(model)}}))
+            ml = spawn("mlserver", [str(Path(mpy).parent / "mlserver"), "start", str(mdir)],
+                       mdir)
+            ports["mlserver"] = wait_http(ml, f"/v2/models/{MODEL}/ready")
+            servers.append(("mlserver 1.7 (json)", "mlserver", False))
         infer = f"/v2/models/{MODEL}/infer"
-        servers = (("serve (json)", "serve", False), ("serve (binary)", "serve", True),
-                   ("kserve 0.21 (json)", "kserve", False),
-                   ("mlserver 1.7 (json)", "mlserver", False))
         for _name, key, binary in servers:  # every server answers right before measuring
             body, headers = _bodies(np.ascontiguousarray(x_all[:1]), binary)
             _check_once(ports[key], infer, body, headers)
-        quiet_before = {k: logs[k].stat().st_size for k in ("kserve", "mlserver", "serve")}
+        quiet_before = {k: logs[k].stat().st_size for k in ports}
         for b in batches:
             x = np.ascontiguousarray(x_all[:b])
             floor = measure_inprocess(model, x, args.seconds)
@@ -378,9 +439,15 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  batch {b:>2}  connections {c:>2}  {name:<20} "
                           f"{r['throughput']:>8.0f}/s  p50 {r['p50_ms']:.3f} ms  "
                           f"p99 {r['p99_ms']:.3f} ms", flush=True)
-        total = sum(r["requests"] for r in results if r["server"].startswith("kserve"))
+        total = sum(r["requests"] for r in results if r["server"] == "serve (json)")
         grown = {k: logs[k].stat().st_size - quiet_before[k] for k in quiet_before}
-        print(f"==> log bytes written during {total} requests per baseline: {grown}")
+        print(f"==> log bytes written while measured ({total} JSON requests to serve): {grown}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports['serve']}/metrics",
+                                    timeout=10) as r:
+            exported = r.read().decode()
+        dropped = re.search(r"model_input_monitor_dropped_total\{[^}]*\} (\S+)", exported)
+        print(f"==> requests the input monitor left out under load: "
+              f"{dropped[1] if dropped else 'n/a'}")
         if any(v > 4096 for v in grown.values()):
             raise SystemExit(f"a server logged while measured ({grown}); the bench must "
                              "measure quiet servers")
@@ -392,12 +459,14 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
     print_table(results)
-    hot = hot_path(model, x_all, batches)
-    print("\n| hot path, us per request | batch | decode | infer | encode | metrics |")
-    print("|---|---:|---:|---:|---:|---:|")
+    hot = hot_path(model, x_all, batches, baseline)
+    print("\n| hot path, us per request | batch | decode | infer | encode | metrics | "
+          "+ input monitor, request path | + input monitor, off path (amortised) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in hot:
-        print(f"| modelops-serve in process | {r['batch']} | {r['decode']:.1f} | "
-              f"{r['infer']:.1f} | {r['encode']:.1f} | {r['metrics']:.1f} |")
+        print(f"| modelops-serve in process ({r['features']} features) | {r['batch']} | "
+              f"{r['decode']:.1f} | {r['infer']:.1f} | {r['encode']:.1f} | "
+              f"{r['metrics']:.1f} | {r['monitor']:.2f} | {r['off_path']:.1f} |")
     if args.json:
         args.json.write_text(json.dumps({"cells": results, "hot_path": hot}, indent=2) + "\n")
     shutil.rmtree(work, ignore_errors=True)
@@ -407,19 +476,24 @@ def main(argv: list[str] | None = None) -> int:
 def print_table(results: list[dict]) -> None:
     floor = {r["batch"]: r for r in results if r["server"] == "onnxruntime in-process"}
     base = {(r["server"].split()[0], r["batch"], r["connections"]): r for r in results}
+    bare = {(r["batch"], r["connections"]): r for r in results
+            if r["server"] == "serve unmonitored (json)"}
     print()
     print("| server | batch | connections | req/s | p50 ms | p99 ms | vs KServe | vs MLServer "
-          "| p50 - in-process |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| vs unmonitored | p50 - in-process |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         cells = []
         for other in ("kserve", "mlserver"):
             o = base.get((other, r["batch"], r["connections"]))
             cells.append(f"{r['throughput'] / o['throughput']:.2f}x"
                          if o and r["server"].startswith("serve") else "-")
+        b = bare.get((r["batch"], r["connections"]))
+        cells.append(f"{r['throughput'] / b['throughput']:.2f}x"
+                     if b and r["server"] == "serve (json)" else "-")
         extra = r["p50_ms"] - floor[r["batch"]]["p50_ms"]
         print(f"| {r['server']} | {r['batch']} | {r['connections']} | {r['throughput']:.0f} | "
-              f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {cells[0]} | {cells[1]} | "
+              f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {cells[0]} | {cells[1]} | {cells[2]} | "
               f"+{extra:.3f} ms |")
 
 

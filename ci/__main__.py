@@ -20,6 +20,7 @@ COMMAND_MODULES: list[str] = [
     "modelops.ci.plots",
     "modelops.ci.reproduce",
     "modelops.ci.evaluate",
+    "modelops.ci.drift_report",
 ]
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelops.ci.drift_report import pull_request_section
 from modelops.errors import ExternalError, InputError
 from modelops.settings.retrain import RetrainParams, duration_seconds
 
@@ -330,6 +331,8 @@ def retrain(root: Path, *, settings: Any, fresh_data: str, base: str,
     git(["checkout", "-q", "-b", branch], cwd=root)
     try:
         added = track_batch(root, batch, source, window)
+        # before the repro: against the baseline of the model this one would replace
+        drift = pull_request_section(root, settings, batch.path)
         _run([sys.executable, "-m", "dvc", "repro"], root, "dvc repro")
         git(["add", "-u"], cwd=root)
         git(["add", "--", *added], cwd=root)
@@ -366,6 +369,7 @@ def retrain(root: Path, *, settings: Any, fresh_data: str, base: str,
             f"({', '.join(f'`{n}`' for n in files)}), days {window[0]}..{window[1]}, "
             f"tracked by DVC as `{batch.path.relative_to(root)}`\n"
             f"- {metrics_line(root, settings)}\n\n"
+            f"{drift}\n\n"
             "The pull-request evaluation below compares this model with the base branch. "
             "Merge only if its gates pass; nothing is deployed before a merge. Closing this "
             "pull request without a merge rejects the batch: it will not be proposed again.")

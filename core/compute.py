@@ -51,7 +51,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from modelops.fsutil import write_json
+from modelops.settings import SETTINGS_KEY, load_settings
 from modelops.settings.cost import CostParams
+from modelops.yamlio import load_yaml_file
 
 COMPUTE_DIR = Path("metrics/compute")
 RUNS_DIR = Path(".dvc/tmp/modelops/runs")
@@ -219,9 +222,6 @@ def runs_dir(root: Path | None = None) -> Path:
 
 
 def _owner(root: Path) -> dict[str, str]:
-    from modelops.settings import SETTINGS_KEY
-    from modelops.yamlio import load_yaml_file
-
     try:
         raw = load_yaml_file(root / "params.yaml") or {}
         model = ((raw.get(SETTINGS_KEY) or {}).get("model") or {})
@@ -272,7 +272,6 @@ def measure(stage: str, cmd: Sequence[str], out_dir: Path = COMPUTE_DIR, *,
     return the command's exit code. ``reap`` (the command line does it) makes this process
     the subreaper of the stage's tree, so orphaned grandchildren are reaped and counted; a
     caller with children of its own must leave it off."""
-    from modelops.fsutil import write_json
 
     root = repo_root()
     gpus = given_gpus()
@@ -497,7 +496,6 @@ def ledger_of(root: Path) -> str:
     """``$MODELOPS_COST_LEDGER``, else ``modelops.cost.ledger`` of the repository."""
     if os.environ.get("MODELOPS_COST_LEDGER"):
         return os.environ["MODELOPS_COST_LEDGER"]
-    from modelops.settings import load_settings
 
     try:
         return load_settings(root / "params.yaml").cost.ledger

@@ -48,8 +48,10 @@ from pathlib import Path
 from typing import Any
 
 from modelops.errors import ExternalError, GateFailed, InputError
+from modelops.fsutil import write_json
 from modelops.gitops.conditions import ConditionError, Unsupported, Vector, check_condition
 from modelops.gitops.conditions import compile_for as compile_condition_for
+from modelops.yamlio import load_yaml_all
 
 SUCCESSFUL, FAILED, ERROR, INCONCLUSIVE = "Successful", "Failed", "Error", "Inconclusive"
 RUNNING, PENDING = "Running", "Pending"
@@ -314,7 +316,6 @@ def load_templates(path: str | Path, args: dict[str, str] | None = None,
     ``only`` keeps the named templates (an unknown name is an error listing the known ones).
     Conditions outside what the preview can evaluate are refused here.
     """
-    from modelops.yamlio import load_yaml_all
 
     p = Path(path)
     try:
@@ -638,8 +639,6 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         print(f"  {m.metric.template}/{m.metric.name}: {m.phase}"
               + (f" ({m.message})" if m.message else ""))
     if args.json:
-        from modelops.fsutil import write_json
-
         write_json(args.json, {"phase": run.phase, "message": run.message,
                                "verdict": verdict(run.phase), "metrics": [
             {"template": m.metric.template, "name": m.metric.name, "phase": m.phase,

@@ -28,6 +28,7 @@ from typing import Any
 import jsonschema_rs
 
 from modelops.errors import InputError
+from modelops.yamlio import load_yaml_large
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 _CONVERTER_VERSION = "1"
@@ -42,6 +43,7 @@ CRD_FILES: dict[str, str] = {
     "Workflow": "argo-workflows/argoproj.io_workflows.yaml",
     "WorkflowTemplate": "argo-workflows/argoproj.io_workflowtemplates.yaml",
     "PrometheusRule": "prometheus-operator/monitoring.coreos.com_prometheusrules.yaml",
+    "PodMonitor": "prometheus-operator/monitoring.coreos.com_podmonitors.yaml",
 }
 
 
@@ -112,7 +114,6 @@ def _load(kind: str) -> dict[str, Any]:
         return json.loads(cache.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         pass
-    from modelops.yamlio import load_yaml_large
 
     crd = load_yaml_large(data.decode("utf-8"), str(path.name))
     try:

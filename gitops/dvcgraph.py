@@ -3,6 +3,7 @@ the orders the Workflow and its tasks need."""
 
 from __future__ import annotations
 
+import heapq
 import os
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,6 @@ def _stage_name(stage: Any, root: str) -> str:
 
 def topological_order(graph: dict[str, list[str]]) -> list[str]:
     """Stages in dependency order (ties by name, so the output is stable)."""
-    import heapq
 
     missing = sorted({u for ups in graph.values() for u in ups} - set(graph))
     if missing:

@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -357,7 +358,6 @@ class Clone:
         proc = self.run(["var", "GIT_COMMITTER_IDENT"], check=False)
         if proc.returncode == 0 and proc.stdout.strip():
             return proc.stdout.decode().strip()
-        import time
 
         return f"{FALLBACK_IDENT} {int(time.time())} +0000"
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from pathlib import Path
 from modelops.errors import InputError
 from modelops.gitops.gitrepo import DEFAULT_BRANCH, Clone, redact
 from modelops.settings import model_name_of
+from modelops.yamlio import load_yaml_file
 
 RELEASE_FILE = "release.json"
 
@@ -146,7 +148,6 @@ def release_line(deps: list[Deployment]) -> tuple[list[int], int]:
 
 def open_history_clone(url: str, dest: Path, branch: str = DEFAULT_BRANCH) -> Clone:
     """A clone with the whole history of the branch (blobs fetched on demand when remote)."""
-    import shutil
 
     from modelops.gitops.publish import with_retries
 
@@ -196,7 +197,6 @@ def model_name(args: argparse.Namespace) -> str:
     if not params_path.exists():
         raise InputError(f"{params_path}: file not found, so the model is unknown",
                          hint="pass --model NAME or run from the model repository")
-    from modelops.yamlio import load_yaml_file
 
     raw = load_yaml_file(params_path) or {}
     name = model_name_of(raw)

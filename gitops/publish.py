@@ -50,6 +50,8 @@ from modelops.gitops.gitrepo import (
 )
 from modelops.gitops.workdirs import locked_tempdir
 from modelops.retry import RetryPolicy, is_retryable, retry_call
+from modelops.settings import load_settings
+from modelops.yamlio import load_yaml_all_fast
 
 DEFAULT_REMOTE_DIR = ".gitops-remote"
 ENV_REPO = "GITOPS_REPO"
@@ -146,7 +148,6 @@ def configured_repo(params_path: str | Path | None) -> str | None:
     such file."""
     if not params_path or not Path(params_path).is_file():
         return None
-    from modelops.settings import load_settings
 
     return load_settings(params_path).deploy.gitops_repo or None
 
@@ -156,7 +157,6 @@ def configured_branch(params_path: str | Path | None) -> str | None:
     follow, so the branch to publish to), or None when there is no such file."""
     if not params_path or not Path(params_path).is_file():
         return None
-    from modelops.settings import load_settings
 
     return load_settings(params_path).deploy.argocd.target_revision or None
 
@@ -318,7 +318,6 @@ def _identity(docs_by_file: Mapping[str, list[Any]]) -> dict[str, Any] | None:
 def _application_of(data: bytes | None, source: str) -> dict[str, Any] | None:
     if data is None:
         return None
-    from modelops.yamlio import load_yaml_all_fast
 
     try:
         docs = load_yaml_all_fast(data.decode("utf-8", "replace"), source)
@@ -518,7 +517,6 @@ def params_renderer(params_path: str | Path = "params.yaml",
     (:func:`gitops.render.render_env` checks the folder before returning); the Application
     follows ``branch`` (default: ``modelops.deploy.argocd.target_revision``)."""
     from modelops.gitops.render import render_env
-    from modelops.settings import load_settings
 
     params = load_settings(params_path)
 
@@ -604,7 +602,6 @@ def describe(changes: Mapping[str, Files | None]) -> tuple[str, list[tuple[str, 
     One release in one or more environments gets that release's provenance trailers (one
     ``Environment`` trailer per environment); a batch of different releases gets one
     ``Published: <env>/<model>@<version> sha256:<digest>`` trailer per folder."""
-    import json
 
     infos: dict[str, dict[str, Any]] = {}
     for folder, files in sorted(changes.items()):
@@ -701,7 +698,6 @@ def _cmd_publish(args: Any) -> int:
             raise InputError("no environment given (got nothing)",
                              hint="pass --env staging (repeat --env for several)")
         from modelops.gitops.release import build_release
-        from modelops.settings import load_settings
 
         params = load_settings(args.params)
         for env in args.envs:

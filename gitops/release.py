@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelops.errors import ExternalError, InputError, ValidationError
+from modelops.compute import CostParams, price, read_compute, totals
+from modelops.drift import feature_problems
+from modelops.errors import ConfigError, ExternalError, InputError, ValidationError
 from modelops.fsutil import md5_file, sha256_file
 from modelops.git import git_text
+from modelops.yamlio import load_yaml_file
 
 RELEASE_FORMAT = 1
 
@@ -43,10 +46,10 @@ FIELD_RULES: dict[str, tuple[str, str]] = {
 }
 # Fields that are not strings; checked by their own function (field, value, release) -> problems.
 OPTIONAL_FIELDS = ("drift_baseline", "compute")
-# The baseline travels in a pod-template annotation (gitops/render.py), and Kubernetes allows
-# 256 KiB of annotations per object, kubectl's last-applied copy of the Rollout included; a
-# baseline is a few hundred bytes to a few KiB.
-BASELINE_MAX_BYTES = 64 * 1024
+# The baseline travels in a ConfigMap of its own per release (gitops/render.py), named after
+# its content, and a ConfigMap holds at most 1 MiB of data; a per-feature baseline is ~20 KiB
+# for 64 pixels, ~250 KiB for 784. What is left is room for the key and the object around it.
+BASELINE_MAX_BYTES = 1024 * 1024 - 16 * 1024
 
 
 def baseline_problems(value: Any, model: str) -> list[tuple[str, Any, str]]:
@@ -79,15 +82,19 @@ def baseline_problems(value: Any, model: str) -> list[tuple[str, Any, str]]:
                                     or not all(isinstance(c, str) for c in classes)):
             out.append(("drift_baseline.classes", classes,
                         f"must be {len(dist)} class names, one per class_distribution entry"))
+    if not out and value.get("features") is not None:
+        out.extend((f"drift_baseline.{path}", v, problem)
+                   for path, v, problem in feature_problems(value["features"])[:1])
     if not out:
         try:
-            size = len(json.dumps(value, allow_nan=False))
+            size = len(json.dumps(value, allow_nan=False, sort_keys=True,
+                                  separators=(",", ":")))
         except (TypeError, ValueError) as exc:
             return [("drift_baseline", value, f"must be plain finite JSON ({exc})")]
         if size > BASELINE_MAX_BYTES:
             out.append(("drift_baseline", f"{size} bytes",
-                        f"must be at most {BASELINE_MAX_BYTES} bytes of JSON (it travels in a "
-                        "pod-template annotation)"))
+                        f"must be at most {BASELINE_MAX_BYTES} bytes of compact JSON (it "
+                        "travels in a ConfigMap, 1 MiB at most); fewer bins or features"))
     return out
 
 
@@ -102,9 +109,10 @@ class Release:
     source_repo: str
     source_commit: str
     dvc_lock_sha256: str
-    # metrics/drift_baseline.json of the same training run (the serving runtime's PSI
-    # reference), rendered into the pod template (annotation + downward API file). None: an
-    # older release.json without it, or modelops.model.drift_baseline set to "": the PSI stays NaN.
+    # metrics/drift_baseline.json of the same training run (the serving runtime's reference
+    # for prediction and input drift), rendered as a ConfigMap named after its content that the
+    # pod template mounts. None: an older release.json without it, or
+    # modelops.model.drift_baseline set to "": the PSI stays NaN.
     drift_baseline: dict[str, Any] | None = None
     # Compute that produced this model (metrics/compute/*.json, see modelops.compute): totals and
     # per-stage CPU/GPU seconds with the estimated cost. None: recorded without the launcher.
@@ -150,6 +158,12 @@ class Release:
             if out[name] is None:
                 del out[name]
         return out
+
+    def has_feature_bins(self) -> bool:
+        """Whether the drift baseline describes the model's features with bins (then the
+        runtime exports feature drift, and input-drift analyses and alerts apply)."""
+        features = (self.drift_baseline or {}).get("features")
+        return isinstance(features, dict) and features.get("quantile_edges") is not None
 
     def baseline_json(self) -> str | None:
         """The drift baseline as the file the serving runtime reads (canonical JSON)."""
@@ -198,7 +212,6 @@ def _show(value: Any) -> str:
 
 def read_dvc_lock_out(lock_path: Path, stage: str, out_path: str) -> str:
     """The md5 that ``dvc.lock`` pins for ``out_path`` of ``stage`` (DVC's lock file schema)."""
-    from modelops.yamlio import load_yaml_file
 
     if not lock_path.exists():
         raise InputError(f"{lock_path.name}: file not found",
@@ -248,7 +261,6 @@ def artifact_of(params: Any, lock_path: Path) -> tuple[str, str]:
 
 def find_dvc_lock_out(lock_path: Path, out_path: str) -> tuple[str, str] | None:
     """(stage, md5) of the stage in ``dvc.lock`` that outputs ``out_path``, or None."""
-    from modelops.yamlio import load_yaml_file
 
     raw = load_yaml_file(lock_path) if lock_path.exists() else None
     stages = raw.get("stages") if isinstance(raw, dict) else None
@@ -276,7 +288,6 @@ def compute_problems(value: Any) -> list[tuple[str, Any, str]]:
 
 def read_compute_record(root: Path, params: Any) -> dict[str, Any] | None:
     """Totals and per-stage compute from metrics/compute/*.json, priced by params.yaml cost."""
-    from modelops.compute import CostParams, price, read_compute, totals
 
     stages = read_compute(root)
     if not stages:
@@ -385,8 +396,6 @@ def build_release(repo_root: str | Path, params: Any, *, version: str | None = N
     deploy = params.deploy
     pattern, problem = FIELD_RULES["model"]
     if not re.fullmatch(pattern, params.model.name):
-        from modelops.errors import ConfigError
-
         raise ConfigError(getattr(params, "file", "params.yaml"), "modelops.model.name",
                           params.model.name, problem,
                           hint="the model name names Kubernetes objects; shorten it")

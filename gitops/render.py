@@ -30,11 +30,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from modelops.contracts import PREDICTION_PSI, REQUEST_DURATION, REQUESTS_TOTAL
-from modelops.errors import InputError, ValidationError
+from modelops.errors import ConfigError, InputError, ValidationError
+from modelops.fsutil import atomic_write_bytes
 from modelops.gitops.alerts import PrometheusRulesKind
+from modelops.gitops.dashboard import DashboardKind
+from modelops.gitops.input_alerts import analysis_metric
 from modelops.gitops.release import Release
 from modelops.gitops.templating import jinja_env
-from modelops.settings.deploy import ANALYSIS_TEMPLATES, DeployParams
+from modelops.settings.deploy import ANALYSIS_TEMPLATES, NEEDS_FEATURE_BINS, DeployParams
 from modelops.yamlio import dump_yaml_all, is_canonical, load_yaml_all_fast
 
 ROLE_LABEL = "modelops.io/role"
@@ -80,8 +83,90 @@ def wanted(kind: ManifestKind, release: Release) -> bool:
     return check is None or bool(check(release))
 
 
+class BaselineKind:
+    """``drift-baseline.yaml``: the release's drift baseline as a ConfigMap of its own, named
+    after its content (``<model>-baseline-<sha256[:10]>``, as kustomize's configMapGenerator
+    names), immutable, that the pod template mounts as the file ``DRIFT_BASELINE`` names.
+
+    Each release's pod template names its own ConfigMap, so the stable and the canary pods
+    each read their own release's baseline, a stable pod restarted mid-canary or after an abort
+    included. Argo CD is told not to prune it (``Prune=false``): the stable pods still mount the
+    previous release's ConfigMap while the folder already holds the next one, and a rollback
+    finds it again; and to apply it server-side (``ServerSideApply=true``), so no
+    ``last-applied-configuration`` copy of the data counts against the 256 KiB of annotations.
+    A ConfigMap holds up to 1 MiB (an annotation carrier had less than 128 KiB, the Rollout's
+    last-applied copy included): a baseline per pixel of a 28x28 image fits.
+    """
+
+    filename = "drift-baseline.yaml"
+    in_kustomization = True
+    validated = True
+    kinds = ("ConfigMap",)
+
+    @staticmethod
+    def wanted(release: Release) -> bool:
+        return release.drift_baseline is not None
+
+    def render(self, context: dict[str, Any]) -> list[dict[str, Any]]:
+        release: Release = context["release"]
+        text = release.baseline_json()
+        return [{
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": context["names"]["baseline"],
+                         "namespace": context["env"].namespace, "labels": context["labels"],
+                         "annotations": {
+                             "modelops.io/drift-baseline-sha256": _sha256(text),
+                             # kept for the stable pods and rollbacks; applied server-side,
+                             # so no last-applied copy counts against the 256 KiB of
+                             # annotations and the 1 MiB of a ConfigMap is usable
+                             "argocd.argoproj.io/sync-options":
+                                 "Prune=false,ServerSideApply=true"}},
+            "immutable": True,
+            "data": {BASELINE_KEY: text},
+        }]
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def baseline_name(model: str, release: Release) -> str | None:
+    """The name of the release's baseline ConfigMap (None without a baseline)."""
+    text = release.baseline_json()
+    return None if text is None else f"{model}-baseline-{_sha256(text)[:10]}"
+
+
+class PodMonitorKind:
+    """``pod-monitor.yaml``: the Prometheus Operator's PodMonitor that has the model's pods
+    scraped (``/metrics`` on the ``http`` port, every ``deploy.prometheus.scrape_interval``);
+    it selects the Rollout's pods, stable and canary alike, and the operator gives each
+    target its ``namespace`` label, which every rendered query of the environment selects.
+    The pods keep their ``prometheus.io/*`` annotations for a Prometheus that discovers pods
+    by annotation instead (the kubernetes-pods job sets ``namespace`` too)."""
+
+    filename = "pod-monitor.yaml"
+    in_kustomization = True
+    validated = True
+    kinds = ("PodMonitor",)
+
+    def render(self, context: dict[str, Any]) -> list[dict[str, Any]]:
+        prometheus = context["prometheus"]
+        return [{
+            "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+            "metadata": {"name": context["names"]["rollout"],
+                         "namespace": context["env"].namespace,
+                         "labels": {**context["labels"], **prometheus.monitor_labels}},
+            "spec": {
+                "selector": {"matchLabels": context["selector"]},
+                "podMetricsEndpoints": [{"port": "http", "path": "/metrics",
+                                         "interval": str(prometheus.scrape_interval)}],
+            },
+        }]
+
+
 # kind name -> manifest kind. Order = order in kustomization.yaml. One entry per kind.
 KINDS: dict[str, ManifestKind] = {
+    "drift-baseline": BaselineKind(),
     "rollout": TemplateKind("rollout.yaml", "rollout.yaml.j2", ("Rollout",)),
     "services": TemplateKind("services.yaml", "services.yaml.j2", ("Service", "Ingress")),
     "analysis-templates": TemplateKind("analysis-templates.yaml", "analysis-templates.yaml.j2",
@@ -90,17 +175,14 @@ KINDS: dict[str, ManifestKind] = {
                                 in_kustomization=False),
     "kustomization": TemplateKind("kustomization.yaml", "kustomization.yaml.j2",
                                   ("Kustomization",), in_kustomization=False, validated=False),
+    "pod-monitor": PodMonitorKind(),
     "prometheus-rules": PrometheusRulesKind(),
+    "dashboard": DashboardKind(),
 }
 RELEASE_FILE = "release.json"
 MODEL_DIR = "/models"  # emptyDir the fetch-model init container fills
-BASELINE_DIR = "/etc/model"  # the drift baseline's mount (a downward API volume)
+BASELINE_DIR = "/etc/model"  # the drift baseline's mount (its release's ConfigMap)
 BASELINE_KEY = "drift_baseline.json"
-# The pod template carries its release's drift baseline in this annotation, and a downward API
-# volume makes it the file DRIFT_BASELINE names: every ReplicaSet's pods read their own model's
-# baseline (a ConfigMap shared by name would give a stable pod restarted mid-canary, or after
-# an abort, the canary's baseline, and false drift alerts).
-BASELINE_ANNOTATION = "modelops.io/drift-baseline"
 # Both containers: the restricted Pod Security Standard (the image runs as uid 10001).
 CONTAINER_SECURITY = {
     "runAsNonRoot": True,
@@ -120,18 +202,29 @@ def _threshold(x: float) -> str:
     return repr(float(x))
 
 
-def analysis_templates(model: str, deploy: DeployParams) -> list[dict[str, Any]]:
+def applicable_templates(feature_bins: bool) -> list[str]:
+    """The analysis templates (short names) that apply to a release: ``input-drift`` only
+    when its drift baseline describes its features with bins."""
+    return [t for t in ANALYSIS_TEMPLATES if feature_bins or t not in NEEDS_FEATURE_BINS]
+
+
+def analysis_templates(model: str, deploy: DeployParams, feature_bins: bool = True,
+                       namespace: str | None = None) -> list[dict[str, Any]]:
     """Name, description and metrics (query and conditions) of each AnalysisTemplate.
 
     The canary is selected by ``role="canary"`` and the ``model``/``version`` args, the stable
-    by ``role="stable"`` and ``model``. Each template judges the canary on its own (absolute
+    by ``role="stable"`` and ``model``; both in the environment's ``namespace`` (when given:
+    the same version may run as staging's stable while production judges it as its canary,
+    and one Prometheus sees both). Each template judges the canary on its own (absolute
     bounds) and, where a comparison means something, against the stable in the same window:
 
     - error-rate: the share of non-2xx answers (a 413 or 400 storm fails too, not only 5xx),
       and that share minus the stable's;
     - latency-p99: the canary's p99, and its ratio to the stable's p99 (floored, so two fast
       versions do not fail on sub-millisecond noise);
-    - prediction-drift: the canary's PSI against the training baseline.
+    - prediction-drift: the canary's PSI against the training baseline;
+    - input-drift: the largest PSI of the canary's input features against their training bins
+      (:func:`gitops.input_alerts.analysis_metric`), for a release with ``feature_bins``.
 
     Conditions: success ``len(result) > 0 && result[0] < T``, failure ``len(result) > 0 &&
     result[0] >= T``. An empty result (no such series yet) or NaN (no traffic in the window)
@@ -139,8 +232,9 @@ def analysis_templates(model: str, deploy: DeployParams) -> list[dict[str, Any]]
     pause the Rollout for a human instead of promoting or aborting blind.
     """
     a = deploy.analysis
-    canary = 'model="{{args.model}}",version="{{args.version}}",role="canary"'
-    stable = 'model="{{args.model}}",role="stable"'
+    ns = f'namespace="{namespace}",' if namespace else ""
+    canary = ns + 'model="{{args.model}}",version="{{args.version}}",role="canary"'
+    stable = ns + 'model="{{args.model}}",role="stable"'
     w = a.rate_window
 
     def share(sel: str) -> str:
@@ -173,10 +267,12 @@ def analysis_templates(model: str, deploy: DeployParams) -> list[dict[str, Any]]
         ],
         "prediction-drift": [bounded("prediction-drift", f"max({PREDICTION_PSI}{{{canary}}})",
                                      a.drift_psi_max)],
+        "input-drift": [analysis_metric(a.input_drift_psi_max, canary)],
     }
-    return [{"short": short, "name": f"{model}-{short}", "description": description,
-             "metrics": metrics[short]}
-            for short, description in ANALYSIS_TEMPLATES.items()]
+    _threshold(a.input_drift_psi_max)
+    return [{"short": short, "name": f"{model}-{short}",
+             "description": ANALYSIS_TEMPLATES[short], "metrics": metrics[short]}
+            for short in applicable_templates(feature_bins)]
 
 
 def check_analysis(templates: list[dict[str, Any]], deploy: DeployParams,
@@ -184,7 +280,6 @@ def check_analysis(templates: list[dict[str, Any]], deploy: DeployParams,
     """Refuse, before anything is rendered, an analysis the preview (``gitops analyze``) could
     not judge or that Argo would reject: each step's run is validated as Argo's controller
     validates an AnalysisRun, and every condition must be in the preview's subset."""
-    from modelops.errors import ConfigError
     from modelops.gitops.analysis import Metric, validate_run
     from modelops.gitops.conditions import ConditionError, check_condition
 
@@ -216,15 +311,21 @@ def check_analysis(templates: list[dict[str, Any]], deploy: DeployParams,
                                "failure_limit -1 needs consecutive_success_limit > 0")
 
 
-def canary_steps(model: str, version: str, steps: Any) -> list[dict[str, Any]]:
-    """params.yaml steps -> Rollout steps: analysis templates get their full name and args."""
+def canary_steps(model: str, version: str, steps: Any,
+                 applicable: list[str] | None = None) -> list[dict[str, Any]]:
+    """params.yaml steps -> Rollout steps: analysis templates get their full name and args;
+    templates that do not apply to the release (``applicable``) are left out, and a step left
+    without any."""
     out = []
     for step in steps:
         (key, value), = step.items()
         if key == "analysis":
+            names = [t["templateName"] for t in value["templates"]
+                     if applicable is None or t["templateName"] in applicable]
+            if not names:
+                continue
             value = {
-                "templates": [{"templateName": f"{model}-{t['templateName']}"}
-                              for t in value["templates"]],
+                "templates": [{"templateName": f"{model}-{name}"} for name in names],
                 "args": [{"name": "model", "value": model},
                          {"name": "version", "value": version}],
             }
@@ -266,15 +367,14 @@ def build_context(release: Release, params: Any, env: str,
     }
     baseline = release.baseline_json()
     if baseline is not None:  # which baseline the pods read, short enough to eyeball
-        annotations["modelops.io/drift-baseline-sha256"] = hashlib.sha256(
-            baseline.encode("utf-8")).hexdigest()
+        annotations["modelops.io/drift-baseline-sha256"] = _sha256(baseline)
     pod_annotations = {
         **annotations,
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(deploy.port),
         "prometheus.io/path": "/metrics",
-        **({BASELINE_ANNOTATION: baseline} if baseline is not None else {}),
     }
+    alerts = getattr(params, "alerts", None)
     model_path = f"{MODEL_DIR}/{Path(params.model.artifact.path).name}"
     container_env = [
         {"name": "MODEL_NAME", "value": model},
@@ -287,6 +387,8 @@ def build_context(release: Release, params: Any, env: str,
         {"name": "PORT", "value": str(deploy.port)},
         {"name": "SERVE_DRAIN_SECONDS", "value": str(deploy.shutdown.drain_seconds)},
         {"name": "SERVE_GRACE_SECONDS", "value": str(deploy.shutdown.grace_seconds)},
+        *([{"name": "FEATURE_PSI_THRESHOLD", "value": repr(float(alerts.feature_psi_warning))}]
+          if alerts is not None and release.has_feature_bins() else []),
     ]
     fetch_env = [
         {"name": "MODEL_URI", "value": release.artifact_uri},
@@ -299,8 +401,12 @@ def build_context(release: Release, params: Any, env: str,
                 "limits": {"cpu": r.limits.cpu, "memory": r.limits.memory}}
 
     resources, fetch_resources = amounts(deploy.resources), amounts(deploy.fetch_resources)
-    templates = analysis_templates(model, deploy)
+    applicable = applicable_templates(release.has_feature_bins())
+    templates = analysis_templates(model, deploy, release.has_feature_bins(),
+                                   env_params.namespace)
     names = {
+        "baseline": baseline_name(model, release),
+        "dashboard": f"{model}-dashboard",
         "rollout": model,
         "service": model,  # what clients use: selects both ReplicaSets' pods
         "ingress": model,
@@ -320,16 +426,15 @@ def build_context(release: Release, params: Any, env: str,
         "credentials_secret": deploy.artifact_credentials_secret,
         "security": CONTAINER_SECURITY, "model_dir": MODEL_DIR, "baseline_dir": BASELINE_DIR,
         "baseline_key": BASELINE_KEY, "has_baseline": baseline is not None,
-        "baseline_annotation": BASELINE_ANNOTATION,
         "service_labels": {role: {**labels, ROLE_LABEL: role} for role in ("stable", "canary")},
-        "steps": canary_steps(model, release.version, deploy.canary.steps),
+        "steps": canary_steps(model, release.version, deploy.canary.steps, applicable),
         "analysis_templates": templates,
         "traffic": deploy.traffic, "shutdown": deploy.shutdown,
         "termination_grace_seconds": deploy.shutdown.pre_stop_seconds
         + deploy.shutdown.drain_seconds + deploy.shutdown.grace_seconds + 5,
         "kustomize_resources": [k.filename for k in KINDS.values()
                                 if k.in_kustomization and wanted(k, release)],
-        "alerts": getattr(params, "alerts", None),
+        "alerts": alerts,
     }
 
 
@@ -362,8 +467,10 @@ def render_env(release: Release, params: Any, env: str, *, validate: bool = True
     before anything is returned. ``branch``: see :func:`build_context`.
     """
     release.check()
-    check_analysis(analysis_templates(release.model, params.deploy), params.deploy,
-                   getattr(params, "file", "params.yaml"))
+    namespace = params.deploy.environment(env, getattr(params, "file", "params.yaml")).namespace
+    check_analysis(analysis_templates(release.model, params.deploy, release.has_feature_bins(),
+                                      namespace),
+                   params.deploy, getattr(params, "file", "params.yaml"))
     rendered = render_docs(release, params, env, branch)
     files = {name: dump_manifests(docs, name) for name, docs in rendered.items()}
     files[RELEASE_FILE] = release.to_json()
@@ -551,7 +658,6 @@ def write_env(files: dict[str, bytes], out_dir: str | Path, env: str, model: str
     temporary folder through its lock, see :mod:`gitops.workdirs`; a half-removed
     ``.<model>.old``).
     """
-    from modelops.fsutil import atomic_write_bytes
     from modelops.gitops.workdirs import locked_tempdir
 
     target = Path(out_dir) / env / model

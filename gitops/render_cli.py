@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 from modelops.errors import InputError
+from modelops.fsutil import atomic_write_bytes
+from modelops.settings import load_settings
+from modelops.yamlio import load_yaml_all
 
 _RELEASE_HELP = """\
 defaults: --version is the first 12 hex digits of the git HEAD commit; --image is
@@ -20,18 +23,23 @@ HEAD; --source-repo comes from GitHub Actions or the 'origin' remote. The artifa
 
 _RENDER_HELP = """\
 writes OUT/<env>/<model>/ with rollout.yaml, services.yaml, analysis-templates.yaml,
-prometheus-rules.yaml, application.yaml, kustomization.yaml and release.json (all files or none;
-stale files removed; each folder checked as `publish --rendered-dir` checks it). The Rollout's
-fetch-model init container (python -m modelops.serve.fetch) downloads and checks the artifact
-into /models; the server reads DRIFT_BASELINE, the release's drift
-baseline, from a downward API file of its pod template's annotation modelops.io/drift-baseline
-(so stable and canary pods each read their own model's baseline).
+pod-monitor.yaml, prometheus-rules.yaml, drift-baseline.yaml, dashboard.yaml,
+application.yaml, kustomization.yaml and release.json (all files or none; stale files
+removed; each folder checked as `publish --rendered-dir` checks it). The Rollout's
+fetch-model init container (python -m modelops.serve.fetch) downloads and checks the
+artifact into /models; the server reads
+DRIFT_BASELINE, the release's drift baseline, from the release's own ConfigMap
+(drift-baseline.yaml, named after its content, never pruned: stable and canary pods each read
+their own model's baseline). dashboard.yaml is the model's Grafana dashboard, a ConfigMap
+labelled grafana_dashboard: "1" for the Grafana sidecar.
 
 analysis thresholds (params.yaml deploy.analysis) -> AnalysisTemplates:
   error_rate_max          <model>-error-rate: share of 5xx in model_requests_total{role="canary"}
   latency_p99_max_seconds <model>-latency-p99: histogram_quantile(0.99, model_request_duration_
                           seconds_bucket{role="canary"})
   drift_psi_max           <model>-prediction-drift: max(model_prediction_psi{role="canary"})
+  input_drift_psi_max     <model>-input-drift: max(model_feature_psi_max{role="canary"}) (a
+                          baseline with per-feature bins only)
 each metric: successCondition 'len(result) > 0 && result[0] < T', failureCondition
 'len(result) > 0 && result[0] >= T'. No data (empty result or NaN) is inconclusive; after
 inconclusive_limit of those the rollout pauses for a human."""
@@ -67,9 +75,6 @@ def load_release(args: argparse.Namespace, params):
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
-    from modelops.fsutil import atomic_write_bytes
-    from modelops.settings import load_settings
-
     params = load_settings(args.params)
     release = load_release(args, params)
     data = release.to_json()
@@ -84,7 +89,6 @@ def _cmd_release(args: argparse.Namespace) -> int:
 
 def _cmd_render(args: argparse.Namespace) -> int:
     from modelops.gitops.render import render_env, write_env
-    from modelops.settings import load_settings
 
     params = load_settings(args.params)
     envs = args.env or list(params.deploy.environments)
@@ -101,7 +105,6 @@ def _cmd_render(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from modelops.gitops.render import KINDS
     from modelops.gitops.validate import check_manifests, kustomize_build
-    from modelops.yamlio import load_yaml_all
 
     # rendered files that are not Kubernetes objects this validator knows (kustomization.yaml)
     unchecked = {k.filename for k in KINDS.values() if not k.validated}

@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import hmac
 import json
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -45,7 +47,10 @@ from pathlib import Path
 from typing import Any
 
 from modelops.errors import ExternalError, InputError
+from modelops.fsutil import write_json, write_output
+from modelops.settings import load_settings
 from modelops.settings.retrain import RetrainParams, duration_seconds
+from modelops.yamlio import dump_yaml
 
 MAX_BODY = 1 << 20
 MAX_ALERTS = 1000
@@ -205,7 +210,6 @@ class RelayState:
     def save(self) -> None:
         if self.path is None:
             return
-        from modelops.fsutil import write_json
 
         write_json(self.path, {"keys": self.keys, "times": self.times})
 
@@ -296,8 +300,6 @@ class Relay:
 
 
 def _label_key(labels: Mapping[str, str]) -> str:
-    import hashlib
-
     return hashlib.sha256(json.dumps(sorted(labels.items())).encode()).hexdigest()[:16]
 
 
@@ -403,10 +405,7 @@ def read_token(token_file: str | None, env: Mapping[str, str] | None = None) -> 
 
 
 def _cmd_relay(args) -> int:
-    import signal
-
     from modelops.github import GitHub
-    from modelops.settings import load_settings
 
     token = os.environ.get("GITHUB_TOKEN")
     if not token:
@@ -442,10 +441,6 @@ def _cmd_relay(args) -> int:
 
 
 def _cmd_alertmanager(args) -> int:
-    from modelops.fsutil import write_output
-    from modelops.settings import load_settings
-    from modelops.yamlio import dump_yaml
-
     params = load_settings(args.params)
     if write_output(args.out, dump_yaml(alertmanager_config(params.model.name,
                                                             params.retrain))):

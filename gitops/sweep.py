@@ -13,19 +13,25 @@ ties), one comparison report is written, and one pull request is opened for the 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from modelops.errors import ExternalError, InputError
+from modelops.fsutil import atomic_write_text, write_json
 from modelops.git import git
+from modelops.retry import retry_call
+from modelops.settings import load_settings
 from modelops.settings.workflow import WorkflowParams
 
 SWEEP_REFS = "refs/modelops/sweeps"
@@ -87,7 +93,6 @@ def flatten(values: Any, prefix: str = "") -> dict[str, Any]:
 def read_metrics(root: Path, files: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """file -> flattened metrics of the workspace at ``root``, read through DVC (git- or
     DVC-tracked, JSON/YAML/TOML), for ``files`` (or every metrics file of dvc.yaml)."""
-    import contextlib
 
     from dvc.repo import Repo
 
@@ -197,8 +202,6 @@ def report_markdown(report: Mapping[str, Any]) -> str:
 
 
 def write_report(report: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    from modelops.fsutil import atomic_write_text, write_json
-
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "sweep-report.json", dict(report))
     atomic_write_text(out_dir / "sweep-report.md", report_markdown(report))
@@ -232,7 +235,6 @@ def commit_all(clone: Path, message: str) -> str:
 def _run_point(root: Path, point: Mapping[str, Any], run_id: str, tmp: Path,
                dvc_args: Sequence[str]) -> dict[str, Any]:
     """One point, in a process of its own (DVC and Hydra may change the working directory)."""
-    from modelops.settings import load_settings
 
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "MODELOPS_RUN_KIND":
            os.environ.get("MODELOPS_RUN_KIND", "local"), "MODELOPS_RUN_ID": run_id}
@@ -265,8 +267,6 @@ def run_local(root: Path, points: Sequence[Mapping[str, Any]], *, jobs: int = 2,
     default remote (``dvc repro --pull``), outputs go back to it (``dvc push``), so the winner's
     pull request can be reproduced anywhere. Each point's commit is fetched into ``root`` as
     ``refs/modelops/sweeps/<run_id>/<point>``. Returns the points' results in order."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     root = root.resolve()
     run_id = run_id or datetime.now(UTC).strftime("local-%Y%m%d-%H%M%S")
@@ -309,8 +309,6 @@ def propose(root: Path, report: Mapping[str, Any], *, branch: str, base: str,
 
 def push_branch(root: Path, commit: str, branch: str, env: Mapping[str, str] | None = None
                 ) -> None:
-    from modelops.retry import retry_call
-
     retry_call(lambda: git(["push", "-q", "origin", f"{commit}:refs/heads/{branch}"], cwd=root,
                            env=env, what="git push", timeout=300),
                what="git push", log=_log)

@@ -208,6 +208,8 @@ def validate_document(doc: Any, index: int = 0, source: str | None = None) -> li
 # What a schema cannot say but the API server, kubectl, Argo or Prometheus refuses.
 
 ANNOTATIONS_LIMIT = 256 * 1024  # apimachinery TotalAnnotationSizeLimitB, in bytes
+CONFIGMAP_LIMIT = 1024 * 1024  # apimachinery's MaxSecretSize, which ConfigMaps share: data bytes
+SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 APP_NAME_MAX = 63  # a label value: Argo CD's label tracking puts the name in one
 _NON_FINITE = re.compile(r"(?<![\w.])(?:nan|NaN|NAN|inf|Inf|INF|Infinity)(?![\w(])")
@@ -293,7 +295,10 @@ def semantic_problems(doc: dict[str, Any], where: str) -> list[Problem]:
     kind = doc.get("kind")
     meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
     own = _annotation_bytes(meta.get("annotations"))
-    if kind != "Kustomization":
+    sync = (meta.get("annotations") or {}).get(SYNC_OPTIONS) if isinstance(
+        meta.get("annotations"), dict) else None
+    server_side = isinstance(sync, str) and "ServerSideApply=true" in sync.split(",")
+    if kind != "Kustomization" and not server_side:  # server-side apply keeps no copy
         total = own + len(LAST_APPLIED) + last_applied_size(doc)
         if total > ANNOTATIONS_LIMIT:
             out.append(Problem(
@@ -335,6 +340,13 @@ def semantic_problems(doc: dict[str, Any], where: str) -> list[Problem]:
                         "aborts"))
     if kind == "PrometheusRule":
         out.extend(_rule_problems(doc, where))
+    if kind == "ConfigMap":
+        size = sum(len(str(k).encode("utf-8")) + len(str(v).encode("utf-8"))
+                   for key in ("data", "binaryData")
+                   for k, v in (doc.get(key) or {}).items())
+        if size > CONFIGMAP_LIMIT:
+            out.append(Problem(where, "data", f"{size} bytes, above the 1 MiB a ConfigMap can "
+                                              "hold: the API server would refuse it"))
     return out
 
 
@@ -355,12 +367,20 @@ def cross_reference_problems(docs: list[dict], sources: list[str | None]) -> lis
                 d for d in docs if isinstance(d, dict) and d.get("kind") == kind}
 
     templates, cluster_templates = index("AnalysisTemplate"), index("ClusterAnalysisTemplate")
-    services = index("Service")
+    services, configmaps = index("Service"), index("ConfigMap")
     for i, doc in enumerate(docs):
         if not isinstance(doc, dict) or doc.get("kind") != "Rollout":
             continue
         where = _doc_id(doc, i, sources[i])
         ns = (doc.get("metadata") or {}).get("namespace")
+        pod = ((doc.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for j, volume in enumerate(pod.get("volumes") or []):
+            ref = volume.get("configMap") if isinstance(volume, dict) else None
+            if (isinstance(ref, dict) and not ref.get("optional")
+                    and (ns, ref.get("name")) not in configmaps):
+                out.append(Problem(where, f"spec.template.spec.volumes[{j}].configMap.name",
+                                   f"names ConfigMap {ref.get('name')!r}, which is not in the "
+                                   "manifests: the pods would never start"))
         canary = ((doc.get("spec") or {}).get("strategy") or {}).get("canary") or {}
         for key in ("stableService", "canaryService"):
             name = canary.get(key)

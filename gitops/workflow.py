@@ -33,6 +33,7 @@ in strict mode before anything is written.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -41,7 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelops.errors import ConfigError, InputError
+from modelops.errors import ConfigError, ExternalError, InputError, ValidationError
+from modelops.fsutil import write_output
 from modelops.git import git_text
 from modelops.gitops import workflow_task
 from modelops.gitops.dvcgraph import (
@@ -54,7 +56,9 @@ from modelops.gitops.dvcgraph import (
     topological_order,
 )
 from modelops.gitops.sweep import sweep_points
+from modelops.settings import load_settings
 from modelops.settings.workflow import StageResources, WorkflowParams
+from modelops.yamlio import dump_yaml
 
 # Container paths, all under the working directory so every task command uses relative ones.
 WORKDIR = "/work"
@@ -603,7 +607,6 @@ def build(repo_root: str | Path = ".", params_file: str | Path = "params.yaml",
           *, source_commit: str | None = None, sweep: bool = False) -> dict[str, Any]:
     """Render and strictly validate the Workflow for the repository at ``repo_root``."""
     from modelops.gitops.crd import validate_strict
-    from modelops.settings import load_settings
 
     root = Path(repo_root)
     params = load_settings(root / params_file)
@@ -622,8 +625,6 @@ def build(repo_root: str | Path = ".", params_file: str | Path = "params.yaml",
     doc = render_workflow(graph, wf, ctx)
     problems = validate_strict(doc)
     if problems:
-        from modelops.errors import ValidationError
-
         raise ValidationError(f"rendered {doc['kind']} breaks the upstream schema: "
                               + "; ".join(problems[:5]))
     return doc
@@ -637,9 +638,6 @@ def _head_commit(root: Path) -> str:
 
 
 def _cmd_render(args) -> int:
-    from modelops.fsutil import write_output
-    from modelops.yamlio import dump_yaml
-
     doc = build(args.repo, source_commit=args.source_commit, sweep=args.sweep)
     if write_output(args.out, dump_yaml(doc)):
         print(f"wrote {args.out}: {doc['kind']} with {len(workflow_dag(doc))} stage task(s)"
@@ -666,7 +664,6 @@ def _cmd_submit(args) -> int:
     phase = final["status"]["phase"]
     if phase != "Succeeded":
         message = final["status"].get("message", "")
-        from modelops.errors import ExternalError
 
         raise ExternalError(f"workflow {name} ended {phase}: {message}".rstrip(": "),
                             hint=f"see `argo logs -n {namespace} {name}`")
@@ -674,8 +671,6 @@ def _cmd_submit(args) -> int:
 
 
 def register(sub) -> None:
-    import argparse
-
     p = sub.add_parser(
         "workflow", help="run the DVC pipeline on Argo Workflows (render | submit | sweep)",
         description="Translate dvc.yaml's stage graph into an Argo Workflows Workflow (one DAG "

@@ -27,6 +27,7 @@ retries only those.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -37,8 +38,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from modelops.compute import runs_dir, upload_runs
 from modelops.errors import ExternalError, InputError, SuiteError
+from modelops.fsutil import atomic_write_text, write_json
 from modelops.git import git, git_text
+from modelops.retry import RetryPolicy, retry_call
+from modelops.settings import load_settings
+from modelops.yamlio import load_yaml
 
 EXIT_STAGE_FAILED = 1
 EXIT_TRANSIENT = 75  # EX_TEMPFAIL
@@ -173,9 +179,6 @@ def _changed_gitignores(src: Path) -> list[str]:
 
 def write_result(src: Path, out: Path, stage: str, status: str, files: Sequence[str],
                  extra: dict[str, Any] | None = None) -> None:
-    from modelops.compute import runs_dir
-    from modelops.fsutil import write_json
-
     out.mkdir(parents=True, exist_ok=True)
     kept = []
     for rel in files:
@@ -221,7 +224,6 @@ def run_task(stage: str, *, src: Path, inputs: Path, out: Path, remote: str = ""
     from dvc.repo import Repo
     from dvc.stage.exceptions import StageCmdFailedError
 
-    from modelops.compute import upload_runs
     from modelops.gitops.sweep import apply_overrides
 
     src, inputs, out = src.resolve(), inputs.resolve(), out.resolve()
@@ -296,8 +298,6 @@ def credential_env(credentials: Path | None) -> dict[str, str]:
 
 
 def _push(src: Path, refspec: str, credentials: Path | None) -> None:
-    from modelops.retry import RetryPolicy, retry_call
-
     env = credential_env(credentials)
     try:
         retry_call(lambda: git(["push", "-q", "origin", refspec], cwd=src, env=env,
@@ -328,8 +328,6 @@ def _github(args: Any) -> dict[str, str] | None:
 
 
 def _settings(src: Path) -> Any:
-    from modelops.settings import load_settings
-
     return load_settings(src / "params.yaml")
 
 
@@ -341,7 +339,6 @@ def _order(src: Path) -> list[str]:
 
 def _changed_stages(src: Path, results: Sequence[dict[str, Any]]) -> list[str]:
     """Stages whose dvc.lock entry differs from the committed one."""
-    from modelops.yamlio import load_yaml
 
     committed = load_yaml(git_text(["show", "HEAD:dvc.lock"], cwd=src) or "{}") or {}
     now = load_yaml((src / "dvc.lock").read_text(encoding="utf-8")) or {}
@@ -373,7 +370,6 @@ def _fail_on_failed(results: Sequence[dict[str, Any]]) -> None:
 def open_pr(args: Any) -> int:
     """Apply every stage's result; commit, push a branch, open the pull request."""
     _absolute(args)
-    from modelops.fsutil import write_json
     from modelops.gitops.sweep import headline_of, read_metrics
 
     src, out = Path(args.src).resolve(), Path(args.out).resolve()
@@ -435,7 +431,6 @@ def _credentials(args: Any) -> Path | None:
 def collect(args: Any) -> int:
     """A sweep point's results as one commit on ``refs/modelops/sweeps/<workflow>/<point>``."""
     _absolute(args)
-    from modelops.fsutil import atomic_write_text
     from modelops.gitops.sweep import SWEEP_REFS, apply_overrides, point_result
 
     src, out = Path(args.src).resolve(), Path(args.out).resolve()
@@ -478,7 +473,6 @@ def _params_of(overrides: Sequence[str]) -> dict[str, str]:
 def compare(args: Any) -> int:
     """Rank the sweep's points, write the report, open the pull request for the best."""
     _absolute(args)
-    from modelops.fsutil import write_json
     from modelops.gitops.sweep import (
         SWEEP_REFS,
         comparison_report,
@@ -594,8 +588,6 @@ def _cmd_task(args: Any) -> int:
 
 
 def register(wsub: Any) -> None:
-    import argparse
-
     paths = argparse.ArgumentParser(add_help=False)
     paths.add_argument("--src", default="src", help="the clone of the source commit")
     paths.add_argument("--inputs", default="in", help="folder of upstream results")

@@ -52,12 +52,18 @@ class ExportParams:
     min_top1_agreement: float = field(default=1.0, metadata={"min": 0.0, "max": 1.0})
 
 
+@dataclass(frozen=True)
+class EvaluateParams:
+    drift_bins: int = field(default=10, metadata={"min": 2, "max": 50})  # per pixel, quantiles
+
+
 # this pipeline's sections -> their dataclasses
 SECTIONS: dict[str, type] = {
     "ingest": IngestParams,
     "prepare": PrepareParams,
     "train": TrainParams,
     "export": ExportParams,
+    "evaluate": EvaluateParams,
 }
 
 

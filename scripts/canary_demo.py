@@ -11,7 +11,8 @@ Service, never to a server directly, so the canary's metrics fill from real clie
 
 - ``healthy``: the same model as stable -> the run is Successful (promote);
 - ``degraded``: the model with shuffled weights -> prediction drift: Failed (abort);
-- ``drifted-inputs``: the good model fed inverted images -> prediction drift: Failed;
+- ``drifted-inputs``: the good model fed inverted images -> prediction drift and input drift
+  (every pixel against its training bins): Failed;
 - ``erroring``: a model whose outputs are NaN, answered 500 -> error rate: Failed;
 - ``rejecting``: a canary with a lowered ``--max-batch``, answering 413 to a third of the
   requests -> error rate (non-2xx): Failed;
@@ -163,7 +164,8 @@ def start_server(workdir: Path, name: str, model: Path, *, version: str, role: s
     cmd = [python, "-m", "modelops.serve", "--model", str(model), "--sha256", sha256_file(model),
            "--model-name", MODEL, "--model-version", version, "--role", role,
            "--host", "127.0.0.1", "--port", "0", "--psi-window", "300",
-           "--psi-min-samples", "50", "--drain-seconds", "0", *(extra or [])]
+           "--psi-min-samples", "50", "--feature-window", "300", "--feature-min-samples", "50",
+           "--drain-seconds", "0", *(extra or [])]
     if baseline is not None:
         cmd += ["--drift-baseline", str(baseline)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -174,7 +176,12 @@ def start_server(workdir: Path, name: str, model: Path, *, version: str, role: s
 
 
 def start_prometheus(workdir: Path, targets: list[str], binary: str = "prometheus",
-                     scrape_interval: str = "1s") -> Proc:
+                     scrape_interval: str = "1s", rule_files: list[Path] | None = None,
+                     namespace: str | None = None) -> Proc:
+    """Prometheus from its binary, scraping ``targets`` and evaluating ``rule_files`` (plain
+    rules files, a PrometheusRule's spec) every ``scrape_interval``. The targets get the
+    ``namespace`` label Kubernetes discovery gives a pod's target (the environment's namespace,
+    which every rendered query selects)."""
     exe = shutil.which(binary)
     if exe is None:
         raise InputError("prometheus is not installed",
@@ -185,7 +192,10 @@ def start_prometheus(workdir: Path, targets: list[str], binary: str = "prometheu
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": [{"job_name": "model-serving", "scrape_interval": scrape_interval,
                             "scrape_timeout": scrape_interval,
-                            "static_configs": [{"targets": targets}]}],
+                            "static_configs": [{
+                                "targets": targets,
+                                **({"labels": {"namespace": namespace}} if namespace else {})}]}],
+        **({"rule_files": [str(p) for p in rule_files]} if rule_files else {}),
     }))
     data = workdir / "prometheus-data"
     data.mkdir(exist_ok=True)
@@ -264,14 +274,29 @@ class Traffic:
             t.join(timeout=35)
 
 
+SCRAPE_INTERVAL = "1s"  # the lab's Prometheus, and the rendered scrape_interval
+
+
+def demo_namespace(params_file: Path | None = None) -> str:
+    """The namespace of the first environment of params.yaml: the one the lab renders, whose
+    queries select it."""
+    from modelops.settings import load_settings
+
+    deploy = load_settings(params_file or ROOT / "params.yaml").deploy
+    return next(iter(deploy.environments.values())).namespace
+
+
 def render_analysis_templates(out_dir: Path, prometheus_url: str, *, interval: str = "2s",
                               count: int = 4, failure_limit: int = 1,
                               inconclusive_limit: int = 1, rate_window: str = "10s",
-                              params_file: Path | None = None) -> Path:
+                              params_file: Path | None = None,
+                              baseline: dict | None = None) -> Path:
     """Render the manifests with ``gitops render``'s code, params.yaml + test overrides.
 
     Only ``modelops.deploy.prometheus.address`` and ``modelops.deploy.analysis`` timing are
-    overridden; the thresholds (error rate, latency p99, PSI) stay those of params.yaml.
+    overridden; the thresholds (error rate, latency p99, PSI) stay those of params.yaml. With
+    the servers' drift ``baseline`` (its features binned), the input-drift template is
+    rendered too.
     """
     from modelops.gitops.release import Release
     from modelops.gitops.render import render_env, write_env
@@ -281,7 +306,8 @@ def render_analysis_templates(out_dir: Path, prometheus_url: str, *, interval: s
     pfile = params_file or ROOT / "params.yaml"
     raw = load_yaml_file(pfile)
     deploy = raw.setdefault("modelops", {}).setdefault("deploy", {})
-    deploy.setdefault("prometheus", {})["address"] = prometheus_url
+    deploy.setdefault("prometheus", {}).update({"address": prometheus_url,
+                                                "scrape_interval": SCRAPE_INTERVAL})
     analysis = deploy.setdefault("analysis", {})
     analysis.update({"interval": interval, "count": count, "failure_limit": failure_limit,
                      "inconclusive_limit": inconclusive_limit, "rate_window": rate_window})
@@ -289,7 +315,8 @@ def render_analysis_templates(out_dir: Path, prometheus_url: str, *, interval: s
     release = Release(model=MODEL, version="2", sha256="0" * 64, dvc_md5="0" * 32,
                       artifact_uri="s3://models/digits-cnn/model.onnx",
                       image=params.deploy.image, source_repo="example/model-repo",
-                      source_commit="0" * 40, dvc_lock_sha256="0" * 64)
+                      source_commit="0" * 40, dvc_lock_sha256="0" * 64,
+                      drift_baseline=baseline)
     env = next(iter(params.deploy.environments))
     files = render_env(release, params, env)
     target = write_env(files, out_dir, env, MODEL)
@@ -316,16 +343,18 @@ def scenarios() -> list[Scenario]:
     return [
         Scenario("healthy", "2-healthy", "Successful"),
         Scenario("degraded", "3-degraded", "Failed", ("prediction-drift",), model="shuffled"),
-        Scenario("drifted-inputs", "4-drifted", "Failed", ("prediction-drift",),
+        Scenario("drifted-inputs", "4-drifted", "Failed", ("prediction-drift", "input-drift"),
                  inputs="inverted"),
         Scenario("erroring", "8-erroring", "Failed", ("error-rate",), model="nan"),
         Scenario("rejecting", "9-rejecting", "Failed", ("error-rate",),
                  extra=("--max-batch", "5")),
         Scenario("slow", "5-slow", "Failed", ("latency-p99",), latency_ms=400),
         Scenario("idle", "6-idle", "Inconclusive", ("error-rate", "latency-p99",
-                                                    "prediction-drift"), inputs="none"),
+                                                    "prediction-drift", "input-drift"),
+                 inputs="none"),
         Scenario("absent", "7-absent", "Inconclusive", ("error-rate", "latency-p99",
-                                                        "prediction-drift"), serve=False),
+                                                        "prediction-drift", "input-drift"),
+                 serve=False),
     ]
 
 
@@ -333,7 +362,7 @@ def scenarios() -> list[Scenario]:
 def canary_lab(workdir: Path, chosen: list[Scenario], *, warmup: float = 8.0,
                log=print) -> Iterator[dict[str, Any]]:
     """Start models, servers, Services, Prometheus and traffic; yield handles; stop all."""
-    from scripts.fixtures import class_distribution, held_out, linear_model
+    from scripts.fixtures import class_distribution, feature_section, held_out, linear_model
 
     procs: list[Proc] = []
     proxies: list[ServiceProxy] = []
@@ -347,7 +376,7 @@ def canary_lab(workdir: Path, chosen: list[Scenario], *, warmup: float = 8.0,
         baseline = workdir / "drift_baseline.json"
         baseline.write_text(json.dumps({"model": MODEL, "split": "validation",
                                         "class_distribution": class_distribution(y),
-                                        "n": int(len(y))}))
+                                        "n": int(len(y)), "features": feature_section(x)}))
         log(f"==> starting {STABLE_REPLICAS} stable servers and one canary per scenario")
         stables = [start_server(workdir, f"stable-{i}", good, version="1", role="stable",
                                 baseline=baseline) for i in range(STABLE_REPLICAS)]
@@ -373,8 +402,9 @@ def canary_lab(workdir: Path, chosen: list[Scenario], *, warmup: float = 8.0,
                 eps.append(Endpoint("canary", canaries[sc.name].port))
             sc.service = ServiceProxy(sc.name, eps, seed=i).start()
             proxies.append(sc.service)
-        log("==> starting prometheus (scrape every 1s)")
-        prom = start_prometheus(workdir, [f"127.0.0.1:{p.port}" for p in procs])
+        log(f"==> starting prometheus (scrape every {SCRAPE_INTERVAL})")
+        prom = start_prometheus(workdir, [f"127.0.0.1:{p.port}" for p in procs],
+                                scrape_interval=SCRAPE_INTERVAL, namespace=demo_namespace())
         procs.append(prom)
         log("==> clients send held-out digits to each Service")
         for i, sc in enumerate(chosen):
@@ -385,7 +415,7 @@ def canary_lab(workdir: Path, chosen: list[Scenario], *, warmup: float = 8.0,
             sc.traffic = Traffic(sc.service.url, xs, clients=clients, seed=i).start()
             traffic.append(sc.traffic)
         time.sleep(warmup)  # rate windows and the PSI windows fill up
-        yield {"prometheus": prom, "servers": canaries, "stables": stables,
+        yield {"prometheus": prom, "servers": canaries, "stables": stables, "baseline": baseline,
                "traffic": traffic, "services": {sc.name: sc.service for sc in chosen}}
     finally:
         for t in traffic:
@@ -421,7 +451,8 @@ def run_scenarios(workdir: Path, chosen: list[Scenario] | None = None, *, interv
     with canary_lab(workdir, chosen, log=log) as lab:
         prom = lab["prometheus"]
         path = render_analysis_templates(workdir / "gitops", prom.url, interval=interval,
-                                         count=count)
+                                         count=count,
+                                         baseline=json.loads(lab["baseline"].read_text()))
         log(f"==> previewing {path.relative_to(workdir)} for {len(chosen)} canaries")
 
         def one(sc: Scenario) -> None:

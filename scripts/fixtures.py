@@ -76,3 +76,16 @@ def linear_model(path: Path, *, shuffled: bool = False, nan: bool = False,
 def class_distribution(y: np.ndarray, n_classes: int = 10) -> list[float]:
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     return (counts / counts.sum()).tolist()
+
+
+def feature_section(x: np.ndarray, bins: int = 10, input_name: str = "input") -> dict:
+    """A drift baseline's ``features`` section for rows of ``x`` (batch first, the rest
+    flattened): the training range and each feature's shares over its ``bins``-quantile bins
+    (modelops.drift's format, as the pipelines write it)."""
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    edges = [np.unique(np.quantile(c, np.linspace(0, 1, bins + 1)[1:-1])) for c in flat.T]
+    shares = [np.bincount(np.digitize(c, e), minlength=len(e) + 1) / len(c)
+              for c, e in zip(flat.T, edges, strict=True)]
+    return {"input": input_name, "min": flat.min(0).tolist(), "max": flat.max(0).tolist(),
+            "quantile_edges": [e.tolist() for e in edges],
+            "bin_distribution": [s.tolist() for s in shares]}

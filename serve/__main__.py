@@ -9,6 +9,7 @@ then the listener closes and in-flight requests finish (up to ``--grace-seconds`
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import signal
@@ -26,7 +27,8 @@ ENV = {  # flag -> environment variable that sets its default (the container use
     "model_version": "MODEL_VERSION", "role": "MODEL_ROLE", "drift_baseline": "DRIFT_BASELINE",
     "inject_latency_ms": "SERVE_INJECT_LATENCY_MS", "port": "PORT", "host": "SERVE_HOST",
     "role_file": "MODEL_ROLE_FILE", "drain_seconds": "SERVE_DRAIN_SECONDS",
-    "grace_seconds": "SERVE_GRACE_SECONDS",
+    "grace_seconds": "SERVE_GRACE_SECONDS", "feature_window": "FEATURE_WINDOW",
+    "feature_psi_threshold": "FEATURE_PSI_THRESHOLD", "feature_series_max": "FEATURE_SERIES_MAX",
 }
 
 
@@ -48,8 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "is checked before it is loaded; /v2/health/ready is 503 until it has been. "
                     "Each flag in CAPS can also come from the environment variable named.",
         epilog="Metrics: model_request_duration_seconds, model_requests_total{code}, "
-               "model_predictions_total{class}, model_prediction_psi; all labelled model, "
-               "version, role. Exit codes: 0 stopped cleanly, 2 bad flag or artifact, 3 bug.",
+               "model_predictions_total{class}, model_prediction_psi, "
+               "model_prediction_confidence, model_input_rejected_total{reason}; with a "
+               "baseline's features: model_feature_psi{feature}, model_feature_psi_max, "
+               "model_features_drifted, model_features_monitored, "
+               "model_feature_{missing,nonfinite,out_of_range}_total{feature}, "
+               "model_input_rows_total; all labelled model, version, role. Exit codes: 0 "
+               "stopped cleanly, 2 bad flag or artifact, 3 bug.",
         formatter_class=DefaultsHelpFormatter)
     g = p.add_argument_group("model")
     g.add_argument("--model", default=_env("model") or os.environ.get("MODEL_URI"),
@@ -86,6 +93,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PSI over this many most recent predictions")
     g.add_argument("--psi-min-samples", type=int, default=100,
                    help="PSI is NaN until the window holds this many predictions")
+    g = p.add_argument_group(
+        "input monitoring",
+        "with the baseline's features section: per-feature PSI over a sliding window of "
+        "rows, data-quality counters, and the prediction-confidence histogram; computed off "
+        "the request path")
+    g.add_argument("--feature-window", type=int, default=int(_env("feature_window", "1000")),
+                   help="feature PSI over this many most recent input rows [FEATURE_WINDOW]")
+    g.add_argument("--feature-min-samples", type=int, default=200,
+                   help="a feature's PSI is NaN until the window holds this many of its values")
+    g.add_argument("--feature-psi-threshold", type=float,
+                   default=float(_env("feature_psi_threshold", "0.2")),
+                   help="model_features_drifted counts features whose PSI is at least this "
+                        "[FEATURE_PSI_THRESHOLD]")
+    g.add_argument("--feature-series-max", type=int,
+                   default=int(_env("feature_series_max", "64")),
+                   help="cardinality cap: at most this many feature label values per family "
+                        "(the most drifted features for the PSI; the first ones of the "
+                        "baseline for the counters, the rest as feature=\"_other\") "
+                        "[FEATURE_SERIES_MAX]")
+    g.add_argument("--scores", default="auto", choices=("auto", "logits", "probabilities"),
+                   help="what the first output holds, for the confidence histogram; auto: "
+                        "rows that sum to 1 are probabilities, others logits (softmax)")
+    g.add_argument("--no-input-monitoring", action="store_true",
+                   help="export neither feature drift, data quality nor confidence")
     g = p.add_argument_group("http")
     g.add_argument("--host", default=_env("host", "127.0.0.1"),
                    help="address to bind; 0.0.0.0 in a container [SERVE_HOST]")
@@ -144,12 +175,21 @@ def _check_args(args: argparse.Namespace) -> None:
                              ("--psi-min-samples", args.psi_min_samples, 1),
                              ("--max-request-bytes", args.max_request_bytes, 1024),
                              ("--max-batch", args.max_batch, 1), ("--workers", args.workers, 1),
-                             ("--max-connections", args.max_connections, 1)):
+                             ("--max-connections", args.max_connections, 1),
+                             ("--feature-window", args.feature_window, 1),
+                             ("--feature-min-samples", args.feature_min_samples, 1),
+                             ("--feature-series-max", args.feature_series_max, 1)):
         if value < low:
             raise InputError(f"{flag}: must be at least {low} (got {value!r})")
     if args.psi_min_samples > args.psi_window:
         raise InputError(f"--psi-min-samples: must be at most --psi-window {args.psi_window} "
                          f"(got {args.psi_min_samples!r})")
+    if args.feature_min_samples > args.feature_window:
+        raise InputError(f"--feature-min-samples: must be at most --feature-window "
+                         f"{args.feature_window} (got {args.feature_min_samples!r})")
+    if not 0 < args.feature_psi_threshold < float("inf"):
+        raise InputError(f"--feature-psi-threshold: must be a number above 0 "
+                         f"(got {args.feature_psi_threshold!r})")
     for flag, value in (("--body-timeout", args.body_timeout),
                         ("--drain-seconds", args.drain_seconds),
                         ("--grace-seconds", args.grace_seconds)):
@@ -169,7 +209,6 @@ def read_verified(path: Path, expected: str | None) -> tuple[bytes, str]:
     The caller loads these very bytes: nothing reopens the path after the check, so a file
     swapped at that path after verification is never served.
     """
-    import hashlib
 
     try:
         data = path.read_bytes()
@@ -190,8 +229,10 @@ def read_verified(path: Path, expected: str | None) -> tuple[bytes, str]:
 
 def serve(args: argparse.Namespace) -> int:
     try:
+        from modelops.drift import load_features
         from modelops.serve.backends import load_backend
         from modelops.serve.metrics import DriftWindow, RoleSource, ServingMetrics, load_baseline
+        from modelops.serve.monitor import InputMonitor
         from modelops.serve.protocol import Limits
         from modelops.serve.server import ServingState, make_server
     except ImportError as exc:  # the runtime's packages are the [serve] extra
@@ -200,14 +241,20 @@ def serve(args: argparse.Namespace) -> int:
 
     _check_args(args)
     baseline = load_baseline(args.drift_baseline) if args.drift_baseline else None
+    features = load_features(args.drift_baseline) if args.drift_baseline else None
     drift = DriftWindow(baseline, args.psi_window, args.psi_min_samples)
     role = RoleSource(args.role, args.role_file)
     metrics = ServingMetrics(args.model_name, args.model_version, role, drift)
+    monitor = None if args.no_input_monitoring else InputMonitor(
+        metrics, features, window=args.feature_window, min_samples=args.feature_min_samples,
+        threshold=args.feature_psi_threshold, series_max=args.feature_series_max,
+        scores=args.scores)
     state = ServingState(model=args.model_name, version=args.model_version,
                          limits=Limits(max_batch=args.max_batch, nan_policy=args.nan_policy),
                          metrics=metrics, max_request_bytes=args.max_request_bytes,
                          inject_latency_s=args.inject_latency_ms / 1000.0,
-                         body_timeout=args.body_timeout, max_connections=args.max_connections)
+                         body_timeout=args.body_timeout, max_connections=args.max_connections,
+                         monitor=monitor)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -234,7 +281,11 @@ def serve(args: argparse.Namespace) -> int:
             raise InputError(f"{args.drift_baseline}: class_distribution has {len(baseline)} "
                              f"classes but the model outputs {backend.outputs[0].shape[-1]}",
                              hint="use the drift baseline made with this model")
+        if monitor is not None:
+            monitor.bind(backend.inputs)
         _warm_up(backend)
+        if monitor is not None:
+            monitor.start()
         state.backend = backend
     except BaseException:
         server.stop(0.0, 1.0)
@@ -249,6 +300,8 @@ def serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
     clean = server.stop(args.drain_seconds, args.grace_seconds)
     server.server_close()
+    if monitor is not None:
+        monitor.stop()
     took = time.monotonic() - started
     if not clean:
         print(f"serve: {state.inflight} request(s) still running after "

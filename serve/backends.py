@@ -12,6 +12,7 @@ reopening its path, so a file swapped after verification is not what gets served
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -137,7 +138,6 @@ class TensorRTBackend:
                                      _dims(self.engine.get_tensor_shape(n)))))
         self.inputs = [s for _, is_in, s in specs if is_in]
         self.outputs = [s for _, is_in, s in specs if not is_in]
-        import threading
 
         self._lock = threading.Lock()  # one execution context: serialize
 

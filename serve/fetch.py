@@ -31,6 +31,7 @@ from typing import BinaryIO
 
 from modelops.cli import DefaultsHelpFormatter, run_main
 from modelops.errors import ExternalError, InputError, SuiteError
+from modelops.fsutil import atomic_path, sha256_file
 from modelops.retry import RetryPolicy, retry_call
 
 CHUNK = 1 << 20
@@ -213,7 +214,6 @@ def _chunks(uri: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 def _download(uri: str, out: Path, expected: str, *, timeout: float, progress: bool) -> None:
     """One attempt: stream ``uri`` into a temporary file, check, rename to ``out``."""
-    from modelops.fsutil import atomic_path
 
     size, chunks = source_for(uri)(uri, timeout)
     digest = hashlib.sha256()
@@ -255,12 +255,9 @@ def fetch(uri: str, sha256: str, out: str | Path, *, attempts: int = 4, backoff:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     expected = sha256.lower()
     out = Path(out)
-    if out.is_file():
-        from modelops.fsutil import sha256_file
-
-        if sha256_file(out) == expected:
-            log(f"fetch: {out} already present, sha256 {expected[:12]} verified")
-            return "present"
+    if out.is_file() and sha256_file(out) == expected:
+        log(f"fetch: {out} already present, sha256 {expected[:12]} verified")
+        return "present"
     shown = _redact(uri)
     started = time.monotonic()
     policy = RetryPolicy(attempts=attempts, backoff=backoff)

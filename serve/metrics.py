@@ -1,7 +1,8 @@
 """Prometheus metrics of the serving runtime, and the prediction drift (PSI) they export.
 
-Four metric families, each labelled ``model``, ``version`` and ``role`` (stable|canary); the
-rendered AnalysisTemplates and the production alert rules query these names:
+Four metric families here, each labelled ``model``, ``version`` and ``role`` (stable|canary),
+and those of input monitoring (:mod:`modelops.serve.monitor`: feature drift, data quality,
+confidence); the rendered AnalysisTemplates and the production alert rules query these names:
 
 - ``model_request_duration_seconds`` (histogram): time to answer each inference request, from
   its whole body received to the answer ready (decoding, queueing for a worker, inference,
@@ -16,15 +17,16 @@ rendered AnalysisTemplates and the production alert rules query these names:
 One registry (:attr:`ServingMetrics.families`) holds every family; ``/metrics`` exports it with
 the current ``role`` added to each sample. A new family is one call of
 :meth:`ServingMetrics.family` (it gets the ``model``/``version`` labels and the registry), so
-further monitoring (input drift, data quality) adds metrics without touching the transport.
+input monitoring (:mod:`modelops.serve.monitor`: feature drift, data quality, confidence)
+adds its families that way, without touching the transport.
 The hot path (one counter, one histogram, one counter per predicted class of the batch) costs
 a few microseconds per request; ``bench/serve.py`` measures it.
 """
 
 from __future__ import annotations
 
-import json
 import math
+import sys
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -36,6 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from modelops import contracts
+from modelops.drift import read_baseline
 from modelops.errors import InputError
 
 prometheus_client.disable_created_metrics()
@@ -65,15 +68,8 @@ def psi(expected: Sequence[float], observed_counts: Sequence[int],
 def load_baseline(path: str | Path, n_classes: int | None = None) -> list[float]:
     """Read ``class_distribution`` from a drift baseline JSON (``metrics/drift_baseline.json``)."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(f"{p}: drift baseline not found",
-                         hint="run `dvc repro` (it writes metrics/drift_baseline.json) "
-                              "or pass --drift-baseline") from exc
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{p}: not a readable JSON drift baseline ({exc})") from exc
-    dist = data.get("class_distribution") if isinstance(data, dict) else None
+    data = read_baseline(p)
+    dist = data.get("class_distribution")
     if (not isinstance(dist, list) or not dist
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0
                        for x in dist)):
@@ -216,7 +212,13 @@ class ServingMetrics:
         # pre-create children so every class and the 200 code exist from the first scrape
         self._class_children = [self._predictions.labels(**labels, **{"class": str(i)})
                                 for i in range(n)]
+        self._before_export: list = []
         self.request(200, 0)
+
+    def on_collect(self, hook) -> None:
+        """Call ``hook()`` before each export (work kept off the request path, such as
+        :class:`modelops.serve.monitor.InputMonitor`'s, is brought up to date then)."""
+        self._before_export.append(hook)
 
     def family(self, kind: type[MetricWrapperBase], name: str, documentation: str,
                labels: Sequence[str] = (), **kwargs) -> MetricWrapperBase:
@@ -255,4 +257,10 @@ class ServingMetrics:
         self.drift.add(arr)
 
     def exposition(self) -> bytes:
+        for hook in self._before_export:
+            try:
+                hook()
+            except Exception as exc:  # a bug there must not take /metrics down with it
+                print(f"serve: updating metrics failed: {type(exc).__name__}: {exc}",
+                      file=sys.stderr, flush=True)
         return prometheus_client.generate_latest(self.registry)

@@ -21,10 +21,21 @@ from modelops.serve.backends import DTYPES, TensorSpec
 
 
 class RequestError(Exception):
-    def __init__(self, status: int, message: str):
+    """A request refused with ``status``. ``reason`` says why, for the
+    ``model_input_rejected_total{reason}`` counter: ``malformed`` (not the protocol: bad JSON,
+    no inputs, truncated binary data), ``schema`` (an input's name, datatype, shape or values
+    are not the model's), ``nonfinite`` (NaN or infinity refused by the NaN policy; ``input``
+    and ``array`` then hold the refused tensor, for the data-quality counters), ``limit``
+    (over a size limit), ``model`` (the model itself refused the input)."""
+
+    def __init__(self, status: int, message: str, reason: str = "schema",
+                 input: str | None = None, array: np.ndarray | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.reason = reason
+        self.input = input
+        self.array = array
 
 
 @dataclass(frozen=True)
@@ -48,8 +59,12 @@ class Decoded:
         return self.binary_outputs
 
 
-def _bad(message: str, status: int = 400) -> RequestError:
-    return RequestError(status, message)
+def _bad(message: str, status: int = 400, reason: str = "schema") -> RequestError:
+    return RequestError(status, message, reason)
+
+
+def _malformed(message: str) -> RequestError:
+    return RequestError(400, message, "malformed")
 
 
 def _shown(value: object) -> str:
@@ -63,9 +78,9 @@ def _lenient_json(head: bytes, strict_error: Exception) -> object:
     try:
         return json.loads(head)
     except RecursionError:
-        raise _bad("request body is nested too deeply") from None
+        raise _malformed("request body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError):
-        raise _bad(f"request body is not valid JSON ({strict_error})") from None
+        raise _malformed(f"request body is not valid JSON ({strict_error})") from None
 
 
 def decode(body: bytes, header_length: int | None, inputs: list[TensorSpec],
@@ -73,8 +88,8 @@ def decode(body: bytes, header_length: int | None, inputs: list[TensorSpec],
     """Turn a request body into named, shape- and dtype-checked numpy arrays."""
     if header_length is not None:
         if header_length < 0 or header_length > len(body):
-            raise _bad(f"inference-header-content-length {header_length} is outside the body "
-                       f"({len(body)} bytes)")
+            raise _malformed(f"inference-header-content-length {header_length} is outside "
+                             f"the body ({len(body)} bytes)")
         head, rest = body[:header_length], memoryview(body)[header_length:]
     else:
         head, rest = body, memoryview(b"")
@@ -83,17 +98,17 @@ def decode(body: bytes, header_length: int | None, inputs: list[TensorSpec],
     except orjson.JSONDecodeError as exc:
         req = _lenient_json(head, exc)
     if not isinstance(req, dict):
-        raise _bad(f"request must be a JSON object with 'inputs' (got {_shown(req)})")
+        raise _malformed(f"request must be a JSON object with 'inputs' (got {_shown(req)})")
     raw_inputs = req.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
-        raise _bad("request needs 'inputs': a non-empty list of tensors")
+        raise _malformed("request needs 'inputs': a non-empty list of tensors")
     specs = {s.name: s for s in inputs}
     feeds: dict[str, np.ndarray] = {}
     offset = 0
     nonfinite = False
     for i, item in enumerate(raw_inputs):
         if not isinstance(item, dict):
-            raise _bad(f"inputs[{i}] must be an object (got {_shown(item)})")
+            raise _malformed(f"inputs[{i}] must be an object (got {_shown(item)})")
         name = item.get("name")
         spec = specs.get(name) if isinstance(name, str) else None
         if spec is None:
@@ -116,14 +131,14 @@ def decode(body: bytes, header_length: int | None, inputs: list[TensorSpec],
         size = params.get("binary_data_size") if isinstance(params, dict) else None
         if size is not None:
             if header_length is None:
-                raise _bad(f"inputs[{i}].parameters.binary_data_size needs the "
-                           "inference-header-content-length header")
+                raise _malformed(f"inputs[{i}].parameters.binary_data_size needs the "
+                                 "inference-header-content-length header")
             if not isinstance(size, int) or size != count * dtype.itemsize:
                 raise _bad(f"inputs[{i}].parameters.binary_data_size: shape {shape} of "
                            f"{datatype} needs {count * dtype.itemsize} bytes (got {_shown(size)})")
             if offset + size > len(rest):
-                raise _bad(f"inputs[{i}]: binary data is truncated (need {size} bytes at "
-                           f"offset {offset}, {len(rest) - offset} left)")
+                raise _malformed(f"inputs[{i}]: binary data is truncated (need {size} bytes "
+                                 f"at offset {offset}, {len(rest) - offset} left)")
             arr = np.frombuffer(rest[offset:offset + size], dtype=dtype).reshape(shape)
             offset += size
         else:
@@ -131,16 +146,17 @@ def decode(body: bytes, header_length: int | None, inputs: list[TensorSpec],
         arr = _cast(i, name, arr, datatype)
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             if limits.nan_policy == "reject":
-                raise _bad(f"inputs[{i}].data: input {name!r} contains NaN, infinity or a "
-                           f"number beyond {datatype} range; this server rejects them "
-                           "(--nan-policy reject)")
+                raise RequestError(
+                    400, f"inputs[{i}].data: input {name!r} contains NaN, infinity or a "
+                         f"number beyond {datatype} range; this server rejects them "
+                         "(--nan-policy reject)", "nonfinite", name, arr)
             nonfinite = True
         feeds[name] = arr
     missing = [n for n in specs if n not in feeds]
     if missing:
         raise _bad(f"inputs: missing input(s) {', '.join(repr(m) for m in missing)}")
     if offset != len(rest):
-        raise _bad(f"binary data has {len(rest) - offset} trailing byte(s) no input claims")
+        raise _malformed(f"binary data has {len(rest) - offset} trailing byte(s) no input claims")
     asked = req.get("outputs")
     names = None
     params = req.get("parameters")
@@ -148,7 +164,8 @@ def decode(body: bytes, header_length: int | None, inputs: list[TensorSpec],
     per_output: dict[str, bool] = {}
     if asked is not None:
         if not isinstance(asked, list) or not all(isinstance(o, dict) for o in asked):
-            raise _bad(f"outputs: must be a list of objects with 'name' (got {_shown(asked)})")
+            raise _malformed(f"outputs: must be a list of objects with 'name' "
+                             f"(got {_shown(asked)})")
         names = []
         for j, o in enumerate(asked):
             oname = o.get("name")
@@ -179,7 +196,7 @@ def _check_shape(i: int, name: str, shape: list[int], spec: TensorSpec, limits: 
                        f"{list(spec.shape)} with -1 for any (got {shape})")
     if shape[0] > limits.max_batch:
         raise _bad(f"inputs[{i}].shape[0]: batch {shape[0]} is over this server's limit of "
-                   f"{limits.max_batch} (--max-batch); split the request", 413)
+                   f"{limits.max_batch} (--max-batch); split the request", 413, "limit")
 
 
 def _from_json(i: int, data: object, shape: list[int], count: int, datatype: str) -> np.ndarray:

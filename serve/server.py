@@ -38,6 +38,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 
 import httptools
 import numpy as np
@@ -75,6 +76,7 @@ class ServingState:
     body_timeout: float = 30.0  # a started request must be complete within this many seconds
     idle_timeout: float = 75.0  # idle keep-alive connections close after this many seconds
     max_connections: int = 4096
+    monitor: Any = None  # a modelops.serve.monitor.InputMonitor, fed after each answer
 
     @property
     def ready(self) -> bool:
@@ -351,6 +353,8 @@ class HttpConnection(asyncio.Protocol):
             return
         if status >= 400 and self.req is not None and self._infer_route(self.req.path or ""):
             self.st.metrics.request(status)  # a refused inference request still counts
+            if self.st.monitor is not None and status in (400, 413):
+                self.st.monitor.rejected("limit" if status == 413 else "malformed")
         body = _error_body(message)
         self.transport.write(self._head(status, len(body), _JSON, extra, close) + body)
         if close:
@@ -584,11 +588,14 @@ class ServingServer:
             try:
                 outputs = backend.infer(decoded.feeds)
             except BackendInputError as exc:
-                raise RequestError(400, f"the model refused the input: {exc}") from None
+                raise RequestError(400, f"the model refused the input: {exc}",
+                                   "model") from None
             if st.inject_latency_s:
                 time.sleep(st.inject_latency_s)
             payload, out_hl = encode(st.model, st.version, decoded, backend.outputs, outputs)
         except RequestError as exc:
+            if st.monitor is not None:
+                st.monitor.rejected(exc.reason, exc.input, exc.array)
             return self._err(exc.status, exc.message)
         except Exception as exc:  # the model or a bug: a 500 that says which
             print(f"serve: inference failed: {type(exc).__name__}: {exc}", file=sys.stderr,
@@ -597,6 +604,9 @@ class ServingServer:
         logits = outputs[0]
         if logits.ndim == 2 and logits.shape[1] > 1:
             st.metrics.predictions(np.argmax(logits, axis=1))
+        monitor = st.monitor
+        if monitor is not None:  # a queue append; the work is done off the request path
+            monitor.observe(decoded.feeds.get(monitor.input_name), logits)
         if out_hl is None:
             return 200, payload, _JSON, ()
         return 200, payload, b"application/octet-stream", (

@@ -3,6 +3,7 @@ when it is missing; in CI (``CI`` set) they fail, so a missing install step cann
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -13,6 +14,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
+
+
+@pytest.fixture(autouse=True)
+def _dvc_logs_to_this_tests_streams():
+    """``import dvc`` binds DVC's log handlers to the ``sys.stdout``/``sys.stderr`` of that
+    moment (``dvc/__init__.py`` calls ``dvc.logger.setup()``): when that was inside an earlier
+    test's ``capsys``, they write to a closed file and DVC's next log line ("Initialized DVC
+    repository.") raises. Point them at this test's streams instead."""
+    if "dvc.logger" in sys.modules:
+        for handler in logging.getLogger("dvc").handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(sys.stderr if handler.level >= logging.WARNING
+                                  else sys.stdout)
+    return
 
 
 def in_ci() -> bool:

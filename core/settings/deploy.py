@@ -6,8 +6,9 @@ Canary steps are written in Argo's own spelling (``- setWeight: 10``, ``- pause:
 dict: a new step kind is one function plus one entry.
 
 Analysis templates are named by their short name (``error-rate``, ``latency-p99``,
-``prediction-drift``; see :data:`ANALYSIS_TEMPLATES`); the rendered AnalysisTemplate objects are
-called ``<model>-<short name>`` so that several models can share a namespace.
+``prediction-drift``, ``input-drift``; see :data:`ANALYSIS_TEMPLATES`); the rendered
+AnalysisTemplate objects are called ``<model>-<short name>`` so that several models can share a
+namespace.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from modelops.k8s import (
     argo_pause_seconds,
     go_duration_problem,
     image_problem,
+    label_key_problem,
+    label_value_problem,
+    parse_prom_duration,
+    parse_quantity,
     prom_duration_problem,
     quantity_problem,
 )
@@ -65,8 +70,6 @@ class Quantity(str):
 
     @property
     def amount(self) -> Fraction:
-        from modelops.k8s import parse_quantity
-
         return parse_quantity(str(self))
 
 
@@ -104,7 +107,12 @@ ANALYSIS_TEMPLATES: dict[str, str] = {
                    "the stable's p99 in the same window",
     "prediction-drift": "PSI of the canary's predicted-class distribution vs the training "
                         "baseline",
+    "input-drift": "largest PSI of the canary's input features vs their training bins (only "
+                   "for a release whose drift baseline describes its features)",
 }
+# templates that apply only to some releases: left out of the AnalysisTemplates and of the
+# steps of a release they do not apply to (gitops.render.applicable_templates)
+NEEDS_FEATURE_BINS = ("input-drift",)
 
 
 # --------------------------------------------------------------------------- canary steps
@@ -268,6 +276,22 @@ class PrometheusParams:
 
     address: str = field(default="http://prometheus.monitoring.svc:9090", metadata=_URL)
     """The Prometheus base URL the AnalysisTemplates query, from inside the cluster."""
+    scrape_interval: PromDuration = PromDuration("15s")
+    """How often Prometheus scrapes each pod: the interval of the rendered PodMonitor. The
+    analysis' `rate_window` must span at least four scrapes."""
+    monitor_labels: dict[str, str] = field(default_factory=dict)
+    """Labels the rendered PodMonitor and PrometheusRule carry besides the model's, for the
+    Prometheus Operator's `podMonitorSelector` and `ruleSelector` (kube-prometheus-stack selects
+    `release: <its release name>` unless told otherwise)."""
+
+    def check(self, path: str, file: str | Path | None) -> None:
+        for key, value in self.monitor_labels.items():
+            problem = label_key_problem(key)
+            if problem:
+                raise ConfigError(file, f"{path}.monitor_labels", key, problem)
+            problem = label_value_problem(value)
+            if problem:
+                raise ConfigError(file, f"{path}.monitor_labels.{key}", value, problem)
 
 
 @dataclass(frozen=True)
@@ -300,6 +324,9 @@ class AnalysisParams:
     drift_psi_max: float = field(default=0.2, metadata={"gt": 0.0})
     """prediction-drift: the highest PSI of the canary's predicted-class distribution against the
     training baseline."""
+    input_drift_psi_max: float = field(default=0.2, metadata={"gt": 0.0})
+    """input-drift: the highest PSI of any input feature of the canary against its training bins
+    (`model_feature_psi_max`)."""
 
 
 @dataclass(frozen=True)
@@ -458,6 +485,14 @@ class DeployParams:
                     "AnalysisTemplates, and each sync would overwrite the other",
                     hint="give each environment its own namespace (or cluster)")
             seen[where] = name
+        scrape = parse_prom_duration(self.prometheus.scrape_interval)
+        if parse_prom_duration(self.analysis.rate_window) < 4 * scrape:
+            raise ConfigError(
+                file, f"{path}.analysis.rate_window", str(self.analysis.rate_window),
+                f"must span at least four scrapes ({path}.prometheus.scrape_interval is "
+                f"{self.prometheus.scrape_interval}): a rate() over fewer samples is empty or "
+                "noise, and every measurement would be Inconclusive or flap",
+                hint="raise rate_window or lower scrape_interval")
 
     def environment(self, env: str, file: str | Path | None = "params.yaml") -> EnvironmentParams:
         """The named environment, or a ConfigError listing the known ones."""

@@ -10,6 +10,7 @@ run in parallel and end in one comparison report and one pull request for the be
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -222,7 +223,6 @@ class SweepParams:
 
     def expand(self) -> list[dict[str, Any]]:
         """The sweep's points, in order: the grid's product (keys in their order) or the list."""
-        import itertools
 
         if self.points:
             return [dict(p) for p in self.points]

@@ -13,11 +13,18 @@ from modelops.settings import convert
 from modelops.yamlio import dump_yaml, load_yaml
 from tests.conftest import require_tool, run
 
-SERIES = 'model_prediction_psi{{model="digits-cnn",version="{v}",role="stable",pod="p{i}"}}'
+SERIES = ('model_prediction_psi{{namespace="{ns}",model="digits-cnn",version="{v}",'
+          'role="stable",pod="p{i}"}}')
+NS = "ml-production"
+
+
+def _series(v: str, i: int, ns: str = NS) -> str:
+    return SERIES.format(v=v, i=i, ns=ns)
 
 
 def _rules_file(tmp_path, params: AlertParams):
-    doc = load_yaml(render_rules("digits-cnn", "ml-platform", "ml-production", params).decode())
+    doc = load_yaml(render_rules("digits-cnn", "ml-platform", NS, params,
+                                 env="production").decode())
     assert doc["kind"] == "PrometheusRule"
     path = tmp_path / "rules.yaml"
     path.write_text(dump_yaml(doc["spec"]))
@@ -26,7 +33,8 @@ def _rules_file(tmp_path, params: AlertParams):
 
 def _alert(name: str, severity: str, version: str, **extra) -> dict:
     labels = {"alertname": name, "severity": severity, "team": "ml-platform",
-              "model": "digits-cnn", "version": version, **extra}
+              "env": "production", "namespace": NS, "model": "digits-cnn", "version": version,
+              **extra}
     labels.pop("alertname")
     return {"exp_labels": labels}
 
@@ -59,8 +67,8 @@ def test_rules_fire_on_sustained_drift_only(tmp_path):
         "tests": [
             {   # warning-level drift on two pods of version 3: fires only after 30m
                 "interval": "1m",
-                "input_series": [{"series": SERIES.format(v="3", i=0), "values": "0.3x70"},
-                                 {"series": SERIES.format(v="3", i=1), "values": "0.25x70"}],
+                "input_series": [{"series": _series("3", 0), "values": "0.3x70"},
+                                 {"series": _series("3", 1), "values": "0.25x70"}],
                 "alert_rule_test": [
                     {"eval_time": "20m", "alertname": "ModelPredictionDrift", "exp_alerts": []},
                     {"eval_time": "40m", "alertname": "ModelPredictionDrift",
@@ -70,8 +78,8 @@ def test_rules_fire_on_sustained_drift_only(tmp_path):
                 ]},
             {   # severe drift: both fire; a healthy version beside it does not
                 "interval": "1m",
-                "input_series": [{"series": SERIES.format(v="4", i=0), "values": "0.9x60"},
-                                 {"series": SERIES.format(v="5", i=0), "values": "0.05x60"}],
+                "input_series": [{"series": _series("4", 0), "values": "0.9x60"},
+                                 {"series": _series("5", 0), "values": "0.05x60"}],
                 "alert_rule_test": [
                     {"eval_time": "15m", "alertname": "ModelPredictionDriftSevere",
                      "exp_alerts": [expect("ModelPredictionDriftSevere", "critical", "4")]},
@@ -80,7 +88,7 @@ def test_rules_fire_on_sustained_drift_only(tmp_path):
                 ]},
             {   # a spike shorter than `for`, then NaN (too few predictions): never fires
                 "interval": "1m",
-                "input_series": [{"series": SERIES.format(v="6", i=0),
+                "input_series": [{"series": _series("6", 0),
                                   "values": "0.9x5 0.1x20 NaN NaN NaN NaN NaN NaN NaN NaN "
                                             "NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN "
                                             "NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN"}],
@@ -91,6 +99,22 @@ def test_rules_fire_on_sustained_drift_only(tmp_path):
                     {"eval_time": "55m", "alertname": "ModelDriftMetricMissing",
                      "exp_alerts": []},
                 ]},
+            {   # staging's pods drift (same model, same version, another namespace): these
+                # rules, production's, stay quiet, and their record keeps the namespace apart
+                "interval": "1m",
+                "input_series": [{"series": _series("7", 0, ns="ml-staging"), "values": "0.9x60"},
+                                 {"series": _series("7", 0), "values": "0.05x60"}],
+                "alert_rule_test": [
+                    {"eval_time": "45m", "alertname": "ModelPredictionDrift", "exp_alerts": []},
+                    {"eval_time": "45m", "alertname": "ModelPredictionDriftSevere",
+                     "exp_alerts": []},
+                ],
+                "promql_expr_test": [
+                    {"expr": "model:prediction_psi:avg", "eval_time": "10m",
+                     "exp_samples": [{"labels": 'model:prediction_psi:avg{namespace="'
+                                                f'{NS}",model="digits-cnn",version="7"}}',
+                                      "value": 0.05}]}],
+            },
             {   # the runtime is not scraped at all: the missing-metric alert fires after 15m
                 "interval": "1m",
                 "input_series": [{"series": 'up{job="other"}', "values": "1x40"}],
@@ -100,6 +124,7 @@ def test_rules_fire_on_sustained_drift_only(tmp_path):
                     {"eval_time": "20m", "alertname": "ModelDriftMetricMissing",
                      "exp_alerts": [{
                          "exp_labels": {"severity": "warning", "team": "ml-platform",
+                                        "env": "production", "namespace": NS,
                                         "model": "digits-cnn"},
                          "exp_annotations": desc["ModelDriftMetricMissing"]}]},
                 ]},
@@ -117,7 +142,7 @@ def test_rules_test_catches_a_wrong_expectation(tmp_path):
     rules = _rules_file(tmp_path, AlertParams())
     tests = {"rule_files": [rules.name], "evaluation_interval": "1m", "tests": [{
         "interval": "1m",
-        "input_series": [{"series": SERIES.format(v="3", i=0), "values": "0.1x60"}],
+        "input_series": [{"series": _series("3", 0), "values": "0.1x60"}],
         "alert_rule_test": [{"eval_time": "45m", "alertname": "ModelPredictionDrift",
                              "exp_alerts": [_alert("ModelPredictionDrift", "warning", "3")]}],
     }]}
@@ -157,6 +182,10 @@ def test_rules_kind_renders_the_params_thresholds(tmp_path):
     exprs = {r.get("alert"): r["expr"] for r in doc["spec"]["groups"][0]["rules"]}
     assert exprs["ModelPredictionDrift"].endswith("> 0.3")
     assert exprs["ModelPredictionDriftSevere"].endswith("> 0.6")
+    # production's rules see production's pods only, and say so on every alert
+    assert all('namespace="ml-production"' in e for e in exprs.values())
+    assert {r["labels"]["env"] for r in doc["spec"]["groups"][0]["rules"] if "alert" in r} == \
+        {"production"}
     path = tmp_path / "rules.yaml"
     path.write_text(dump_yaml(doc["spec"]))
     run([promtool, "check", "rules", str(path)], cwd=tmp_path)

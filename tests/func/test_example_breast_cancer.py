@@ -739,7 +739,14 @@ def test_release_render_validate_and_publish_into_a_bare_gitops_repository(pull_
     rollout = next(d for d in YAML(typ="safe").load_all((folder / "rollout.yaml").read_text())
                    if d and d.get("kind") == "Rollout")
     pod = rollout["spec"]["template"]
-    assert json.loads(pod["metadata"]["annotations"]["modelops.io/drift-baseline"]) == baseline
+    # the per-feature baseline travels in the release's own ConfigMap, mounted by the pods
+    (configmap,) = YAML(typ="safe").load_all((folder / "drift-baseline.yaml").read_text())
+    assert json.loads(configmap["data"]["drift_baseline.json"]) == baseline
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["drift-baseline"]["configMap"]["name"] == configmap["metadata"]["name"]
+    # and the alerts and the canary analysis watch its 30 features
+    assert "breast-cancer-gbt-input-drift" in (folder / "analysis-templates.yaml").read_text()
+    assert "ModelFeatureDrift" in (folder / "prometheus-rules.yaml").read_text()
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert env["MODEL_NAME"] == MODEL and env["MODEL_PATH"].endswith("/classifier.onnx")
     assert env["MODEL_SHA256"] == release["sha256"]

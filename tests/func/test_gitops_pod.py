@@ -16,7 +16,6 @@ import http.client
 import http.server
 import json
 import math
-import re
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import pytest
 from modelops.errors import ConfigError
 from modelops.fsutil import sha256_file
 from modelops.gitops.release import Release
-from modelops.gitops.render import BASELINE_ANNOTATION, KINDS, render_docs, render_env
+from modelops.gitops.render import BASELINE_KEY, KINDS, render_docs, render_env
 from modelops.settings import load_settings, parse_settings
 from modelops.yamlio import load_yaml_all, load_yaml_file
 from scripts.canary_demo import read_port, wait_until
@@ -80,16 +79,27 @@ def test_pod_wiring(params):
     assert "emptyDir" in volumes["model"]
     assert _mounts(init)["model"] == _mounts(main)["model"] == "/models"
     assert next(m for m in main["volumeMounts"] if m["name"] == "model")["readOnly"] is True
-    # the baseline file: pod-template annotation -> downward API item -> mount -> DRIFT_BASELINE
-    (item,) = volumes["drift-baseline"]["downwardAPI"]["items"]
-    assert item["fieldRef"] == {"fieldPath": f"metadata.annotations['{BASELINE_ANNOTATION}']"}
+    # the baseline file: the release's own ConfigMap (named after its content) -> volume ->
+    # mount -> DRIFT_BASELINE
+    (configmap,) = load_yaml_all(files["drift-baseline.yaml"].decode())
+    text = configmap["data"][BASELINE_KEY]
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    assert configmap["metadata"]["name"] == f"digits-cnn-baseline-{digest[:10]}"
+    assert configmap["immutable"] is True
+    options = configmap["metadata"]["annotations"]["argocd.argoproj.io/sync-options"]
+    assert set(options.split(",")) == {"Prune=false", "ServerSideApply=true"}
+    assert json.loads(text) == release.drift_baseline
+    ref = volumes["drift-baseline"]["configMap"]
+    assert ref["name"] == configmap["metadata"]["name"]
+    (item,) = ref["items"]
+    assert item["key"] == BASELINE_KEY
     assert serve_env["DRIFT_BASELINE"] == f"{_mounts(main)['drift-baseline']}/{item['path']}"
     assert next(m for m in main["volumeMounts"] if m["name"] == "drift-baseline")["readOnly"]
     annotations = _pod_meta(files)["annotations"]
-    assert json.loads(annotations[BASELINE_ANNOTATION]) == release.drift_baseline
-    digest = hashlib.sha256(annotations[BASELINE_ANNOTATION].encode()).hexdigest()
     assert annotations["modelops.io/drift-baseline-sha256"] == digest
-    assert [n for n in files if "baseline" in n] == []  # no ConfigMap shared by name
+    assert not any(len(v) > 1000 for v in annotations.values())  # nothing big in the pod
+    # the runtime's drifted-feature count uses the alert's threshold
+    assert float(serve_env["FEATURE_PSI_THRESHOLD"]) == params.alerts.feature_psi_warning
     # hardened containers, resources from params, no credentials unless configured
     for c in (init, main):
         sc = c["securityContext"]
@@ -108,9 +118,15 @@ def test_stable_and_canary_pods_each_read_their_own_baseline(params):
         "model": "digits-cnn", "class_distribution": [0.5, 0.5]})
     canary = example_release(version="2", drift_baseline={
         "model": "digits-cnn", "class_distribution": [0.9, 0.1]})
-    old, new = (_pod_meta(render_env(r, params, "production")) for r in (stable, canary))
-    assert json.loads(old["annotations"][BASELINE_ANNOTATION])["class_distribution"] == [0.5, 0.5]
-    assert json.loads(new["annotations"][BASELINE_ANNOTATION])["class_distribution"] == [0.9, 0.1]
+    old, new = (render_env(r, params, "production") for r in (stable, canary))
+    names = []
+    for files, dist in ((old, [0.5, 0.5]), (new, [0.9, 0.1])):
+        (configmap,) = load_yaml_all(files["drift-baseline.yaml"].decode())
+        assert json.loads(configmap["data"][BASELINE_KEY])["class_distribution"] == dist
+        volumes = {v["name"]: v for v in _pod(files)["volumes"]}
+        assert volumes["drift-baseline"]["configMap"]["name"] == configmap["metadata"]["name"]
+        names.append(configmap["metadata"]["name"])
+    assert names[0] != names[1]  # two ConfigMaps side by side, each pod template its own
 
 
 def test_credentials_secret_goes_to_the_init_container_only(params):
@@ -130,12 +146,14 @@ def test_release_without_baseline_mounts_none(params):
     release = example_release(drift_baseline=None)
     files = render_env(release, params, "staging")  # still validates
     (kust,) = load_yaml_all(files["kustomization.yaml"].decode())
-    assert kust["resources"] == [k.filename for k in KINDS.values() if k.in_kustomization]
+    assert kust["resources"] == [k.filename for k in KINDS.values() if k.in_kustomization
+                                 and k.filename != "drift-baseline.yaml"]
     pod = _pod(files)
     assert "DRIFT_BASELINE" not in _env(pod["containers"][0])
     assert "drift-baseline" not in {v["name"] for v in pod["volumes"]}
     assert "drift-baseline" not in _mounts(pod["containers"][0])
     assert not any("drift-baseline" in k for k in _pod_meta(files)["annotations"])
+    assert "drift-baseline.yaml" not in files
 
 
 def test_release_json_carries_the_baseline_to_every_environment(params):
@@ -143,8 +161,9 @@ def test_release_json_carries_the_baseline_to_every_environment(params):
     staging = render_env(example_release(), params, "staging")
     copied = Release.from_json(staging["release.json"])
     production = render_env(copied, params, "production")
-    a, b = (_pod_meta(files)["annotations"][BASELINE_ANNOTATION] for files in (staging, production))
-    assert a == b
+    a, b = (load_yaml_all(files["drift-baseline.yaml"].decode())[0]
+            for files in (staging, production))
+    assert a["data"] == b["data"] and a["metadata"]["name"] == b["metadata"]["name"]
     assert production["release.json"] == staging["release.json"]
 
 
@@ -176,17 +195,18 @@ def test_rendered_pod_runs_fetch_then_serve_with_drift_baseline(params, tmp_path
         sha256=sha256_file(model), drift_baseline=baseline,
         artifact_uri=f"http://127.0.0.1:{server.server_address[1]}/blob")
     docs = render_docs(release, params, "staging")
-    pod, annotations = _pod(docs), _pod_meta(docs)["annotations"]
-    # the kubelet's part: volumes as folders, downward API annotation items as files (the
-    # labels file as Argo Rollouts labels a canary pod)
+    pod = _pod(docs)
+    configmaps = {c["metadata"]["name"]: c for c in docs["drift-baseline.yaml"]}
+    # the kubelet's part: volumes as folders, ConfigMap items as files (the labels file as
+    # Argo Rollouts labels a canary pod)
     volume_dirs = {}
     for v in pod["volumes"]:
         volume_dirs[v["name"]] = tmp_path / "volumes" / v["name"]
         volume_dirs[v["name"]].mkdir(parents=True)
-        for item in v.get("downwardAPI", {}).get("items", []):
-            field = re.fullmatch(r"metadata\.annotations\['(.+)'\]", item["fieldRef"]["fieldPath"])
-            if field:
-                (volume_dirs[v["name"]] / item["path"]).write_text(annotations[field[1]])
+        if "configMap" in v:
+            data = configmaps[v["configMap"]["name"]]["data"]
+            for item in v["configMap"]["items"]:
+                (volume_dirs[v["name"]] / item["path"]).write_text(data[item["key"]])
     (volume_dirs["podinfo"] / "labels").write_text('modelops.io/role="canary"\n')
     assert (volume_dirs["drift-baseline"] / "drift_baseline.json").is_file()
 

@@ -14,7 +14,7 @@ import pytest
 from modelops.errors import ConfigError, InputError, ValidationError
 from modelops.gitops.render import KINDS, render_env, write_env
 from modelops.settings import load_settings, parse_settings
-from modelops.yamlio import dump_yaml_all, load_yaml_all, load_yaml_file
+from modelops.yamlio import dump_yaml, dump_yaml_all, load_yaml, load_yaml_all, load_yaml_file
 from tests.conftest import PY, ROOT, in_ci, require_tool, run
 from tests.unit.test_gitops_release import example_release
 
@@ -78,7 +78,7 @@ def test_analysis_templates_use_thresholds_from_params(params):
     templates = {d["metadata"]["name"]: d
                  for d in load_yaml_all(files["analysis-templates.yaml"].decode())}
     assert set(templates) == {"digits-cnn-error-rate", "digits-cnn-latency-p99",
-                              "digits-cnn-prediction-drift"}
+                              "digits-cnn-prediction-drift", "digits-cnn-input-drift"}
     metric = templates["digits-cnn-error-rate"]["spec"]["metrics"][0]
     assert metric["successCondition"] == "len(result) > 0 && result[0] < 0.01"
     assert metric["failureCondition"] == "len(result) > 0 && result[0] >= 0.01"
@@ -287,3 +287,80 @@ def test_core_kinds_agree_with_the_kubernetes_validate_cli(params, tmp_path):
     problems = validate_manifests(docs, cross_refs=False)
     assert [p.path for p in problems] == ["spec.ports[0]"]
     assert "targetPortt" in problems[0].message
+
+
+def test_the_dashboard_is_published_for_the_grafana_sidecar(params):
+    """dashboard.yaml: a ConfigMap labelled grafana_dashboard "1" holding the model's Grafana
+    dashboard (built with grafana-foundation-sdk), its thresholds from the params."""
+    import json
+
+    files = render_env(example_release(), params, "production")
+    (cm,) = load_yaml_all(files["dashboard.yaml"].decode())
+    assert cm["kind"] == "ConfigMap" and cm["metadata"]["name"] == "digits-cnn-dashboard"
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == params.deploy.environments["production"].namespace
+    board = json.loads(cm["data"]["digits-cnn-production.json"])
+    assert board["uid"] == "modelops-digits-cnn-production"
+    assert board["title"] == "Model digits-cnn (production)"
+    # staging's dashboard sits beside it in a Grafana that watches every namespace: its own
+    # uid and file, and every query on its own namespace
+    (staging,) = load_yaml_all(render_env(example_release(), params, "staging")
+                               ["dashboard.yaml"].decode())
+    other = json.loads(staging["data"]["digits-cnn-staging.json"])
+    assert other["uid"] != board["uid"]
+    namespace = params.deploy.environments["production"].namespace
+    assert all(f'namespace="{namespace}"' in t["expr"]
+               for p in board["panels"] for t in p.get("targets") or [])
+    titles = [p["title"] for p in board["panels"] if p["type"] != "row"]
+    assert len(titles) == 11 and "Most drifted features (top 10 PSI)" in titles
+    latency = next(p for p in board["panels"] if p["title"].startswith("Latency p99"))
+    steps = latency["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[-1]["value"] == params.deploy.analysis.latency_p99_max_seconds
+    assert "dashboard.yaml" in files["kustomization.yaml"].decode()
+
+
+def test_the_pods_are_scraped_and_every_query_selects_the_environment(params):
+    """pod-monitor.yaml has the Rollout's pods scraped (the operator labels each target with
+    its namespace); the analysis, the rules and the dashboard of an environment select that
+    namespace, so staging's pods of the same version never count for production."""
+    from modelops.gitops.validate import validate_document
+
+    files = render_env(example_release(), params, "production")
+    namespace = params.deploy.environments["production"].namespace
+    (monitor,) = load_yaml_all(files["pod-monitor.yaml"].decode())
+    assert validate_document(monitor) == []
+    (rollout,) = load_yaml_all(files["rollout.yaml"].decode())
+    assert monitor["metadata"]["namespace"] == rollout["metadata"]["namespace"] == namespace
+    assert monitor["spec"]["selector"]["matchLabels"] == rollout["spec"]["selector"]["matchLabels"]
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    port = rollout["spec"]["template"]["spec"]["containers"][0]["ports"][0]
+    assert (endpoint["port"], endpoint["path"]) == (port["name"], "/metrics")
+    assert endpoint["interval"] == params.deploy.prometheus.scrape_interval
+    assert "pod-monitor.yaml" in files["kustomization.yaml"].decode()
+    queries = [m["provider"]["prometheus"]["query"]
+               for t in load_yaml_all(files["analysis-templates.yaml"].decode())
+               for m in t["spec"]["metrics"]]
+    (rule,) = load_yaml_all(files["prometheus-rules.yaml"].decode())
+    queries += [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert queries and all(f'namespace="{namespace}"' in q for q in queries)
+
+
+def test_the_operator_selects_what_monitor_labels_name(params, tmp_path):
+    """modelops.deploy.prometheus.monitor_labels go on the PodMonitor and the PrometheusRule
+    (kube-prometheus-stack's selectors); a rate window of fewer than four scrapes is refused."""
+    raw = load_yaml((ROOT / "params.yaml").read_text())
+    raw["modelops"]["deploy"].setdefault("prometheus", {})["monitor_labels"] = {
+        "release": "kube-prometheus-stack"}
+    path = tmp_path / "params.yaml"
+    path.write_text(dump_yaml(raw))
+    files = render_env(example_release(), load_settings(path), "production")
+    for name in ("pod-monitor.yaml", "prometheus-rules.yaml"):
+        (doc,) = load_yaml_all(files[name].decode())
+        assert doc["metadata"]["labels"]["release"] == "kube-prometheus-stack", name
+    raw["modelops"]["deploy"]["prometheus"] = {"scrape_interval": "1m"}
+    raw["modelops"]["deploy"].setdefault("analysis", {})["rate_window"] = "2m"
+    path.write_text(dump_yaml(raw))
+    with pytest.raises(ConfigError) as exc:
+        load_settings(path)
+    assert exc.value.path == "modelops.deploy.analysis.rate_window"
+    assert "four scrapes" in exc.value.problem and "1m" in exc.value.problem

@@ -184,8 +184,9 @@ def test_render_then_publish_is_the_documented_two_step_path(tmp_path, remote):
     proc = publish_dir(out, remote, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert rgit(remote, "ls-tree", "--name-only", "main:staging/digits-cnn").splitlines() == [
-        "analysis-templates.yaml", "application.yaml", "kustomization.yaml", "managed.json",
-        "prometheus-rules.yaml", "release.json", "rollout.yaml", "services.yaml"]
+        "analysis-templates.yaml", "application.yaml", "dashboard.yaml", "drift-baseline.yaml",
+        "kustomization.yaml", "managed.json", "pod-monitor.yaml", "prometheus-rules.yaml",
+        "release.json", "rollout.yaml", "services.yaml"]
 
 
 # --------------------------------------------------------------------------- across folders

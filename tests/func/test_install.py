@@ -32,7 +32,8 @@ EXAMPLE_MODULES = {"pipeline", "scripts", "examples", "tests", "bench"}
 GENERIC_NAMES = {"ci", "gitops", "serve", "core", "pipeline", "scripts"}
 # modules of extras a base + serve install does not have (imported by optional parts)
 EXTRA_MODULES = {"dvc", "hera", "kubernetes_validate", "tensorrt", "matplotlib",
-                 "huggingface_hub", "onnx", "cuda", "pycuda", "jsonschema_rs"}
+                 "huggingface_hub", "onnx", "cuda", "pycuda", "jsonschema_rs",
+                 "grafana_foundation_sdk"}
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,10 @@ def test_drift_dispatch_opens_one_pull_request_with_a_dvc_tracked_batch(
     assert pr["head"]["ref"] == result["branch"] == f"retrain/digits-cnn-{result['batch']}"
     assert "ModelPredictionDrift" in pr["body"] and "`accuracy`" in pr["body"]
     assert "2026-11-21..2026-11-28" in pr["body"]
+    # the drift report (modelops.ci.drift_report): the fresh batch, shifted by a pixel,
+    # against the baseline of the model it would replace
+    assert "**Input drift of the fresh data**" in pr["body"] and "(drifted)" in pr["body"]
+    assert (model_repo / "reports/drift/drift-report.md").is_file()
     origin = model_repo.parent / "origin.git"
     show = lambda rev: subprocess.run(["git", "show", rev], cwd=origin, capture_output=True,  # noqa: E731
                                       text=True)

@@ -154,6 +154,10 @@ EXERCISED: dict[str, list[str]] = {
                             "tests/func/test_comment.py::"
                             "test_pr_event_posts_then_edits_one_comment_and_sets_status"],
     "modelops-ci compile": ["tests/func/test_compile.py::test_cli_exit_codes_and_output"],
+    "modelops-ci drift-report": ["tests/func/test_drift_report.py::"
+                                 "test_the_rescaled_feature_is_the_one_drifted_feature",
+                                 "tests/func/test_drift_report.py::"
+                                 "test_parquet_and_logged_requests_give_the_same_statistic"],
     "dvc repro": ["tests/func/test_pipeline.py::"
                   "test_second_repro_is_a_noop_and_one_train_param_reruns_four_stages"],
     "dvc remote": ["tests/func/test_pipeline.py::test_s3_remote_round_trip_against_moto"],

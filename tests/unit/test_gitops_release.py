@@ -18,8 +18,10 @@ ARTIFACT = b"\x08\x07onnx-bytes-for-tests"
 
 BASELINE = {"model": "digits-cnn", "split": "validation", "classes": [str(i) for i in range(10)],
             "class_distribution": [0.1] * 10, "n": 270,
-            "features": {"mean": [0.25, 0.5], "std": [0.1, 0.2], "min": [0.0, 0.0],
-                         "max": [1.0, 1.0]}}
+            "features": {"names": ["pixel_0_0", "pixel_0_1"], "mean": [0.25, 0.5],
+                         "std": [0.1, 0.2], "min": [0.0, 0.0], "max": [1.0, 1.0],
+                         "quantile_edges": [[0.25], [0.25, 0.75]],
+                         "bin_distribution": [[0.5, 0.5], [0.25, 0.5, 0.25]]}}
 
 
 def example_release(**changes) -> Release:
@@ -246,7 +248,7 @@ def test_release_json_with_bad_baseline_is_refused():
         Release.from_json(json.dumps(raw))
 
 
-def test_a_baseline_too_big_for_a_pod_template_annotation_is_refused(repo, params):
+def test_a_baseline_too_big_for_its_configmap_is_refused(repo, params):
     from modelops.gitops.release import BASELINE_MAX_BYTES
 
     big = {**BASELINE, "features": {"mean": [0.5] * (BASELINE_MAX_BYTES // 4)}}
@@ -255,5 +257,37 @@ def test_a_baseline_too_big_for_a_pod_template_annotation_is_refused(repo, param
         _build(repo, params)
     message = str(info.value)
     assert message.startswith("metrics/drift_baseline.json: (top level): ")
-    assert f"must be at most {BASELINE_MAX_BYTES} bytes of JSON" in message
-    assert "pod-template annotation" in message
+    assert f"must be at most {BASELINE_MAX_BYTES} bytes of compact JSON" in message
+    assert "ConfigMap" in message
+
+
+def test_a_per_pixel_baseline_of_a_28x28_image_fits(repo, params):
+    """784 features of 10 bins each, edges at full precision: beyond the 128 KiB an annotation
+    could carry (the Rollout's last-applied copy doubles it); the release renders and its
+    folder passes every check (its ConfigMap applied server-side)."""
+    import random
+
+    from modelops.gitops.render import render_env
+
+    rng = random.Random(0)
+    n = 784
+    edges = [sorted(rng.random() for _ in range(9)) for _ in range(n)]
+    big = {**BASELINE, "features": {
+        "names": [f"pixel_{j // 28}_{j % 28}" for j in range(n)], "min": [0.0] * n,
+        "max": [1.0] * n, "quantile_edges": edges, "bin_distribution": [[0.1] * 10] * n}}
+    data = json.dumps(big).encode()
+    assert len(data) > 128 * 1024
+    _write_baseline(repo, data)
+    release = _build(repo, params)
+    assert release.has_feature_bins()
+    files = render_env(release, params, "production")
+    assert len(files["drift-baseline.yaml"]) > 128 * 1024
+
+
+def test_a_baseline_with_unsound_features_is_refused(repo, params):
+    bad = {**BASELINE, "features": {**BASELINE["features"],
+                                    "bin_distribution": [[0.5, 0.5], [0.5, 0.5]]}}
+    _write_baseline(repo, json.dumps(bad).encode())
+    with pytest.raises(InputError) as info:
+        _build(repo, params)
+    assert "features.bin_distribution[1]: must have 3 (one per bin" in str(info.value)

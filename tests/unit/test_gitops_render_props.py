@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from modelops.errors import ValidationError
 from modelops.gitops.release import OPTIONAL_FIELDS, Release
 from modelops.gitops.render import (
-    BASELINE_ANNOTATION,
+    BASELINE_KEY,
     dump_manifests,
     render_docs,
     render_template,
@@ -139,15 +139,14 @@ def test_hostile_params_values_cannot_change_structure(field, value):
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=HOSTILE)
-def test_hostile_strings_in_the_drift_baseline_stay_inside_its_annotation(value):
+def test_hostile_strings_in_the_drift_baseline_stay_inside_its_configmap(value):
     baseline = {**example_release().drift_baseline, "split": value, "classes": [value] * 10}
     release = dataclasses.replace(example_release(), drift_baseline=baseline)
-    docs = render_docs(release, PARAMS, "staging")["rollout.yaml"]
+    docs = render_docs(release, PARAMS, "staging")["drift-baseline.yaml"]
     try:
-        text = dump_manifests(docs, "rollout.yaml").decode()
+        text = dump_manifests(docs, "drift-baseline.yaml").decode()
     except ValidationError:
         assume(False)
     parsed = load_yaml_all(text)
-    assert _shape(parsed) == _shape(BASELINE["rollout.yaml"])
-    annotations = parsed[0]["spec"]["template"]["metadata"]["annotations"]
-    assert json.loads(annotations[BASELINE_ANNOTATION]) == baseline
+    assert _shape(parsed) == _shape(BASELINE["drift-baseline.yaml"])
+    assert json.loads(parsed[0]["data"][BASELINE_KEY]) == baseline

@@ -137,3 +137,35 @@ def test_fast_crd_loader_reads_the_same_data():
 
     text = (SCHEMA_DIR / CRD_FILES["AnalysisTemplate"]).read_text()
     assert load_yaml_large(text) == load_yaml(text)
+
+
+def _rendered_docs():
+    from modelops.gitops.render import render_docs
+    from modelops.settings import load_settings
+    from tests.unit.test_gitops_release import example_release
+
+    rendered = render_docs(example_release(), load_settings(ROOT / "params.yaml"), "staging")
+    return copy.deepcopy([d for name in ("drift-baseline.yaml", "rollout.yaml", "services.yaml",
+                                         "analysis-templates.yaml")
+                          for d in rendered[name]])
+
+
+def test_the_baseline_configmap_must_be_there_and_fit():
+    docs = _rendered_docs()
+    assert validate_manifests(docs) == []
+    # the Rollout's pods mount a ConfigMap the folder does not hold: they would never start
+    missing = [d for d in docs if d["kind"] != "ConfigMap"]
+    problems = validate_manifests(missing)
+    assert [p.path for p in problems] == ["spec.template.spec.volumes[1].configMap.name"]
+    assert "which is not in the manifests" in problems[0].message
+    # over the 1 MiB a ConfigMap holds; applied server-side, no 256 KiB annotation copy counts
+    big = copy.deepcopy(docs[0])
+    big["data"]["drift_baseline.json"] = "x" * (1024 * 1024)
+    messages = [p.message for p in validate_document(big)]
+    assert any("above the 1 MiB a ConfigMap can hold" in m for m in messages)
+    assert not any("last-applied" in m for m in messages)
+    client_side = copy.deepcopy(docs[0])
+    client_side["data"]["drift_baseline.json"] = "x" * (300 * 1024)
+    del client_side["metadata"]["annotations"]["argocd.argoproj.io/sync-options"]
+    assert any("last-applied-configuration" in p.message
+               for p in validate_document(client_side))

@@ -217,9 +217,19 @@ def test_export_then_evaluate_produce_the_contract_outputs(trained):
     drift = json.loads((trained / "metrics/drift_baseline.json").read_text())
     check_drift_contract(drift)
     x_val, _ = prepare.load_split("val")
+    x_train, _ = prepare.load_split("train")
     assert drift["n"] == len(x_val)
-    assert drift["features"]["mean"][0] == pytest.approx(float(x_val[:, 0, 0, 0].mean()),
-                                                         abs=1e-6)
+    features = drift["features"]
+    assert features["split"] == "train" and features["n"] == len(x_train)
+    assert features["mean"][9] == pytest.approx(float(x_train[:, 0, 1, 1].mean()), abs=1e-6)
+    # the bins the runtime uses give back the baseline's training shares exactly
+    from modelops.binning import Binner
+    from modelops.drift import parse_features
+
+    binner = Binner(parse_features(features))
+    counts = binner.counts(binner.bin(binner.rows(x_train)))
+    shares = counts[:, :binner.IGNORED] / len(x_train)
+    np.testing.assert_allclose(shares, binner.expected, atol=1e-6)
     confusion = (trained / "plots/confusion.csv").read_text().splitlines()
     assert confusion[0] == "actual,predicted" and len(confusion) == 1 + drift_n_test()
     per_class = (trained / "plots/per_class.csv").read_text().splitlines()
@@ -278,8 +288,13 @@ def check_drift_contract(drift: dict) -> None:
     assert len(drift["class_distribution"]) == 10
     assert sum(drift["class_distribution"]) == pytest.approx(1.0)
     assert isinstance(drift["n"], int) and drift["n"] > 0
-    for stat in ("mean", "std", "min", "max"):
+    for stat in ("mean", "std", "min", "max", "names", "quantile_edges", "bin_distribution"):
         assert len(drift["features"][stat]) == 64
+    assert drift["features"]["names"][8 * 3 + 4] == "pixel_3_4"
+    assert drift["features"]["input"] == "input"
+    from modelops.drift import feature_problems
+
+    assert feature_problems(drift["features"]) == []
 
 
 def test_committed_metrics_meet_the_contract_and_accuracy():

@@ -93,7 +93,7 @@ def test_analyses_count_every_non_2xx_and_compare_with_the_stable(params):
     docs = render_docs(example_release(), params, "staging")["analysis-templates.yaml"]
     metrics = {m["name"]: m for d in docs for m in d["spec"]["metrics"]}
     assert set(metrics) == {"error-rate", "error-rate-vs-stable", "latency-p99",
-                            "latency-p99-vs-stable", "prediction-drift"}
+                            "latency-p99-vs-stable", "prediction-drift", "input-drift"}
     q = metrics["error-rate"]["provider"]["prometheus"]["query"]
     assert 'code!~"2.."' in q and '"5.."' not in q
     for name in ("error-rate-vs-stable", "latency-p99-vs-stable"):
@@ -127,8 +127,8 @@ def test_render_refuses_a_condition_the_preview_cannot_judge(params, monkeypatch
 
     real = render.analysis_templates
 
-    def odd(model, deploy):
-        out = real(model, deploy)
+    def odd(model, deploy, feature_bins=True, namespace=None):
+        out = real(model, deploy, feature_bins, namespace)
         out[0]["metrics"][0] = {**out[0]["metrics"][0], "success": "all(result, {# < 1})"}
         return out
 
@@ -136,3 +136,32 @@ def test_render_refuses_a_condition_the_preview_cannot_judge(params, monkeypatch
     with pytest.raises(ConfigError, match="cannot be previewed"):
         render_env(example_release(), params, "staging")
     assert dataclasses.is_dataclass(params.deploy.traffic)
+
+
+def test_input_drift_applies_to_releases_whose_baseline_describes_features(params):
+    """The input-drift template and its steps are rendered for a release with feature bins;
+    for one without, they are left out (never an analysis that could only be Inconclusive),
+    and the steps keep every other template."""
+    from modelops.yamlio import load_yaml_all
+
+    def rendered(release):
+        files = render_env(release, params, "staging")
+        names = [d["metadata"]["name"] for d in
+                 load_yaml_all(files["analysis-templates.yaml"].decode())]
+        (rollout,) = load_yaml_all(files["rollout.yaml"].decode())
+        steps = [[t["templateName"] for t in s["analysis"]["templates"]]
+                 for s in rollout["spec"]["strategy"]["canary"]["steps"] if "analysis" in s]
+        (rule,) = load_yaml_all(files["prometheus-rules.yaml"].decode())
+        groups = [g["name"] for g in rule["spec"]["groups"]]
+        return names, steps, groups
+
+    names, steps, groups = rendered(example_release())
+    assert "digits-cnn-input-drift" in names
+    assert all("digits-cnn-input-drift" in s for s in steps)
+    assert groups == ["digits-cnn-prediction-drift", "digits-cnn-input-drift"]
+    baseline = {k: v for k, v in example_release().drift_baseline.items() if k != "features"}
+    names, steps, groups = rendered(example_release(drift_baseline=baseline))
+    assert "digits-cnn-input-drift" not in names
+    assert steps and all(s == ["digits-cnn-error-rate", "digits-cnn-latency-p99",
+                               "digits-cnn-prediction-drift"] for s in steps)
+    assert groups == ["digits-cnn-prediction-drift"]

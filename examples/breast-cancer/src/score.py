@@ -11,7 +11,8 @@ writes:
 * ``eval/plots/roc.csv`` and ``eval/plots/confusion.csv``;
 * ``eval/drift_baseline.json``: what production traffic is compared with, from the training
   split: per feature its mean, std, min, max and its distribution over ``score.bins`` bins cut
-  at the training quantiles, and the distribution of the predicted class.
+  at the training quantiles (the serving runtime's input-drift and data-quality reference),
+  and the distribution of the predicted class.
 """
 
 from __future__ import annotations
@@ -133,6 +134,9 @@ def drift_baseline(name: str, schema: Schema, x_train: np.ndarray, pred_train: n
     def r(values: Any) -> list[float]:
         return [rounded(v) for v in values]
 
+    def exact(values: Any) -> list[float]:
+        return [float(v) for v in values]
+
     return {
         "model": name,
         "split": "train",
@@ -143,12 +147,17 @@ def drift_baseline(name: str, schema: Schema, x_train: np.ndarray, pred_train: n
         "label_distribution": [float(v) for v in
                                np.bincount(y_train, minlength=n_classes) / len(y_train)],
         "features": {
+            "input": INPUT_NAME,
             "names": list(schema.features),
-            "mean": r(x.mean(0)), "std": r(x.std(0)), "min": r(x.min(0)), "max": r(x.max(0)),
+            # min/max exactly (a training value is never outside its own range)
+            "mean": r(x.mean(0)), "std": r(x.std(0)), "min": exact(x.min(0)),
+            "max": exact(x.max(0)),
             "binning": "bin k of feature j holds quantile_edges[j][k-1] <= value < "
                        "quantile_edges[j][k] (numpy.digitize); edges are the training "
                        f"{bins}-quantiles, repeated ones merged",
-            "quantile_edges": [r(e) for e in edges],
+            # edges exactly: a quantile often is a training value, and a rounded edge would
+            # move that value (and the bin shares) to the neighbouring bin
+            "quantile_edges": [exact(e) for e in edges],
             "bin_distribution": [r(d) for d in distribution],
         },
     }
