@@ -9,7 +9,8 @@ file and its ``dvc.yaml`` plot definition (``x``, ``y``, ``template``, ``title``
   (actual) and ``y`` (predicted) columns;
 - otherwise one series per ``y`` column (default: the last column) against ``x`` (default: the
   row number, DVC's ``step``): lines when ``x`` is numeric (markers only for ``scatter``),
-  grouped bars when it is a label (a class name), horizontal bars for ``bar_horizontal``;
+  grouped bars when it is a label (a class name), horizontal bars for ``bar_horizontal``
+  (in DVC's own shape too: a numeric ``x`` value per ``y`` label, ``x: importance, y: feature``);
 - image plots (``.png``, ``.jpg``, ``.svg``, ``.gif``) are copied as they are.
 
 The images are attached to the workflow run as the artifact :data:`ARTIFACT` (never sent to an
@@ -212,31 +213,36 @@ def confusion_counts(plot: Plot) -> tuple[list[str], list[list[int]]]:
     return labels, matrix
 
 
-def _swapped_bars(plot: Plot, rows: list[dict[str, Any]]) -> bool:
-    """DVC's ``bar_horizontal`` template reads ``x`` as the value and ``y`` as the label (its
-    Vega-Lite spec: x quantitative, y nominal); a definition written the other way round (a
-    label ``x``, value columns ``y``) is drawn as written."""
+def labels_on_y(plot: Plot) -> bool:
+    """Whether a ``bar_horizontal`` plot is in DVC's own shape: its templates put the value on
+    ``x`` (quantitative) and the category on ``y`` (nominal), e.g. ``x: importance, y:
+    feature``. A numeric ``x`` with one ``y`` column holding labels is read that way; any other
+    shape keeps ``x`` as the category and each ``y`` column as a value."""
+    if not plot.template.startswith("bar_horizontal") or not plot.rows:
+        return False
     x, ys = plot.props.get("x"), _columns(plot.props.get("y"))
-    if not plot.template.startswith("bar_horizontal") or not isinstance(x, str) or len(ys) != 1:
+    if not isinstance(x, str) or not x or len(ys) != 1:
         return False
-    if x not in rows[0] or ys[0] not in rows[0]:
-        return False
+    rows = plot.rows
     return all(_number(r.get(x)) is not None for r in rows) and \
+        all(r.get(ys[0]) not in (None, "") for r in rows) and \
         any(_number(r.get(ys[0])) is None for r in rows)
 
 
 def series(plot: Plot) -> tuple[str, list[Any], dict[str, list[float]]]:
-    """``(label or x column, its values, {value column: values})`` of a non-confusion plot."""
+    """``(category/x name, category/x values, {value column: values})`` of a non-confusion
+    plot; for DVC's own ``bar_horizontal`` shape (:func:`labels_on_y`) the categories are the
+    ``y`` column and the values the ``x`` column."""
     rows = _need_rows(plot)
     x = plot.props.get("x")
     x = str(x) if isinstance(x, str) and x else None
     ys = _columns(plot.props.get("y")) or [c for c in rows[0] if c != x][-1:]
-    if _swapped_bars(plot, rows):  # the label is y, the value x
-        x, ys = ys[0], [str(x)]
     if x is not None:
         _need_column(plot, rows, x)
     for column in ys:
         _need_column(plot, rows, column)
+    if labels_on_y(plot):
+        x, ys = ys[0], [x]
     xs = [row.get(x) for row in rows] if x else list(range(len(rows)))
     values: dict[str, list[float]] = {}
     for column in ys:
@@ -282,8 +288,14 @@ def _draw_series(fig: Any, plot: Plot) -> None:
     horizontal = plot.template.startswith("bar_horizontal")
     if horizontal or not numeric:
         labels = [str(v) for v in xs]
-        order = sorted(range(len(labels)), key=lambda i: _label_key(labels[i])) \
-            if not numeric else list(range(len(labels)))
+        if labels_on_y(plot):  # DVC's order: the rows', by value for bar_horizontal_sorted
+            first = next(iter(values.values()))
+            order = sorted(range(len(labels)), key=lambda i: -first[i]) \
+                if plot.template == "bar_horizontal_sorted" else list(range(len(labels)))
+            ax.invert_yaxis()  # the first row on top, as DVC draws it
+        else:
+            order = sorted(range(len(labels)), key=lambda i: _label_key(labels[i])) \
+                if not numeric else list(range(len(labels)))
         width = 0.8 / max(1, len(values))
         for k, (name, ys) in enumerate(values.items()):
             positions = [i + (k - (len(values) - 1) / 2) * width for i in range(len(order))]
@@ -302,6 +314,9 @@ def _draw_series(fig: Any, plot: Plot) -> None:
         ax.grid(alpha=0.3)
     x_label = str(plot.props.get("x_label") or x_name)
     y_label = str(plot.props.get("y_label") or ", ".join(values))
+    if labels_on_y(plot):  # DVC's titles: x_label is the value axis, y_label the categories
+        x_label = str(plot.props.get("y_label") or x_name)
+        y_label = str(plot.props.get("x_label") or ", ".join(values))
     ax.set_xlabel(y_label if horizontal else x_label)
     ax.set_ylabel(x_label if horizontal else y_label)
     if len(values) > 1:  # beside the axes, never on the data

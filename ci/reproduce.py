@@ -85,12 +85,12 @@ def _dvc(args: list[str], root: str | Path) -> None:
 
 def needed_outputs(root: str | Path = ".", params_file: str = "params.yaml",
                    also: Sequence[str] = ()) -> list[str]:
-    """The cached DVC outputs that hold what the rest of a pull request's job reads, from the
-    repository's self-description: the metrics files, the plot files, the ONNX artifact, the
-    test and calibration data, the drift baseline and the card (``modelops.model``), plus
-    ``also``. Each path maps
-    to the output that holds it (a file inside a folder output pulls the folder); paths that
-    are in git, or no stage outputs, need nothing."""
+    """The cached DVC outputs that hold what the rest of a pull request's (or a release's) job
+    reads, from the repository's self-description: the metrics files, the plot files, the ONNX
+    artifact, the test and calibration data, the drift baseline (the release embeds it) and
+    the card (``modelops.model``), plus ``also``. Each path maps to the output that holds it (a
+    file inside a folder output pulls the folder); paths that are in git, or no stage outputs,
+    need nothing."""
     from dvc.repo import Repo
 
     from modelops.ci.metrics import normalise

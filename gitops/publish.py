@@ -704,6 +704,8 @@ def _cmd_publish(args: Any) -> int:
             params.deploy.environment(env, args.params)
         release = build_release(Path.cwd(), params, version=args.version, image=args.image,
                                 artifact_uri=args.artifact_uri)
+        for warning in params.deploy.placeholders(release.image):
+            _stderr(f"warning: {warning}")
         render = params_renderer(args.params, branch=branch)
         changes = {}
         for env in args.envs:

@@ -19,6 +19,7 @@ of the registry, consistent with its ``release.json``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -180,6 +181,10 @@ KINDS: dict[str, ManifestKind] = {
     "dashboard": DashboardKind(),
 }
 RELEASE_FILE = "release.json"
+# On every Kubernetes object of a folder (the baseline's ConfigMap aside: releases with the same
+# baseline share it): the release it belongs to, so any object traces back to its model
+# version, artifact and commit.
+IDENTITY_ANNOTATIONS = ("modelops.io/version", "modelops.io/sha256", "modelops.io/source-commit")
 MODEL_DIR = "/models"  # emptyDir the fetch-model init container fills
 BASELINE_DIR = "/etc/model"  # the drift baseline's mount (its release's ConfigMap)
 BASELINE_KEY = "drift_baseline.json"
@@ -275,13 +280,25 @@ def analysis_templates(model: str, deploy: DeployParams, feature_bins: bool = Tr
             for short in applicable_templates(feature_bins)]
 
 
+@functools.lru_cache(maxsize=1024)
+def _condition_problem(text: str) -> str | None:
+    """Why the preview cannot judge the condition ``text`` (None: it can). A pure function of
+    the text, and the same dozen conditions come back for every folder rendered."""
+    from modelops.gitops.conditions import ConditionError, check_condition
+
+    try:
+        check_condition(text)
+    except ConditionError as exc:
+        return str(exc)
+    return None
+
+
 def check_analysis(templates: list[dict[str, Any]], deploy: DeployParams,
                    file: str | Path | None = "params.yaml") -> None:
     """Refuse, before anything is rendered, an analysis the preview (``gitops analyze``) could
     not judge or that Argo would reject: each step's run is validated as Argo's controller
     validates an AnalysisRun, and every condition must be in the preview's subset."""
     from modelops.gitops.analysis import Metric, validate_run
-    from modelops.gitops.conditions import ConditionError, check_condition
 
     a = deploy.analysis
     path = "modelops.deploy.analysis"
@@ -289,11 +306,10 @@ def check_analysis(templates: list[dict[str, Any]], deploy: DeployParams,
     for t in templates:
         for m in t["metrics"]:
             for key in ("success", "failure"):
-                try:
-                    check_condition(m[key])
-                except ConditionError as exc:
+                problem = _condition_problem(m[key])
+                if problem:
                     raise ConfigError(file, path, m[key], f"{t['name']}/{m['name']}: the "
-                                      f"condition cannot be previewed: {exc}") from exc
+                                      f"condition cannot be previewed: {problem}")
             metrics.append(Metric(
                 template=t["name"], name=m["name"], query=m["query"], address="",
                 interval=1.0 if a.interval else None, count=a.count,  # (its form is checked)
@@ -442,10 +458,16 @@ def render_docs(release: Release, params: Any, env: str,
                 branch: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """file name -> parsed documents, for every kind in :data:`KINDS` (not validated)."""
     context = build_context(release, params, env, branch)
+    identity = {k: context["annotations"][k] for k in IDENTITY_ANNOTATIONS}
     out: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS.values():
         if wanted(kind, release):
-            out[kind.filename] = kind.render(context)
+            docs = kind.render(context)
+            if kind.validated and not isinstance(kind, BaselineKind):
+                for doc in docs:  # every object says which release it belongs to
+                    meta = doc.setdefault("metadata", {})
+                    meta["annotations"] = {**(meta.get("annotations") or {}), **identity}
+            out[kind.filename] = docs
     return out
 
 

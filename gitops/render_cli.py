@@ -95,6 +95,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
     for env in envs:  # check every environment name before rendering anything
         params.deploy.environment(env, args.params)
     release = load_release(args, params)
+    for warning in params.deploy.placeholders(release.image):
+        print(f"warning: {warning}", file=sys.stderr)
     rendered = {env: render_env(release, params, env, branch=args.branch) for env in envs}
     for env, files in rendered.items():
         target = write_env(files, args.out, env, release.model)

@@ -35,6 +35,9 @@ from modelops.k8s import (
 )
 
 DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+# placeholders a repository must replace before a release reaches a real cluster
+DEFAULT_IMAGE = "ghcr.io/example/modelops-serve:0.1.0"
+DEFAULT_GITOPS_URL = "https://git.example.com/ml/gitops.git"
 _LABEL = {"pattern": DNS1123_LABEL,
           "pattern_help": "must be a DNS-1123 label: lowercase letters, digits and '-', "
                           "starting and ending with a letter or digit"}
@@ -391,7 +394,7 @@ class ArgoCDParams:
     """The namespace Argo CD runs in (where the Application object lives)."""
     project: str = field(default="default", metadata=_LABEL)
     """The Argo CD project of the Application."""
-    repo_url: str = field(default="https://git.example.com/ml/gitops.git",
+    repo_url: str = field(default=DEFAULT_GITOPS_URL,
                           metadata={"pattern": r"[^\s\x00-\x1f\x7f]+",
                                     "pattern_help": "must be a git URL without spaces"})
     """The GitOps repository's URL, as Argo CD clones it."""
@@ -429,7 +432,7 @@ class CanaryParams:
 class DeployParams:
     """How a release becomes Argo Rollouts and Argo CD manifests in the GitOps repository."""
 
-    image: str = "ghcr.io/example/modelops-serve:0.1.0"
+    image: str = DEFAULT_IMAGE
     """The serving runtime's container image (prefer a digest, `name@sha256:...`); `modelops-gitops
     release --image` overrides it."""
     port: int = field(default=8080, metadata={"min": 1, "max": 65535})
@@ -493,6 +496,20 @@ class DeployParams:
                 f"{self.prometheus.scrape_interval}): a rate() over fewer samples is empty or "
                 "noise, and every measurement would be Inconclusive or flap",
                 hint="raise rate_window or lower scrape_interval")
+
+    def placeholders(self, image: str | None = None) -> list[str]:
+        """Warnings for the fields still at their placeholder defaults, which nothing in a real
+        cluster can use (the serving image, the GitOps repository Argo CD syncs from);
+        ``image``: the release's image when it overrides ``image``."""
+        out = []
+        if (image or self.image) == DEFAULT_IMAGE:
+            out.append(f"modelops.deploy.image is the placeholder {DEFAULT_IMAGE!r}: the pods "
+                       "will not pull it; set your serving image (or pass --image)")
+        if self.argocd.repo_url == DEFAULT_GITOPS_URL:
+            out.append(f"modelops.deploy.argocd.repo_url is the placeholder "
+                       f"{DEFAULT_GITOPS_URL!r}: Argo CD will not find the manifests; set "
+                       "your GitOps repository's URL")
+        return out
 
     def environment(self, env: str, file: str | Path | None = "params.yaml") -> EnvironmentParams:
         """The named environment, or a ConfigError listing the known ones."""

@@ -6,9 +6,9 @@ and ONNX Runtime, and the suite's console scripts as a team would run them there
 inside this checkout.
 
 The example differs from the bundled one in everything the suite could have assumed (framework,
-stage names, params sections, metrics paths and their DVC tracking, no card template), so each
-command of the suite's pull-request and release paths runs here with no argument naming a path:
-everything comes from the repository's self-description.
+stage names, params sections, metrics paths and their DVC tracking, no card template), so these
+tests hold the suite's commands to it one by one; tests/func/test_example_harness.py runs its
+pull-request and release workflows whole, through the actions harness.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 from ruamel.yaml import YAML
 
+from modelops.ci.markdown import md
 from modelops.errors import ConfigError
 from modelops.fsutil import md5_file, sha256_file
 from modelops.gitops.release import baseline_problems
@@ -679,7 +680,7 @@ def test_comment_preview_shows_this_models_metrics(runner):
     assert proc.returncode == 0, proc.stderr
     text = (runner / "reports/pr-comment.md").read_text()
     for word in (MODEL, "roc_auc", "log_loss", "sensitivity", "fit.learning_rate"):
-        assert word in text, word
+        assert md(word) in text, word  # as Markdown writes it (roc\_auc)
     assert "metrics/metrics.json" not in text and "digits" not in text
 
 
@@ -687,7 +688,7 @@ def test_comment_preview_shows_this_models_metrics(runner):
 def test_card_renders_with_the_default_template(runner):
     proc = suite("modelops-ci", runner, "card", "--stdout")
     assert proc.returncode == 0, proc.stderr
-    assert MODEL in proc.stdout and "roc_auc" in proc.stdout
+    assert MODEL in proc.stdout and md("roc_auc") in proc.stdout
     assert sha256_file(runner / "models/classifier.onnx") in proc.stdout
     assert "digits" not in proc.stdout and "image-classification" not in proc.stdout
 

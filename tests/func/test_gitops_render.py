@@ -364,3 +364,26 @@ def test_the_operator_selects_what_monitor_labels_name(params, tmp_path):
         load_settings(path)
     assert exc.value.path == "modelops.deploy.analysis.rate_window"
     assert "four scrapes" in exc.value.problem and "1m" in exc.value.problem
+
+
+def test_every_object_names_the_release_it_belongs_to(params):
+    """Version, artifact sha256 and source commit on every Kubernetes object of the folder, so
+    any object in the cluster traces back to the release (the baseline's ConfigMap, shared by
+    the releases with the same baseline, carries the baseline's own sha256 instead)."""
+    release = example_release()
+    files = render_env(release, params, "production")
+    seen = set()
+    for name, data in files.items():
+        if not name.endswith(".yaml") or name == "kustomization.yaml":
+            continue
+        for doc in load_yaml_all(data.decode()):
+            notes = doc["metadata"].get("annotations") or {}
+            if name == "drift-baseline.yaml":
+                assert "modelops.io/drift-baseline-sha256" in notes
+                continue
+            assert (notes.get("modelops.io/version"), notes.get("modelops.io/sha256"),
+                    notes.get("modelops.io/source-commit")) == (
+                release.version, release.sha256, release.source_commit), (name, doc["kind"])
+            seen.add(doc["kind"])
+    assert {"Rollout", "Service", "AnalysisTemplate", "PodMonitor", "PrometheusRule",
+            "ConfigMap", "Application"} <= seen

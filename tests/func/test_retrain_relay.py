@@ -178,6 +178,41 @@ def test_alertmanager_config_is_valid_authenticated_and_routes_only_production(t
     assert route("alertname=HighErrorRate", "model=digits-cnn", "env=production") == "default"
 
 
+def test_the_rendered_rules_alerts_reach_the_relay_from_production_only(tmp_path):
+    """The contract between the two rendered halves: a drift alert as production's rendered
+    PrometheusRule fires it (its static labels plus what it aggregates by) is routed to the
+    relay by the rendered Alertmanager config; the same alert from staging's rules is not."""
+    from modelops.gitops.render import render_env
+    from modelops.settings import load_settings
+    from modelops.yamlio import load_yaml_all
+    from tests.conftest import ROOT
+    from tests.unit.test_gitops_release import example_release
+
+    amtool = require_tool("amtool")
+    params = load_settings(ROOT / "params.yaml")
+    config = tmp_path / "alertmanager.yaml"
+    config.write_text(dump_yaml(alertmanager_config("digits-cnn", params.retrain)))
+
+    def fired(env: str, alert: str) -> list[str]:
+        (rule_doc,) = load_yaml_all(render_env(example_release(), params, env)
+                                    ["prometheus-rules.yaml"].decode())
+        rule = next(r for g in rule_doc["spec"]["groups"] for r in g["rules"]
+                    if r.get("alert") == alert)
+        namespace = params.deploy.environments[env].namespace
+        labels = {**rule["labels"], "alertname": alert, "namespace": namespace,
+                  "model": "digits-cnn", "version": "5"}  # its `by (namespace, model, version)`
+        return [f"{k}={v}" for k, v in labels.items()]
+
+    def route(labels: list[str]) -> str:
+        proc = subprocess.run([amtool, "config", "routes", "test", f"--config.file={config}",
+                               *labels], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert route(fired("production", "ModelPredictionDrift")) == "digits-cnn-retrain"
+    assert route(fired("staging", "ModelPredictionDrift")) == "default"
+
+
 def _post(url: str, body: object, auth: str | None = f"Bearer {TOKEN}") -> tuple[int, dict]:
     headers = {"Content-Type": "application/json"}
     if auth is not None:

@@ -25,3 +25,15 @@ def test_a_dashboard_uid_per_environment_within_grafanas_40_characters(model, en
     assert dashboard_uid(model, env) == dashboard_uid(model, env)  # stable across renders
     short = f"modelops-{model}-{env}"
     assert (dashboard_uid(model, env) == short) == (len(short) <= 40)
+
+
+def test_placeholder_defaults_are_named_before_they_reach_a_cluster():
+    from modelops.settings.deploy import DEFAULT_GITOPS_URL, DEFAULT_IMAGE, DeployParams
+
+    deploy = DeployParams()
+    warnings = deploy.placeholders()
+    assert len(warnings) == 2
+    assert DEFAULT_IMAGE in warnings[0] and "modelops.deploy.image" in warnings[0]
+    assert DEFAULT_GITOPS_URL in warnings[1] and "argocd.repo_url" in warnings[1]
+    # a release built with --image is not the placeholder
+    assert len(deploy.placeholders("registry.acme.io/serve:1.2")) == 1

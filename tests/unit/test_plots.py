@@ -10,7 +10,14 @@ import pytest
 from PIL import Image  # matplotlib's own dependency
 
 from modelops.ci.__main__ import main
-from modelops.ci.plots import ARTIFACT, artifact_name, make_plots, workspace_plots
+from modelops.ci.plots import (
+    ARTIFACT,
+    artifact_name,
+    labels_on_y,
+    make_plots,
+    series,
+    workspace_plots,
+)
 from modelops.errors import InputError
 
 CSVS = {
@@ -111,6 +118,30 @@ plots:
     assert sorted(p.name for p in written) == ["loss.png", "roc.png", "train.png", "val.png"]
     assert (tmp_path / "out" / "roc.png").read_bytes() == png.getvalue()
     assert Image.open(tmp_path / "out" / "loss.png").size == SIZES["train_curve.png"]
+
+
+@pytest.mark.parametrize("template", ["bar_horizontal", "bar_horizontal_sorted"])
+def test_bar_horizontal_in_dvcs_own_shape_a_value_x_per_label_y(tmp_path, template):
+    """DVC's bar_horizontal templates put the quantitative field on x and the nominal one on y
+    (``x: importance, y: feature``): the labels are the y column, the bars the x values."""
+    repo = dvc_repo(tmp_path / "r", f"""\
+stages:
+  fit:
+    cmd: python fit.py
+    plots: [plots/importance.csv]
+plots:
+  - plots/importance.csv: {{template: {template}, x: importance, y: feature}}
+""", {"plots/importance.csv": "feature,importance\nmean radius,0.25\nworst area,0.5\n"
+                              "texture,0.125\n"})
+    [plot] = workspace_plots(repo)
+    assert labels_on_y(plot)
+    assert series(plot) == ("feature", ["mean radius", "worst area", "texture"],
+                            {"importance": [0.25, 0.5, 0.125]})
+    [png] = make_plots([plot], tmp_path / "out", root=repo)
+    assert Image.open(png).size == SIZES["per_class.png"]
+    # the bundled shape (a label x, value columns y) is not read this way
+    assert not labels_on_y(workspace_plots(dvc_repo(tmp_path / "b", DVC_YAML, CSVS),
+                                           ["plots/per_class.csv"])[0])
 
 
 def _break(repo, name, text):
