@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint venv lock bench clean reference
+.PHONY: demo test test-fast lint venv lock bench clean reference oracle
 
 $(STAMP): requirements.lock requirements.in pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest tests/unit -p randomly
 	$(PY) -m pytest tests/func -p no:randomly -m "not slow"
+
+# expr v1.17.8 itself against gitops/conditions.py (needs Go and the Go module proxy)
+oracle: $(STAMP)
+	$(PY) -m pytest tests/oracle -p no:randomly
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
