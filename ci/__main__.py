@@ -12,12 +12,14 @@ from modelops.cli import run_main
 # Modules that add subcommands: each exposes register(subparsers). One line per module.
 COMMAND_MODULES: list[str] = [
     "modelops.ci.compile.cli",
+    "modelops.ci.compile.timing",
     "modelops.ci.report",
     "modelops.ci.comment",
     "modelops.ci.retrain",
     "modelops.ci.cost",
     "modelops.ci.plots",
     "modelops.ci.reproduce",
+    "modelops.ci.evaluate",
     "modelops.ci.drift_report",
 ]
 
@@ -43,7 +45,7 @@ def _cmd_steps(args: argparse.Namespace) -> int:
             files = [model.artifact.path, model.test_data, model.calibration_data]
             print("\n".join(dict.fromkeys(f for f in files if f)))
         return 0
-    lines = []
+    lines = [f"model={settings.model.name}"]
     for step in ("card", "compile", "deploy"):
         reason = step_skipped(settings.model, settings.steps, step)
         print(f"{step}: {'applies' if reason is None else 'skipped: ' + reason}")
@@ -74,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print, for the card, compile and deploy steps, whether they apply to this "
                     "repository or why not (modelops.steps turns one off; a model without an "
                     "ONNX artifact has nothing to compile or deploy). With --github-output, "
-                    "also append card=, compile=, deploy= (true/false) and <step>-reason= to "
-                    "$GITHUB_OUTPUT for the jobs that follow. Always exit 0 on valid settings.")
+                    "also append model=, card=, compile=, deploy= (true/false) and <step>-reason= "
+                    "to $GITHUB_OUTPUT for the jobs that follow. Always exit 0 on valid settings.")
     p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     p.add_argument("--github-output", action="store_true",
                    help="also write the answers to $GITHUB_OUTPUT")

@@ -89,13 +89,41 @@ def _write_outputs(body: str, out: Path, env: dict[str, str]) -> None:
             fh.write(body if body.endswith("\n") else body + "\n")
 
 
+def _report_of(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    """The report to post: the file, or (``--if-missing``) one saying the evaluation did not
+    finish; with ``--fail-section NAME=REASON``, that section failed (when the report does not
+    already say so): a job that failed before it could record its own failure."""
+    from modelops.ci.reportfile import incomplete_report, load_report, overall_verdict
+
+    if not Path(args.report).is_file() and args.if_missing:
+        context = {"repository": env.get("GITHUB_REPOSITORY"), "run_url": run_url(env),
+                   "pr_number": args.pr}
+        report = incomplete_report(".", args.if_missing, model=args.model, context=context)
+        sha = args.sha or event_info(env.get("GITHUB_EVENT_PATH"))["sha"]
+        if sha:  # the commit the run evaluated, as the check is attached to it
+            report["revisions"]["head"]["sha"] = sha
+    else:
+        report = load_report(args.report)
+    for item in args.fail_section or []:
+        name, _, reason = item.partition("=")
+        if not name or not reason:
+            raise InputError(f"--fail-section {item!r} is not NAME=REASON",
+                             hint="e.g. --fail-section 'compile=the GPU job failed'")
+        section = report["sections"].get(name) or {}
+        if section.get("status") != "fail":
+            report["sections"][name] = {**{k: v for k, v in section.items()
+                                           if k not in ("status", "reason", "summary")},
+                                        "status": "fail", "reason": reason, "summary": reason}
+    report["verdict"] = overall_verdict(report["sections"])
+    return report
+
+
 def publish(args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
     from modelops.ci.markdown import marker, render_comment
-    from modelops.ci.reportfile import load_report
     from modelops.github import APP_BOT_LOGIN, CommentForbidden, GitHub, GitHubPolicy
 
     env = dict(os.environ) if env is None else env
-    report = load_report(args.report)
+    report = _report_of(args, env)
     model = str(report.get("model", {}).get("name") or "model")
     body = render_comment(report, run_url=run_url(env))
     out = Path(args.out)
@@ -208,6 +236,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--backoff", type=float, default=1.0,
                    help="first delay before retrying a 5xx or timeout, doubled each retry, in "
                         "seconds (default: %(default)s)")
+    p.add_argument("--if-missing", default=None, metavar="REASON",
+                   help="when the report file does not exist, post a comment saying the "
+                        "evaluation did not finish, with this reason (default: a missing "
+                        "report is an error)")
+    p.add_argument("--model", default=None,
+                   help="the model's name for --if-missing (default: the repository's name)")
+    p.add_argument("--fail-section", action="append", default=None, metavar="NAME=REASON",
+                   help="mark a section failed unless the report already does (a later job "
+                        "that failed before recording it), may repeat")
     p.add_argument("--preview", action="store_true",
                    help="only write and print the Markdown, even when GITHUB_TOKEN is set")
     p.add_argument("--debug", action="store_true", help="log every HTTP request (no secrets)")

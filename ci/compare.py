@@ -24,8 +24,10 @@ allowed, and otherwise says exactly what to fetch.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from modelops.ci.metrics import MetricsAt, error_text, normalise, read_at_revision
+from modelops.ci.revisions import Snapshot, snapshots
 from modelops.errors import ExternalError, InputError
 from modelops.git import git, git_text
 
@@ -55,9 +58,10 @@ def _as_json(data: Any) -> Any:
 class DvcQueries:
     """``dvc metrics diff``, ``params diff``, ``diff`` and ``status`` (``--json``) on one Repo.
 
-    Each method mirrors the command's ``run()`` in ``dvc/commands/`` (same defaults, same
-    post-processing) and returns what its ``--json`` output parses to. Any DVC failure becomes
-    an :class:`ExternalError` naming the command, as a failed ``dvc`` process did.
+    Each answer is computed from :func:`modelops.ci.revisions.snapshots` (one pass over the
+    revisions) with DVC's own diff functions and the same post-processing as the commands in
+    ``dvc/commands/``, so it is what the command's ``--json`` output parses to. Any DVC failure
+    becomes an :class:`ExternalError` naming the command, as a failed ``dvc`` process did.
     """
 
     def __init__(self, repo: Any) -> None:
@@ -77,17 +81,19 @@ class DvcQueries:
         return {os.path.relpath(path, start): result
                 for path, result in (diff_result.get("diff") or {}).items()}
 
-    def metrics_show(self, revs: list[str], targets: list[str] | None = None) -> dict[str, Any]:
-        """``dvc metrics show`` at ``revs`` (``workspace`` for the workspace), as DVC returns it:
-        ``{rev: {"data": {file: {"data": ...} | {"error": exc}}} | {"error": exc}}``."""
-        def run() -> Any:
-            return self.repo.metrics.show(targets=targets, revs=revs, hide_workspace=False)
+    def snapshots(self, revs: list[str], **kwargs: Any) -> dict[str, Snapshot]:
         try:
-            return run()
+            return snapshots(self.repo, revs, **kwargs)
         except (KeyboardInterrupt, ExternalError):
             raise
         except Exception as exc:
-            raise ExternalError(f"dvc metrics show failed: {error_text(exc)}") from exc
+            raise ExternalError(f"dvc could not read the revisions: {error_text(exc)}") from exc
+
+    def metrics_show(self, revs: list[str], targets: list[str] | None = None) -> dict[str, Any]:
+        """``dvc metrics show`` at ``revs`` (``workspace`` for the workspace), as DVC returns it:
+        ``{rev: {"data": {file: {"data": ...} | {"error": exc}}} | {"error": exc}}``."""
+        snaps = self.snapshots(revs, metrics=targets)
+        return {rev: snaps[rev].metrics for rev in revs}
 
     def metrics_diff(self, a_rev: str, b_rev: str | None,
                      shown: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -101,16 +107,35 @@ class DvcQueries:
         return self._call("metrics diff", lambda: self._relative(
             _diff(shown, a_rev, new, with_unchanged=True), "metrics diff"))
 
-    def params_diff(self, a_rev: str, b_rev: str | None) -> dict[str, Any]:
+    def params_diff(self, a_rev: str, b_rev: str | None,
+                    snaps: dict[str, Snapshot] | None = None) -> dict[str, Any]:
         """``dvc params diff <a_rev> [<b_rev>] --json``."""
-        return self._call("params diff", lambda: self._relative(self.repo.params.diff(
-            a_rev=a_rev, b_rev=b_rev or WORKSPACE, targets=None, all=False, deps_only=False),
-            "params diff"))
+        from dvc.repo.metrics.diff import _diff
 
-    def diff(self, a_rev: str, b_rev: str | None) -> dict[str, Any]:
+        new = b_rev or WORKSPACE
+        snaps = snaps or self.snapshots([a_rev, new])
+        shown = {a_rev: snaps[a_rev].params, new: snaps[new].params}
+        return self._call("params diff", lambda: self._relative(
+            _diff(shown, a_rev, new, with_unchanged=False), "params diff"))
+
+    def diff(self, a_rev: str, b_rev: str | None,
+             snaps: dict[str, Snapshot] | None = None) -> dict[str, Any]:
         """``dvc diff --json <a_rev> [<b_rev>]`` (no hashes; no "not in cache" between commits)."""
+        from dvc.repo.diff import _diff
+
+        new = b_rev or WORKSPACE
+        snaps = snaps or self.snapshots([a_rev, new])
+
         def run() -> dict[str, Any]:
-            diff = self.repo.diff(a_rev, b_rev, None)
+            old_snap, new_snap = snaps[a_rev], snaps[new]
+            if self.repo.scm.no_commits:
+                return {}
+            if _commit_of_snapshot(old_snap) == _commit_of_snapshot(new_snap):
+                diff = _diff(None, None, set(), with_missing=b_rev is None)
+            else:
+                diff = _diff(old_snap.data, new_snap.data,
+                             old_snap.data_keys | new_snap.data_keys,
+                             with_missing=b_rev is None)
             if b_rev:
                 diff.pop("not in cache", None)
             for key, entries in diff.items():
@@ -132,6 +157,10 @@ class DvcQueries:
                                         all_branches=False, all_tags=False, all_commits=False,
                                         with_deps=False, recursive=False, check_updates=True)
         return self._call("status", run)
+
+
+def _commit_of_snapshot(snap: Snapshot) -> str:
+    return snap.rev
 
 
 @contextlib.contextmanager
@@ -190,6 +219,17 @@ def resolve_revision(repo: Path, rev: str, *, fetch: bool = True,
              "(or check out with fetch-depth: 0), or pass another --base")
 
 
+def merge_base_of(repo: Path, a: str, b: str) -> str:
+    """The best common ancestor of commits ``a`` and ``b`` (what a pull request's "files
+    changed" is computed against); an error saying what to fetch when the history lacks it."""
+    out = git_text(["merge-base", a, b], cwd=repo)
+    if not out or not out.strip():
+        raise InputError(f"commits {a[:12]} and {b[:12]} have no common ancestor in this clone",
+                         hint="fetch more history (actions/checkout fetch-depth: 0, or git "
+                              "fetch --unshallow origin)")
+    return out.split()[0]
+
+
 def read_at(repo: Path, rev: str | None, path: str) -> str | None:
     """Text of ``path`` at git revision ``rev`` (``None`` = workspace); ``None`` if absent."""
     if rev is None or rev == WORKSPACE:
@@ -240,6 +280,7 @@ class Comparison:
     metrics_files: list[str] = field(default_factory=list)
     base_metrics: MetricsAt | None = None
     head_metrics: MetricsAt | None = None
+    base_tip_sha: str | None = None  # the base branch's tip, when compared at the merge base
 
     @property
     def metrics_file(self) -> str | None:
@@ -314,10 +355,12 @@ def _size_of(outs: Mapping[str, Mapping[str, Any]], path: str) -> int | None:
 
 def data_rows(diff: Mapping[str, Any], base_lock: Mapping[str, Any],
               head_lock: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """``dvc diff --json`` entries with the sizes recorded in both dvc.lock files."""
+    """``dvc diff --json`` entries with the sizes recorded in both dvc.lock files. "not in
+    cache" (a workspace output DVC has not cached yet) is no change between revisions and is
+    left out."""
     base_outs, head_outs = _outs(base_lock), _outs(head_lock)
     rows = []
-    for change in ("added", "deleted", "modified", "renamed", "not in cache"):
+    for change in ("added", "deleted", "modified", "renamed"):
         for entry in diff.get(change) or []:
             if change == "renamed" and isinstance(entry.get("path"), Mapping):
                 old_p, new_p = entry["path"].get("old"), entry["path"].get("new")
@@ -420,32 +463,62 @@ def _in_git(repo: Path, rev: str, path: str) -> bool:
     return git_text(["cat-file", "-e", f"{rev}:./{path}"], cwd=repo) is not None
 
 
+def _is_unreadable(exc: Any) -> bool:
+    """A file that exists but that DVC cannot parse (not valid JSON, YAML, TOML)."""
+    try:
+        from dvc.utils.serialize import ParseError
+    except ImportError:  # pragma: no cover - dvc is a dependency of the ci extra
+        return False
+    return isinstance(exc, ParseError)
+
+
+def _clean(text: str) -> str:
+    """DVC names a file relative to its working directory inside a git tree
+    (``'../../../metrics/metrics.json'``): name it as the repository does."""
+    return re.sub(r"'(?:\.\./)+", "'", text)
+
+
 def read_metrics(dvc: DvcQueries, repo: Path, a_rev: str, b_rev: str | None,
-                 files: list[str] | None = None,
+                 files: list[str] | None = None, *,
+                 snaps: dict[str, Snapshot] | None = None,
                  ) -> tuple[dict[str, Any], MetricsAt, MetricsAt, list[str]]:
     """The metrics files at ``a_rev`` and ``b_rev`` (``None``: the workspace) and their
-    ``dvc metrics diff --all --json``, from one ``dvc metrics show`` over both revisions.
+    ``dvc metrics diff --all --json``, from one pass of DVC over both revisions.
 
     ``files`` are the files to read (``None`` or empty: every metrics file ``dvc.yaml``
     declares). A file DVC could not read at a git revision that git does not hold either (a
     DVC-tracked file the cache lacks) is read with ``dvc.api.read(rev=...)``, which streams it
-    from the remote. Returns ``(diff, at_a, at_b, files)``.
+    from the remote. Returns ``(diff, at_a, at_b, files)``; a file that exists but cannot be
+    parsed is in ``MetricsAt.unreadable`` as well as ``errors``.
     """
     wanted = [normalise(f) for f in files] if files else None
     new = b_rev or WORKSPACE
-    shown = dvc.metrics_show([a_rev, new], wanted)
+    if snaps is None:
+        snaps = dvc.snapshots([a_rev, new], metrics=wanted)
+    shown = {rev: copy.copy(snaps[rev].metrics) for rev in dict.fromkeys([a_rev, new])}
+    reproduced: list[str] = []
     for rev in dict.fromkeys([a_rev, new]):
-        result = shown.setdefault(rev, {"data": {}})
+        result = shown[rev] = {k: (dict(v) if k == "data" else v)
+                               for k, v in (shown[rev] or {"data": {}}).items()}
         if rev == WORKSPACE or "error" in result:
             continue
-        for file, entry in (result.get("data") or {}).items():
-            if "error" in entry and not _in_git(repo, rev, normalise(file)):
+        for file, entry in list((result.get("data") or {}).items()):
+            if "error" in entry and not _is_unreadable(entry["error"]) and \
+                    not _in_git(repo, rev, normalise(file)):
                 try:
-                    entry.clear()
-                    entry["data"] = read_at_revision(repo, normalise(file), rev)
+                    result["data"][file] = {"data": read_at_revision(repo, normalise(file),
+                                                                     rev)}
                 except Exception as exc:  # not in the cache, not on a remote, not at rev
-                    entry.clear()
-                    entry["error"] = exc
+                    result["data"][file] = {"error": exc}
+                    if rev == b_rev and (repo / normalise(file)).is_file():
+                        # the head commit's file is nowhere this runner can reach (no
+                        # remote, e.g. a fork's run): the reproduction's stands in, said so
+                        with contextlib.suppress(Exception):
+                            from modelops.ci.metrics import parse_metrics_text
+
+                            text = (repo / normalise(file)).read_text(encoding="utf-8")
+                            result["data"][file] = {"data": parse_metrics_text(text, file)}
+                            reproduced.append(normalise(file))
     order = wanted or list(dict.fromkeys(
         normalise(f) for rev in (new, a_rev) for f in (shown.get(rev, {}).get("data") or {})))
 
@@ -453,32 +526,59 @@ def read_metrics(dvc: DvcQueries, repo: Path, a_rev: str, b_rev: str | None,
         out = MetricsAt(rev)
         result = shown.get(rev) or {}
         if "error" in result:
-            out.errors = dict.fromkeys(order, error_text(result["error"]))
+            out.errors = dict.fromkeys(order, _clean(error_text(result["error"])))
             return out
         for file, entry in (result.get("data") or {}).items():
             file = normalise(file)
             if "error" in entry:
-                out.errors[file] = error_text(entry["error"])
+                out.errors[file] = _clean(error_text(entry["error"]))
+                if _is_unreadable(entry["error"]):
+                    out.unreadable[file] = out.errors[file]
             else:
                 out.files[file] = entry.get("data") if isinstance(entry.get("data"), dict) \
                     else {}
         for file in order:
             if file not in out.files and file not in out.errors:
                 out.errors[file] = "not found"
+        if rev == b_rev:
+            out.reproduced = list(reproduced)
         return out
 
     diff = dvc.metrics_diff(a_rev, b_rev, shown)
     return diff, at(a_rev), at(new), order
 
 
+@dataclass
+class Changes:
+    """What :func:`compare` found besides the metrics: DVC's own answers for both revisions."""
+
+    plots: dict[str, Any] = field(default_factory=dict)   # rev -> [Plot]
+    problems: list[Any] = field(default_factory=list)      # revisions.Problem, head commit
+    base_lock: dict[str, Any] = field(default_factory=dict)
+    head_lock: dict[str, Any] = field(default_factory=dict)
+
+
 def compare(repo: str | Path = ".", base: str = "HEAD", head: str | None = None, *,
             fetch: bool = True, metrics_files: list[str] | None = None,
-            dvc: DvcQueries | None = None) -> Comparison:
+            dvc: DvcQueries | None = None, plots: list[str] | None = None,
+            with_plots: bool = False, changes: Changes | None = None,
+            merge_base: bool = False) -> Comparison:
     """Compare ``head`` (``None``: the workspace) with ``base``. Prints progress to stderr.
 
     ``metrics_files`` are the model's metrics files (``None``/empty: every metrics file
-    ``dvc.yaml`` declares); ``dvc`` an open :func:`dvc_queries` to reuse.
+    ``dvc.yaml`` declares); ``dvc`` an open :func:`dvc_queries` to reuse. Everything is read
+    from the two revisions themselves: between two commits, nothing of the workspace counts
+    (a fresh CI clone lacks every output the reproduction did not need). With a head commit,
+    ``changes.problems`` is what DVC can prove is stale or hand-edited in it
+    (:func:`modelops.ci.revisions.committed_problems`); with the workspace, ``stale`` lists the
+    stages ``dvc status`` finds out of date. ``with_plots`` reads ``plots`` (``None``: every
+    plot ``dvc.yaml`` declares) at both revisions into ``changes.plots``. ``merge_base``
+    compares the head with the merge base of ``base`` and the head (``base_tip_sha`` keeps
+    the tip).
     """
+    from modelops.ci import plots as plotlib
+    from modelops.ci.revisions import committed_problems
+
     repo = Path(repo)
     if not (repo / ".dvc").is_dir():
         raise InputError(f"{repo.resolve().name!r} is not a DVC repository (no .dvc/ folder)",
@@ -486,31 +586,53 @@ def compare(repo: str | Path = ".", base: str = "HEAD", head: str | None = None,
     base_sha = resolve_revision(repo, base, fetch=fetch)
     head_sha = resolve_revision(repo, head, fetch=fetch) if head else _commit_of(repo, "HEAD")
     head_rev = head or WORKSPACE
+    tip = base_sha
+    if merge_base and head_sha:
+        base_sha = merge_base_of(repo, base_sha, head_sha)
     result = Comparison(base, base_sha, head_rev, head_sha)
-
-    def step(what: str) -> None:
-        print(f"compare: {what} ({base} -> {head_rev})", file=sys.stderr, flush=True)
+    result.base_tip_sha = tip
+    changes = changes if changes is not None else Changes()
 
     a_rev, b_rev = base_sha, (head_sha if head else None)
+    new = b_rev or WORKSPACE
+    files = [normalise(f) for f in metrics_files] if metrics_files else None
+    print(f"compare: reading {base} and {head_rev} with DVC", file=sys.stderr, flush=True)
     with contextlib.ExitStack() as stack:
         if dvc is None:
             dvc = stack.enter_context(dvc_queries(repo))
-        step("metrics")
-        diff, base_at, head_at, files = read_metrics(dvc, repo, a_rev, b_rev, metrics_files)
+        snaps = dvc.snapshots([a_rev, new], metrics=files, plots=plots,
+                              plots_at=[a_rev, new] if with_plots else [],
+                              status_at=[new])
+        diff, base_at, head_at, files = read_metrics(dvc, repo, a_rev, b_rev, files,
+                                                     snaps=snaps)
         result.metrics = metric_rows(diff)
         result.metrics_files = files
         result.base_metrics, result.head_metrics = base_at, head_at
-        step("params")
-        result.params = param_rows(dvc.params_diff(a_rev, b_rev))
-        step("data")
+        result.params = param_rows(dvc.params_diff(a_rev, b_rev, snaps))
         base_lock = read_lock_at(repo, base_sha)
         head_lock = read_lock_at(repo, head_sha if head else None)
-        result.data = data_rows(dvc.diff(a_rev, b_rev), base_lock, head_lock)
+        changes.base_lock, changes.head_lock = base_lock, head_lock
+        result.data = data_rows(dvc.diff(a_rev, b_rev, snaps), base_lock, head_lock)
         result.stages = stage_rows(base_lock, head_lock)
-        if not head:
-            step("pipeline status")
-            status = dvc.status()
-            result.stale = stale_stages(status)
+        if with_plots:
+            targets = list(plots) if plots else None
+            for rev, key in ((a_rev, a_rev), (new, head_sha if head else WORKSPACE)):
+                shown = snaps[rev].plots
+                if "error" in shown:
+                    result.notes.append(f"plots could not be read at {rev[:12]}: "
+                                        f"{error_text(shown['error'])}")
+                    changes.plots[key] = []
+                else:
+                    changes.plots[key] = plotlib.plots_from_show(shown, targets)
+        head_snap = snaps[new]
+        if head_snap.error:
+            raise InputError(f"dvc cannot read the pipeline at {head_rev}: "
+                             f"{_clean(head_snap.error)}",
+                             hint="fix dvc.yaml / dvc.lock (dvc repro writes dvc.lock)")
+        if head:
+            changes.problems = committed_problems(head_snap, head_lock)
+        else:
+            result.stale = stale_stages(head_snap.status or {})
             if result.stale:
                 result.notes.append("the pipeline is not up to date in the workspace (stale: "
                                     + ", ".join(result.stale) + "); run dvc repro")
@@ -521,17 +643,24 @@ def compare(repo: str | Path = ".", base: str = "HEAD", head: str | None = None,
                          "declares none",
                          hint="list the files in modelops.model.metrics in params.yaml, or "
                               "declare them under a stage's metrics: in dvc.yaml")
-    readable = [f for f in files if f in head_at.files]
+    readable = [f for f in files if f in head_at.files or f in head_at.unreadable]
     if not readable:
         why = "; ".join(f"{f}: {head_at.errors.get(f, 'not found')}" for f in files)
         raise InputError(f"no metrics file could be read at {head_rev} ({why})",
                          hint="run the pipeline first: dvc repro (or dvc pull the metrics)")
     for f in files:
-        if f not in head_at.files:
+        if f not in head_at.files and f not in head_at.unreadable:
             result.notes.append(f"{f} could not be read at {head_rev} "
                                 f"({head_at.errors.get(f, 'not found')}); run dvc repro")
+    for f in head_at.reproduced:
+        result.notes.append(f"{f} of the head commit is in no DVC cache or remote this run can "
+                            "reach: the metrics are this runner's reproduction of it")
     for f in files:
-        if f not in base_at.files:
+        if f in base_at.unreadable:
+            result.notes.append(f"the base revision {base!r} has an unreadable {f} "
+                                f"({base_at.unreadable[f]}): regression gates on it have no "
+                                "baseline")
+        elif f not in base_at.files:
             result.notes.append(f"the base revision {base!r} has no readable {f} "
                                 f"({base_at.errors.get(f, 'not found')}): regression gates on "
                                 "it have no baseline")

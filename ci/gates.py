@@ -25,9 +25,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from modelops.ci.metrics import MetricRef, MetricsAt, describe_missing, resolve, value_of
+from modelops.ci.metrics import (
+    MetricRef,
+    MetricsAt,
+    describe_missing,
+    flat_names,
+    resolve,
+    value_of,
+)
 from modelops.ci.metrics import lookup as lookup
-from modelops.settings.gates import MetricGate
+from modelops.errors import ConfigError
+from modelops.settings.gates import RULES, MetricGate
 
 Status = Literal["pass", "fail", "no-baseline"]
 ANONYMOUS = "metrics"
@@ -72,6 +80,58 @@ def resolve_gates(gates: Mapping[str, MetricGate], files: Sequence[str], head: M
     """Each gate's metric resolved to its file. Raises ConfigError on an ambiguous name."""
     return {name: resolve(name, files, head, base, where=f"modelops.gates.{name}",
                           settings_file=settings_file) for name in gates}
+
+
+def check_gate_names(gates: Mapping[str, MetricGate], files: Sequence[str], head: MetricsAt,
+                     base: MetricsAt | None = None, *,
+                     settings_file: str = "params.yaml") -> None:
+    """A gate whose metric is in no metrics file, at the head nor at the base, is a typo in the
+    config, not a model that lost a metric: a :class:`ConfigError` naming the gate and the
+    closest metric name. Files that could not be read at either revision make no claim (their
+    metrics are unknown, and the gate fails on the model's side with that reason)."""
+    from modelops.settings.loader import closest
+
+    unknown_files = {f for side in (head, base) if side is not None
+                     for f in (*side.errors, *side.unreadable) if f not in side.files}
+    known: list[str] = []
+    for side in (head, base):
+        if side is None:
+            continue
+        for file, data in side.files.items():
+            if isinstance(data, Mapping):
+                known += [name for name, _ in flat_names(data)]
+                known += [f"{file}:{name}" for name, _ in flat_names(data)]
+    refs = resolve_gates(gates, files, head, base, settings_file)
+    for name, ref in refs.items():
+        if ref.file is not None and (value_of(ref, head) is not None
+                                     or value_of(ref, base) is not None
+                                     or ref.file in unknown_files):
+            continue
+        if ref.file is None and unknown_files:
+            continue  # it may live in a file that could not be read
+        near = closest(name, dict.fromkeys(known))
+        where = f" in {ref.file}" if ref.file else f" ({', '.join(files) or 'none'})"
+        raise ConfigError(settings_file, f"modelops.gates.{name}", name,
+                          f"no metrics file has this metric, at the head or the base{where}",
+                          hint=(f"did you mean {near!r}? " if near else "")
+                          + "a gate names a metric of modelops.model.metrics (a dotted path, "
+                            "optionally 'file:path')")
+
+
+def gate_changes(base: Mapping[str, MetricGate] | None,
+                 head: Mapping[str, MetricGate]) -> list[dict[str, Any]]:
+    """What a change does to the gates: ``[{metric, rule, base, head}]`` for every bound added
+    (base ``None``), removed (head ``None``) or moved."""
+    base = base or {}
+    out = []
+    for metric in list(base) + [m for m in head if m not in base]:
+        b, h = base.get(metric), head.get(metric)
+        for rule in RULES:
+            bv = getattr(b, rule) if b is not None else None
+            hv = getattr(h, rule) if h is not None else None
+            if bv != hv:
+                out.append({"metric": metric, "rule": rule, "base": bv, "head": hv})
+    return out
 
 
 def evaluate_gates(gates: Mapping[str, MetricGate],

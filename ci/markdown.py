@@ -28,9 +28,17 @@ TEMPLATES = Path(__file__).parent / "templates"
 MAX_INLINE = 200
 
 _ZWSP = "&#8203;"
-# characters with a Markdown or HTML meaning, escaped with a backslash
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~])")
+# characters with a Markdown or HTML meaning, escaped with a backslash; `$` opens GitHub's
+# math ($...$, $$...$$)
+_MD_SPECIAL = re.compile(r"([\\`*{}\[\]()#!|~$])")
+# `_` between two letters or digits can neither open nor close emphasis (CommonMark's flanking
+# rules), so `roc_auc` stays readable; every other `_` is escaped
+_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 _WWW = re.compile(r"(?i)\bwww\.")
+# what GitHub turns into links by itself: GH-12 (an issue), a commit sha (7 to 40 hex digits
+# with a letter among them, or 40 digits), owner/repo#12 and owner/repo@sha
+_GH_REF = re.compile(r"(?i)\b(GH)-(?=\d)")
+_SHA = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,}\b|\b[0-9]{40,}\b", re.I)
 
 
 def marker(model: str) -> str:
@@ -51,6 +59,9 @@ def md(value: Any, limit: int = MAX_INLINE) -> str:
     text = _clip(text, limit)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_SPECIAL.sub(r"\\\1", text)
+    text = _UNDERSCORE.sub(r"\\_", text)
+    text = _SHA.sub(lambda m: _ZWSP.join(re.findall(".{1,6}", m.group(0))), text)  # no commit link
+    text = _GH_REF.sub(lambda m: m.group(1) + _ZWSP + "-", text)   # no GH-12 issue link
     text = text.replace("@", "@" + _ZWSP)          # no @user / @org/team mentions
     text = text.replace("://", ":" + _ZWSP + "//")  # no autolinks
     text = _WWW.sub(lambda m: m.group(0)[:3] + _ZWSP + ".", text)
@@ -158,6 +169,7 @@ def confusion_table(cm: dict[str, Any]) -> str:
 SECTION_RENDERERS: dict[str, tuple[str, str]] = {
     # section name -> (module, function(section) -> Markdown); the section owner escapes its text
     "compile": ("modelops.ci.compile.markdown", "render_compile_section"),
+    "timing": ("modelops.ci.compile.timing", "render_timing_section"),
     "compute": ("modelops.ci.cost", "render_compute_section"),
 }
 
@@ -187,6 +199,74 @@ def _env() -> jinja2.Environment:
     return env
 
 
+# --------------------------------------------------------------------------- plots
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[Any], low: float, high: float) -> str:
+    """Values as block characters on the scale ``[low, high]`` (shared by base and head, so the
+    two lines compare)."""
+    out = []
+    for v in values:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            out.append(" ")
+            continue
+        frac = 0.0 if high <= low else (float(v) - low) / (high - low)
+        out.append(SPARKS[min(len(SPARKS) - 1, max(0, round(frac * (len(SPARKS) - 1))))])
+    return "".join(out)
+
+
+def _finite(values: list[Any] | None) -> list[float]:
+    return [float(v) for v in values or [] if isinstance(v, (int, float))
+            and not isinstance(v, bool) and math.isfinite(v)]
+
+
+def plot_block(plot: dict[str, Any]) -> str:
+    """One plot file, base against head, as a table whose columns are the legend: a series plot
+    as one sparkline per revision (on a shared scale) and its last values; a bar plot as the
+    labels whose values changed."""
+    title = md(plot.get("title") or plot.get("file"), 120)
+    head_line = f"**{title}** (`{code(plot.get('file'))}`)"
+    if plot.get("kind") == "series":
+        lines = [head_line, "", "| series | base | head | last: base → head |",
+                 "|---|---|---|---:|"]
+        for name, pair in (plot.get("series") or {}).items():
+            base, head = pair.get("base"), pair.get("head")
+            values = _finite(base) + _finite(head)
+            low, high = (min(values), max(values)) if values else (0.0, 1.0)
+            base_cell = f"`{sparkline(base, low, high)}`" if base else "–"
+            last_b = num(_finite(base)[-1]) if _finite(base) else "–"
+            last_h = num(_finite(head)[-1]) if _finite(head) else "–"
+            lines.append(f"| {md(name, 60)} | {base_cell} | `{sparkline(head or [], low, high)}`"
+                         f" | {last_b} → {last_h} |")
+        points = plot.get("points") or {}
+        lines += ["", f"<sub>{md(plot.get('x'), 40)}: {points.get('base') or '–'} → "
+                      f"{points.get('head') or '–'} points, each line on the scale of both"
+                      "</sub>"]
+        return "\n".join(lines)
+    if plot.get("kind") == "bars":
+        values = plot.get("values") or {}
+        labels = plot.get("labels") or []
+        columns = list(values)
+        changed = [i for i, _ in enumerate(labels)
+                   if any(values[c]["base"][i] != values[c]["head"][i] for c in columns)]
+        header = " | ".join(f"{md(c, 30)} base | {md(c, 30)} head" for c in columns)
+        lines = [head_line, "", f"| {md(plot.get('x'), 30)} | {header} |",
+                 "|---|" + "---:|---:|" * len(columns)]
+        for i in changed:
+            cells = " | ".join(f"{num(values[c]['base'][i])} | {num(values[c]['head'][i])}"
+                               for c in columns)
+            lines.append(f"| {md(labels[i], 40)} | {cells} |")
+        same = len(labels) - len(changed)
+        if same:
+            lines += ["", f"<sub>{same} unchanged row(s) not shown</sub>"]
+        return "\n".join(lines)
+    if plot.get("kind") == "error":
+        return f"{head_line}: cannot be compared ({md(plot.get('error'), 300)})"
+    return ""
+
+
 # --------------------------------------------------------------------------- view model
 
 CHANGE_ICON = {"better": "🟢 better", "worse": "🔴 worse", "unchanged": "unchanged",
@@ -200,6 +280,17 @@ def _order(name: str, headline: list[str]) -> tuple[int, str]:
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _unchanged(row: dict[str, Any]) -> bool:
+    return row.get("base") is not None and row.get("base") == row.get("head")
+
+
+def _gate_text(change: dict[str, Any]) -> str:
+    def side(v: Any) -> str:
+        return "none" if v is None else num(v)
+    return f"{md(change['metric'])}.{md(change['rule'])} {side(change['base'])} → " \
+           f"{side(change['head'])}"
 
 
 def _view(report: dict[str, Any], run_url: str | None, detail: int) -> dict[str, Any]:
@@ -225,12 +316,14 @@ def _view(report: dict[str, Any], run_url: str | None, detail: int) -> dict[str,
     rows = [m for m in evaluate.get("metrics", []) if not str(m["name"]).startswith("per_class.")]
     metrics = sorted((m for m in rows if m.get("file", primary) == primary),
                      key=lambda m: _order(str(m["name"]), names))
-    other_metrics = sorted((m for m in rows if m.get("file", primary) != primary
-                            and (_is_number(m.get("base")) or _is_number(m.get("head")))),
-                           key=lambda m: (str(m.get("file")), str(m["name"])))
+    other_rows = sorted((m for m in rows if m.get("file", primary) != primary
+                         and (_is_number(m.get("base")) or _is_number(m.get("head")))),
+                        key=lambda m: (str(m.get("file")), str(m["name"])))
     metrics = [{**m, "gate": gate_by_metric.get((m.get("file"), str(m["name"])),
                                                  gate_by_metric.get((None, str(m["name"]))))}
                for m in metrics]
+    # only what changed is shown; a gated metric always is
+    shown = [m for m in metrics if not _unchanged(m) or m.get("gate")]
     others = [{"name": name, "status": s} for name, s in sections.items()
               if name not in ("evaluate", "card")]
     card = sections.get("card", {})
@@ -252,17 +345,38 @@ def _view(report: dict[str, Any], run_url: str | None, detail: int) -> dict[str,
     per_class = [{"class": c.get("class"), "support": c.get("support"),
                   **{k: {**empty, **(c.get(k) or {})} for k in ("precision", "recall", "f1")}}
                  for c in evaluate.get("per_class", [])]
+    changed_classes = [c for c in per_class
+                       if any(not _unchanged(c[k]) for k in ("precision", "recall", "f1"))]
+    gates_from = evaluate.get("gates_from") or {}
+    plots = [p for p in evaluate.get("plots") or [] if p.get("kind") in ("series", "bars",
+                                                                          "error")]
+    plot_blocks = [b for b in (plot_block(p) for p in plots if p.get("changed")) if b]
+    reproduction = sections.get("reproduction") or {}
     return {
         "marker": marker(str(report.get("model", {}).get("name", "model"))),
         "report": report, "model": report.get("model", {}), "context": context,
         "revisions": report.get("revisions", {}),
-        "verdict": report.get("verdict", "fail"), "evaluate": evaluate, "metrics": metrics,
+        "verdict": report.get("verdict", "fail"), "evaluate": evaluate,
+        "incomplete": bool(evaluate.get("incomplete")),
+        "metrics": shown, "unchanged_metrics": [m for m in metrics if m not in shown],
         "headline": headline, "primary": primary,
-        "gates": gates, "per_class": per_class if detail >= 1 else [],
+        "gates": gates, "per_class": changed_classes if detail >= 1 else [],
+        "unchanged_classes": len(per_class) - len(changed_classes),
         "params": evaluate.get("params", []), "data": evaluate.get("data", []),
         "stages": evaluate.get("stages", []), "notes": evaluate.get("notes", []),
+        "errors": evaluate.get("errors", []),
+        "base_unreadable": evaluate.get("base_unreadable", []),
+        "gate_changes": [_gate_text(c) for c in gates_from.get("changes") or []],
+        "verdict_under_own": gates_from.get("verdict_under_own"),
+        "failed_under_own": gates_from.get("failed_under_own") or [],
+        "gates_from_sha": str(gates_from.get("from") or "")[:12],
+        "reproduction": reproduction,
         "others": others, "card": card, "card_diff": diff, "detail": detail,
-        "other_metrics": other_metrics if detail >= 2 else [],
+        "other_metrics": [m for m in other_rows if not _unchanged(m)] if detail >= 2 else [],
+        "other_unchanged": sum(1 for m in other_rows if _unchanged(m)),
+        "plot_blocks": plot_blocks if detail >= 2 else [],
+        "unchanged_plots": [p["file"] for p in evaluate.get("plots") or []
+                            if not p.get("changed")],
         "blocks": [b for b in (_section_block(o["name"], o["status"]) for o in others) if b]
         if detail >= 1 else [],
         "confusion": confusion_table(evaluate["confusion"])

@@ -40,6 +40,8 @@ class MetricsAt:
     rev: str
     files: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)  # there, but not parseable
+    reproduced: list[str] = field(default_factory=list)  # read from the reproduction instead
 
     def data(self, file: str) -> Mapping[str, Any] | None:
         value = self.files.get(file)

@@ -47,13 +47,16 @@ from modelops.settings.model import step_skipped
 
 COMPILE_PENDING = "the compile step has not run for this revision (modelops-ci compile adds it)"
 DEFAULT_COMPILE_SECTION = Path("reports") / "compile.json"
+DEFAULT_TIMING_SECTION = Path("reports") / "timing.json"
 MAX_CONFUSION_CLASSES = 30
 
 
 def section_files(settings: Settings) -> dict[str, str]:
     """Sections that other steps write to a file of their own (possibly a DVC output), picked
-    up by the report when present: the compile step's ``modelops.compile.section_file``."""
-    return {"compile": settings.compile.section_file or DEFAULT_COMPILE_SECTION.as_posix()}
+    up by the report when present: the compile step's ``modelops.compile.section_file`` and the
+    timing step's ``reports/timing.json``."""
+    return {"compile": settings.compile.section_file or DEFAULT_COMPILE_SECTION.as_posix(),
+            "timing": DEFAULT_TIMING_SECTION.as_posix()}
 
 
 # --------------------------------------------------------------------------- building
@@ -120,6 +123,7 @@ def per_class_rows(metric_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         entry = classes.setdefault(cls, {"class": cls})
         if metric == "support":
             entry["support"] = row["head"] if row["head"] is not None else row["base"]
+            entry["support_base"], entry["support_head"] = row["base"], row["head"]
         else:
             entry[metric] = {"base": row["base"], "head": row["head"], "delta": row["delta"]}
 
@@ -213,17 +217,22 @@ def section_from_file(root: Path, name: str, head: str | None,
         from modelops.settings import load_settings
 
         settings = load_settings(root / "params.yaml")
+    from modelops.ci.compare import _in_git
+
     path = section_files(settings).get(name)
     if path is None:
         return None
+    # a file the head commit holds (a DVC stage's output) is read from the commit; one a CI
+    # step wrote in this job (reports/) from the workspace, checked against its artifact
+    committed = head is not None and _in_git(root, head, path)
     try:
-        section = read_json_at(root, head, path)
+        section = read_json_at(root, head if committed else None, path)
     except SuiteError:
         return None
     if not isinstance(section, dict):
         return None
     model = section.get("model")
-    if head is None and isinstance(model, dict) and isinstance(model.get("sha256"), str):
+    if not committed and isinstance(model, dict) and isinstance(model.get("sha256"), str):
         from modelops.fsutil import sha256_file
 
         onnx = root / str(model.get("path") or settings.model.artifact.path)
@@ -265,12 +274,14 @@ def card_from_stage(root: Path, settings: Settings, stale: list[str] | None,
 
 def card_section(root: Path, base_sha: str, params_file: str, *,
                  settings: Settings | None = None, stale: list[str] | None = None,
-                 metrics: Any = None, files: list[str] | None = None) -> dict[str, Any]:
+                 metrics: Any = None, files: list[str] | None = None,
+                 head: str | None = None) -> dict[str, Any]:
     """The card of the change and its diff with the base revision's card; ``skipped`` with the
     reason when ``modelops.steps.card`` is false.
 
     ``stale`` (the workspace's ``dvc status``, when the head is the workspace) lets an up-to-date
     card stage's file stand in for generating the card again, see :func:`card_from_stage`;
+    with a ``head`` commit and a card stage, the card is the one that commit holds.
     ``metrics`` and ``files`` are the head's metrics already read by the comparison.
     """
     from modelops.ci.card import card_path, generate_card
@@ -283,7 +294,15 @@ def card_section(root: Path, base_sha: str, params_file: str, *,
     skipped = step_skipped(settings.model, settings.steps, "card")
     if skipped:
         return {"status": "skipped", "reason": skipped}
-    text = card_from_stage(root, settings, stale, params_file)
+    from modelops.ci.card import card_inputs
+
+    text = None
+    if head is not None and card_inputs(root, settings.model.card.stage) is not None:
+        # the card stage's output as the head commit holds it: what the pull request commits
+        # (the reproduction section says when that is stale)
+        text = read_at(root, head, card_path(settings.model, ".").as_posix())
+    if text is None:
+        text = card_from_stage(root, settings, stale, params_file)
     if text is None:
         try:
             _, text = generate_card(root, params_file, metrics=metrics, files=files)
@@ -299,71 +318,308 @@ def card_section(root: Path, base_sha: str, params_file: str, *,
             is not None, "diff": diff}
 
 
+def gates_at(root: Path, rev: str, params_file: str) -> tuple[dict[str, Any] | None, str]:
+    """``modelops.gates`` of ``params_file`` at git revision ``rev`` (``None`` and why, when
+    that revision has no readable, valid suite section: the first pull request that adopts the
+    suite, or a base whose settings are broken)."""
+    from modelops.ci.compare import read_at
+    from modelops.settings import parse_settings
+    from modelops.yamlio import load_yaml
+
+    text = read_at(root, rev, params_file)
+    if text is None:
+        return None, f"{params_file} is not in the base revision"
+    try:
+        return dict(parse_settings(load_yaml(text, f"{params_file}@{rev[:12]}"),
+                                   f"{params_file} at {rev[:12]}").gates), ""
+    except SuiteError as exc:
+        return None, str(exc).splitlines()[0]
+
+
+def reproduction_section(problems: list[Any], reproduced: list[str]) -> dict[str, Any]:
+    """What DVC proves about the head commit (:func:`modelops.ci.revisions.committed_problems`),
+    and which tracked files this runner's reproduction changed."""
+    if problems:
+        files = list(dict.fromkeys(p.file for p in problems))
+        return {"status": "fail",
+                "summary": "committed outputs differ from a reproduction: run `dvc repro` and "
+                           "commit (" + ", ".join(files) + ")",
+                "files": files,
+                "problems": [{"file": p.file, "stage": p.stage, "why": p.why} for p in problems],
+                "reproduced_changes": reproduced}
+    summary = "the committed outputs are the ones dvc.lock records for the committed inputs"
+    if reproduced:
+        summary += ("; this runner's reproduction differs in " + ", ".join(reproduced)
+                    + " (not bit-for-bit reproducible across machines; not stale)")
+    return {"status": "pass", "summary": summary, "files": [], "problems": [],
+            "reproduced_changes": reproduced}
+
+
+def reproduced_changes(root: Path, head_sha: str | None) -> list[str]:
+    """Tracked files the workspace changed against ``head_sha``, when the workspace is a
+    reproduction of that commit (HEAD); ``[]`` otherwise."""
+    from modelops.git import git_text
+
+    if not head_sha or (git_text(["rev-parse", "HEAD"], cwd=root) or "").strip() != head_sha:
+        return []
+    out = git_text(["status", "--porcelain", "--untracked-files=no", "-z"], cwd=root) or ""
+    return sorted({entry[3:] for entry in out.split("\0") if len(entry) > 3})
+
+
+def _rows_of(plot: Any) -> int | None:
+    return len(plot.rows) if plot is not None and isinstance(plot.rows, list) else None
+
+
+def evaluation_set_note(settings: Settings, base_lock: dict[str, Any],
+                        head_lock: dict[str, Any], plots: dict[str, list[Any]], base_key: str,
+                        head_key: str, per_class: list[dict[str, Any]]) -> str | None:
+    """A note when the base and the head were evaluated on different data: the test data's
+    hash in the two dvc.lock files differs, or the evaluation has another number of rows (the
+    confusion plot's rows, else the per-class supports)."""
+    from modelops.ci.plots import CONFUSION_TEMPLATES
+
+    path = settings.model.test_data
+
+    def md5(lock: dict[str, Any]) -> str | None:
+        for entry in lock.values():
+            for item in [*((entry or {}).get("outs") or []), *((entry or {}).get("deps") or [])]:
+                if isinstance(item, dict) and item.get("path") == path and item.get("md5"):
+                    return str(item["md5"])
+        return None
+
+    rows: dict[str, int | None] = {}
+    for key in (base_key, head_key):
+        cm = next((p for p in plots.get(key, []) if p.template in CONFUSION_TEMPLATES), None)
+        rows[key] = _rows_of(cm)
+    if rows[base_key] is None or rows[head_key] is None:
+        sides = []
+        for side in ("base", "head"):
+            supports = [c.get(f"support_{side}") for c in per_class]
+            sides.append(sum(supports) if supports and all(
+                isinstance(v, int) for v in supports) else None)
+        rows = {base_key: sides[0], head_key: sides[1]}
+    old, new = md5(base_lock) if path else None, md5(head_lock) if path else None
+    hashed = bool(path and old and new and old != new)
+    counted = rows[base_key] is not None and rows[head_key] is not None \
+        and rows[base_key] != rows[head_key]
+    if not hashed and not counted:
+        return None
+    what = f"{path} changed" if hashed else "the evaluation has another number of rows"
+    count = f" ({rows[base_key]} → {rows[head_key]} rows)" \
+        if rows[base_key] is not None and rows[head_key] is not None else ""
+    return (f"the evaluation set differs between the revisions: {what}{count}; the metric "
+            "deltas compare results on different data")
+
+
+PLOT_POINTS = 24
+
+
+def _sample(values: list[Any], n: int = PLOT_POINTS) -> list[Any]:
+    if len(values) <= n:
+        return list(values)
+    step = (len(values) - 1) / (n - 1)
+    return [values[round(i * step)] for i in range(n)]
+
+
+def plot_summaries(plots: dict[str, list[Any]], base_key: str, head_key: str
+                   ) -> list[dict[str, Any]]:
+    """Each plot file at base and head, small enough for the comment: series (at most
+    :data:`PLOT_POINTS` points each) or per-label values; ``changed`` when the rows differ."""
+    from modelops.ci.plots import CONFUSION_TEMPLATES, series
+
+    base = {p.path: p for p in plots.get(base_key, [])}
+    out = []
+    for plot in plots.get(head_key, []):
+        old = base.get(plot.path)
+        entry: dict[str, Any] = {"file": plot.path, "title": plot.props.get("title"),
+                                 "template": plot.template,
+                                 "changed": old is None or old.rows != plot.rows}
+        if plot.template in CONFUSION_TEMPLATES or plot.is_image:
+            entry["kind"] = "confusion" if not plot.is_image else "image"
+            out.append(entry)
+            continue
+        try:
+            x_name, xs, values = series(plot)
+            bx, bvals = (None, {}) if old is None or old.rows is None else series(old)[1:]
+        except InputError as exc:
+            entry.update(kind="error", error=exc.message)
+            out.append(entry)
+            continue
+        numeric = all(isinstance(v, (int, float)) or _is_float(v) for v in xs)
+        entry["x"] = x_name
+        if numeric and not plot.template.startswith("bar"):
+            entry["kind"] = "series"
+            entry["series"] = {name: {"head": _sample(vals),
+                                      "base": _sample(bvals.get(name, [])) if bvals else None}
+                               for name, vals in values.items()}
+            entry["points"] = {"head": len(xs), "base": len(bx) if bx is not None else None}
+        else:
+            entry["kind"] = "bars"
+            labels = [str(v) for v in xs]
+            old_at = {str(lbl): i for i, lbl in enumerate(bx or [])}
+            entry["labels"] = labels
+            entry["values"] = {name: {"head": vals,
+                                      "base": [bvals[name][old_at[lbl]] if bvals and
+                                               lbl in old_at and name in bvals else None
+                                               for lbl in labels]}
+                               for name, vals in values.items()}
+        out.append(entry)
+    return out
+
+
+def _is_float(v: Any) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def compute_summary(section: dict[str, Any]) -> str:
+    """The section table's line for the compute section."""
+    cur = (section.get("prices") or {}).get("currency", "")
+    total = (section.get("total") or {}).get("cost")
+    this, pr = section.get("this_change"), section.get("pull_request")
+    parts = []
+    if pr:
+        parts.append(f"this job: {pr.get('runs', 0)} stage run(s), about {pr['cost']:.4f} {cur}")
+    if this and this.get("cost"):
+        parts.append(f"stages this change reran: about {this['cost']:.4f} {cur}")
+    elif section.get("stages"):
+        parts.append("no stage record changed")
+    if isinstance(total, (int, float)):
+        parts.append(f"whole pipeline as recorded: about {total:.4f} {cur}")
+    return "; ".join(parts) + " (estimates)" if parts else "estimates"
+
+
 def build_report(root: str | Path = ".", base: str | None = None, head: str | None = None, *,
                  params_file: str = "params.yaml", fetch: bool = True,
                  context: dict[str, Any] | None = None,
                  previous: dict[str, Any] | None = None,
-                 plots_dir: str | Path | None = None) -> dict[str, Any]:
+                 plots_dir: str | Path | None = None, merge_base: bool = False,
+                 gates_from: str | None = None, changes: Any = None) -> dict[str, Any]:
     """Compare, gate and card: the report for ``head`` (``None``: workspace) against ``base``.
+
+    Everything is read from the two revisions (with a head commit, nothing of the workspace
+    counts but the reproduction's changes, which the ``reproduction`` section lists).
+    ``merge_base`` compares with the merge base of ``base`` and the head (what the pull request
+    itself changed); the gates are those of ``gates_from`` (default: ``base``, the base
+    branch's tip), never the head's: a change that moves its gates is judged by the base's, and
+    ``evaluate.gate_changes`` says what the verdict would be under its own.
 
     Sections of ``previous`` (an earlier report for the same head commit) other than the ones
     built here are kept, so running the report after the compile step loses nothing.
-    ``plots_dir`` is where the PNG plots were written (for the artifact's name in Actions).
+    ``plots_dir`` is where the PNG plots were written (for the artifact's name in Actions);
+    ``changes`` (a :class:`modelops.ci.compare.Changes`) receives what DVC read besides the
+    metrics (both revisions' plots, for drawing them).
     """
-    from modelops.ci import plots as plotlib
-    from modelops.ci.compare import WORKSPACE, compare, dvc_queries
-    from modelops.ci.gates import evaluate_gates, verdict
+    from modelops.ci.compare import WORKSPACE, Changes, compare, dvc_queries
+    from modelops.ci.gates import (
+        check_gate_names,
+        evaluate_gates,
+        gate_changes,
+        resolve_gates,
+        verdict,
+    )
     from modelops.settings import load_settings
 
     root = Path(root)
     settings = load_settings(root / params_file)
     model = settings.model
     base = base or default_base()
+    changes = changes if changes is not None else Changes()
     with dvc_queries(root) as dvc:
         comparison = compare(root, base, head, fetch=fetch,
-                             metrics_files=list(model.metrics) or None, dvc=dvc)
-        head_rev = comparison.head_sha if head else WORKSPACE
-        try:
-            plots = plotlib.show(dvc.repo, list(model.plots) or None,
-                                 [comparison.base_sha, head_rev])
-        except SuiteError as exc:
-            plots = {}
-            comparison.notes.append(f"plots could not be read: {exc.message}")
+                             metrics_files=list(model.metrics) or None, dvc=dvc,
+                             plots=list(model.plots) or None, with_plots=True, changes=changes,
+                             merge_base=merge_base)
+    head_key = comparison.head_sha if head else WORKSPACE
+    plots = changes.plots
     files = comparison.metrics_files
-    gates = evaluate_gates(settings.gates, comparison.head_metrics, comparison.base_metrics,
-                           files=files, settings_file=settings.file)
+    head_at, base_at = comparison.head_metrics, comparison.base_metrics
+    # the gates: the base branch's; a typo in the change's own is a config error
+    gates_rev = comparison.base_tip_sha or comparison.base_sha
+    if gates_from:
+        from modelops.ci.compare import resolve_revision
+
+        gates_rev = resolve_revision(root, gates_from, fetch=fetch)
+    check_gate_names(settings.gates, files, head_at, base_at, settings_file=settings.file)
+    base_gates, why_not = gates_at(root, gates_rev, params_file)
+    if base_gates is not None:
+        try:
+            resolve_gates(base_gates, files, head_at, base_at, settings_file=settings.file)
+        except SuiteError as exc:
+            base_gates, why_not = None, str(exc).splitlines()[0]
+    judged_by = base_gates if base_gates is not None else dict(settings.gates)
+    gates = evaluate_gates(judged_by, head_at, base_at, files=files,
+                           settings_file=settings.file)
     gate_dicts = [g.to_dict() for g in gates]
-    headline = headline_rows(settings, files, comparison.head_metrics, comparison.base_metrics)
+    headline = headline_rows(settings, files, head_at, base_at)
+    per_class = per_class_rows(comparison.metrics)
+    notes = list(comparison.notes)
+    gates_info: dict[str, Any] = {"from": gates_rev, "own": base_gates is None}
+    if base_gates is None:
+        notes.insert(0, f"the base has no gates this report can use ({why_not}): the change is "
+                        "judged by its own modelops.gates")
+    else:
+        moved = gate_changes(base_gates, dict(settings.gates))
+        if moved:
+            under_own = evaluate_gates(settings.gates, head_at, base_at, files=files,
+                                       settings_file=settings.file)
+            gates_info["changes"] = moved
+            gates_info["verdict_under_own"] = verdict(under_own)
+            gates_info["failed_under_own"] = [g.to_dict() for g in under_own
+                                              if g.status == "fail"]
+    errors = [{"file": f, "error": e} for f, e in head_at.unreadable.items()]
+    status = verdict(gate_dicts)
+    summary = _summary(gate_dicts, headline)
+    if errors:
+        status = "fail"
+        summary = "; ".join(f"{e['file']} at the head is unreadable ({e['error']})"
+                            for e in errors) + "; " + summary
     evaluate: dict[str, Any] = {
-        "status": verdict(gate_dicts),
-        "summary": _summary(gate_dicts, headline),
+        "status": status,
+        "summary": summary,
         "metrics_file": files[0],
         "metrics_files": files,
         "headline": headline,
         "metrics": comparison.metrics,
         "gates": gate_dicts,
-        "per_class": per_class_rows(comparison.metrics),
+        "gates_from": gates_info,
+        "per_class": per_class,
         "params": comparison.params,
         "data": comparison.data,
         "stages": comparison.stages,
         "stale": comparison.stale,
-        "notes": comparison.notes,
+        "notes": notes,
+        "errors": errors,
+        "base_unreadable": [{"file": f, "error": e} for f, e in base_at.unreadable.items()],
+        "plots": plot_summaries(plots, comparison.base_sha, head_key),
     }
-    cm = confusion_section(plots, comparison.base_sha, head_rev)
+    note = evaluation_set_note(settings, changes.base_lock, changes.head_lock, plots,
+                               comparison.base_sha, head_key, per_class)
+    if note:
+        evaluate["notes"].insert(0, note)
+        evaluate["evaluation_set_changed"] = True
+    cm = confusion_section(plots, comparison.base_sha, head_key)
     if cm is not None:
         evaluate["confusion"] = cm
     compile_skip = step_skipped(model, settings.steps, "compile")
     sections: dict[str, Any] = {"evaluate": evaluate,
                                 "compile": {"status": "skipped",
                                             "reason": compile_skip or COMPILE_PENDING}}
+    if head:
+        sections["reproduction"] = reproduction_section(
+            changes.problems, reproduced_changes(root, comparison.head_sha))
     if previous and previous.get("revisions", {}).get("head", {}).get("sha") == \
             comparison.head_sha:
         for name, section in previous.get("sections", {}).items():
-            if name not in ("evaluate", "card", "deploy"):
+            if name not in ("evaluate", "card", "deploy", "reproduction"):
                 sections[name] = section
     if not compile_skip:
         for name in section_files(settings):
-            from_file = section_from_file(root, name, head, settings)
+            from_file = section_from_file(root, name, comparison.head_sha if head else None,
+                                          settings)
             if from_file is not None:
                 sections[name] = from_file
     else:
@@ -373,15 +629,19 @@ def build_report(root: str | Path = ".", base: str | None = None, head: str | No
         sections["deploy"] = {"status": "skipped", "reason": deploy_skip}
     sections["card"] = card_section(root, comparison.base_sha, params_file, settings=settings,
                                     stale=comparison.stale if head is None else None,
-                                    metrics=comparison.head_metrics if head is None else None,
-                                    files=files)
-    if head is None and getattr(settings, "cost", None) is not None:
+                                    metrics=head_at, files=files,
+                                    head=comparison.head_sha if head else None)
+    if getattr(settings, "cost", None) is not None and (head is None or sections.get(
+            "reproduction") is not None):
         from modelops.ci.cost import reran_since
         from modelops.compute import compute_section, read_compute
 
         if read_compute(root):  # recorded by the stage launchers (modelops.compute)
-            sections["compute"] = compute_section(root, settings.cost,
-                                                  reran_since(root, comparison.base_sha))
+            compute = compute_section(root, settings.cost,
+                                      reran_since(root, comparison.base_sha))
+            if compute.get("status") != "skipped":
+                compute.setdefault("summary", compute_summary(compute))
+            sections["compute"] = compute
     report = {
         "schema_version": SCHEMA_VERSION,
         "generated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -392,6 +652,8 @@ def build_report(root: str | Path = ".", base: str | None = None, head: str | No
         "verdict": "pass",
         "sections": ordered(sections),
     }
+    if comparison.base_tip_sha and comparison.base_tip_sha != comparison.base_sha:
+        report["revisions"]["base"]["tip"] = comparison.base_tip_sha
     report["verdict"] = overall_verdict(report["sections"])
     validate_report(report)
     return report
@@ -535,7 +797,8 @@ def _cmd_report(args: Any) -> int:
         except SuiteError:
             previous = None  # an old or broken report is simply replaced
     report = build_report(".", args.base, args.head, params_file=args.params,
-                          fetch=not args.no_fetch, previous=previous, plots_dir=args.plots_dir)
+                          fetch=not args.no_fetch, previous=previous, plots_dir=args.plots_dir,
+                          merge_base=args.merge_base, gates_from=args.gates_from)
     write_report(out, report)
     evaluate = report["sections"]["evaluate"]
     print(f"report: {report['verdict']} ({evaluate['summary']}); "
@@ -619,7 +882,16 @@ def register(subparsers: Any) -> None:
                     "same head commit are kept. Exit 0 even when a gate fails, unless --gate "
                     "is given (or use `modelops-ci gate --report` to decide).")
     common_base(p)
-    p.add_argument("--head", default=None, help="head revision (default: the workspace)")
+    p.add_argument("--head", default=None,
+                   help="head revision, e.g. HEAD: everything is read from that commit, and the "
+                        "report says what DVC proves stale or hand-edited in it (default: the "
+                        "workspace, for a local preview)")
+    p.add_argument("--merge-base", action="store_true",
+                   help="compare with the merge base of --base and the head (what the change "
+                        "itself did), as a pull request's diff does")
+    p.add_argument("--gates-from", default=None, metavar="REV",
+                   help="the revision whose modelops.gates judge the change (default: --base, "
+                        "the base branch's tip); the head's own gates never do")
     p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     p.add_argument("--out", default=str(DEFAULT_REPORT), help="report file (default: %(default)s)")
     p.add_argument("--markdown", default=None,

@@ -21,7 +21,7 @@ from modelops.fsutil import write_json
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "report.schema.json"
 DEFAULT_REPORT = Path("reports") / "report.json"
-SECTION_ORDER = ("evaluate", "compile", "deploy", "card")
+SECTION_ORDER = ("evaluate", "reproduction", "compile", "timing", "deploy", "card")
 
 
 @cache
@@ -90,3 +90,52 @@ def merge_section(report_path: str | Path, name: str, section: dict[str, Any]) -
     report = load_report(report_path)
     report["sections"][name] = copy.deepcopy(section)
     return write_report(report_path, report)
+
+
+def incomplete_report(root: str | Path, reason: str, *, params_file: str = "params.yaml",
+                      base: str | None = None, context: dict[str, Any] | None = None,
+                      model: str | None = None) -> dict[str, Any]:
+    """The report of an evaluation that did not finish: ``evaluate`` failed with ``reason``
+    (``incomplete``), so the comment says so instead of saying nothing. The model's name comes
+    from ``params_file`` read raw (it may be the broken part), else the base revision's, else
+    the repository's name."""
+    from modelops.git import git_text
+    from modelops.settings import model_name_of
+    from modelops.yamlio import load_yaml
+
+    root = Path(root)
+
+    def sha(rev: str | None) -> str | None:
+        if not rev:
+            return None
+        out = git_text(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=root)
+        return out.strip() if out and out.strip() else None
+
+    def name_in(text: str | None) -> str | None:
+        if not text:
+            return None
+        try:
+            return model_name_of(load_yaml(text, params_file))
+        except Exception:  # noqa: BLE001 - a params file that cannot be read names nothing
+            return None
+
+    path = root / params_file
+    name = model or name_in(path.read_text(encoding="utf-8") if path.is_file() else None)
+    if not name and base:
+        name = name_in(git_text(["show", f"{base}:./{params_file}"], cwd=root))
+    if not name:
+        repo = (context or {}).get("repository") or ""
+        name = repo.rsplit("/", 1)[-1] or "model"
+    first = reason.strip().splitlines()[0] if reason.strip() else "unknown error"
+    report = {
+        "schema_version": SCHEMA_VERSION, "model": {"name": name},
+        "revisions": {"base": {"rev": base or "", "sha": sha(base)},
+                      "head": {"rev": "HEAD", "sha": sha("HEAD")}},
+        "context": context or {},
+        "verdict": "fail",
+        "sections": {"evaluate": {"status": "fail", "incomplete": True,
+                                  "reason": reason.strip() or "unknown error",
+                                  "summary": f"the evaluation did not finish: {first}"}},
+    }
+    validate_report(report)
+    return report

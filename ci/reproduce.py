@@ -1,7 +1,8 @@
 """``modelops-ci reproduce`` and ``modelops-ci dvc-remote``: the pipeline run of a CI job.
 
 ``reproduce`` is ``dvc repro [--pull --allow-missing]`` followed by putting the outputs the rest
-of the job needs into the workspace (``dvc pull`` with a remote, ``dvc checkout`` without):
+of the job needs into the workspace (``dvc pull`` with a remote; without one a plain ``dvc
+repro`` has restored them already, and ``dvc checkout`` runs only for one that is missing):
 ``dvc repro --pull --allow-missing`` skips unchanged stages *without* fetching their outputs,
 so the compile step, the report artifact and the plots artifact would otherwise find nothing.
 The DVC commands run in this one process through DVC's own command-line entry point
@@ -145,7 +146,12 @@ def reproduce(pull: str = "auto", outputs: Sequence[str] | None = None,
               "files it depends on, and a later stage may have run on the rest missing); "
               "pulling it whole and reproducing again", flush=True)
     targets = list(dict.fromkeys([*outputs, *partial]))
-    if targets:
+    if targets and not use_remote and all((Path(root) / t).exists() for t in targets):
+        # a plain `dvc repro` leaves every output as dvc.lock records it (a missing one makes
+        # its stage changed: restored from the cache or run), so a checkout has nothing to do
+        print(f"==> outputs in place: {', '.join(targets)} (dvc repro restored them)",
+              flush=True)
+    elif targets:
         # Every listed output, present or not: pull and checkout only touch what differs from
         # dvc.lock, and pull reads the local cache before the remote.
         start = time.perf_counter()
@@ -189,8 +195,51 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+CHECK_SECONDS = 30.0
+
+
+def remote_usable(root: str | Path = ".", name: str | None = None,
+                  timeout: float = CHECK_SECONDS) -> str | None:
+    """Why the DVC remote ``name`` (default: the default remote) cannot be read from here, or
+    ``None`` when it can: one bounded ``exists`` on the remote through DVC's own filesystem for
+    it, so missing or wrong credentials (a fork's pull request gets no secrets), an unknown
+    host or a remote that does not answer within ``timeout`` seconds are told apart from a
+    remote that works, before a ``dvc repro --pull`` would fail on them."""
+    import threading
+
+    outcome: dict[str, str | None] = {}
+
+    def probe() -> None:
+        try:
+            from dvc.repo import Repo
+
+            with Repo(str(root)) as repo:
+                remote = repo.cloud.get_remote(name)
+                remote.fs.exists(remote.path)
+            outcome["why"] = None
+        except Exception as exc:  # boto's NoCredentialsError, DVC's RemoteNotFound ...
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() \
+                else type(exc).__name__
+            outcome["why"] = f"{type(exc).__name__}: {text}"[:300]
+
+    worker = threading.Thread(target=probe, daemon=True)  # a hung socket dies with us
+    worker.start()
+    worker.join(timeout)
+    if "why" not in outcome:
+        return f"no answer within {timeout:g}s"
+    return outcome["why"]
+
+
 def _cmd_remote(args: argparse.Namespace) -> int:
+    import sys
+
     name = default_remote(".")
+    if name and args.check:
+        why = remote_usable(".", name, args.timeout)
+        if why is not None:
+            print(f"dvc-remote: the remote {name!r} cannot be read from here ({why}); "
+                  "reproduce without it", file=sys.stderr)
+            return 0
     if name:
         print(name)
     return 0
@@ -226,6 +275,12 @@ def register(subparsers: Any) -> None:
         description="Print the name of the default DVC remote, read with DVC's config reader "
                     "(all levels, config.local included) without starting DVC. Prints nothing "
                     "when no default is set; exit 2 when the config is broken or the default "
-                    "names no remote.")
+                    "names no remote. With --check, also nothing (and why, on stderr) when the "
+                    "remote cannot be read from here: no credentials (a fork's pull request), "
+                    "an unknown host, no answer.")
+    p.add_argument("--check", action="store_true",
+                   help="print the remote only when one bounded read of it works")
+    p.add_argument("--timeout", type=float, default=CHECK_SECONDS,
+                   help="seconds the check may take (default: %(default)s)")
     p.set_defaults(handler=_cmd_remote)
 

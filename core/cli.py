@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -10,6 +12,47 @@ from collections.abc import Callable, Sequence
 from modelops.errors import EXIT_BUG, EXIT_INTERRUPTED, SuiteError
 
 Handler = Callable[[argparse.Namespace], int | None]
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """``--help`` with each option's default shown once: appended as ``(default: X)`` unless the
+    help text already names it (``%(default)s`` or a hand-written "(default: ...)"), and never
+    for a default that says nothing (``None``, ``False``, an empty string)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "(default" in text or "%(default)" in text or default is argparse.SUPPRESS \
+                or default in (None, False, "") or isinstance(action, argparse._HelpAction):
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return f"{text} (default: %(default)s)"
+        return text
+
+
+def _escape(text: str, *, prop: bool = False) -> str:
+    """A workflow command's data (or property) as GitHub's runner unescapes it."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if prop else text
+
+
+def annotation(exc: SuiteError, prog: str) -> str:
+    """The ``::error`` workflow command for ``exc`` in GitHub Actions: on the file (and line)
+    the error names, so a bad ``params.yaml`` is marked on that file in the pull request."""
+    file = getattr(exc, "file", None)
+    line = None
+    head = re.match(r"([^\s:][^:\n]*?\.(?:ya?ml|json|lock)): (?:line (\d+)\b)?", exc.message)
+    if head:
+        file = file or head.group(1)
+        line = head.group(2)
+    found = re.search(r"\bline (\d+)\b", exc.message) if file and line is None else None
+    line = line or (found.group(1) if found else None)
+    props = [f"title={_escape(prog, prop=True)}"]
+    if file:
+        props.insert(0, f"file={_escape(str(file), prop=True)}")
+        if line:
+            props.insert(1, f"line={line}")
+    return f"::error {','.join(props)}::{_escape(str(exc))}"
 
 
 def run_main(build_parser: Callable[[], argparse.ArgumentParser],
@@ -29,6 +72,8 @@ def run_main(build_parser: Callable[[], argparse.ArgumentParser],
         code = handler(args)
     except SuiteError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
+        if os.environ.get("GITHUB_ACTIONS") == "true" and exc.exit_code != 1:
+            print(annotation(exc, prog), file=sys.stderr)  # on the file, in the PR's diff
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

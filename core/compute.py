@@ -22,10 +22,13 @@ launcher ``pipeline/run.sh`` does this) and records the run, whether it succeeds
 Every run is written to the runs folder (``.dvc/tmp/modelops/runs/<id>.json``: DVC's own
 ignored folder, so no repository needs a .gitignore entry); a successful run is also written to
 ``metrics/compute/<stage>.json``, the stage's ``cache: false`` output, so git holds the compute
-that produced each committed model. CI jobs and Workflow tasks upload the runs folder to the
-cost ledger (``modelops.cost.ledger``), so failed runs, retries, rejected pull requests and
-Workflow runs are counted too (``modelops-ci cost``). Prices are dated (``modelops.cost.prices``)
-and a run is priced at the prices of its own day. All figures are estimates.
+that produced each committed model, unless the run remade exactly the outputs ``dvc.lock``
+records (a forced rerun, a fresh clone without the DVC cache): then the record ``dvc.lock``
+names is kept, so a rerun with the same result changes no tracked file. CI jobs and Workflow
+tasks upload the runs folder to the cost ledger (``modelops.cost.ledger``), so failed runs,
+retries, rejected pull requests and Workflow runs are counted too (``modelops-ci cost``). Prices
+are dated (``modelops.cost.prices``) and a run is priced at the prices of its own day. All
+figures are estimates.
 """
 
 from __future__ import annotations
@@ -334,9 +337,57 @@ def measure(stage: str, cmd: Sequence[str], out_dir: Path = COMPUTE_DIR, *,
     runs = runs_dir(root)
     runs.mkdir(parents=True, exist_ok=True)
     write_json(runs / f"{record['id']}.json", record)
+    committed = out_dir / f"{stage}.json"
     if code == 0:
-        write_json(out_dir / f"{stage}.json", record)
+        kept = recorded_record(root, stage, committed)
+        if kept is not None:
+            # the run remade exactly the outputs dvc.lock records: the record dvc.lock names
+            # still describes what made them, and a new one would only churn git and dvc.lock
+            # (the run itself is in the runs folder, for the cost ledger)
+            committed.parent.mkdir(parents=True, exist_ok=True)
+            committed.write_bytes(kept)
+            print(f"modelops.compute: {stage} remade the outputs dvc.lock records; kept the "
+                  f"recorded {committed}", file=sys.stderr)
+        else:
+            write_json(committed, record)
     return code
+
+
+def recorded_record(root: Path, stage: str, record: Path) -> bytes | None:
+    """The bytes of the compute record ``dvc.lock`` names for ``stage``, when the run just made
+    every other output of the stage with the hash dvc.lock records (DVC's own check,
+    ``Output.changed_checksum``): a rerun with the same result. ``dvc repro`` deletes a stage's
+    outputs before running it, so the recorded record comes from the file when it is still
+    there, else from the last commit (``git show HEAD:<path>``), and only when its md5 is the
+    one dvc.lock records. ``None`` whenever that cannot be told (no DVC, no such stage, a stage
+    not in dvc.lock, an output that changed): a new record is written then."""
+    import hashlib
+
+    try:
+        from dvc.repo import Repo
+    except ImportError:
+        return None
+    mine = os.path.abspath(record)
+    try:
+        with Repo(str(root)) as repo:
+            found = [s for s in repo.index.stages if getattr(s, "name", None) == stage]
+            if len(found) != 1:
+                return None
+            outs = {os.path.abspath(o.fs_path): o for o in found[0].outs}
+            own = outs.pop(mine, None)
+            if own is None or not own.hash_info or not outs or not all(
+                    o.hash_info and o.exists and not o.changed_checksum() for o in outs.values()):
+                return None
+            want = own.hash_info.value
+    except Exception:  # noqa: BLE001 - any doubt writes a new record
+        return None
+    candidates = [record.read_bytes()] if record.is_file() else []
+    rel = os.path.relpath(mine, root)
+    shown = subprocess.run(["git", "show", f"HEAD:./{Path(rel).as_posix()}"], cwd=root,
+                           capture_output=True, timeout=60)
+    if shown.returncode == 0:
+        candidates.append(shown.stdout)
+    return next((c for c in candidates if hashlib.md5(c).hexdigest() == want), None)  # noqa: S324
 
 
 # --------------------------------------------------------------------------- reading, pricing

@@ -1,18 +1,21 @@
 """Stage ``evaluate``: judge ``models/model.onnx`` with ONNX Runtime on CPU.
 
 Writes ``metrics/metrics.json`` (accuracy, macro F1, per-class precision/recall/F1/support,
-latency p50/p95 at batch 1 and 32, model size), plot data (``plots/confusion.csv`` one row per
-test image, ``plots/per_class.csv``) and ``metrics/drift_baseline.json``, which the serving
-runtime, the canary analysis and the drift report compare live traffic against: the
-predicted-class distribution on the validation split and, per pixel of the training split
-(feature ``8 * row + column``, named ``pixel_<row>_<column>``), its mean, std, range and its
-distribution over ``evaluate.drift_bins`` bins cut at the training quantiles.
+model size), plot data (``plots/confusion.csv`` one row per test image, ``plots/per_class.csv``)
+and ``metrics/drift_baseline.json``, which the serving runtime, the canary analysis and the
+drift report compare live traffic against: the predicted-class distribution on the validation
+split and, per pixel of the training split (feature ``8 * row + column``, named
+``pixel_<row>_<column>``), its mean, std, range and its distribution over
+``evaluate.drift_bins`` bins cut at the training quantiles.
+
+No latency: a figure measured on whatever machine ran the stage is not a property of the model,
+and an output that changes on every run churns git and dvc.lock. The pull request measures the
+artifact's latency against the base's on its own runner (``modelops-ci timing``).
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,6 @@ from pipeline.params import Params
 from pipeline.prepare import MAX_PIXEL, load_split
 
 CLASSES = [str(c) for c in range(N_CLASSES)]
-WARMUP_RUNS = 10
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
@@ -55,21 +57,6 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, 
             for c in labels
         },
     }
-
-
-def latency_ms(session: Any, x: np.ndarray, batch: int, runs: int) -> tuple[float, float]:
-    """p50 and p95 wall-clock latency (ms) of one ``session.run`` at ``batch`` rows."""
-    reps = -(-batch // len(x))
-    inputs = np.ascontiguousarray(np.concatenate([x] * reps)[:batch])
-    for _ in range(WARMUP_RUNS):
-        session.run([OUTPUT_NAME], {INPUT_NAME: inputs})
-    times = np.empty(runs)
-    for i in range(runs):
-        start = time.perf_counter()
-        session.run([OUTPUT_NAME], {INPUT_NAME: inputs})
-        times[i] = time.perf_counter() - start
-    p50, p95 = np.percentile(times * 1000.0, [50, 95])
-    return round(float(p50), 4), round(float(p95), 4)
 
 
 def quantile_edges(column: np.ndarray, bins: int) -> np.ndarray:
@@ -137,7 +124,6 @@ def predict(session: Any, x: np.ndarray) -> np.ndarray:
 
 
 def run(params: Params) -> None:
-    p = params.evaluate
     session = onnx_session(MODEL_ONNX)
     x_test, y_test = load_split("test")
     x_val, _ = load_split("val")
@@ -151,17 +137,11 @@ def run(params: Params) -> None:
         "macro_f1": metrics["macro_f1"],
         "model_size_mb": round(Path(MODEL_ONNX).stat().st_size / 1e6, 6),
     }
-    for batch in p.latency_batches:
-        p50, p95 = latency_ms(session, x_test, batch, p.latency_runs)
-        prefix = "latency" if batch == 1 else f"latency_batch{batch}"
-        out[f"{prefix}_p50_ms"], out[f"{prefix}_p95_ms"] = p50, p95
-        progress("evaluate", f"onnx runtime latency at batch {batch}: p50 {p50:.3f} ms, "
-                             f"p95 {p95:.3f} ms ({p.latency_runs} runs)")
     out["per_class"] = metrics["per_class"]
     atomic_write_text(CONFUSION_CSV, confusion_csv(y_test, y_pred))
     atomic_write_text(PER_CLASS_CSV, per_class_csv(metrics["per_class"]))
     write_json(DRIFT_JSON, drift_baseline(params.model.name, x_val, predict(session, x_val),
-                                          x_train, p.drift_bins))
+                                          x_train, params.evaluate.drift_bins))
     write_json(METRICS_JSON, out)  # last: its presence means the stage finished
     progress("evaluate", f"wrote {METRICS_JSON}, {DRIFT_JSON}, {CONFUSION_CSV}, "
                          f"{PER_CLASS_CSV}")
@@ -169,7 +149,7 @@ def run(params: Params) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return stage_main("evaluate", "Evaluate models/model.onnx with ONNX Runtime: metrics, "
-                      "latency, plot data and the drift baseline.", run, argv)
+                      "plot data and the drift baseline.", run, argv)
 
 
 if __name__ == "__main__":

@@ -54,20 +54,7 @@ class ExportParams:
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    latency_batches: list[int] = field(default_factory=lambda: [1, 32])
-    latency_runs: int = field(default=200, metadata={"min": 10})
     drift_bins: int = field(default=10, metadata={"min": 2, "max": 50})  # per pixel, quantiles
-
-    def check(self, path: str, file: str | Path | None) -> None:
-        for i, batch in enumerate(self.latency_batches):
-            if batch < 1:
-                raise ConfigError(file, f"{path}.latency_batches[{i}]", batch,
-                                  "must be at least 1")
-        missing = [b for b in (1, 32) if b not in self.latency_batches]
-        if missing:
-            raise ConfigError(file, f"{path}.latency_batches", self.latency_batches,
-                              f"must include {missing} (metrics.json reports batch 1 and 32); "
-                              "add them to the list")
 
 
 # this pipeline's sections -> their dataclasses

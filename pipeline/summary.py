@@ -1,6 +1,6 @@
 """``python -m pipeline.summary``: a readable summary of the example model's metrics.
 
-Printed at the end of ``make demo``: quality, per-class scores, latency, size, ONNX parity, the
+Printed at the end of ``make demo``: quality, per-class scores, size, ONNX parity, the
 release identity of ``models/model.onnx`` (sha256 and the DVC md5 from ``dvc.lock``) and where
 each output lives.
 """
@@ -62,10 +62,6 @@ def render(metrics: dict[str, Any], parity: dict[str, Any] | None, model_name: s
     lines.append(f"  test accuracy        {metrics['accuracy']:.4f}")
     lines.append(f"  macro F1             {metrics['macro_f1']:.4f}")
     lines.append(f"  model size           {metrics['model_size_mb']:.3f} MB (ONNX)")
-    lines.append(f"  latency batch 1      p50 {metrics['latency_p50_ms']:.3f} ms   "
-                 f"p95 {metrics['latency_p95_ms']:.3f} ms (ONNX Runtime, CPU)")
-    lines.append(f"  latency batch 32     p50 {metrics['latency_batch32_p50_ms']:.3f} ms   "
-                 f"p95 {metrics['latency_batch32_p95_ms']:.3f} ms")
     if parity:
         lines.append(f"  ONNX vs PyTorch      max |diff| {parity['max_abs_diff']:.3g}, top-1 "
                      f"agreement {parity['top1_agreement']:.4f} on {parity['n']} test rows")

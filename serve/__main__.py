@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from modelops.cli import run_main
+from modelops.cli import DefaultsHelpFormatter, run_main
 from modelops.errors import InputError
 
 ENV = {  # flag -> environment variable that sets its default (the container uses these)
@@ -32,13 +32,17 @@ ENV = {  # flag -> environment variable that sets its default (the container use
 }
 
 
+# the names of modelops.serve.backends.BACKENDS (a test keeps them equal): the parser is built
+# without importing the runtime, so --help works in an install without the [serve] extra
+BACKEND_NAMES = ("onnxruntime", "tensorrt")
+SERVE_EXTRA = "modelops-suite[serve]"
+
+
 def _env(name: str, default=None):
     return os.environ.get(ENV[name], default)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from modelops.serve.backends import BACKENDS
-
     p = argparse.ArgumentParser(
         prog="modelops-serve",
         description="Serve one model over the Open Inference Protocol (KServe v2 HTTP/JSON and "
@@ -53,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                "model_feature_{missing,nonfinite,out_of_range}_total{feature}, "
                "model_input_rows_total; all labelled model, version, role. Exit codes: 0 "
                "stopped cleanly, 2 bad flag or artifact, 3 bug.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     g = p.add_argument_group("model")
     g.add_argument("--model", default=_env("model") or os.environ.get("MODEL_URI"),
                    metavar="PATH",
@@ -75,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="downward-API labels file; its modelops.io/role label, read at each "
                         "scrape, overrides --role (Argo relabels pods on promotion) "
                         "[MODEL_ROLE_FILE]")
-    g.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
+    g.add_argument("--backend", default="auto", choices=("auto", *BACKEND_NAMES),
                    help="auto: tensorrt for .plan/.engine files, onnxruntime otherwise")
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto uses CUDA when the backend has it")
@@ -224,12 +228,16 @@ def read_verified(path: Path, expected: str | None) -> tuple[bytes, str]:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from modelops.drift import load_features
-    from modelops.serve.backends import load_backend
-    from modelops.serve.metrics import DriftWindow, RoleSource, ServingMetrics, load_baseline
-    from modelops.serve.monitor import InputMonitor
-    from modelops.serve.protocol import Limits
-    from modelops.serve.server import ServingState, make_server
+    try:
+        from modelops.drift import load_features
+        from modelops.serve.backends import load_backend
+        from modelops.serve.metrics import DriftWindow, RoleSource, ServingMetrics, load_baseline
+        from modelops.serve.monitor import InputMonitor
+        from modelops.serve.protocol import Limits
+        from modelops.serve.server import ServingState, make_server
+    except ImportError as exc:  # the runtime's packages are the [serve] extra
+        raise InputError(f"the serving runtime is not installed ({exc})",
+                         hint=f"pip install '{SERVE_EXTRA}'") from None
 
     _check_args(args)
     baseline = load_baseline(args.drift_baseline) if args.drift_baseline else None

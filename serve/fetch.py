@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from modelops.cli import run_main
+from modelops.cli import DefaultsHelpFormatter, run_main
 from modelops.errors import ExternalError, InputError, SuiteError
 from modelops.fsutil import atomic_path, sha256_file
 from modelops.retry import RetryPolicy, retry_call
@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
                "retried; 404, access denied and a sha256 mismatch are not. A file already at "
                "--out with the right sha256 is kept. Exit codes: 0 done, 2 failed (one line "
                "on stderr says why), 3 bug.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     p.add_argument("--uri", default=os.environ.get("MODEL_URI"),
                    help="where the artifact is stored [MODEL_URI]")
     p.add_argument("--sha256", default=os.environ.get("MODEL_SHA256"), metavar="HEX",

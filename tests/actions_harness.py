@@ -57,8 +57,11 @@ get their inputs as ``INPUT_<NAME>`` like a JavaScript action does):
 - ``actions/cache``: a directory store under the harness root keyed by ``key``; ``cache-hit``.
 - ``actions/upload-artifact`` / ``actions/download-artifact``: copy into / out of
   ``<harness root>/artifacts/<name>``, keeping paths relative to the least common ancestor of
-  the ``path`` lines as the real action does; ``overwrite``; download ignores ``run-id`` and
-  ``github-token`` (one store shared by the runners made with the same root).
+  the ``path`` lines as the real action does; ``overwrite``; paths holding no file (missing,
+  or empty folders) are "No files were found with the provided path" and handled as
+  ``if-no-files-found`` says (``warn``, the default: no artifact; ``error``: the step fails),
+  as the real action does; download ignores ``run-id`` and ``github-token`` (one store shared
+  by the runners made with the same root).
 
 Composite ``run:`` steps do **not** get ``INPUT_*`` variables (the runner does not set them for
 composite actions either); actions pass inputs through ``env:``.
@@ -991,17 +994,29 @@ class Runner:
             if dest.exists() and with_.get("overwrite", "false") != "true":
                 self.log.append(f"::error artifact {with_['name']!r} already exists")
                 return StepResult(step_id, name, "failure", "failure", {})
-            shutil.rmtree(dest, ignore_errors=True)
             paths = [Path(self.workspace, p.strip()) for p in with_.get("path", "").splitlines()
                      if p.strip()]
             found = [p for p in paths if p.exists()]
-            if not found:
-                if with_.get("if-no-files-found", "warn") == "error":
+            # like the real action, a folder counts by the files in it: an empty one is
+            # "no files", handled as if-no-files-found says (warn: no artifact at all)
+            files = [f for p in found for f in ([p] if p.is_file() else p.rglob("*"))
+                     if f.is_file()]
+            if not files:
+                mode = with_.get("if-no-files-found", "warn")
+                text = ("No files were found with the provided path: "
+                        + ", ".join(with_.get("path", "").split()) + ". No artifacts will be "
+                        "uploaded.")
+                if mode == "error":
+                    self.log.append(f"::error {text}")
                     return StepResult(step_id, name, "failure", "failure", {})
-            else:  # like the real action: paths relative to the least common ancestor
-                root = Path(os.path.commonpath([p if p.is_dir() else p.parent for p in found]))
-                for p in found:
-                    _copy(p, dest / p.relative_to(root))
+                if mode == "warn":
+                    self.log.append(f"::warning {text}")
+                return StepResult(step_id, name, "success", "success", {})
+            shutil.rmtree(dest, ignore_errors=True)
+            # like the real action: paths relative to the least common ancestor
+            root = Path(os.path.commonpath([p if p.is_dir() else p.parent for p in found]))
+            for p in found:
+                _copy(p, dest / p.relative_to(root))
             outputs["artifact-id"] = "1"
         elif action == "actions/download-artifact":
             src = self.artifacts / with_["name"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from modelops.cli import DefaultsHelpFormatter
+
 HELP = "build a TensorRT engine (GPU) or an optimised ONNX Runtime model, check parity, time it"
 DEFAULT_SECTION = Path("reports") / "compile.json"
 
@@ -29,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "section 'skipped' with the reason.",
         epilog="Exit codes: 0 ok or skipped; 1 parity beyond tolerance (no artifact is kept); "
                "2 bad input (corrupt model, unsupported op, foreign engine, bad params).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")
     p.add_argument("--model", type=Path, default=None,
                    help="ONNX model (default: modelops.model.artifact.path)")
@@ -56,6 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, help="override modelops.compile.runs (timed runs per "
                                             "batch)")
     p.add_argument("--warmup", type=int, help="override modelops.compile.warmup")
+    p.add_argument("--no-timing", action="store_true",
+                   help="no latency table, build time nor machine in the section: the same "
+                        "bytes on every rerun (for a DVC stage whose output git tracks; CI times "
+                        "the model with `modelops-ci timing`)")
     p.set_defaults(handler=_handle)
 
 
@@ -84,6 +90,6 @@ def _handle(args: argparse.Namespace) -> int:
                        test_data=args.test_data or Path(model.test_data),
                        calibration_data=calibration, out_dir=args.out,
                        cache_dir=args.cache_dir, section_path=section_path,
-                       report_path=report)
+                       report_path=report, timing=not args.no_timing)
     print(render_compile_section(section))
     return 0

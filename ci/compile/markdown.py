@@ -29,9 +29,10 @@ def render_compile_section(section: dict[str, Any]) -> str:
         lines.append(f"- **{_esc(section['error'])}**")
     engine = section.get("engine")
     if engine:
-        lines.append(f"- artifact: `{engine['sha256'][:12]}` ({engine['bytes'] / 1024:.1f} KiB), "
-                     f"built in {section.get('build_seconds', 0):.2f}s by "
-                     f"{_esc(section.get('runner', '?'))}")
+        built = (f", built in {section['build_seconds']:.2f}s"
+                 if isinstance(section.get("build_seconds"), (int, float)) else "")
+        lines.append(f"- artifact: `{engine['sha256'][:12]}` ({engine['bytes'] / 1024:.1f} KiB)"
+                     f"{built} by {_esc(section.get('runner', '?'))}")
     par = section.get("parity")
     if par:
         tol = section.get("tolerance", {})
@@ -56,7 +57,7 @@ def render_compile_section(section: dict[str, Any]) -> str:
             f"({_esc(section.get('baseline', '?'))})",
             "",
             "| batch | p50 | p95 | p99 | throughput/s | baseline p50 | baseline p95 | "
-            "baseline throughput/s | speedup p50 |",
+            "baseline throughput/s | speedup p50 |",  # throughput at the median call
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in rows:

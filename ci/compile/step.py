@@ -106,8 +106,13 @@ def compile_model(*, params: CompileParams, model: Path, test_data: Path, out_di
                   cache_dir: Path, section_path: Path, report_path: Path | None = None,
                   calibration_data: Path | None = None,
                   reasons: dict[str, str | None] | None = None,
-                  log: Callable[[str], None] = _stderr) -> dict[str, Any]:
+                  log: Callable[[str], None] = _stderr, timing: bool = True) -> dict[str, Any]:
     """Run the compile step; return the report section (also written to ``section_path``).
+
+    ``timing`` off leaves out everything that differs from run to run (the latency table, the
+    build time, the machine): what a DVC stage that compiles records, so its tracked output is
+    the same bytes on every rerun (latency is measured by ``modelops-ci timing`` in CI, base
+    against head on one runner).
 
     ``test_data`` is the ``.npz`` parity and latency run on (``x``, ``y``);
     ``calibration_data`` the ``.npz`` INT8 calibration samples (``x``; default ``test_data``).
@@ -152,7 +157,7 @@ def compile_model(*, params: CompileParams, model: Path, test_data: Path, out_di
     try:
         return _build_and_check(section, params, backend_name, precision, tol, model, x_test,
                                 y_test, calib, out_dir, cache_dir, section_path, report_path,
-                                log)
+                                log, timing)
     except GateFailed:
         raise
     except SuiteError as exc:
@@ -166,7 +171,7 @@ def _build_and_check(section: dict[str, Any], params: CompileParams, backend_nam
                      precision: str, tol: Any, model: Path, x_test: np.ndarray,
                      y_test: np.ndarray, calib: list[np.ndarray] | None, out_dir: Path,
                      cache_dir: Path, section_path: Path, report_path: Path | None,
-                     log: Callable[[str], None]) -> dict[str, Any]:
+                     log: Callable[[str], None], timing: bool = True) -> dict[str, Any]:
     from modelops.ci.compile.onnxruntime import load_runner
 
     backend = get_backend(backend_name)
@@ -184,11 +189,12 @@ def _build_and_check(section: dict[str, Any], params: CompileParams, backend_nam
         section.update({
             "runner": runner.description,
             "reference": reference.description,
-            "build_seconds": round(built.build_seconds, 3),
             "build": built.metadata,
             "parity": result.as_dict(),
             "tolerance": dataclasses.asdict(tol),
         })
+        if timing:
+            section["build_seconds"] = round(built.build_seconds, 3)
         if not result.passed:
             section["error"] = "parity failed: " + "; ".join(result.failures)
             section["reason"] = section["error"]
@@ -199,13 +205,14 @@ def _build_and_check(section: dict[str, Any], params: CompileParams, backend_nam
                                   f"{precision} only if the drift is acceptable, or build "
                                   "with a wider precision")
 
-        baseline = _baseline(model, params, backend_name)
-        section["baseline"] = baseline.description
-        log(f"latency: {runner.description} vs {baseline.description}")
-        section["latency"] = latency.compare_table(
-            runner.infer, baseline.infer, x_test, params.batch_sizes, warmup=params.warmup,
-            runs=params.runs, log=log)
-        section["environment"] = latency.environment()
+        if timing:
+            baseline = _baseline(model, params, backend_name)
+            section["baseline"] = baseline.description
+            log(f"latency: {runner.description} vs {baseline.description}")
+            section["latency"] = latency.compare_table(
+                runner.infer, baseline.infer, x_test, params.batch_sizes, warmup=params.warmup,
+                runs=params.runs, log=log)
+            section["environment"] = latency.environment()
 
         final = out_dir / built.artifact.name
         for extra in built.extra_files:

@@ -81,6 +81,31 @@ def _default_tolerances() -> dict[str, Tolerance]:
 
 
 @dataclass(frozen=True)
+class Timing:
+    """Latency of the ONNX artifact at the base and at the head of a pull request, measured in
+    the same job on the same runner (``modelops-ci timing``), in interleaved rounds: the spread
+    of the rounds is the noise band every figure is shown with."""
+
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 32], metadata={"min_items": 1})
+    """The batch sizes timed (each at least 1)."""
+    rounds: int = field(default=5, metadata={"min": 2})
+    """Rounds, each timing the base and the head one after the other (the order alternates)."""
+    runs: int = field(default=50, metadata={"min": 5})
+    """Timed calls per revision, batch size and round."""
+    warmup: int = field(default=5, metadata={"min": 0})
+    """Untimed calls before each measurement."""
+    max_slowdown: float | None = field(default=None, metadata={"gt": 1.0})
+    """A gate: the pull request fails when the head's median latency is more than this many
+    times the base's at a batch size in every round (so noise cannot fire it); ``null``
+    judges nothing, the figures stay informational."""
+
+    def check(self, path: str, file: str | Path | None) -> None:
+        for i, size in enumerate(self.batch_sizes):
+            if size < 1:
+                raise ConfigError(file, f"{path}.batch_sizes[{i}]", size, "must be at least 1")
+
+
+@dataclass(frozen=True)
 class CompileParams:
     """The compile step: TensorRT on GPU runners, ONNX Runtime elsewhere, checked against the
     ONNX Runtime reference on the test data, and timed."""
@@ -115,6 +140,8 @@ class CompileParams:
     """Where the compile step writes its report section (JSON), and where ``modelops-ci
     report`` picks it up: a DVC stage that compiles may list it as a metrics file ('' =
     ``reports/compile.json``, beside the report)."""
+    timing: Timing = field(default_factory=Timing)
+    """The base-against-head latency of the ONNX artifact on the pull request's runner."""
 
     def check(self, path: str, file: str | Path | None) -> None:
         for i, size in enumerate(self.batch_sizes):

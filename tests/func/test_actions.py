@@ -23,7 +23,7 @@ from modelops.ci.markdown import md
 from modelops.ci.report import card_section
 from scripts.project import copy_project
 from tests.actions_harness import Runner, github_context
-from tests.conftest import ROOT, run
+from tests.conftest import ROOT, require_module, run
 from tests.github_imitation import github_api, webhook_payload  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
@@ -40,8 +40,9 @@ INJECTIONS = ['x"; echo INJECTED; #', "$(id)"]
 def small_params(text: str) -> str:
     """Fewer epochs and timing runs: the flow is what is tested here, not the model."""
     text = re.sub(r"(?m)^(  epochs: )\d+", r"\g<1>2", text)
-    text = re.sub(r"(?m)^(  latency_runs: )\d+", r"\g<1>20", text)
-    return re.sub(r"(?m)^(  runs: )\d+", r"\g<1>10", text)
+    text = re.sub(r"(?m)^(    runs: )\d+", r"\g<1>10", text)       # compile's parity runs
+    text = re.sub(r"(?m)^(      rounds: )\d+", r"\g<1>2", text)     # base/head timing
+    return re.sub(r"(?m)^(      runs: )\d+", r"\g<1>10", text)
 
 
 def git(repo: Path, *args: str) -> str:
@@ -104,12 +105,16 @@ def pr_event(ws: Path, title: str, *, fork: bool = False) -> dict:
     return payload
 
 
-def open_pr(ws: Path, branch: str = "faster-eval") -> None:
-    """A contributor's change: fewer latency runs (only the evaluate stage re-runs)."""
+def open_pr(ws: Path, branch: str = "faster-eval", *, reproduce: bool = True) -> None:
+    """A contributor's change to the evaluate stage's code, reproduced with ``dvc repro`` (only
+    that stage re-runs) and committed, or (``reproduce=False``) committed without it."""
     git(ws, "checkout", "-q", "-b", branch)
-    params = ws / "params.yaml"
-    params.write_text(re.sub(r"(?m)^(  latency_runs: )\d+", r"\g<1>15", params.read_text()))
-    git(ws, "commit", "-q", "-am", "evaluate: fewer latency runs")
+    code = ws / "pipeline" / "evaluate.py"
+    code.write_text(code.read_text() + "\n# the same evaluation, read more easily\n")
+    if reproduce:
+        dvc(ws, "repro")
+    git(ws, "add", "-A")
+    git(ws, "commit", "-q", "-m", "evaluate: clearer code")
 
 
 def register_pr(api, branch: str, head: str) -> int:
@@ -171,16 +176,22 @@ def test_pr_ends_with_one_sticky_comment_and_a_check(example, workspace, tmp_pat
     report = json.loads((ci / ev.outputs["report"]).read_text())
     assert report["context"]["pr_title"] == INJECTIONS[0]
     assert report["revisions"]["head"]["sha"] == head
-    # outputs left unfetched by --allow-missing are not staleness, and the stages ran on the
-    # whole of data/prepared (a partial folder is pulled whole: tests/func/test_reproduce.py)
+    # outputs left unfetched by --allow-missing are not staleness: the PR reproduced and
+    # committed its change, so nothing differs from a reproduction
     assert report["sections"]["evaluate"]["stale"] == [], report["sections"]["evaluate"]
+    assert report["sections"]["reproduction"]["status"] == "pass", report["sections"]
+    # revision against revision: what this fresh runner lacks is neither deleted nor missing
+    # (no data changed between the two commits: only the evaluate stage's code)
+    assert report["sections"]["evaluate"]["data"] == [], report["sections"]["evaluate"]["data"]
+    assert "deleted" not in ev.summary and "not-in-cache" not in ev.summary
     assert sorted(p.name for p in (ci / "data" / "prepared").iterdir()) == \
         ["test.npz", "train.npz", "val.npz"]
     # the card section came from the up-to-date card stage's file: the same as generating it
     regenerated = card_section(ci, report["revisions"]["base"]["sha"], "params.yaml")
-    assert report["sections"]["card"] == regenerated and regenerated["changed"]
-    assert sorted(p.name for p in (r.artifacts / "model-plots").iterdir()) == \
-        ["confusion.png", "per_class.png", "train_curve.png"]   # the figures stage's folder
+    assert report["sections"]["card"] == regenerated
+    # the head's plots as the figures stage drew them; the base's only where its data differs
+    assert sorted(p.name for p in (r.artifacts / "model-plots" / "head").iterdir()) == \
+        ["confusion.png", "per_class.png", "train_curve.png"]
     assert report["context"]["plots_artifact"] == "model-plots"
 
     comp = r.run_action("actions/compile", {"backend": "onnxruntime"})
@@ -220,7 +231,8 @@ def test_fork_pr_ends_neutral_then_workflow_run_comments(workspace, tmp_path, gi
     flow = r.run_workflow(ROOT / ".github/workflows/pr.yml")
     called = flow.jobs["modelops"].jobs
     assert {k: v.status for k, v in called.items()} == {
-        "evaluate": "success", "compile-gpu": "skipped", "comment": "skipped"}, \
+        "evaluate": "success", "compile-gpu": "skipped", "comment": "skipped",
+        "comment-gpu": "skipped"}, \
         called["evaluate"].log[-6000:]
     job = called["evaluate"]
     assert md(INJECTIONS[1]) in job.summary  # the report, with the title as plain text
@@ -307,3 +319,301 @@ def test_push_to_main_ends_with_a_gitops_commit(workspace, tmp_path):
     assert promoted != head and job.outputs == {} and promoted in job.summary
     files = run(["git", "ls-tree", "-r", "--name-only", "main"], cwd=gitops, env=GIT_ENV).stdout
     assert any(f.startswith("production/") for f in files.splitlines())
+
+
+# --------------------------------------------------------------------------- the scenarios
+# of a pull request that the evaluation must not get wrong
+
+@pytest.fixture
+def moto_s3():
+    """A private S3 bucket on 127.0.0.1 (moto): reads need credentials, as on AWS."""
+    require_module("moto")
+    boto3 = require_module("boto3")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+             "AWS_DEFAULT_REGION": "us-east-1"}
+    boto3.client("s3", endpoint_url=url, aws_access_key_id="testing",
+                 aws_secret_access_key="testing", region_name="us-east-1").create_bucket(
+        Bucket="models")
+    try:
+        yield url, creds
+    finally:
+        server.stop()
+
+
+def fresh_runner_checkout(ws: Path, dest: Path) -> Path:
+    """What a runner starts from: a clone of the branch, no DVC outputs, no DVC cache."""
+    git(dest.parent, "clone", "-q", f"file://{ws}", str(dest))
+    assert not (dest / "models" / "model.onnx").exists()
+    assert not (dest / ".dvc" / "cache").exists()
+    return dest
+
+
+def test_fork_pr_without_credentials_is_evaluated_without_the_remote(
+        workspace, tmp_path, moto_s3, github_api):  # noqa: F811
+    """A private S3 remote and a fork's pull request (no secrets): setup does not claim the
+    remote, evaluate reproduces from scratch and the comment says so."""
+    url, creds = moto_s3
+    dvc(workspace, "remote", "add", "--local", "s3", "s3://models/digits")
+    dvc(workspace, "remote", "modify", "--local", "s3", "endpointurl", url)
+    run([sys.executable, "-m", "dvc", "push", "-q", "-r", "s3"], cwd=workspace,
+        env={**GIT_ENV, **creds}, timeout=900)
+    (workspace / ".dvc" / "config.local").unlink()
+    open_pr(workspace, "outsider-change")
+    ci = fresh_runner_checkout(workspace, tmp_path / "checkout")
+    assert not any(k.startswith("AWS_") and "KEY" in k for k in os.environ)
+    r = runner(ci, tmp_path / "runner", "pull_request", pr_event(ci, "a fork", fork=True),
+               github_api, "read-token")
+
+    setup = r.run_action("actions/setup", {"requirements": "", "dvc-remote-url":
+                                           "s3://models/digits", "dvc-remote-endpoint": url})
+    assert setup.status == "success", setup.log[-3000:]
+    assert setup.outputs["has-remote"] == "false"
+    reason = setup.outputs["remote-reason"]
+    assert reason.startswith("no credentials were given, as on a pull request from a fork")
+    assert "Unable to locate credentials" in reason
+    ev = r.run_action("actions/evaluate", {"pull": setup.outputs["has-remote"],
+                                           "remote-reason": reason, "plots": "plots/png"})
+    assert ev.status == "success", ev.log[-4000:]
+    assert "--pull --allow-missing" not in ev.log and "Unable to locate credentials" not in \
+        ev.log.replace(reason, "")
+    report = json.loads((ci / ev.outputs["report"]).read_text())
+    note = report["sections"]["evaluate"]["notes"][0]
+    assert note.startswith(f"reproduced without the DVC remote ({reason})")
+    assert report["sections"]["reproduction"]["status"] == "pass"
+    post = r.run_action("actions/comment", {"token": ""})
+    assert post.status == "success" and post.outputs["mode"] == "summary"
+    assert md("reproduced without the DVC remote") in post.summary
+
+
+def test_a_failed_evaluation_of_a_fork_still_gets_a_comment(workspace, tmp_path, github_api):  # noqa: F811
+    """A fork's pull request that breaks params.yaml: the evaluate job fails with an annotation
+    on the file, still uploads a report saying so, and pr-comment.yml (the run's conclusion:
+    failure) posts a comment pointing to the run."""
+    git(workspace, "checkout", "-q", "-b", "broken")
+    params = workspace / "params.yaml"
+    params.write_text(params.read_text().replace("    name: digits-cnn\n",
+                                                 "    name: digits-cnn\n  oops: [\n", 1))
+    git(workspace, "commit", "-q", "-am", "a typo")
+    payload = pr_event(workspace, "broken params", fork=True)
+    head = payload["pull_request"]["head"]["sha"]
+    number = register_pr(github_api, "broken", head)
+    payload["number"] = payload["pull_request"]["number"] = number
+    root = tmp_path / "runner"
+    r = runner(workspace, root, "pull_request", payload, github_api, "read-token")
+    r.vars = {"DVC_REMOTE_URL": str(workspace / ".dvc-remote")}
+    flow = r.run_workflow(ROOT / ".github/workflows/pr.yml")
+    job = flow.jobs["modelops"].jobs["evaluate"]
+    assert flow.status == "failure" and job.status == "failure"
+    assert re.search(r"^::error file=params\.yaml,line=\d+,title=modelops-ci::params\.yaml: ",
+                     job.log, re.M), job.log[-4000:]
+    report = json.loads((r.artifacts / "modelops-report" / "report.json").read_text())
+    assert report["sections"]["evaluate"]["incomplete"] is True
+    assert report["revisions"]["head"]["sha"] == head
+
+    git(workspace, "checkout", "-q", "main")
+    event = {"action": "completed", "repository": payload["repository"],
+             "sender": payload["sender"],
+             "workflow_run": {"id": 4243, "event": "pull_request", "head_sha": head,
+                              "head_repository": payload["pull_request"]["head"]["repo"],
+                              "conclusion": "failure", "name": "pr"}}
+    wr = Runner(workspace, root, github_context("workflow_run", event, workspace,
+                                                token="write-token", api_url=github_api.api_url),
+                env=GIT_ENV)
+    comment = wr.run_job(ROOT / ".github/workflows/pr-comment.yml", "comment")
+    assert comment.status == "success", comment.log[-4000:]
+    (body,) = [c["body"] for c in github_api.comments(REPO, number)]
+    assert "the evaluation did not finish" in body and "params.yaml" in body
+    assert "/actions/runs/" in body  # points to the run
+    (check,) = github_api.repos[REPO].check_runs.values()
+    assert check["head_sha"] == head and check["conclusion"] == "failure"
+
+    # a cancelled run (a newer push follows) is not commented on
+    cancelled = copy.deepcopy(event)
+    cancelled["workflow_run"]["conclusion"] = "cancelled"
+    skipped = Runner(workspace, root, github_context(
+        "workflow_run", cancelled, workspace, token="write-token",
+        api_url=github_api.api_url), env=GIT_ENV).run_job(
+        ROOT / ".github/workflows/pr-comment.yml", "comment")
+    assert skipped.status == "skipped"
+
+
+def test_a_pr_that_relaxes_its_own_gates_is_judged_by_the_base(workspace, tmp_path):
+    git(workspace, "checkout", "-q", "-b", "relax")
+    params = workspace / "params.yaml"
+    text = params.read_text()
+    relaxed = text.replace("accuracy: {min: 0.97, max_drop: 0.005}",
+                           "accuracy: {min: 0.1, max_drop: 0.5}")
+    assert relaxed != text
+    params.write_text(relaxed)
+    git(workspace, "commit", "-q", "-am", "gates: accept a weaker model")
+    r = runner(workspace, tmp_path / "runner", "pull_request",
+               pr_event(workspace, "relax the gates"))
+    assert r.run_action("actions/setup", {"requirements": ""}).status == "success"
+    ev = r.run_action("actions/evaluate", {"plots": "none"})
+    assert ev.status == "success", ev.log[-4000:]
+    report = json.loads((workspace / ev.outputs["report"]).read_text())
+    gates = report["sections"]["evaluate"]["gates_from"]
+    # the small example model is below the base's accuracy bound of 0.97, not below 0.1
+    assert ev.outputs["verdict"] == "fail" and gates["verdict_under_own"] == "pass"
+    assert gates["changes"]
+    assert "This pull request changes its own gates" in ev.summary
+    assert "under its own it would pass" in ev.summary
+
+
+def test_stale_and_hand_edited_outputs_fail_the_reproduction(workspace, tmp_path):
+    """A code change committed without `dvc repro`, and invalid JSON committed as the metrics
+    file: the report says which files differ from a reproduction and which cannot be read."""
+    open_pr(workspace, "stale", reproduce=False)
+    (workspace / "metrics" / "metrics.json").write_text("{not json\n")
+    git(workspace, "commit", "-q", "-am", "metrics: edited by hand")
+    r = runner(workspace, tmp_path / "runner", "pull_request", pr_event(workspace, "stale"))
+    assert r.run_action("actions/setup", {"requirements": ""}).status == "success"
+    ev = r.run_action("actions/evaluate", {"plots": "none"})
+    assert ev.status == "success", ev.log[-4000:]
+    report = json.loads((workspace / ev.outputs["report"]).read_text())
+    reproduction = report["sections"]["reproduction"]
+    assert reproduction["status"] == "fail" and report["verdict"] == "fail"
+    assert "dvc.lock" in reproduction["files"] or "metrics/metrics.json" in reproduction["files"]
+    assert "committed outputs differ from a reproduction: run `dvc repro` and commit" in \
+        ev.summary
+    evaluate = report["sections"]["evaluate"]
+    assert evaluate["status"] == "fail"
+    assert [e["file"] for e in evaluate["errors"]] == ["metrics/metrics.json"]
+
+
+def test_gpu_parity_failure_updates_the_comment_and_fails_the_check(example, workspace, tmp_path,
+                                                                    github_api):  # noqa: F811
+    """modelops-pr.yml with a GPU runner configured, for a model repository that compiles only
+    in CI (no compile stage): the comment is posted when the evaluation ends; the GPU job (here
+    ONNX Runtime: no TensorRT on this machine) gets the model, its test data and its int8
+    calibration data, fails parity, still uploads its report (no empty engine folder), and the
+    same comment and the check are updated with the failure."""
+    origin = tmp_path / "origin.git"
+    shutil.copytree(example.parent / "origin.git", origin)
+    git(workspace, "remote", "set-url", "origin", str(origin))
+    dvc(workspace, "remove", "compile")
+    params = workspace / "params.yaml"
+    text = params.read_text()
+    ci_only = re.sub(r"(?m)^    section_file: .*\n", "", text).replace(
+        ", metrics/compile.json]", "]").replace("accuracy: {min: 0.97,", "accuracy: {min: 0.5,")
+    assert ci_only.count("\n") == text.count("\n") - 1 and "compile.json" not in ci_only
+    params.write_text(ci_only)
+    git(workspace, "rm", "-q", "metrics/compile.json", "metrics/compute/compile.json")
+    dvc(workspace, "repro")
+    git(workspace, "add", "-A")
+    git(workspace, "commit", "-q", "-m", "compile in CI only")
+    git(workspace, "push", "-q", "origin", "main")
+
+    git(workspace, "checkout", "-q", "-b", "int8")
+    strict = ci_only.replace("    precision: fp16 ", "    precision: int8 ").replace(
+        "int8: {atol: 0.5, rtol: 0.1, min_top1_agreement: 0.97, max_accuracy_drop: 0.02}",
+        "int8: {atol: 0.000001, rtol: 0.0, min_top1_agreement: 1.0, max_accuracy_drop: 0.0}")
+    assert strict.count("int8") == ci_only.count("int8") + 1
+    params.write_text(strict)
+    git(workspace, "commit", "-q", "-am", "compile: int8")
+    payload = pr_event(workspace, "int8 engine")
+    head = payload["pull_request"]["head"]["sha"]
+    number = register_pr(github_api, "int8", head)
+    payload["number"] = payload["pull_request"]["number"] = number
+    r = runner(workspace, tmp_path / "runner", "pull_request", payload, github_api,
+               "write-token")
+    flow = r.run_workflow(ROOT / ".github/workflows/modelops-pr.yml", inputs={
+        "suite-repository": REPO, "suite-ref": head, "plots": "plots/png",
+        "compile-on": "none", "gpu-runner-label": "gpu", "gpu-extras": "onnx",
+        "dvc-remote-url": str(workspace / ".dvc-remote")}, secrets={})
+    status = {k: v.status for k, v in flow.jobs.items()}
+    logs = "\n".join(v.log for v in flow.jobs.values())
+    assert status == {"evaluate": "success", "compile-gpu": "failure", "comment": "success",
+                      "comment-gpu": "failure"}, logs[-8000:]
+    assert flow.status == "failure"
+    inputs = r.artifacts / "modelops-compile-inputs"
+    assert {p.relative_to(inputs).as_posix() for p in inputs.rglob("*") if p.is_file()} >= {
+        "models/model.onnx", "data/prepared/test.npz", "data/prepared/train.npz"}
+    gpu = json.loads((r.artifacts / "modelops-report-gpu" / "report.json").read_text())
+    compiled = gpu["sections"]["compile"]
+    assert compiled["status"] == "fail" and compiled["precision"] == "int8", compiled
+    assert not (r.artifacts / "model-engine").exists()  # nothing built, nothing uploaded
+    (body,) = [c["body"] for c in github_api.comments(REPO, number)]  # one comment, updated
+    assert "int8" in body
+    checks = [c for c in github_api.repos[REPO].check_runs.values() if c["head_sha"] == head]
+    assert [c["conclusion"] for c in checks] == ["success", "failure"]  # evaluation, then GPU
+    assert "compile" in checks[-1]["output"]["title"]
+
+
+def test_a_burst_of_merges_ends_at_the_newest_main(workspace, tmp_path):
+    """Three merges to main in quick succession, run by release.yml as GitHub's concurrency
+    group runs them: A runs; B waits; C arrives and cancels the pending B (a group keeps one
+    pending run); C runs. Someone re-runs B afterwards: it must not move staging back."""
+    gitops = tmp_path / "gitops.git"
+    run(["git", "init", "-q", "--bare", "-b", "main", str(gitops)], cwd=tmp_path, env=GIT_ENV)
+    merges = {}
+    for name in ("A", "B", "C"):
+        (workspace / "docs" / "changes.md").write_text(f"merge {name}\n")
+        git(workspace, "add", "docs/changes.md")
+        git(workspace, "commit", "-q", "-m", f"merge {name}")
+        merges[name] = git(workspace, "rev-parse", "HEAD")
+
+    def release(name: str):
+        ws = tmp_path / f"run-{name}"
+        git(tmp_path, "clone", "-q", "--no-hardlinks", str(workspace), str(ws))
+        git(ws, "checkout", "-q", "--detach", merges[name])  # the push's commit
+        shutil.rmtree(ws / ".dvc-remote", ignore_errors=True)
+        payload = copy.deepcopy(webhook_payload("push"))
+        payload["ref"], payload["after"] = "refs/heads/main", merges[name]
+        payload["repository"]["full_name"] = REPO
+        r = runner(ws, tmp_path / f"runner-{name}", "push", payload,
+                   vars={"GITOPS_REPO": str(gitops),
+                         "DVC_REMOTE_URL": str(workspace / ".dvc-remote")})
+        job = r.run_job(ROOT / ".github/workflows/release.yml", "publish")
+        assert job.status == "success", job.log[-5000:]
+        return job
+
+    def published() -> str:
+        return run(["git", "log", "-1", "--format=%(trailers:key=Source-Commit,valueonly)",
+                    "main"], cwd=gitops, env=GIT_ENV).stdout.strip()
+
+    release("A")
+    assert published() == merges["A"]
+    release("C")   # B was cancelled while pending
+    assert published() == merges["C"]
+    before = run(["git", "rev-parse", "main"], cwd=gitops, env=GIT_ENV).stdout.strip()
+    late = release("B")
+    assert f"a newer commit ({merges['C']}) is already published to staging" in late.log
+    assert run(["git", "rev-parse", "main"], cwd=gitops, env=GIT_ENV).stdout.strip() == before
+    assert published() == merges["C"]
+
+
+def test_a_data_pr_on_a_fresh_runner_shows_the_files_it_changed(example, workspace, tmp_path):
+    """New labelled data, reproduced and committed by the contributor; on a fresh runner (no
+    outputs, no cache, the DVC remote) the data table says modified with both sizes, never
+    deleted or not in cache for what the runner did not fetch."""
+    git(workspace, "checkout", "-q", "-b", "more-data")
+    rows = (example / "data" / "raw" / "digits.csv").read_text().splitlines()
+    (workspace / "data" / "incoming" / "2026-11-30.csv").write_text(
+        "\n".join([rows[0], *rows[1:61]]) + "\n")  # 60 more labelled digits
+    dvc(workspace, "repro")
+    dvc(workspace, "push", "-q")
+    git(workspace, "add", "-A")
+    git(workspace, "commit", "-q", "-m", "data: 60 more digits")
+    ci = fresh_runner_checkout(workspace, tmp_path / "checkout")
+    r = runner(ci, tmp_path / "runner", "pull_request", pr_event(ci, "more data"))
+    setup = r.run_action("actions/setup", {"requirements": "",
+                                           "dvc-remote-url": str(workspace / ".dvc-remote")})
+    assert setup.outputs["has-remote"] == "true", setup.log[-3000:]
+    ev = r.run_action("actions/evaluate", {"pull": "true", "plots": "none"})
+    assert ev.status == "success", ev.log[-4000:]
+    report = json.loads((ci / ev.outputs["report"]).read_text())
+    data = {d["path"]: d for d in report["sections"]["evaluate"]["data"]}
+    raw = data["data/raw/digits.csv"]
+    assert raw["change"] == "modified", data
+    assert raw["head_size"] > raw["base_size"] > 0
+    assert {d["change"] for d in data.values()} <= {"modified", "added"}, data
+    assert "deleted" not in ev.summary and "not in cache" not in ev.summary
+    assert report["sections"]["reproduction"]["status"] == "pass"
+    assert "evaluation set" in " ".join(report["sections"]["evaluate"]["notes"])

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from modelops.ci.markdown import marker
+from modelops.ci.markdown import marker, md
 from tests.conftest import PY, ROOT
 from tests.github_imitation import github_api, webhook_payload  # noqa: F401 - fixture
 
@@ -162,3 +162,37 @@ def test_bad_inputs_exit_2_with_one_clear_line(work, api):
     assert proc.returncode == 2 and "report.json" in proc.stderr and "Traceback" not in proc.stderr
     proc = comment(work, api, event=work / "missing.json", check=False)
     assert proc.returncode == 2
+
+
+def test_a_missing_report_is_a_neutral_comment_pointing_to_the_run(work, api):
+    (work / "report.json").unlink()
+    event = event_file(work)
+    proc = comment(work, api, event=event, check=False)
+    assert proc.returncode == 2 and "report.json" in proc.stderr  # no --if-missing: an error
+    comment(work, api, "--if-missing", "the evaluate job ended (failure) before it wrote a "
+            "report", "--model", "digits-cnn", "--verdict-as", "check", event=event)
+    (body,) = [c["body"] for c in api.comments(REPO, 12)]
+    assert body.startswith(marker("digits-cnn"))
+    assert "the evaluation did not finish" in body and md("ended (failure)") in body
+    assert f"{SERVER}/{REPO}/actions/runs/99" in body
+    (run,) = api.repos[REPO].check_runs.values()
+    assert run["conclusion"] == "failure" and run["head_sha"] == HEAD_SHA
+
+
+def test_fail_section_marks_a_later_job_that_failed_before_recording(work, api):
+    report = json.loads((work / "report.json").read_text())
+    report["verdict"] = "pass"
+    for section in report["sections"].values():
+        section["status"] = "pass" if section.get("status") == "fail" else section["status"]
+    (work / "report.json").write_text(json.dumps(report))
+    event = event_file(work)
+    comment(work, api, "--verdict-as", "check", event=event)
+    comment(work, api, "--verdict-as", "check", "--fail-section",
+            "compile=the GPU compile job failed; its log says why", event=event)
+    (body,) = [c["body"] for c in api.comments(REPO, 12)]
+    assert "the GPU compile job failed; its log says why" in body
+    runs = list(api.repos[REPO].check_runs.values())
+    assert [r["conclusion"] for r in runs] == ["success", "failure"]
+    assert "compile" in runs[-1]["output"]["title"]
+    bad = comment(work, api, "--fail-section", "compile", event=event, check=False)
+    assert bad.returncode == 2 and "NAME=REASON" in bad.stderr

@@ -95,11 +95,6 @@ def test_console_scripts_run_from_an_unrelated_directory(installed):
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "modelops-serve builds its parser from modelops.serve.backends, which imports numpy at "
-    "module level: in an install without the [serve] extra, `modelops-serve --help` ends in "
-    "a traceback (\"ModuleNotFoundError: No module named 'numpy'\") instead of the help or "
-    "one line naming the extra"))
 def test_serve_help_without_the_serve_extra_is_help_or_one_clear_line(installed):
     proc = installed.serve_help_before_extra
     assert "Traceback" not in proc.stderr, proc.stderr

@@ -200,6 +200,9 @@ def test_reproduce_without_a_remote_checks_out_from_the_cache(checkout):
     assert "==> dvc repro\n" in proc.stdout
     assert (checkout / "data/dir/2.txt").read_text() == "2"
     assert not (checkout / "ran.log").exists(), "the unchanged stage ran instead of checkout"
+    # dvc repro restored them from the cache: no second DVC command
+    assert "==> outputs in place: data/dir (dvc repro restored them)" in proc.stdout
+    assert "==> dvc checkout" not in proc.stdout
 
 
 def test_reproduce_an_empty_outputs_list_fetches_nothing(checkout):
@@ -223,3 +226,44 @@ def test_reproduce_a_failing_stage_is_an_error_with_dvcs_message(checkout):
     assert "make: broken input" in proc.stderr
     assert "ci: error: dvc repro failed" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_dvc_remote_check_reads_the_remote_once_and_says_why_not(checkout, tmp_path):
+    """--check prints the remote only when one read of it works; a remote that cannot be read
+    (a folder that is not there) or does not answer (an S3 endpoint that accepts the connection
+    and never replies) prints nothing, and why on stderr, within the bound."""
+    import socket
+    import threading
+
+    assert ci(checkout, "dvc-remote", "--check").stdout == "local\n"
+    dvc(checkout, "remote", "add", "--local", "--default", "gone", "s3://bucket/none")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hold() -> None:
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(silent.accept()[0])  # and never answer
+            except OSError:
+                continue
+
+    threading.Thread(target=hold, daemon=True).start()
+    try:
+        dvc(checkout, "remote", "modify", "--local", "gone", "endpointurl",
+            f"http://127.0.0.1:{silent.getsockname()[1]}")
+        env = {**_env(tmp_path), "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+        proc = run([PY, "-m", "modelops.ci", "dvc-remote", "--check", "--timeout", "3"],
+                   checkout, env=env, timeout=120)
+        assert proc.stdout == ""
+        assert "dvc-remote: the remote 'gone' cannot be read from here (no answer within 3s)" \
+            in proc.stderr
+    finally:
+        stop.set()
+        silent.close()
+        for conn in accepted:
+            conn.close()

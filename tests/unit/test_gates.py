@@ -24,7 +24,9 @@ def test_repository_gates_load():
     gates = load_settings(ROOT / "params.yaml").gates
     assert gates["accuracy"].min == 0.97
     assert gates["accuracy"].max_drop == 0.005
-    assert gates["latency_p95_ms"].max is not None
+    # latency is no pipeline metric (modelops.compile.timing judges it on one runner)
+    assert "latency_p95_ms" not in gates
+    assert load_settings(ROOT / "params.yaml").compile.timing.max_slowdown == 1.5
 
 
 def test_unknown_bound_names_path_and_value():

@@ -102,6 +102,17 @@ def test_the_comment_job_needs_only_the_base_package(tmp_path):
                          "--out", str(tmp_path / "c.md")], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "c.md").read_text().startswith("<!-- modelops-suite:sticky:")
+    # a later job's failure, and no report at all (the evaluation failed first): base only too
+    proc = run_with((), ["comment", "--preview", "--report", str(report), "--fail-section",
+                         "compile=the GPU job failed", "--out", str(tmp_path / "f.md")],
+                    tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "the GPU job failed" in (tmp_path / "f.md").read_text()
+    proc = run_with((), ["comment", "--preview", "--report", str(tmp_path / "none.json"),
+                         "--if-missing", "the evaluate job failed", "--model", "m",
+                         "--out", str(tmp_path / "m.md")], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "the evaluation did not finish" in (tmp_path / "m.md").read_text()
 
 
 @pytest.mark.parametrize("args", [["--help"], ["steps"], ["check-params"]])

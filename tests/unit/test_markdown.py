@@ -36,7 +36,9 @@ def test_example_report_matches_golden():
     assert body.startswith(marker("digits-cnn") + "\n")
     assert "| accuracy | 0.855 | 0.8141 | −0.0409 | ❌ fail |" in body
     assert "`train.epochs` | `30` | `2`" in body
-    assert "```mermaid" in body and "[workflow run](https://github.com/example/digits" in body
+    # charts are tables whose headers are the legend: no unnamed series, no image host
+    assert "```mermaid" not in body and "| F1 base (bar) | F1 head (bar) |" in body
+    assert "[workflow run](https://github.com/example/digits" in body
 
 
 def test_passing_report_headline():
@@ -75,6 +77,20 @@ def test_md_escape_neutralises(text):
     assert "://" not in out and "www." not in out                # no autolink
     assert not re.search(r"\w/[\w.-]+#\d", out)                  # no cross-repo reference
     assert "`" not in out.replace("\\`", "")
+
+
+@pytest.mark.parametrize(("text", "linked"), [
+    ("fixes GH-12", r"\bGH-12"),
+    ("at 0123456789abcdef0123456789abcdef01234567", r"[0-9a-f]{7}"),
+    ("short sha 3f9a2c1 too", r"[0-9a-f]{7}"),
+    ("$$\\sum x$$ and $x$", r"(?<!\\)\$"),
+])
+def test_md_escapes_what_github_would_link_or_typeset(text, linked):
+    out = md(text)
+    assert not re.search(linked, out), out
+    assert md("roc_auc of log_loss") == "roc_auc of log_loss"  # intraword: no emphasis
+    assert md("_x_ and __y__") == "\\_x\\_ and \\_\\_y\\_\\_"
+    assert md("1234567 runs") == "1234567 runs"                # a number is no commit
 
 
 def test_code_span_and_fence_cannot_be_escaped():
@@ -197,7 +213,9 @@ def test_other_metrics_files_go_to_details_and_small_values_keep_digits():
     body = render_comment(report)
     main_table = body.split("### Metrics", 1)[1].split("<details>", 1)[0]
     assert main_table.count("| accuracy |") == 1 and "0.5" not in main_table
-    other = body.split("Other metrics files (2 values)", 1)[1].split("</details>", 1)[0]
-    assert "| `metrics/compile.json` | parity.max\\_abs\\_error | 7.6e-06 | 9.1e-06 | +1.5e-06 |" \
+    # only what changed is listed; the unchanged value is counted
+    other = body.split("Other metrics files (1 changed, 1 unchanged)", 1)[1].split(
+        "</details>", 1)[0]
+    assert "| `metrics/compile.json` | parity.max_abs_error | 7.6e-06 | 9.1e-06 | +1.5e-06 |" \
         in other
-    assert "backend" not in other
+    assert "backend" not in other and "| accuracy |" not in other

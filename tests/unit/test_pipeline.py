@@ -34,7 +34,7 @@ def _params_file(tmp_path, **overrides):
 def workdir(tmp_path, monkeypatch):
     """A temporary project directory with params.yaml (fast training) as the cwd."""
     monkeypatch.chdir(tmp_path)
-    _params_file(tmp_path, train=FAST, evaluate={"latency_runs": 10})
+    _params_file(tmp_path, train=FAST)
     return tmp_path
 
 
@@ -59,8 +59,7 @@ def trained(prepared):
     ({"train": {"epochs": -1}}, "train.epochs", "-1", "must be at least 1"),
     ({"prepare": {"val_fraction": 0.5, "test_fraction": 0.5}}, "prepare.val_fraction", "0.5",
      "at most 0.8"),
-    ({"evaluate": {"latency_batches": [1, 8]}}, "evaluate.latency_batches", "[1, 8]",
-     "must include [32]"),
+    ({"export": {"opset": 3}}, "export.opset", "3", "must be at least 7"),
 ])
 def test_bad_params_name_file_field_and_value(tmp_path, override, path, value, problem):
     file = _params_file(tmp_path, **override)
@@ -272,11 +271,11 @@ def test_parity_problems(tmp_path):
 # --------------------------------------------------------------------------- committed results
 
 def check_metrics_contract(metrics: dict) -> None:
-    for key in ("accuracy", "macro_f1", "model_size_mb", "latency_p50_ms", "latency_p95_ms",
-                "latency_batch32_p50_ms", "latency_batch32_p95_ms"):
+    for key in ("accuracy", "macro_f1", "model_size_mb"):
         assert isinstance(metrics[key], float), key
         assert metrics[key] > 0, key
-    assert metrics["latency_p50_ms"] <= metrics["latency_p95_ms"]
+    # no timing: a latency measured by whatever machine ran the stage would churn every rerun
+    assert not any("latency" in key for key in metrics), sorted(metrics)
     assert sorted(metrics["per_class"]) == [str(c) for c in range(10)]
     for cls in metrics["per_class"].values():
         assert set(cls) == {"precision", "recall", "f1", "support"}

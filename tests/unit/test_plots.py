@@ -209,7 +209,7 @@ def test_comment_names_the_artifact_only_when_the_report_has_one():
 
     report = json.loads((ROOT / "tests/data/comment/report.json").read_text())
     assert report["context"]["plots_artifact"] == ARTIFACT
-    line = f"PNG plots: attached as the workflow artifact `{ARTIFACT}`"
+    line = f"PNG plots of the base and the head: attached as the workflow artifact `{ARTIFACT}`"
     assert line in render_comment(report)
     report["context"]["plots_artifact"] = None  # a local run: no artifact exists
     assert "PNG plots" not in render_comment(report)

@@ -245,7 +245,10 @@ def test_the_pr_workflow_is_the_reusable_one_and_each_job_installs_only_what_it_
                 patterns = step["with"]["sparse-checkout"].split()
                 assert step["with"]["sparse-checkout-cone-mode"] is False
                 assert not any("dvc" in p for p in patterns)  # no dvc.yaml, no .dvc/
-    assert extras == {"evaluate": "ci,onnx", "compile-gpu": "onnx,tensorrt", "comment": ""}
+    assert extras == {"evaluate": "ci,onnx", "compile-gpu": "${{ inputs.gpu-extras }}",
+                      "comment": "", "comment-gpu": ""}
+    gpu_extras = _triggers(called)["workflow_call"]["inputs"]["gpu-extras"]["default"]
+    assert gpu_extras == "onnx,tensorrt"
 
 
 def test_the_setup_action_installs_the_suite_from_its_own_checkout():

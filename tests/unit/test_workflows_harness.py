@@ -261,6 +261,49 @@ def test_gpu_compile_never_runs_for_a_fork(tmp_path):
             result = r.run_job(wf, "compile-gpu", needs=needs, inputs=inputs)
             assert result.status == "skipped" and result.steps == []
             assert "skipped by its if" in result.log
+        # opt-in: without a GPU runner's label no job is queued for a runner that is not there
+        ctx = r.context({"steps": {}, "inputs": {**inputs, "gpu-runner-label": ""},
+                         "needs": needs})
+        assert not condition(doc["jobs"]["compile-gpu"]["if"], ctx, "success")
+
+
+def test_the_comment_waits_for_the_evaluation_only():
+    """The comment is posted when the evaluation ends; the GPU job's result updates it from
+    a job of its own, which alone needs the GPU job."""
+    jobs = load_yaml_file(ROOT / ".github/workflows/modelops-pr.yml")["jobs"]
+    assert jobs["comment"]["needs"] == "evaluate"
+    assert "compile-gpu" in jobs["comment-gpu"]["needs"]
+    assert jobs["compile-gpu"]["needs"] == "evaluate"
+
+
+def test_upload_artifact_finds_no_files_in_an_empty_folder(tmp_path):
+    """As the real upload-artifact: an empty folder is "No files were found", an error with
+    if-no-files-found: error, and no artifact (not an empty one) with the default warn."""
+    ws = tmp_path / "ws"
+    (ws / "build" / "empty").mkdir(parents=True)
+    (ws / "actions" / "up").mkdir(parents=True)
+    (ws / "actions" / "up" / "action.yml").write_text("""
+name: up
+inputs:
+  mode: {default: warn}
+runs:
+  using: composite
+  steps:
+    - uses: actions/upload-artifact@65c4c4a1ddee5b72f698fdd19549f0f0fb45cf08 # v4.6.0
+      with:
+        name: engine
+        path: build/empty
+        if-no-files-found: ${{ inputs.mode }}
+""")
+    r = _runner(ws, "t")
+    failed = r.run_action("actions/up", {"mode": "error"})
+    assert failed.status == "failure"
+    assert "No files were found with the provided path: build/empty" in failed.log
+    warned = r.run_action("actions/up", {"mode": "warn"})
+    assert warned.status == "success" and not (r.artifacts / "engine").exists()
+    (ws / "build" / "empty" / "engine.plan").write_bytes(b"x")
+    assert r.run_action("actions/up", {"mode": "error"}).status == "success"
+    assert (r.artifacts / "engine" / "engine.plan").read_bytes() == b"x"
 
 
 # --------------------------------------------------------------------------- remote use
@@ -453,3 +496,14 @@ def test_setup_python_gives_each_job_its_own_environment(tmp_path):
     site = subprocess.run([python, "-c", "import sys; print(sys.prefix)"], check=True,
                           capture_output=True, text=True).stdout.strip()
     assert site != sys.prefix
+
+
+def test_the_pr_jobs_evaluate_the_head_commit_the_check_is_attached_to():
+    """pull_request's default checkout is the synthetic merge commit; the report and the check
+    are about the head commit, so the jobs that read the model repository check that out."""
+    jobs = load_yaml_file(ROOT / ".github/workflows/modelops-pr.yml")["jobs"]
+    for job_id in ("evaluate", "compile-gpu"):
+        own = [s for s in jobs[job_id]["steps"] if str(s.get("uses", "")).startswith(
+            "actions/checkout@") and "repository" not in (s.get("with") or {})]
+        assert [s["with"]["ref"] for s in own] == [
+            "${{ github.event.pull_request.head.sha || github.sha }}"], job_id
