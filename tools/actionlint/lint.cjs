@@ -14,9 +14,11 @@ async function main(files) {
     console.error("usage: node lint.cjs WORKFLOW.yml...");
     return 2;
   }
-  const lint = await createLinter();
   let problems = 0;
   for (const file of files) {
+    // a linter per file: one WebAssembly instance reused over several files ran out of its
+    // memory ("RuntimeError: unreachable") after a few hundred lines of workflows
+    const lint = await createLinter();
     for (const r of lint(readFileSync(file, "utf8"), file)) {
       if (OUTDATED.some((re) => re.test(r.message))) continue;
       console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
