@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from modelops.cli import run_main
+from modelops.settings import load_settings
+from modelops.settings.model import step_skipped
 
 # Modules that add subcommands: each exposes register(subparsers). One line per module.
 COMMAND_MODULES: list[str] = [
@@ -25,19 +28,12 @@ COMMAND_MODULES: list[str] = [
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
-    from modelops.settings import load_settings
-
     params = load_settings(args.params)
     print(f"{args.params}: ok ({', '.join(params.sections)})")
     return 0
 
 
 def _cmd_steps(args: argparse.Namespace) -> int:
-    import os
-
-    from modelops.settings import load_settings
-    from modelops.settings.model import step_skipped
-
     settings = load_settings(args.params)
     if args.compile_inputs:  # the files the compile step reads, one a line
         model = settings.model

@@ -32,8 +32,10 @@ import jinja2
 
 from modelops.ci.metrics import MetricsAt, per_class, resolve
 from modelops.errors import InputError, ValidationError
-from modelops.settings import Settings
+from modelops.fsutil import sha256_file
+from modelops.settings import Settings, load_settings
 from modelops.settings.model import ModelSettings
+from modelops.yamlio import dump_yaml, load_yaml_file
 
 BUILTIN_TEMPLATE = Path(__file__).parent / "templates" / "model-card.md.j2"
 # file suffixes of code, never listed as training data by the default rule
@@ -90,7 +92,6 @@ def _params(entries: Any) -> list[str]:
 
 def card_inputs(root: str | Path = ".", stage: str = "") -> CardInputs | None:
     """The card stage's inputs from ``dvc.yaml``; ``None`` when ``stage`` is '' or not there."""
-    from modelops.yamlio import load_yaml_file
 
     path = Path(root) / "dvc.yaml"
     if not stage or not path.is_file():
@@ -271,9 +272,6 @@ def build_context(root: str | Path = ".", params_file: str = "params.yaml",
                   metrics: MetricsAt | None = None,
                   files: Sequence[str] | None = None) -> dict[str, Any]:
     from modelops.ci.compare import read_lock_at
-    from modelops.fsutil import sha256_file
-    from modelops.settings import load_settings
-    from modelops.yamlio import dump_yaml
 
     root = Path(root)
     settings = load_settings(root / params_file)
@@ -383,7 +381,6 @@ def generate_card(root: str | Path = ".", params_file: str = "params.yaml",
     """Return ``(model name, card text)``, validated but not written. ``template`` overrides
     ``modelops.model.card.template``; ``metrics`` (with ``files``) are the metrics already read
     (the report passes the head's)."""
-    from modelops.settings import load_settings
 
     root = Path(root)
     model = load_settings(root / params_file).model

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from modelops.errors import InputError
+from modelops.fsutil import atomic_write_text
 
 DEFAULT_REPORT = "reports/report.json"
 DEFAULT_OUT = "reports/pr-comment.md"
@@ -80,8 +81,6 @@ def _verdict_text(report: dict[str, Any]) -> tuple[bool, str]:
 
 
 def _write_outputs(body: str, out: Path, env: dict[str, str]) -> None:
-    from modelops.fsutil import atomic_write_text
-
     atomic_write_text(out, body)
     summary = env.get("GITHUB_STEP_SUMMARY")
     if summary:

@@ -38,6 +38,7 @@ from modelops.ci.metrics import MetricsAt, error_text, normalise, read_at_revisi
 from modelops.ci.revisions import Snapshot, snapshots
 from modelops.errors import ExternalError, InputError
 from modelops.git import git, git_text
+from modelops.yamlio import load_yaml_as_dvc
 
 WORKSPACE = "workspace"
 LOCK_FILE = "dvc.lock"
@@ -253,8 +254,6 @@ def read_json_at(repo: Path, rev: str | None, path: str) -> dict[str, Any] | Non
 
 
 def read_lock_at(repo: Path, rev: str | None) -> dict[str, Any]:
-    from modelops.yamlio import load_yaml_as_dvc
-
     text = read_at(repo, rev, LOCK_FILE)
     if text is None:
         return {}

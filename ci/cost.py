@@ -45,7 +45,9 @@ from modelops.compute import (
 )
 from modelops.errors import ExternalError, InputError
 from modelops.git import git, git_text
-from modelops.settings import SETTINGS_KEY, model_name_of
+from modelops.retry import retry_call
+from modelops.settings import SETTINGS_KEY, load_settings, model_name_of
+from modelops.yamlio import load_yaml, load_yaml_all
 
 __all__ = ["compute_section", "history", "reran_since", "render_compute_section"]
 
@@ -63,8 +65,6 @@ def _git(root: Path, *args: str, check: bool = True) -> str:
 
 
 def _owner_at(root: Path, commit: str) -> tuple[str, str]:
-    from modelops.yamlio import load_yaml
-
     text = _git(root, "show", f"{commit}:params.yaml", check=False)
     try:
         raw = load_yaml(text) or {}
@@ -187,7 +187,6 @@ def rollout_footprint(text: str | None) -> dict[str, float] | None:
     (or Deployment); None when the file is gone or holds neither."""
     if not text:
         return None
-    from modelops.yamlio import load_yaml_all
 
     for doc in load_yaml_all(text):
         if not isinstance(doc, dict) or doc.get("kind") not in ("Rollout", "Deployment"):
@@ -261,7 +260,6 @@ def serving_items(gitops: Path, *, model: str, team: str, envs: Sequence[str],
 
 def clone_gitops(url: str, dest: Path) -> Path:
     """A bare clone of the GitOps repository (bounded, retried when the network fails)."""
-    from modelops.retry import retry_call
 
     def once() -> Path:
         shutil.rmtree(dest, ignore_errors=True)
@@ -387,8 +385,6 @@ def _parse_day(value: str | None, flag: str) -> dt.datetime | None:
 
 
 def _cmd_cost(args) -> int:
-    from modelops.settings import load_settings
-
     root = Path(args.repo)
     params = load_settings(root / args.params)
     if args.report:

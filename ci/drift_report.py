@@ -23,6 +23,7 @@ each bin); every file is rendered before the first is written. Exit 0 (1 with
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -35,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 from modelops.drift import FeatureBaseline, parse_features, read_baseline
 from modelops.errors import GateFailed, InputError
+from modelops.fsutil import atomic_write_bytes, atomic_write_text
+from modelops.settings import load_settings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -394,7 +397,6 @@ def drift_report(baseline: str | Path, data: str | Path, out: str | Path = DEFAU
                  progress: Callable[[str], None] | None = None) -> Report:
     """Compare ``data`` with ``baseline`` and write the report into ``out`` (all files or
     none). ``plots``: draw the ``plots`` most drifted features (None: every feature)."""
-    from modelops.fsutil import atomic_write_bytes, atomic_write_text
 
     if not threshold > 0 or not math.isfinite(threshold):
         raise InputError(f"--threshold: must be a number above 0 (got {threshold!r})")
@@ -440,8 +442,6 @@ def _cmd(args: Any) -> int:
         raise InputError("pass one of --data FILE and --requests FILE")
     baseline = args.baseline
     if baseline is None:
-        from modelops.settings import load_settings
-
         baseline = load_settings(args.params).model.drift_baseline
         if not baseline:
             raise InputError(f"{args.params}: modelops.model.drift_baseline is '' and no "
@@ -461,7 +461,6 @@ def _cmd(args: Any) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``drift-report`` to ``modelops-ci``."""
-    import argparse
 
     p = subparsers.add_parser(
         "drift-report", help="compare a batch of data or logged requests with the training "

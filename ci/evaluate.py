@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from modelops.errors import InputError, SuiteError
+from modelops.fsutil import atomic_write_text, write_json
+from modelops.settings import load_settings
+from modelops.settings.model import step_skipped
 
 PLOT_CHOICES = ("render", "none")
 
@@ -63,7 +67,6 @@ def draw_plots(changes: Any, base_key: str, head_key: str, out: Path,
     """PNG images of the plot files: every one at the head (``out/head``; copied from
     ``stage_dir`` when a DVC stage draws them) and, at the base, those whose data changed
     (``out/base``). ``None`` when there is none."""
-    import shutil
 
     from modelops.ci.plots import IMAGE_SUFFIXES, make_plots
 
@@ -102,9 +105,6 @@ def evaluate(args: argparse.Namespace) -> int:
     from modelops.ci.report import DEFAULT_TIMING_SECTION, build_report, github_context
     from modelops.ci.reportfile import write_report
     from modelops.ci.reproduce import reproduce
-    from modelops.fsutil import atomic_write_text, write_json
-    from modelops.settings import load_settings
-    from modelops.settings.model import step_skipped
 
     root = Path(".")
     report_path = Path(args.report)
@@ -183,7 +183,6 @@ def failure_report(args: argparse.Namespace, error: BaseException) -> None:
     from modelops.ci.markdown import render_comment
     from modelops.ci.report import github_context
     from modelops.ci.reportfile import incomplete_report, write_report
-    from modelops.fsutil import atomic_write_text
 
     message = str(error) if isinstance(error, SuiteError) else \
         f"internal error (a bug): {type(error).__name__}: {error}"

@@ -36,6 +36,7 @@ from modelops.ci.metrics import (
 from modelops.ci.metrics import lookup as lookup
 from modelops.errors import ConfigError
 from modelops.settings.gates import RULES, MetricGate
+from modelops.settings.loader import closest
 
 Status = Literal["pass", "fail", "no-baseline"]
 ANONYMOUS = "metrics"
@@ -89,7 +90,6 @@ def check_gate_names(gates: Mapping[str, MetricGate], files: Sequence[str], head
     config, not a model that lost a metric: a :class:`ConfigError` naming the gate and the
     closest metric name. Files that could not be read at either revision make no claim (their
     metrics are unknown, and the gate fails on the model's side with that reason)."""
-    from modelops.settings.loader import closest
 
     unknown_files = {f for side in (head, base) if side is not None
                      for f in (*side.errors, *side.unreadable) if f not in side.files}

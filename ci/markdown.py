@@ -14,6 +14,7 @@ code blocks uses a fence longer than any backtick run inside it.
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 from functools import cache
@@ -175,8 +176,6 @@ SECTION_RENDERERS: dict[str, tuple[str, str]] = {
 
 
 def _section_block(name: str, section: dict[str, Any]) -> str | None:
-    import importlib
-
     target = SECTION_RENDERERS.get(name)
     if target is None or section.get("status") == "skipped":
         return None

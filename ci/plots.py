@@ -24,6 +24,7 @@ behind.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,6 +33,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from modelops.errors import ExternalError, InputError
+from modelops.fsutil import atomic_write_bytes
+from modelops.settings import load_settings
 
 ARTIFACT = "model-plots"
 DEFAULT_OUT = Path("reports") / "plots"
@@ -326,7 +329,6 @@ def _draw_series(fig: Any, plot: Plot) -> None:
 
 def render(plot: Plot) -> bytes:
     """The PNG bytes of one plot (Agg canvas, default style, no metadata that varies)."""
-    import io
 
     import matplotlib.style
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -361,7 +363,6 @@ def make_plots(plots: Sequence[Plot], out: str | Path = DEFAULT_OUT, *, root: st
                progress: Callable[[str], None] | None = None) -> list[Path]:
     """Write one image per plot into ``out``; return the paths written. All files are read and
     all images rendered first: a bad file raises InputError and nothing is written."""
-    from modelops.fsutil import atomic_write_bytes
 
     if not plots:
         raise InputError("no plot files: modelops.model.plots is empty and dvc.yaml declares "
@@ -397,8 +398,6 @@ def artifact_name(out: str | Path | None = DEFAULT_OUT) -> str | None:
 
 
 def _cmd_plots(args: Any) -> int:
-    from modelops.settings import load_settings
-
     root = Path(".")
     files = args.files or list(load_settings(args.params).model.plots)
     plots = workspace_plots(root, files)

@@ -25,8 +25,10 @@ add their section with :func:`merge_section`, which validates and writes atomica
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import difflib
+import io
 import json
 import os
 from pathlib import Path
@@ -41,9 +43,13 @@ from modelops.ci.reportfile import (
     validate_report,
     write_report,
 )
+from modelops.compute import compute_section, read_compute
 from modelops.errors import InputError, SuiteError, ValidationError
-from modelops.settings import Settings
+from modelops.fsutil import atomic_write_text, sha256_file, write_json
+from modelops.git import git_text
+from modelops.settings import Settings, load_settings, parse_settings
 from modelops.settings.model import step_skipped
+from modelops.yamlio import load_yaml
 
 COMPILE_PENDING = "the compile step has not run for this revision (modelops-ci compile adds it)"
 DEFAULT_COMPILE_SECTION = Path("reports") / "compile.json"
@@ -135,8 +141,6 @@ def per_class_rows(metric_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def confusion(text: str | None) -> tuple[list[str], list[list[int]]] | None:
     """A confusion matrix from ``actual,predicted`` CSV rows (DVC's confusion plot data)."""
-    import csv
-    import io
 
     from modelops.ci.plots import Plot, confusion_counts
 
@@ -214,8 +218,6 @@ def section_from_file(root: Path, name: str, head: str | None,
     from modelops.ci.compare import read_json_at
 
     if settings is None:
-        from modelops.settings import load_settings
-
         settings = load_settings(root / "params.yaml")
     from modelops.ci.compare import _in_git
 
@@ -233,8 +235,6 @@ def section_from_file(root: Path, name: str, head: str | None,
         return None
     model = section.get("model")
     if not committed and isinstance(model, dict) and isinstance(model.get("sha256"), str):
-        from modelops.fsutil import sha256_file
-
         onnx = root / str(model.get("path") or settings.model.artifact.path)
         if onnx.is_file() and sha256_file(onnx) != model["sha256"]:
             return {"status": "skipped",
@@ -286,7 +286,6 @@ def card_section(root: Path, base_sha: str, params_file: str, *,
     """
     from modelops.ci.card import card_path, generate_card
     from modelops.ci.compare import read_at
-    from modelops.settings import load_settings
 
     root = Path(root)
     if settings is None:
@@ -323,8 +322,6 @@ def gates_at(root: Path, rev: str, params_file: str) -> tuple[dict[str, Any] | N
     that revision has no readable, valid suite section: the first pull request that adopts the
     suite, or a base whose settings are broken)."""
     from modelops.ci.compare import read_at
-    from modelops.settings import parse_settings
-    from modelops.yamlio import load_yaml
 
     text = read_at(root, rev, params_file)
     if text is None:
@@ -358,7 +355,6 @@ def reproduction_section(problems: list[Any], reproduced: list[str]) -> dict[str
 def reproduced_changes(root: Path, head_sha: str | None) -> list[str]:
     """Tracked files the workspace changed against ``head_sha``, when the workspace is a
     reproduction of that commit (HEAD); ``[]`` otherwise."""
-    from modelops.git import git_text
 
     if not head_sha or (git_text(["rev-parse", "HEAD"], cwd=root) or "").strip() != head_sha:
         return []
@@ -521,7 +517,6 @@ def build_report(root: str | Path = ".", base: str | None = None, head: str | No
         resolve_gates,
         verdict,
     )
-    from modelops.settings import load_settings
 
     root = Path(root)
     settings = load_settings(root / params_file)
@@ -634,7 +629,6 @@ def build_report(root: str | Path = ".", base: str | None = None, head: str | No
     if getattr(settings, "cost", None) is not None and (head is None or sections.get(
             "reproduction") is not None):
         from modelops.ci.cost import reran_since
-        from modelops.compute import compute_section, read_compute
 
         if read_compute(root):  # recorded by the stage launchers (modelops.compute)
             compute = compute_section(root, settings.cost,
@@ -690,8 +684,6 @@ def _summary(gates: list[dict[str, Any]], headline: list[dict[str, Any]] | None 
 
 def _cmd_compare(args: Any) -> int:
     from modelops.ci.compare import compare
-    from modelops.fsutil import write_json
-    from modelops.settings import load_settings
 
     files = args.metrics or list(load_settings(args.params).model.metrics) or None
     result = compare(".", args.base or default_base(), args.head, fetch=not args.no_fetch,
@@ -741,7 +733,6 @@ def _cmd_gate(args: Any) -> int:
     from modelops.ci.card import metrics_files, workspace_metrics
     from modelops.ci.compare import dvc_queries, read_metrics, resolve_revision
     from modelops.ci.gates import evaluate_gates, format_table, verdict
-    from modelops.settings import load_settings
 
     if args.report:
         return report_verdict(load_report(args.report))
@@ -774,8 +765,6 @@ def _cmd_gate(args: Any) -> int:
 
 def _cmd_card(args: Any) -> int:
     from modelops.ci.card import card_path, generate_card
-    from modelops.fsutil import atomic_write_text
-    from modelops.settings import load_settings
 
     settings = load_settings(args.params)
     name, text = generate_card(".", args.params, args.template)
@@ -806,7 +795,6 @@ def _cmd_report(args: Any) -> int:
     print(f"wrote {out}")
     if args.markdown:
         from modelops.ci.markdown import render_comment
-        from modelops.fsutil import atomic_write_text
 
         atomic_write_text(args.markdown, render_comment(report))
         print(f"wrote {args.markdown}")

@@ -27,12 +27,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from modelops.errors import ConfigError, ExternalError
+from modelops.settings import load_settings
 
 PULL_CHOICES = ("auto", "true", "false")
 
@@ -94,7 +97,6 @@ def needed_outputs(root: str | Path = ".", params_file: str = "params.yaml",
     from dvc.repo import Repo
 
     from modelops.ci.metrics import normalise
-    from modelops.settings import load_settings
 
     root = Path(root)
     model = load_settings(root / params_file).model
@@ -205,7 +207,6 @@ def remote_usable(root: str | Path = ".", name: str | None = None,
     it, so missing or wrong credentials (a fork's pull request gets no secrets), an unknown
     host or a remote that does not answer within ``timeout`` seconds are told apart from a
     remote that works, before a ``dvc repro --pull`` would fail on them."""
-    import threading
 
     outcome: dict[str, str | None] = {}
 
@@ -231,8 +232,6 @@ def remote_usable(root: str | Path = ".", name: str | None = None,
 
 
 def _cmd_remote(args: argparse.Namespace) -> int:
-    import sys
-
     name = default_remote(".")
     if name and args.check:
         why = remote_usable(".", name, args.timeout)

@@ -38,7 +38,10 @@ from typing import Any
 
 from modelops.ci.drift_report import pull_request_section
 from modelops.errors import ExternalError, InputError
+from modelops.git import git
+from modelops.settings import load_settings
 from modelops.settings.retrain import RetrainParams, duration_seconds
+from modelops.yamlio import load_yaml
 
 _DATE = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})")
 DAY = dt.timedelta(days=1)
@@ -145,7 +148,6 @@ def list_partitions(source: str, start: dt.date, end: dt.date) -> list[tuple[str
 def ingested_partitions(incoming: Path) -> set[str]:
     """``source-name:md5`` of every partition an earlier batch brought in (from the batches'
     ``.dvc`` files)."""
-    from modelops.yamlio import load_yaml
 
     seen: set[str] = set()
     for dvcfile in sorted(incoming.glob("*.dvc")):
@@ -282,8 +284,6 @@ def rejected(pulls: list[Any], branch: str) -> Any | None:
 def retrain(root: Path, *, settings: Any, fresh_data: str, base: str,
             payload: dict[str, Any], github: dict[str, str] | None, push: bool = True,
             now: dt.datetime | None = None) -> RetrainResult:
-    from modelops.git import git
-
     model = settings.model.name
     rt: RetrainParams = settings.retrain
     now = now or dt.datetime.now(dt.UTC)
@@ -396,8 +396,6 @@ def metrics_line(root: Path, settings: Any) -> str:
 
 
 def _cmd_retrain(args) -> int:
-    from modelops.settings import load_settings
-
     root = Path(args.repo).resolve()
     settings = load_settings(root / "params.yaml")
     payload = read_event(args.event or os.environ.get("GITHUB_EVENT_PATH"))

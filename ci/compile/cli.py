@@ -12,6 +12,8 @@ import argparse
 from pathlib import Path
 
 from modelops.cli import DefaultsHelpFormatter
+from modelops.settings import load_settings
+from modelops.settings.model import step_skipped
 
 HELP = "build a TensorRT engine (GPU) or an optimised ONNX Runtime model, check parity, time it"
 DEFAULT_SECTION = Path("reports") / "compile.json"
@@ -68,8 +70,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _handle(args: argparse.Namespace) -> int:
     from modelops.ci.compile.markdown import render_compile_section
     from modelops.ci.compile.step import run_step, skipped_section
-    from modelops.settings import load_settings
-    from modelops.settings.model import step_skipped
 
     settings = load_settings(args.params)
     model = settings.model

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -78,9 +81,6 @@ def render_compile_section(section: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m modelops.ci.compile.markdown [reports/compile.json]``: print the comment
     block."""
-    import json
-    import sys
-    from pathlib import Path
 
     args = sys.argv[1:] if argv is None else argv
     path = Path(args[0] if args else "reports/compile.json")

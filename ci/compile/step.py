@@ -26,6 +26,7 @@ from modelops.ci.compile.base import choose_backend, get_backend
 from modelops.ci.compile.tensorrt import calibration_batches, onnx_io_shape
 from modelops.errors import ConfigError, GateFailed, InputError, SuiteError
 from modelops.fsutil import sha256_file, write_json
+from modelops.settings import load_settings
 from modelops.settings.compile import CompileParams
 
 SECTION = "compile"
@@ -274,7 +275,6 @@ def skipped_section(reason: str, section_path: Path,
 
 def run_step(args_params: Path, **kwargs: Any) -> dict[str, Any]:
     """Load ``params.yaml`` then :func:`compile_model` with command-line overrides."""
-    from modelops.settings import load_settings
 
     cfg: CompileParams = load_settings(args_params).compile
     overrides = {k: kwargs.pop(k, None) for k in ("backend", "precision", "runs", "warmup")}

@@ -19,6 +19,7 @@ onnxruntime backend's int8 does exactly that) and build it with ``precision: fp1
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -308,8 +309,6 @@ class TensorRTBackend:
     name = "tensorrt"
 
     def unavailable_reason(self) -> str | None:
-        import importlib.util
-
         if importlib.util.find_spec("tensorrt") is None:
             return "tensorrt not installed"
         if not cuda_devices():

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,6 +36,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelops.errors import SuiteError
+from modelops.fsutil import sha256_file, write_json
+from modelops.settings import load_settings
+from modelops.settings.model import step_skipped
 
 if TYPE_CHECKING:  # numpy is in the onnx extra; this module's CLI loads in the base package
     import numpy as np
@@ -45,8 +49,6 @@ MIN_EFFECT = 0.05  # head/base ratios within 5% of 1 are "within noise" however 
 
 
 def _stderr(message: str) -> None:
-    import sys
-
     print(f"timing: {message}", file=sys.stderr, flush=True)
 
 
@@ -146,9 +148,6 @@ def timing_section(root: Path, base_rev: str | None, *, params_file: str = "para
     from modelops.ci.compile.latency import cpu_model
     from modelops.ci.compile.onnxruntime import _ort_version, make_session
     from modelops.ci.compile.step import check_onnx, load_split
-    from modelops.fsutil import sha256_file
-    from modelops.settings import load_settings
-    from modelops.settings.model import step_skipped
 
     settings = load_settings(root / params_file)
     cfg, info = settings.compile, settings.model
@@ -282,8 +281,6 @@ def render_timing_section(section: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- CLI
 
 def run(args: argparse.Namespace) -> int:
-    from modelops.fsutil import write_json
-
     root = Path(".")
     try:
         section = timing_section(root, args.base, params_file=args.params, model=args.model,
