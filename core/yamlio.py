@@ -145,7 +145,7 @@ class _Dumper(pyyaml.CSafeDumper, _Resolver):
         return True
 
 
-_OTHER_BREAKS = frozenset("\r\x85\u2028\u2029")
+_OTHER_BREAKS = ("\r", "\x85", "\u2028", "\u2029")  # str.__contains__: a C search each
 
 
 def _represent_str(dumper: Any, data: str) -> Any:
@@ -153,7 +153,7 @@ def _represent_str(dumper: Any, data: str) -> Any:
     # falls back to a quoted style where a block cannot hold the text exactly. It lets the
     # other line breaks YAML knows (CR, NEL, U+2028, U+2029) into a block raw, where a reader
     # breaks the line and the indentation with it: such text is quoted, with escapes
-    style = "|" if "\n" in data and not _OTHER_BREAKS.intersection(data) else None
+    style = "|" if "\n" in data and not any(b in data for b in _OTHER_BREAKS) else None
     return dumper.represent_scalar(_STR, str(data), style=style)
 
 
