@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 
 from modelops.errors import InputError, ValidationError
-from modelops.fsutil import write_json
+from modelops.fsutil import read_json, write_json
 from modelops.git import git_text
 from modelops.settings import model_name_of
 from modelops.yamlio import load_yaml
@@ -55,14 +55,7 @@ def ordered(sections: dict[str, Any]) -> dict[str, Any]:
 
 def load_report(path: str | Path) -> dict[str, Any]:
     p = Path(path)
-    try:
-        report = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(f"{p}: report not found",
-                         hint="write it first: modelops-ci report") from exc
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{p}: not valid JSON: {exc}",
-                         hint="regenerate it: modelops-ci report") from exc
+    report = read_json(p, "report", hint="write it (again): modelops-ci report")
     if isinstance(report, dict) and report.get("schema_version") not in (None, SCHEMA_VERSION):
         raise InputError(f"{p}: schema_version {report.get('schema_version')!r} is not "
                          f"supported (this suite reads {SCHEMA_VERSION})",

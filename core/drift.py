@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from modelops.errors import InputError
+from modelops.fsutil import read_json
 
 SHARE_TOLERANCE = 1e-3  # a distribution's shares must sum to 1 within this
 _LISTS = ("names", "min", "max", "mean", "std", "quantile_edges", "bin_distribution",
@@ -241,14 +242,8 @@ def parse_features(features: Any, source: str | Path = "drift baseline") -> Feat
 def read_baseline(path: str | Path) -> dict[str, Any]:
     """The drift baseline file as a JSON object (an :class:`InputError` if it is not one)."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(f"{p}: drift baseline not found",
-                         hint="run `dvc repro` (the pipeline writes it) or pass its path"
-                         ) from exc
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{p}: not a readable JSON drift baseline ({exc})") from exc
+    data = read_json(p, "drift baseline",
+                     hint="run `dvc repro` (the pipeline writes it) or pass its path")
     if not isinstance(data, dict):
         raise InputError(f"{p}: a drift baseline is a JSON object (got {_shown(data)})")
     return data

@@ -1,4 +1,4 @@
-"""Filesystem helpers: outputs appear whole or not at all."""
+"""Filesystem helpers: outputs appear whole or not at all; inputs fail naming their file."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from modelops.errors import InputError
 
 
 @contextlib.contextmanager
@@ -37,6 +39,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: str | Path, what: str, hint: str | None = None) -> Any:
+    """The JSON document at ``path``; an :class:`InputError` naming the file (and ``what`` it
+    should be) when it is missing, unreadable or not JSON. ``hint`` says how to make it."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError(f"{p}: {what} not found", hint=hint) from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{p}: not valid JSON: {exc}", hint=hint) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: cannot read the {what}: {exc}", hint=hint) from exc
 
 
 def write_json(path: str | Path, data: Any) -> None:
