@@ -379,9 +379,13 @@ def run_incident(lab: dict[str, Any], log: Callable[[str], None] = print,
             client.row(malignant[rng.integers(len(malignant))])
 
         def prediction_alerts() -> list[dict]:
-            return [a for a in firing(prom.url) if a["alertname"] == "ModelPredictionDrift"]
+            # the stable's alert is the one that matters (most of the traffic); the canary's
+            # may fire first under load, so wait for the stable's, not for any
+            alerts = [a for a in firing(prom.url) if a["alertname"] == "ModelPredictionDrift"]
+            return alerts if any(a.get("version") == "1" for a in alerts) else []
 
-        out.prediction_alerts = wait_for(prediction_alerts, 90, "ModelPredictionDrift firing")
+        out.prediction_alerts = wait_for(prediction_alerts, 90,
+                                         "ModelPredictionDrift firing for the stable (v1)")
         out.prediction_psi = sample(scrape(stable), "model_prediction_psi") or 0.0
         log(f"    model_prediction_psi {out.prediction_psi:.2f}; ModelPredictionDrift fired "
             f"for version(s) {sorted({a['version'] for a in out.prediction_alerts})}")
