@@ -25,7 +25,8 @@ def _dvc_logs_to_this_tests_streams():
     if "dvc.logger" in sys.modules:
         for handler in logging.getLogger("dvc").handlers:
             if isinstance(handler, logging.StreamHandler):
-                handler.setStream(sys.stderr if handler.level >= logging.WARNING
+                # not setStream(): it flushes the old stream first, which may be closed
+                handler.stream = (sys.stderr if handler.level >= logging.WARNING
                                   else sys.stdout)
     return
 
