@@ -213,6 +213,22 @@ def test_pr_ends_with_one_sticky_comment_and_a_check(example, workspace, tmp_pat
     assert INJECTIONS[0] in ev.summary
 
 
+def pr_comment_run(workspace, root, payload, api, run_id: int, conclusion: str):
+    """pr-comment.yml's job on the ``workflow_run`` event of the PR's finished run: trusted
+    code (main), untrusted data (the run's artifact), a write token."""
+    git(workspace, "checkout", "-q", "main")
+    event = {"action": "completed", "repository": payload["repository"],
+             "sender": payload["sender"],
+             "workflow_run": {"id": run_id, "event": "pull_request",
+                              "head_sha": payload["pull_request"]["head"]["sha"],
+                              "head_repository": payload["pull_request"]["head"]["repo"],
+                              "conclusion": conclusion, "name": "pr"}}
+    wr = Runner(workspace, root, github_context("workflow_run", event, workspace,
+                                                token="write-token", api_url=api.api_url),
+                env=GIT_ENV)
+    return wr.run_job(ROOT / ".github/workflows/pr-comment.yml", "comment")
+
+
 def test_fork_pr_ends_neutral_then_workflow_run_comments(workspace, tmp_path, github_api):  # noqa: F811
     """pr.yml's evaluate job for a fork (no secrets, read-only token), the comment action without
     a token, then pr-comment.yml (workflow_run) posting from the artifact alone."""
@@ -253,16 +269,7 @@ def test_fork_pr_ends_neutral_then_workflow_run_comments(workspace, tmp_path, gi
     assert_nothing_injected(post)
 
     # pr-comment.yml: trusted code (main), untrusted data (the artifact), a write token
-    git(workspace, "checkout", "-q", "main")
-    event = {"action": "completed", "repository": payload["repository"],
-             "sender": payload["sender"],
-             "workflow_run": {"id": 4242, "event": "pull_request", "head_sha": head,
-                              "head_repository": payload["pull_request"]["head"]["repo"],
-                              "conclusion": "success", "name": "pr"}}
-    wr = Runner(workspace, root, github_context("workflow_run", event, workspace,
-                                                token="write-token", api_url=github_api.api_url),
-                env=GIT_ENV)
-    comment = wr.run_job(ROOT / ".github/workflows/pr-comment.yml", "comment")
+    comment = pr_comment_run(workspace, root, payload, github_api, 4242, "success")
     assert comment.status == "success", comment.log[-4000:]
     assert set(comment.jobs) == {"comment"}  # through the reusable modelops-pr-comment.yml
     comments = github_api.comments(REPO, number)
@@ -272,8 +279,7 @@ def test_fork_pr_ends_neutral_then_workflow_run_comments(workspace, tmp_path, gi
 
     # a tampered artifact pointing at someone else's pull request is refused
     (r.artifacts / "modelops-report" / "pr-number").write_text(f"{other}\n")
-    tampered = Runner(workspace, root, wr.github, env=GIT_ENV).run_job(
-        ROOT / ".github/workflows/pr-comment.yml", "comment")
+    tampered = pr_comment_run(workspace, root, payload, github_api, 4242, "success")
     assert tampered.status == "failure"
     assert f"pull request #{other} is at {'f' * 40}, not at the evaluated {head}" in tampered.log
     assert github_api.comments(REPO, other) == [] and len(github_api.comments(REPO, number)) == 1
@@ -416,16 +422,7 @@ def test_a_failed_evaluation_of_a_fork_still_gets_a_comment(workspace, tmp_path,
     assert report["sections"]["evaluate"]["incomplete"] is True
     assert report["revisions"]["head"]["sha"] == head
 
-    git(workspace, "checkout", "-q", "main")
-    event = {"action": "completed", "repository": payload["repository"],
-             "sender": payload["sender"],
-             "workflow_run": {"id": 4243, "event": "pull_request", "head_sha": head,
-                              "head_repository": payload["pull_request"]["head"]["repo"],
-                              "conclusion": "failure", "name": "pr"}}
-    wr = Runner(workspace, root, github_context("workflow_run", event, workspace,
-                                                token="write-token", api_url=github_api.api_url),
-                env=GIT_ENV)
-    comment = wr.run_job(ROOT / ".github/workflows/pr-comment.yml", "comment")
+    comment = pr_comment_run(workspace, root, payload, github_api, 4243, "failure")
     assert comment.status == "success", comment.log[-4000:]
     (body,) = [c["body"] for c in github_api.comments(REPO, number)]
     assert "the evaluation did not finish" in body and "params.yaml" in body
@@ -434,12 +431,7 @@ def test_a_failed_evaluation_of_a_fork_still_gets_a_comment(workspace, tmp_path,
     assert check["head_sha"] == head and check["conclusion"] == "failure"
 
     # a cancelled run (a newer push follows) is not commented on
-    cancelled = copy.deepcopy(event)
-    cancelled["workflow_run"]["conclusion"] = "cancelled"
-    skipped = Runner(workspace, root, github_context(
-        "workflow_run", cancelled, workspace, token="write-token",
-        api_url=github_api.api_url), env=GIT_ENV).run_job(
-        ROOT / ".github/workflows/pr-comment.yml", "comment")
+    skipped = pr_comment_run(workspace, root, payload, github_api, 4244, "cancelled")
     assert skipped.status == "skipped"
 
 
