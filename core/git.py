@@ -96,7 +96,14 @@ _TRANSIENT = re.compile(
     r"timed out during banner exchange|kex_exchange_identification|broken pipe|"
     r"ssh_exchange_identification|temporary failure|http[^\n]*\b(429|500|502|503|504)\b|"
     r"rpc failed|unable to access|unexpected disconnect|did not finish within", re.I)
-_MISSING_REPO = re.compile(r"does not appear to be a git repository|repository .* not found|"
+# a clone of a repository on this filesystem copies (or hardlinks) its objects folder file by
+# file; a push under way there (its quarantine, objects/tmp_objdir-incoming-*) or a repack can
+# remove a file between the listing and the copy. Copying again sees the settled folder.
+_LOCAL_COPY_RACE = re.compile(
+    r"failed to (copy file to|create link|unlink|stat|start iterator over|iterate over) "
+    r"'[^'\n]*(tmp_objdir|/objects/)[^'\n]*'", re.I)
+_MISSING_REPO = re.compile(r"does not appear to be a git repository|"
+                           r"repository .* (not found|does not exist)|"
                            r"not found|no such file or directory", re.I)
 _HINTS = {
     "refused": ("the GitOps repository refused the change (a server hook or a branch "
@@ -129,6 +136,9 @@ def classify(stderr: str) -> tuple[bool, str]:
         return False, _HINTS[kind]
     if _TRANSIENT.search(stderr):
         return True, "the network or the server failed; run the command again"
+    if _LOCAL_COPY_RACE.search(stderr):
+        return True, ("the repository changed while it was copied (a push or a repack under "
+                      "way there); run the command again")
     if _MISSING_REPO.search(stderr):
         return False, "check the GitOps repository URL (--gitops-repo or GITOPS_REPO)"
     return False, "see git's message above"

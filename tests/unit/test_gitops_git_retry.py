@@ -63,6 +63,31 @@ def test_stalls_and_dropped_connections_are_retryable(stderr):
     assert classify(stderr)[0] is True
 
 
+@pytest.mark.parametrize("stderr", [
+    # a push into the local bare repository removed its quarantine while the clone copied it
+    "fatal: failed to copy file to '/tmp/x/repo/objects/tmp_objdir-incoming-afF2D4/10/"
+    "tmp_obj_810kKA': No such file or directory",
+    "fatal: failed to create link '/tmp/x/repo/objects/tmp_objdir-incoming-Q1/pack/"
+    "tmp_pack_9': No such file or directory",
+    # a repack there replaced the pack the clone was about to link
+    "fatal: failed to create link '/tmp/x/repo/objects/pack/pack-1f.pack': No such file or "
+    "directory",
+])
+def test_a_local_clone_racing_a_push_is_retried_not_blamed_on_the_url(stderr):
+    retryable, hint = classify(stderr)
+    assert retryable is True
+    assert "URL" not in hint and "again" in hint
+
+
+@pytest.mark.parametrize("stderr", [
+    "fatal: repository '/tmp/nowhere.git' does not exist",
+    "fatal: '/tmp/nowhere.git' does not appear to be a git repository",
+])
+def test_a_missing_local_repository_is_not_retried(stderr):
+    retryable, hint = classify(stderr)
+    assert retryable is False and "URL" in hint
+
+
 def test_network_limits_come_from_the_environment():
     limits = NetworkLimits.from_env({"MODELOPS_GIT_TIMEOUT": "7.5",
                                      "MODELOPS_GIT_CONNECT_TIMEOUT": "3",
