@@ -560,7 +560,7 @@ def test_a_burst_of_merges_ends_at_the_newest_main(workspace, tmp_path):
         payload["ref"], payload["after"] = "refs/heads/main", merges[name]
         payload["repository"]["full_name"] = REPO
         r = runner(ws, tmp_path / f"runner-{name}", "push", payload,
-                   vars={"GITOPS_REPO": str(gitops),
+                   vars={"GITOPS_REPO": gitops.as_uri(),  # file://: shallow as over https
                          "DVC_REMOTE_URL": str(workspace / ".dvc-remote")})
         job = r.run_job(ROOT / ".github/workflows/release.yml", "publish")
         assert job.status == "success", job.log[-5000:]
@@ -574,11 +574,23 @@ def test_a_burst_of_merges_ends_at_the_newest_main(workspace, tmp_path):
     assert published() == merges["A"]
     release("C")   # B was cancelled while pending
     assert published() == merges["C"]
+    # other models and environments publish many times meanwhile: the guard reads what runs in
+    # staging from the folder itself, not from how recent its last commit is
+    other = tmp_path / "other-releases"
+    git(tmp_path, "clone", "-q", str(gitops), str(other))
+    for i in range(60):
+        (other / "production" / "another-model").mkdir(parents=True, exist_ok=True)
+        (other / "production" / "another-model" / "release.json").write_text(
+            json.dumps({"model": "another-model", "source_commit": f"{i:040x}"}))
+        git(other, "add", "-A")
+        git(other, "commit", "-q", "-m", f"another model, release {i}")
+    git(other, "push", "-q", "origin", "HEAD:main")
     before = run(["git", "rev-parse", "main"], cwd=gitops, env=GIT_ENV).stdout.strip()
     late = release("B")
     assert f"a newer commit ({merges['C']}) is already published to staging" in late.log
     assert run(["git", "rev-parse", "main"], cwd=gitops, env=GIT_ENV).stdout.strip() == before
-    assert published() == merges["C"]
+    staging = json.loads(git(gitops, "show", "main:staging/digits-cnn/release.json"))
+    assert staging["source_commit"] == merges["C"]
 
 
 def test_a_data_pr_on_a_fresh_runner_shows_the_files_it_changed(example, workspace, tmp_path):
