@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelops.errors import SuiteError
-from modelops.fsutil import sha256_file, write_json
+from modelops.fsutil import md5_file, sha256_file, write_json
 from modelops.settings import load_settings
 from modelops.settings.model import step_skipped
 
@@ -68,6 +68,42 @@ def base_artifact(root: Path, path: str, rev: str, dest: Path) -> tuple[Path | N
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return None, text[:200]
     return dest, ""
+
+
+def _runtime_version() -> str:
+    """ONNX Runtime's version from its distribution's metadata (importing it takes 0.3 s)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    from modelops.ci.compile.onnxruntime import _ort_version
+
+    return _ort_version()
+
+
+def base_lock_md5(root: Path, path: str, rev: str) -> str | None:
+    """The md5 that ``rev``'s top-level ``dvc.lock`` records for the file output ``path``
+    (DVC 3's ``hash: md5``, the file's own md5), or None when it records none: the path is not
+    an output there, is inside a folder output, or the lock is older or unreadable."""
+    from modelops.ci.compare import read_lock_at
+    from modelops.ci.metrics import normalise
+
+    try:
+        stages = read_lock_at(root, rev)
+    except SuiteError:
+        return None
+    want = normalise(path)
+    for stage in stages.values():
+        for out in (stage or {}).get("outs") or [] if isinstance(stage, dict) else []:
+            if isinstance(out, dict) and normalise(str(out.get("path", ""))) == want:
+                md5 = out.get("md5")
+                if out.get("hash") == "md5" and isinstance(md5, str) and len(md5) == 32:
+                    return md5
+                return None
+    return None
 
 
 def _percentiles(times_ms: list[float], batch: int) -> dict[str, float]:
@@ -146,8 +182,6 @@ def timing_section(root: Path, base_rev: str | None, *, params_file: str = "para
                    log: Callable[[str], None] = _stderr) -> dict[str, Any]:
     """The ``timing`` report section for the workspace's artifact against ``base_rev``'s."""
     from modelops.ci.compile.latency import cpu_model
-    from modelops.ci.compile.onnxruntime import _ort_version, make_session
-    from modelops.ci.compile.step import check_onnx, load_split
 
     settings = load_settings(root / params_file)
     cfg, info = settings.compile, settings.model
@@ -160,18 +194,34 @@ def timing_section(root: Path, base_rev: str | None, *, params_file: str = "para
                                                    "(modelops.model.test_data is '')"}
     artifact = root / (model or Path(info.artifact.path))
     data = root / (test_data or Path(info.test_data))
-    check_onnx(artifact, cfg.input_name, cfg.output_name)
-    x, _ = load_split(data)
     t = cfg.timing
+    if not artifact.is_file():
+        from modelops.ci.compile.step import check_onnx
+
+        check_onnx(artifact, cfg.input_name, cfg.output_name)  # names what is wrong with it
     head_sha = sha256_file(artifact)
     section: dict[str, Any] = {
         "status": "pass", "model": {"path": artifact.relative_to(root).as_posix()
                                     if artifact.is_relative_to(root) else str(artifact),
                                     "sha256": head_sha},
-        "runner": f"onnxruntime {_ort_version()} (CPUExecutionProvider, 1 thread)",
+        "runner": f"onnxruntime {_runtime_version()} (CPUExecutionProvider, 1 thread)",
         "cpu": cpu_model(), "cpu_count": os.cpu_count(),
         "rounds": t.rounds, "runs": t.runs, "max_slowdown": t.max_slowdown,
     }
+    rel = Path(info.artifact.path).as_posix() if model is None else str(model)
+    if base_rev and base_lock_md5(root, rel, base_rev) == md5_file(artifact):
+        # the base's dvc.lock records these very bytes: nothing to fetch, nothing to time
+        section["base"] = {"rev": base_rev, "sha256": head_sha}
+        section.update(compared="same-artifact", rows=[])
+        section["summary"] = summarize(section)
+        log(f"the artifact is the base's (its dvc.lock records the same md5; sha256 "
+            f"{head_sha[:12]}): not timed")
+        return section
+    from modelops.ci.compile.onnxruntime import make_session
+    from modelops.ci.compile.step import check_onnx, load_split
+
+    check_onnx(artifact, cfg.input_name, cfg.output_name)
+    x, _ = load_split(data)
 
     def runner(path: Path) -> Callable[[np.ndarray], Any]:
         session = make_session(path, optimize=True, provider_list=["CPUExecutionProvider"],
@@ -180,8 +230,7 @@ def timing_section(root: Path, base_rev: str | None, *, params_file: str = "para
     runners = {"head": runner(artifact)}
     with tempfile.TemporaryDirectory(prefix="modelops-timing-") as tmp:
         base_path, why = (None, "no base revision") if not base_rev else base_artifact(
-            root, Path(info.artifact.path).as_posix() if model is None else str(model),
-            base_rev, Path(tmp) / "base.onnx")
+            root, rel, base_rev, Path(tmp) / "base.onnx")
         if base_path is not None:
             base_sha = sha256_file(base_path)
             section["base"] = {"rev": base_rev, "sha256": base_sha}
