@@ -17,6 +17,7 @@ emitter writes data, not text.
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 from pathlib import Path
@@ -41,10 +42,24 @@ def _problem(source: str, exc: Exception) -> InputError:
     return InputError(f"{source}: not valid YAML: {exc}".replace("\n", " "))
 
 
+_CACHED_TEXT = 256 * 1024  # params.yaml and its like; big documents are parsed every time
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(text: str) -> Any:
+    return _safe().load(text)
+
+
 def load_yaml(text: str, source: str = "<string>") -> Any:
-    """Parse one YAML document; a syntax error names the source and the line."""
+    """Parse one YAML document; a syntax error names the source and the line.
+
+    One job reads the same ``params.yaml`` several times (settings, gates, timing, the
+    report): the pure-Python parse of a given text is done once per process, and each caller
+    gets its own copy of the data."""
     try:
-        return _safe().load(text)
+        if len(text) > _CACHED_TEXT:
+            return _safe().load(text)
+        return copy.deepcopy(_parsed(text))
     except YAMLError as exc:
         raise _problem(source, exc) from exc
 
