@@ -7,8 +7,11 @@ workspace outputs removed, the way a CI job finds it (nothing to retrain), and t
 - baseline: ``dvc repro`` alone (restores the outputs from the cache);
 - the PR path: the composite actions setup -> evaluate -> comment, run by the test harness
   against the GitHub API imitation (one sticky comment + check); evaluate's `dvc repro` includes
-  the ONNX Runtime compile stage. The compile action (pr.yml runs it on the GPU runner, for
-  TensorRT) is timed too, here with ONNX Runtime, and shown on its own row.
+  the ONNX Runtime compile stage. The rounds share one Actions cache and one runner image, as
+  the runs of a repository do; a first, untimed PR run fills the cache (the setup action saves
+  the installed environment at the end of its job), so setup restores it. The compile action
+  (pr.yml runs it on the GPU runner, for TensorRT) is timed too, here with ONNX Runtime, and
+  shown on its own row.
 
 Then, unless ``--no-installs``, what each job of ``modelops-pr.yml`` installs, the way the
 setup action installs it (``pip install <suite checkout>[extras] [-r requirements]``) into a
@@ -98,7 +101,7 @@ def time_repro(ws: Path) -> float:
     return time.perf_counter() - start
 
 
-def time_pr_path(ws: Path, api: GitHubImitation) -> dict[str, float]:
+def time_pr_path(ws: Path, api: GitHubImitation, image: Path, cache: Path) -> dict[str, float]:
     payload = copy.deepcopy(webhook_payload("pull_request.opened"))
     pr = payload["pull_request"]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ws, capture_output=True, text=True,
@@ -108,7 +111,8 @@ def time_pr_path(ws: Path, api: GitHubImitation) -> dict[str, float]:
         side["full_name"] = REPO
     r = Runner(ws, ws.parent / f"{ws.name}-runner",
                github_context("pull_request", payload, ws, token="write-token",
-                              api_url=api.api_url), env=ENV)
+                              api_url=api.api_url), env=ENV, toolcache=image)
+    r.cache = cache  # the repository's Actions cache, shared by every run
     times: dict[str, float] = {}
     has_remote = ""
     for name, action, inputs in (("setup", "actions/setup", {"requirements": ""}),
@@ -214,10 +218,14 @@ def main(argv: list[str] | None = None) -> int:
         repo = prepare(work, args.epochs)
         repro: list[float] = []
         steps: dict[str, list[float]] = {}
+        image, cache = work / "runner-image", work / "actions-cache"
+        print("==> a first PR run fills the Actions cache (not timed)", flush=True)
+        time_pr_path(fresh_copy(repo, work / "warm"), api, image, cache)
         for i in range(args.rounds):
             print(f"==> round {i + 1}/{args.rounds}", flush=True)
             repro.append(time_repro(fresh_copy(repo, work / f"a{i}")))
-            for k, v in time_pr_path(fresh_copy(repo, work / f"b{i}"), api).items():
+            for k, v in time_pr_path(fresh_copy(repo, work / f"b{i}"), api, image,
+                                     cache).items():
                 steps.setdefault(k, []).append(v)
     api.stop()
     base = statistics.median(repro)
@@ -243,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{work_only / base:11.2f} |")
     print(f"| {'  + compile action (GPU job; ONNX Runtime here)':<{w}} | "
           f"{with_compile:8.1f} | {with_compile / base:11.2f} |")
-    print(f"\ngoal (the suite at work, evaluate + comment, within 1.5x dvc repro alone): "
-          f"{'met' if work_only / base <= 1.5 else 'NOT met'} ({work_only / base:.2f}x); "
-          f"with the setup action's install: {total / base:.2f}x")
+    print(f"\ngoal (the PR path, setup + evaluate + comment, within 1.5x dvc repro alone): "
+          f"{'met' if total / base <= 1.5 else 'NOT met'} ({total / base:.2f}x; the suite's "
+          f"own work, evaluate + comment: {work_only / base:.2f}x)")
     if not args.no_installs:
         with tempfile.TemporaryDirectory(prefix="ci-installs-") as tmp:
             print_installs(measure_installs(Path(tmp)))

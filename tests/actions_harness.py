@@ -48,13 +48,19 @@ get their inputs as ``INPUT_<NAME>`` like a JavaScript action does):
   ``sparse-checkout`` patterns (``sparse-checkout-cone-mode: false``: git's non-cone patterns;
   cone mode: the listed folders plus the files at the top).
 - ``actions/setup-python``: a fresh virtual environment per job (the runner's tool cache puts a
-  Python on ``PATH``, with ``pythonLocation`` set), whose ``sys.path`` also holds the test
+  Python on ``PATH``, with ``pythonLocation`` set), made afresh at the same path for each
+  runner given the same ``toolcache`` folder (the runner image's tool cache, so a cached
+  ``pythonLocation`` restores where it was saved; runners used one after the other, as
+  machines of the same image are), whose ``sys.path`` also holds the test
   interpreter's site-packages: the runner's network is not here, so every distribution a job
   would download from the index must already be installed in the test environment. Steps'
   ``pip`` is told so (``PIP_NO_INDEX``, no build isolation, no machine pip config); what
   ``pip install`` installs goes into the job's environment and shadows the test one, so the
   suite a job installs from an action's checkout is the one its commands import.
-- ``actions/cache``: a directory store under the harness root keyed by ``key``; ``cache-hit``.
+- ``actions/cache``: a directory store under the harness root keyed by ``key``; ``cache-hit``
+  (``true`` on the exact key only); ``restore-keys`` prefixes restore the newest entry whose
+  key starts with one. As the real action, a miss saves the paths at the end of the job (its
+  post step), not when the step runs.
 - ``actions/upload-artifact`` / ``actions/download-artifact``: copy into / out of
   ``<harness root>/artifacts/<name>``, keeping paths relative to the least common ancestor of
   the ``path`` lines as the real action does; ``overwrite``; paths holding no file (missing,
@@ -568,10 +574,14 @@ class Runner:
 
     def __init__(self, workspace: Path, root: Path, github: dict, *, env: dict | None = None,
                  secrets: dict | None = None, vars: dict | None = None, timeout: float = 600,
-                 repositories: dict[str, Path] | None = None):
+                 repositories: dict[str, Path] | None = None, toolcache: Path | None = None):
         self.workspace = Path(workspace)
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        # the runner image's tool cache: each job's Python is made afresh at the same path
+        self.toolcache = Path(toolcache) if toolcache is not None else self.root / "toolcache"
+        self.post_saves: list[tuple[Path, str, list[Path]]] = []  # actions/cache post steps
+        self.nested = False
         self.github = github
         self.base_env = dict(env or {})
         self.secrets = dict(secrets or {})
@@ -653,11 +663,34 @@ class Runner:
         remote = self._remote_action(str(action)) if isinstance(action, str) else None
         if remote is not None:
             action_dir, repository, ref = remote
-            return self._run_action_dir(action_dir, inputs, repository, ref)
-        action_dir = Path(action)
-        if not action_dir.is_absolute():
-            action_dir = self.workspace / action_dir
-        return self._run_action_dir(action_dir, inputs, "", "")
+            result = self._run_action_dir(action_dir, inputs, repository, ref)
+        else:
+            action_dir = Path(action)
+            if not action_dir.is_absolute():
+                action_dir = self.workspace / action_dir
+            result = self._run_action_dir(action_dir, inputs, "", "")
+        if not self.nested:  # an action run on its own is the whole job: its post steps
+            self.run_post_steps(result.status)
+        return result
+
+    def run_post_steps(self, status: str = "success") -> None:
+        """The end of the job: ``actions/cache`` saves what its missed keys name, when the job
+        succeeded (its ``post-if: success()``); a key that exists by then is kept as it is, as
+        the real action does."""
+        pending, self.post_saves[:] = list(self.post_saves), []
+        if status != "success":
+            return
+        for store, key, paths in pending:
+            if store.exists():
+                continue
+            tmp = store.with_name(store.name + ".saving")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for i, src in enumerate(paths):
+                if src.exists():
+                    _copy_entries(src, tmp / str(i))
+            (tmp / "key").write_text(key, encoding="utf-8")
+            tmp.rename(store)
 
     def _run_action_dir(self, action_dir: Path, inputs: dict | None, repository: str,
                         ref: str) -> RunResult:
@@ -733,6 +766,7 @@ class Runner:
         for k, v in (job.get("env") or {}).items():
             self.job_env[k] = to_str(interpolate(v, self._context(scope)))
         status, results = self._run_steps(job.get("steps") or [], scope)
+        self.run_post_steps(status)
         ctx = self._context({**scope, "status": status})
         outputs = {k: to_str(interpolate(v, ctx, status))
                    for k, v in (job.get("outputs") or {}).items()}
@@ -792,6 +826,7 @@ class Runner:
         if uses.startswith("./") or self._remote_action(uses) is not None:
             sub = Runner.__new__(Runner)
             sub.__dict__.update(self.__dict__)
+            sub.nested = True  # its post steps are the job's (the list is shared)
             sub.job_env = {**self.job_env, **step_env}
             result = sub.run_action(uses, with_)
             self.path_prepend = sub.path_prepend
@@ -928,7 +963,8 @@ class Runner:
         the test interpreter's site-packages (what the network would otherwise provide)."""
         if self.python is not None:
             return self.python
-        venv = self.root / "toolcache" / f"python-{uuid.uuid4().hex[:6]}"
+        venv = self.toolcache / "Python" / ".".join(map(str, sys.version_info[:3])) / "x64"
+        shutil.rmtree(venv, ignore_errors=True)  # a fresh machine: the image's own Python
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
                        capture_output=True)
         python = venv / "bin" / "python"
@@ -939,6 +975,18 @@ class Runner:
             "".join(f"{p}\n" for p in _site_packages()), encoding="utf-8")
         self.python = python
         return python
+
+    def _cache_by_prefix(self, prefixes: list[str]) -> Path | None:
+        """The newest saved entry whose key starts with the first prefix that matches any."""
+        if not self.cache.is_dir():
+            return None
+        saved = [(p, (p / "key").read_text(encoding="utf-8")) for p in self.cache.iterdir()
+                 if (p / "key").is_file()]
+        for prefix in prefixes:
+            found = _newest([p for p, key in saved if key.startswith(prefix)])
+            if found is not None:
+                return found
+        return None
 
     def _builtin(self, uses: str, with_: dict, step_env: dict, step_id: str,
                  name: str) -> StepResult:
@@ -977,17 +1025,20 @@ class Runner:
         elif action == "actions/cache":
             key = with_.get("key", "")
             store = self.cache / re.sub(r"[^A-Za-z0-9._-]", "_", key)
-            paths = [p for p in with_.get("path", "").splitlines() if p.strip()]
+            # relative to the workspace (``~`` stays a folder there: the machine's own home
+            # is not the runner's); absolute paths (``pythonLocation``) as they are
+            paths = [self.workspace / p.strip()
+                     for p in with_.get("path", "").splitlines() if p.strip()]
             hit = store.exists()
-            if hit:
+            found = store if hit else self._cache_by_prefix(
+                [p.strip() for p in with_.get("restore-keys", "").splitlines() if p.strip()])
+            if found is not None:
                 for i, p in enumerate(paths):
-                    if (store / str(i)).exists():
-                        _copy(store / str(i), self.workspace / p.strip())
-            else:  # the real action saves in a post step; saving now is close enough
-                for i, p in enumerate(paths):
-                    src = self.workspace / p.strip()
-                    if src.exists():
-                        _copy(src, store / str(i))
+                    if (found / str(i)).exists():
+                        _copy_entries(found / str(i), p)
+                outputs["cache-matched-key"] = (found / "key").read_text(encoding="utf-8")
+            if not hit:  # saved by the action's post step, at the end of the job
+                self.post_saves.append((store, key, paths))
             outputs["cache-hit"] = "true" if hit else "false"
         elif action == "actions/upload-artifact":
             dest = self.artifacts / with_["name"]
@@ -1035,6 +1086,30 @@ def _site_packages() -> list[str]:
     import sysconfig
 
     return list(dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib")))
+
+
+def _newest(stores: list[Path]) -> Path | None:
+    return max(stores, key=lambda p: p.stat().st_mtime_ns, default=None)
+
+
+def _copy_entries(src: Path, dest: Path) -> None:
+    """``src`` onto ``dest`` the way tar extracts an archive: links stay links (a venv's
+    ``bin/python`` points at the interpreter, which must never be written through), and an
+    entry already at ``dest`` is replaced."""
+    if src.is_symlink() or not src.is_dir():
+        if dest.is_symlink() or dest.is_file():
+            dest.unlink()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            os.symlink(os.readlink(src), dest)
+        else:
+            shutil.copy2(src, dest)
+        return
+    if dest.is_symlink() or dest.is_file():
+        dest.unlink()
+    dest.mkdir(parents=True, exist_ok=True)
+    for child in src.iterdir():
+        _copy_entries(child, dest / child.name)
 
 
 def _copy(src: Path, dest: Path) -> None:

@@ -285,6 +285,38 @@ def test_fork_pr_ends_neutral_then_workflow_run_comments(workspace, tmp_path, gi
     assert github_api.comments(REPO, other) == [] and len(github_api.comments(REPO, number)) == 1
 
 
+def test_the_installed_environment_comes_back_from_the_cache(workspace, tmp_path):
+    """Jobs one after the other on machines of one image, sharing the Actions cache: the first
+    installs and its post step saves the environment; the next finds it and installs nothing,
+    and the suite runs from it; after a change to the suite an older environment comes back
+    and only the suite is installed over it."""
+    payload = copy.deepcopy(webhook_payload("push"))
+    payload["repository"]["full_name"] = REPO
+
+    def job(n: int):
+        r = runner(workspace, tmp_path / f"job-{n}", "push", payload,
+                   toolcache=tmp_path / "image")
+        r.cache = tmp_path / "actions-cache"
+        result = r.run_action("actions/setup", {"extras": "", "requirements": ""})
+        assert result.status == "success", result.log[-3000:]
+        return r, result
+
+    _, first = job(1)
+    assert "==> installed in" in first.log and "restored from the cache" not in first.log
+    r, second = job(2)
+    assert "restored from the cache" in second.log and "==> installed in" not in second.log
+    cli = run([str(r.python.parent / "modelops-ci"), "--help"], cwd=workspace)
+    assert "usage: modelops-ci" in cli.stdout
+    assert second.outputs["suite-version"] == first.outputs["suite-version"]
+
+    init = workspace / "core" / "__init__.py"
+    init.write_text(init.read_text() + "\n# a change to the suite\n")
+    _, third = job(3)
+    assert "==> installed in" in third.log, third.log[-3000:]
+    saved = sorted(p.name for p in (tmp_path / "actions-cache").iterdir())
+    assert len(saved) == 2, saved  # one environment per suite, the second saved at its end
+
+
 # --------------------------------------------------------------------------- merge to main
 
 def test_push_to_main_ends_with_a_gitops_commit(workspace, tmp_path):
