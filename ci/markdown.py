@@ -291,6 +291,8 @@ def _series_charts(plot: dict[str, Any], name: str, pair: dict[str, Any],
         hx, x_title = list(range(1, len(head) + 1)), f"{x_title} (point)"
         bx = list(range(1, len(base) + 1)) if base and len(base) == len(head) else None
     base_name, head_name = shas
+    if base == head and bx == hx:  # only what changed is drawn
+        return [f"<sub>`{code(name, 60)}`: no change</sub>"]
     if base and bx == hx:
         keep = charts.evenly(len(head))
         title = (f"{name}: bars {_side('base', base_name, False)}, "
@@ -311,6 +313,8 @@ def _series_charts(plot: dict[str, Any], name: str, pair: dict[str, Any],
                    "y scale</sub>")
     elif not base:
         out.append("<sub>no base values for this series: the head only</sub>")
+    else:
+        out.append("<sub>the base has one point (see the table): the head only</sub>")
     for side, sha, values, xs in sides:
         keep = charts.evenly(len(values))
         source = charts.xychart(title=f"{name}: line {_side(side, sha, False)}", x_title=x_title,
@@ -348,6 +352,8 @@ def _bar_charts(plot: dict[str, Any], column: str, labels: list[str],
     if len(both) < 2:
         return [f"<sub>no chart for `{code(column, 60)}`: fewer than two labels have a base "
                 "and a head value; see the table</sub>"]
+    if all(base[i] == head[i] for i in range(len(labels))):  # only what changed is drawn
+        return [f"<sub>`{code(column, 60)}`: no change</sub>"]
     base_name, head_name = shas
     title = (f"{column}: bars {_side('base', base_name, False)}, "
              f"line {_side('head', head_name, False)}")

@@ -410,3 +410,52 @@ def test_mermaid_itself_applies_a_directive_in_a_label_and_refuses_an_exponent()
     assert directive["ok"] and directive["config"] == {"theme": "dark"}
     assert not exponent["ok"]
     assert same["chart"]["xAxis"]["categories"] == ["a", "a"]  # one band of the d3 scale
+
+
+# --------------------------------------------------------------------------- from the report
+
+def test_the_report_gives_each_series_plot_its_x_values_and_the_comment_draws_them():
+    from modelops.ci.plots import Plot
+    from modelops.ci.report import PLOT_POINTS, plot_summaries
+
+    def curve(epochs: int) -> Plot:
+        return Plot("plots/train_curve.csv", {"x": "epoch", "y": ["val_loss"], "title": "Loss"},
+                    [{"epoch": str(e), "val_loss": str(1.0 / e)} for e in range(1, epochs + 1)])
+
+    [same] = plot_summaries({"b": [curve(3)], "h": [curve(3)]}, "b", "h")
+    assert same["x_values"] == {"head": [1, 2, 3], "base": [1, 2, 3]} and not same["changed"]
+    [entry] = plot_summaries({"b": [curve(3)], "h": [curve(100)]}, "b", "h")
+    assert entry["points"] == {"head": 100, "base": 3}
+    assert len(entry["x_values"]["head"]) == PLOT_POINTS
+    assert entry["x_values"]["head"][0] == 1 and entry["x_values"]["head"][-1] == 100
+    assert entry["x_values"]["base"] == [1, 2, 3]
+    # 3 epochs against 100: one line chart per revision, each on its own x values
+    sources = mermaid_sources(plot_block(entry, REV))
+    assert [s.split("\n")[1] for s in sources] == ['  title "val_loss: line base a1b2c3d"',
+                                                   '  title "val_loss: line head e5f6a7b"']
+    assert 'x-axis "epoch" ["1", "2", "3"]' in sources[0]
+    assert '"100"]' in sources[1]
+    [new] = plot_summaries({"b": [], "h": [curve(2)]}, "b", "h")
+    assert new["x_values"]["base"] is None
+
+
+def test_a_base_of_one_point_is_said_and_the_head_drawn_alone():
+    plot = series_plot({"loss": {"base": [1.0], "head": [0.9, 0.5]}},
+                       xs={"base": [1], "head": [1, 2]})
+    block = plot_block(plot, REV)
+    assert "the base has one point (see the table): the head only" in block
+    [source] = mermaid_sources(block)
+    assert 'title "loss: line head e5f6a7b"' in source
+
+
+def test_only_what_changed_is_drawn():
+    plot = series_plot({"train_loss": {"base": [1.0, 0.5], "head": [1.0, 0.5]},
+                        "val_loss": {"base": [1.0, 0.6], "head": [0.9, 0.5]}})
+    block = plot_block(plot, REV)
+    assert "<sub>`train_loss`: no change</sub>" in block
+    assert [s.split("\n")[1] for s in mermaid_sources(block)] == [
+        '  title "val_loss: bars base a1b2c3d, line head e5f6a7b"']
+    bars = bars_plot(["a", "b"], {"recall": {"base": [0.5, 0.6], "head": [0.5, 0.6]},
+                                  "f1": {"base": [0.5, 0.6], "head": [0.7, 0.6]}})
+    block = plot_block(bars, REV)
+    assert "<sub>`recall`: no change</sub>" in block and len(mermaid_sources(block)) == 1
