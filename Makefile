@@ -22,8 +22,9 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m scripts.demo
 
-# The tests run real Prometheus, Alertmanager, kubectl and actionlint: installed here when that
-# can be done without asking (root or passwordless sudo), else make stops saying what to install.
+# The tests run real Prometheus, Alertmanager, kubectl, actionlint and Mermaid's parser: installed
+# here when that can be done without asking (root or passwordless sudo), else make stops saying
+# what to install.
 # The unit tests run in random order (pytest-randomly prints the seed; rerun one order with
 # `-p randomly --randomly-seed=<seed>`); the end-to-end ones in file order.
 test: $(STAMP)

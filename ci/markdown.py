@@ -23,6 +23,8 @@ from typing import Any
 
 import jinja2
 
+from modelops.ci import charts
+
 MARKER_PREFIX = "<!-- modelops-suite:sticky:"
 GITHUB_MAX_CHARS = 65536
 TEMPLATES = Path(__file__).parent / "templates"
@@ -221,16 +223,172 @@ def _finite(values: list[Any] | None) -> list[float]:
             and not isinstance(v, bool) and math.isfinite(v)]
 
 
-def plot_block(plot: dict[str, Any]) -> str:
-    """One plot file, base against head, as a table whose columns are the legend: a series plot
-    as one sparkline per revision (on a shared scale) and its last values; a bar plot as the
-    labels whose values changed."""
+MAX_SERIES_CHARTS = 6   # series of one plot drawn (the rest only in its table)
+MAX_COLUMN_CHARTS = 4   # value columns of one bar plot drawn
+# characters the plots section may take at each detail level (render_comment tries 3, then 2);
+# a plot that does not fit is shown without its charts, then not at all (counted)
+PLOT_BUDGET = {3: 30000, 2: 12000}
+
+
+def _revision_names(revisions: dict[str, Any] | None) -> tuple[str, str]:
+    """``("base `1111111`", "head `2222222`")`` for the line under a chart; the short shas."""
+    revisions = revisions or {}
+    out = []
+    for side in ("base", "head"):
+        sha = str((revisions.get(side) or {}).get("sha") or "")
+        out.append(re.sub(r"[^0-9a-fA-F]", "", sha)[:7])
+    return out[0], out[1]
+
+
+def _side(name: str, sha: str, markdown: bool) -> str:
+    if not sha:
+        return name
+    return f"{name} `{sha}`" if markdown else f"{name} {sha}"
+
+
+def _chart(source: str, legend: str) -> str:
+    return fence(source, "mermaid") + "\n\n" + legend
+
+
+def _first_bad(values: list[Any]) -> tuple[int, Any] | None:
+    for i, v in enumerate(values):
+        if not charts.is_finite(v):
+            return i, v
+    return None
+
+
+def _bad_text(name: str, side: str, bad: tuple[int, Any], what: str) -> str:
+    value = "missing" if bad[1] is None else code(bad[1], 20)
+    shown = f"`{value}`" if bad[1] is not None else value
+    return (f"<sub>no chart for `{code(name, 60)}`: the {side} has a value that is not a "
+            f"finite number ({what} {bad[0] + 1}: {shown}); see the table</sub>")
+
+
+def _x_grid(values: Any, n: int) -> list[float] | None:
+    if isinstance(values, list) and len(values) == n and all(charts.is_finite(v) for v in values):
+        return values
+    return None
+
+
+def _series_charts(plot: dict[str, Any], name: str, pair: dict[str, Any],
+                   shas: tuple[str, str]) -> list[str]:
+    """The charts of one series: base as bars and head as a line on one x axis when both have
+    the same x values, else one line chart each on a shared y scale."""
+    head, base = list(pair.get("head") or []), pair.get("base")
+    base = list(base) if base else None
+    for side, values in (("head", head), ("base", base or [])):
+        bad = _first_bad(values)
+        if bad is not None:
+            return [_bad_text(name, side, bad, "point")]
+    if len(head) < 2:
+        return [f"<sub>no chart for `{code(name, 60)}`: the head has "
+                f"{len(head)} point(s); see the table</sub>"]
+    x_values = plot.get("x_values") or {}
+    x_title = plot.get("x") or "step"
+    hx = _x_grid(x_values.get("head"), len(head))
+    bx = _x_grid(x_values.get("base"), len(base)) if base else None
+    if hx is None:  # no x values in the report: the points' positions
+        hx, x_title = list(range(1, len(head) + 1)), f"{x_title} (point)"
+        bx = list(range(1, len(base) + 1)) if base and len(base) == len(head) else None
+    base_name, head_name = shas
+    if base == head and bx == hx:  # only what changed is drawn
+        return [f"<sub>`{code(name, 60)}`: no change</sub>"]
+    if base and bx == hx:
+        keep = charts.evenly(len(head))
+        title = (f"{name}: bars {_side('base', base_name, False)}, "
+                 f"line {_side('head', head_name, False)}")
+        y_range = charts.axis_range(base + head, from_zero=True)
+        source = charts.xychart(title=title, x_title=x_title,
+                                categories=[charts.number(hx[i]) for i in keep], y_title=name,
+                                y_range=y_range, bar=[base[i] for i in keep],
+                                line=[head[i] for i in keep])
+        return [_chart(source, f"bars: {_side('base', base_name, True)}, "
+                               f"line: {_side('head', head_name, True)}")]
+    out = []
+    shared = charts.axis_range(head + (base or []), from_zero=False)
+    sides = [("head", head_name, head, hx)]
+    if base and len(base) >= 2:
+        sides.insert(0, ("base", base_name, base, bx or list(range(1, len(base) + 1))))
+        out.append("<sub>base and head have different x values: one chart each, on the same "
+                   "y scale</sub>")
+    elif not base:
+        out.append("<sub>no base values for this series: the head only</sub>")
+    else:
+        out.append("<sub>the base has one point (see the table): the head only</sub>")
+    for side, sha, values, xs in sides:
+        keep = charts.evenly(len(values))
+        source = charts.xychart(title=f"{name}: line {_side(side, sha, False)}", x_title=x_title,
+                                categories=[charts.number(xs[i]) for i in keep], y_title=name,
+                                y_range=shared, bar=None, line=[values[i] for i in keep])
+        out.append(_chart(source, f"line: {_side(side, sha, True)}"))
+    return out
+
+
+def _bar_charts(plot: dict[str, Any], column: str, labels: list[str],
+                shas: tuple[str, str]) -> list[str]:
+    """One chart of a bar plot's value column over its labels: base as bars, head as a line;
+    at most :data:`charts.MAX_CATEGORIES` labels (the ones that changed most when there are
+    more)."""
+    values = (plot.get("values") or {}).get(column) or {}
+    head, base = list(values.get("head") or []), list(values.get("base") or [])
+    base += [None] * (len(labels) - len(base))
+    for side, vals in (("head", head), ("base", base)):
+        bad = next(((i, v) for i, v in enumerate(vals)
+                    if v is not None and not charts.is_finite(v)), None)
+        if bad is not None:
+            return [_bad_text(column, side, bad, "row")]
+    if any(v is None for v in head) or len(head) != len(labels):
+        return [f"<sub>no chart for `{code(column, 60)}`: the head lacks values; see the "
+                "table</sub>"]
+    both = [i for i in range(len(labels)) if base[i] is not None]
+    notes = []
+    if len(both) < len(labels):
+        notes.append(f"{len(labels) - len(both)} label(s) without a base value only in the "
+                     "table")
+    if len(both) > charts.MAX_CATEGORIES:
+        moved = sorted(both, key=lambda i: -abs(head[i] - base[i]))[:charts.MAX_CATEGORIES]
+        both = sorted(moved)
+        notes.append(f"the {len(both)} labels that changed most")
+    if len(both) < 2:
+        return [f"<sub>no chart for `{code(column, 60)}`: fewer than two labels have a base "
+                "and a head value; see the table</sub>"]
+    if all(base[i] == head[i] for i in range(len(labels))):  # only what changed is drawn
+        return [f"<sub>`{code(column, 60)}`: no change</sub>"]
+    base_name, head_name = shas
+    title = (f"{column}: bars {_side('base', base_name, False)}, "
+             f"line {_side('head', head_name, False)}")
+    chosen_b, chosen_h = [base[i] for i in both], [head[i] for i in both]
+    source = charts.xychart(title=title, x_title=plot.get("x") or "label",
+                            categories=[labels[i] for i in both], y_title=column,
+                            y_range=charts.axis_range(chosen_b + chosen_h, from_zero=True),
+                            bar=chosen_b, line=chosen_h)
+    legend = f"bars: {_side('base', base_name, True)}, line: {_side('head', head_name, True)}"
+    if notes:
+        legend += " <sub>(" + "; ".join(notes) + ")</sub>"
+    return [_chart(source, legend)]
+
+
+def plot_block(plot: dict[str, Any], revisions: dict[str, Any] | None = None, *,
+               with_charts: bool = True) -> str:
+    """One plot file, base against head: Mermaid charts GitHub draws in the comment (base as
+    bars, head as a line, said in each chart's title and in the line under it), then the
+    table with the exact numbers: a series plot as one sparkline per revision (on a shared
+    scale) and its last values; a bar plot as the labels whose values changed."""
     title = md(plot.get("title") or plot.get("file"), 120)
     head_line = f"**{title}** (`{code(plot.get('file'))}`)"
+    shas = _revision_names(revisions)
     if plot.get("kind") == "series":
-        lines = [head_line, "", "| series | base | head | last: base → head |",
-                 "|---|---|---|---:|"]
-        for name, pair in (plot.get("series") or {}).items():
+        series = plot.get("series") or {}
+        drawn: list[str] = []
+        if with_charts:
+            for name in list(series)[:MAX_SERIES_CHARTS]:
+                drawn += _series_charts(plot, str(name), series[name], shas)
+            if len(series) > MAX_SERIES_CHARTS:
+                drawn.append(f"<sub>{len(series) - MAX_SERIES_CHARTS} more series only in "
+                             "the table</sub>")
+        lines = [head_line, "", *[piece + "\n" for piece in drawn],
+                 "| series | base | head | last: base → head |", "|---|---|---|---:|"]
+        for name, pair in series.items():
             base, head = pair.get("base"), pair.get("head")
             values = _finite(base) + _finite(head)
             low, high = (min(values), max(values)) if values else (0.0, 1.0)
@@ -246,15 +404,28 @@ def plot_block(plot: dict[str, Any]) -> str:
         return "\n".join(lines)
     if plot.get("kind") == "bars":
         values = plot.get("values") or {}
-        labels = plot.get("labels") or []
+        labels = [str(v) for v in plot.get("labels") or []]
         columns = list(values)
+        drawn = []
+        if with_charts:
+            for column in columns[:MAX_COLUMN_CHARTS]:
+                drawn += _bar_charts(plot, str(column), labels, shas)
+            if len(columns) > MAX_COLUMN_CHARTS:
+                drawn.append(f"<sub>{len(columns) - MAX_COLUMN_CHARTS} more column(s) only in "
+                             "the table</sub>")
+
+        def cell(c: str, side: str, i: int) -> Any:
+            vals = values[c].get(side) or []
+            return vals[i] if i < len(vals) else None
+
         changed = [i for i, _ in enumerate(labels)
-                   if any(values[c]["base"][i] != values[c]["head"][i] for c in columns)]
+                   if any(cell(c, "base", i) != cell(c, "head", i) for c in columns)]
         header = " | ".join(f"{md(c, 30)} base | {md(c, 30)} head" for c in columns)
-        lines = [head_line, "", f"| {md(plot.get('x'), 30)} | {header} |",
+        lines = [head_line, "", *[piece + "\n" for piece in drawn],
+                 f"| {md(plot.get('x'), 30)} | {header} |",
                  "|---|" + "---:|---:|" * len(columns)]
         for i in changed:
-            cells = " | ".join(f"{num(values[c]['base'][i])} | {num(values[c]['head'][i])}"
+            cells = " | ".join(f"{num(cell(c, 'base', i))} | {num(cell(c, 'head', i))}"
                                for c in columns)
             lines.append(f"| {md(labels[i], 40)} | {cells} |")
         same = len(labels) - len(changed)
@@ -264,6 +435,25 @@ def plot_block(plot: dict[str, Any]) -> str:
     if plot.get("kind") == "error":
         return f"{head_line}: cannot be compared ({md(plot.get('error'), 300)})"
     return ""
+
+
+def plot_blocks(plots: list[dict[str, Any]], revisions: dict[str, Any] | None,
+                budget: int) -> tuple[list[str], int]:
+    """The blocks of the changed ``plots`` within ``budget`` characters, and how many were left
+    out: a plot whose charts do not fit is shown with its table only."""
+    blocks: list[str] = []
+    used = 0
+    for n, plot in enumerate(plots):
+        for with_charts in (True, False):
+            block = plot_block(plot, revisions, with_charts=with_charts)
+            if not block or used + len(block) + 2 <= budget:
+                break
+        else:
+            return blocks, len(plots) - n
+        if block:
+            blocks.append(block)
+            used += len(block) + 2
+    return blocks, 0
 
 
 # --------------------------------------------------------------------------- view model
@@ -349,7 +539,9 @@ def _view(report: dict[str, Any], run_url: str | None, detail: int) -> dict[str,
     gates_from = evaluate.get("gates_from") or {}
     plots = [p for p in evaluate.get("plots") or [] if p.get("kind") in ("series", "bars",
                                                                           "error")]
-    plot_blocks = [b for b in (plot_block(p) for p in plots if p.get("changed")) if b]
+    changed_plots = [p for p in plots if p.get("changed")]
+    shown_plots, plots_left = plot_blocks(changed_plots, report.get("revisions"),
+                                          PLOT_BUDGET.get(detail, 0))
     reproduction = sections.get("reproduction") or {}
     return {
         "marker": marker(str(report.get("model", {}).get("name", "model"))),
@@ -373,7 +565,8 @@ def _view(report: dict[str, Any], run_url: str | None, detail: int) -> dict[str,
         "others": others, "card": card, "card_diff": diff, "detail": detail,
         "other_metrics": [m for m in other_rows if not _unchanged(m)] if detail >= 2 else [],
         "other_unchanged": sum(1 for m in other_rows if _unchanged(m)),
-        "plot_blocks": plot_blocks if detail >= 2 else [],
+        "plot_blocks": shown_plots, "plots_left": plots_left,
+        "changed_plots": len(changed_plots),
         "unchanged_plots": [p["file"] for p in evaluate.get("plots") or []
                             if not p.get("changed")],
         "blocks": [b for b in (_section_block(o["name"], o["status"]) for o in others) if b]

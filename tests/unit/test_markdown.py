@@ -36,7 +36,8 @@ def test_example_report_matches_golden():
     assert body.startswith(marker("digits-cnn") + "\n")
     assert "| accuracy | 0.855 | 0.8141 | −0.0409 | ❌ fail |" in body
     assert "`train.epochs` | `30` | `2`" in body
-    # charts are tables whose headers are the legend: no unnamed series, no image host
+    # the example changed no plot file: no chart (tests/unit/test_comment_charts.py draws
+    # them); the per-class bars are a table whose headers are the legend
     assert "```mermaid" not in body and "| F1 base (bar) | F1 head (bar) |" in body
     assert "[workflow run](https://github.com/example/digits" in body
 
