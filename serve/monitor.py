@@ -279,6 +279,8 @@ class InputMonitor:
             missing, nonfinite, out = self.binner.quality(rows)
             for key, mask in (("missing", missing), ("nonfinite", nonfinite),
                               ("out_of_range", out)):
+                if not mask.any():  # the usual case; a column sum of every row costs more
+                    continue
                 per = mask.sum(axis=0)
                 for j in np.flatnonzero(per).tolist():
                     self._quality[key][self._quality_labels[j]].inc(int(per[j]))

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modelops.serve import protocol
 from modelops.serve.backends import TensorSpec
 from modelops.serve.metrics import DriftWindow, RoleSource, ServingMetrics, psi
 from modelops.serve.protocol import Decoded, Limits, RequestError, decode, encode
@@ -246,3 +247,120 @@ def test_drift_window_counts_equal_a_plain_sliding_window():
             assert w.value() == pytest.approx(psi([1 / n] * n,
                                                   [ref.count(i) for i in range(n)]),
                                               nan_ok=True)
+
+
+# ----------------------------------------------------------------------------------------
+# The fast JSON path (simdjson, data straight into a buffer) against the general one (orjson,
+# Python floats): whatever the body, the same tensors or the same error.
+
+def _outcome(body: bytes, specs: list[TensorSpec], limits: Limits | None = None):
+    limits = limits or Limits()
+    try:
+        req = decode(body, None, specs, limits)
+    except RequestError as exc:
+        return ("error", exc.status, exc.reason, exc.message)
+    return ("ok", req.id, req.outputs, req.binary_outputs, req.binary, req.nonfinite_input,
+            {k: (v.dtype.str, v.shape, v.tobytes()) for k, v in req.feeds.items()})
+
+
+def _general(body: bytes, specs: list[TensorSpec], limits: Limits | None = None, *,
+             monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(protocol, "_fast_load", lambda head: None)
+        return _outcome(body, specs, limits)
+
+
+FLOAT_SPECS = {t: [TensorSpec("input", t, (-1, 4))] for t in ("FP32", "FP64", "FP16")}
+
+
+def _tensor_body(data, datatype="FP32", shape=(1, 4), **extra) -> bytes:
+    return json.dumps({"inputs": [{"name": "input", "shape": list(shape),
+                                   "datatype": datatype, "data": data}], **extra}).encode()
+
+
+def test_the_fast_path_reads_the_common_request():
+    """A flat list of numbers for a float input is read without orjson (the bench's body)."""
+    body = _req(shape=(32, 1, 8, 8), data=[i / 7 for i in range(2048)])
+    fast = protocol._fast_load(body)
+    assert fast is not None and isinstance(fast["inputs"][0]["data"], np.ndarray)
+    req = decode(body, None, SPEC, Limits())
+    np.testing.assert_array_equal(req.feeds["input"].ravel(),
+                                  np.array([i / 7 for i in range(2048)], np.float32))
+
+
+@pytest.mark.parametrize("body", [
+    _tensor_body([[1], 2, [3], 4]),  # ragged: flattening would hide it
+    _tensor_body([1, [], [2, 3], 4]),
+    _tensor_body([[1, 2], [3, 4]]),  # nested and rectangular: accepted, by the general path
+    _tensor_body([1, 2, 3, True]),
+    _tensor_body([1, 2, 3, None]),
+    _tensor_body([1, 2, 3, "4"]),
+    _tensor_body([1, 2, 3, {"a": 1}]),
+    _tensor_body([1, 2, 3]),
+    _tensor_body([]),
+    _tensor_body([1e39, 0, 0, 0]),
+    _tensor_body([-3.5e38, 0, 0, 0]),
+    _tensor_body([1, 2, 3, 10 ** 20]),  # beyond 64 bits: orjson reads a float
+    _tensor_body([1, 2, 3, 2 ** 64 - 1]),
+    _tensor_body([1, 2, 3, -2 ** 63]),
+    _tensor_body([16777217, 2 ** 53 + 1, 0.1, -0.0]),
+    _tensor_body([1, 2, 3, 4], id="[not an array]"),  # a "[" inside a string
+    _tensor_body([1, 2, 3, 4], id="x", outputs=[{"name": "logits"}],
+                 parameters={"binary_data_output": False, "list": [1, [2]]}),
+    _tensor_body([1, 2, 3, 4], datatype="FP64"),
+    _tensor_body([1, 2, 3, 4], datatype="INT64"),
+    b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", '
+    b'"data": [1, 2, 3, 4], "data": [5, 6, 7, 8]}]}',  # repeated keys: the last wins
+    b'{"id": "a", "id": "b", "inputs": [{"name": "input", "shape": [1, 4], '
+    b'"datatype": "FP32", "data": [1, 2, 3, 4]}]}',
+    b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "INT64", '
+    b'"datatype": "FP32", "data": [1, 2, 3, 4]}]}',
+    b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", '
+    b'"data": [1, 2, 3, 4]}], "inputs": [{"name": "input", "shape": [1, 4], '
+    b'"datatype": "FP32", "data": [1, 2, [3], 4]}]}',
+    b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", '
+    b'"data": [1, 2, 3, NaN]}]}',
+    b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", '
+    b'"data": [1, 2, 3, 1e400]}]}',
+    b'\xef\xbb\xbf{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", '
+    b'"data": [1, 2, 3, 4]}]}',  # a byte order mark
+    b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", '
+    b'"data": [1, 2, 3, 4],}]}',
+    b'{"id": "\\ud800", "inputs": []}',
+    b'{"inputs": ' + b"[" * 1100 + b"]" * 1100 + b"}",
+    b'{"parameters": {"deep": ' + b"[" * 1020 + b"]" * 1020 + b'}, "inputs": [{"name": '
+    b'"input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}',
+    b'[{"inputs": []}]',
+])
+def test_the_fast_path_answers_what_the_general_path_answers(body, monkeypatch):
+    for datatype, specs in FLOAT_SPECS.items():
+        typed = body.replace(b'"FP32"', f'"{datatype}"'.encode())
+        for limits in (Limits(), Limits(nan_policy="allow")):
+            assert _outcome(typed, specs, limits) == _general(typed, specs, limits,
+                                                              monkeypatch=monkeypatch)
+
+
+_numbers = st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=64),
+                     st.floats(allow_nan=False, allow_infinity=False, width=32),
+                     st.integers(-2 ** 70, 2 ** 70))
+_elements = st.one_of(_numbers, st.lists(_numbers, max_size=3), st.booleans(), st.none(),
+                      st.text(max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.one_of(st.lists(_numbers, min_size=3, max_size=5),
+                      st.lists(_elements, min_size=3, max_size=5)),
+       datatype=st.sampled_from(sorted(FLOAT_SPECS)),
+       rows=st.integers(1, 2), ident=st.one_of(st.none(), st.text(max_size=4)))
+def test_fast_and_general_paths_agree_on_generated_bodies(data, datatype, rows, ident):
+    body = json.dumps({"id": ident, "inputs": [{"name": "input", "shape": [rows, 4],
+                                                "datatype": datatype, "data": data * rows}]}
+                      ).encode()
+    specs = FLOAT_SPECS[datatype]
+    fast = _outcome(body, specs)
+    saved = protocol._fast_load
+    protocol._fast_load = lambda head: None  # hypothesis runs this body many times
+    try:
+        assert fast == _outcome(body, specs)
+    finally:
+        protocol._fast_load = saved
