@@ -125,7 +125,7 @@ def time_pr_path(ws: Path, api: GitHubImitation, image: Path, cache: Path) -> di
         result = r.run_action(action, inputs)
         has_remote = result.outputs.get("has-remote", has_remote)
         times[name] = time.perf_counter() - start
-        if name == "evaluate":
+        if name in ("setup", "evaluate", "comment"):
             for step in result.steps:
                 times[f"evaluate: {step.name}"] = step.seconds
         if result.status != "success":

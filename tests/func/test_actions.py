@@ -317,6 +317,52 @@ def test_the_installed_environment_comes_back_from_the_cache(workspace, tmp_path
     assert len(saved) == 2, saved  # one environment per suite, the second saved at its end
 
 
+def test_setup_writes_s3_credentials_locally_and_probes_the_remote(workspace, tmp_path):
+    """An S3 remote (moto on 127.0.0.1): with the keys the remote is there, and they land in
+    .dvc/config.local only, never in the log; without them (a fork) it is not, and says why."""
+    require_module("moto")
+    boto3 = require_module("boto3")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k",
+                     aws_secret_access_key="s", region_name="us-east-1"
+                     ).create_bucket(Bucket="models")
+        payload = copy.deepcopy(webhook_payload("push"))
+        payload["repository"]["full_name"] = REPO
+        secret = "s3cr3t-value-never-printed"
+        remote = {"requirements": "", "dvc-remote-url": "s3://models/example",
+                  "dvc-remote-endpoint": endpoint}
+        env = {**GIT_ENV, "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+               "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+               "AWS_CONFIG_FILE": str(tmp_path / "none")}
+        with_keys = Runner(workspace, tmp_path / "with-keys",
+                           github_context("push", payload, workspace), env=env)
+        setup = with_keys.run_action("actions/setup", {
+            **remote, "aws-access-key-id": "AKIAEXAMPLE", "aws-secret-access-key": secret})
+        assert setup.status == "success", setup.log[-3000:]
+        assert setup.outputs["has-remote"] == "true", setup.log[-3000:]
+        assert secret not in setup.log
+        assert secret in (workspace / ".dvc" / "config.local").read_text()
+        assert secret not in (workspace / ".dvc" / "config").read_text()
+
+        (workspace / ".dvc" / "config.local").unlink()
+        fork = Runner(workspace, tmp_path / "fork",
+                      github_context("push", payload, workspace), env=env)
+        setup = fork.run_action("actions/setup", remote)
+        assert setup.status == "success", setup.log[-3000:]
+        assert setup.outputs["has-remote"] == "false"
+        assert setup.outputs["remote-reason"].startswith(
+            "no credentials were given, as on a pull request from a fork: the remote 'ci' "
+            "cannot be read from here"), setup.outputs
+    finally:
+        server.stop()
+
+
 # --------------------------------------------------------------------------- merge to main
 
 def test_push_to_main_ends_with_a_gitops_commit(workspace, tmp_path):
