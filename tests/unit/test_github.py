@@ -165,19 +165,22 @@ def test_sticky_deleted_while_editing_is_created_again(github_api, clock):  # no
 
 
 def test_slow_post_times_out_then_is_found(github_api, clock):  # noqa: F811
-    github_api.inject("POST", "/repos/octo/models/issues/7/comments", 201, delay=0.6,
+    github_api.inject("POST", "/repos/octo/models/issues/7/comments", 201, delay=6.0,
                       perform=True)
-    gh = client(github_api, clock, read_timeout=0.2)
+    gh = client(github_api, clock, read_timeout=3.0)  # the other answers come well within it
     result = gh.upsert_comment(REPO, 7, body("x"), marker=MARKER)
     assert len(github_api.comments(REPO, 7)) == 1  # the slow POST landed; no second one
     assert result.action == "unchanged" and github_api.count("POST") == 1
 
 
 def test_slow_get_is_retried(github_api, clock):  # noqa: F811
-    github_api.inject("GET", "/repos/octo/models/issues/7/comments", 200, delay=0.6)
-    result = client(github_api, clock, read_timeout=0.2).upsert_comment(REPO, 7, body("x"),
+    # the slow GET outlasts the read timeout; every other answer comes within it even on a
+    # loaded machine (a POST that timed out too would land and be found: "unchanged")
+    github_api.inject("GET", "/repos/octo/models/issues/7/comments", 200, delay=6.0)
+    result = client(github_api, clock, read_timeout=3.0).upsert_comment(REPO, 7, body("x"),
                                                                        marker=MARKER)
     assert result.action == "created" and len(clock.sleeps) == 1
+    assert github_api.count("GET") == 2 and github_api.count("POST") == 1
 
 
 def test_429_retry_after_is_waited_out(github_api, clock):  # noqa: F811
