@@ -16,6 +16,27 @@ from modelops.serve.metrics import DriftWindow, RoleSource, ServingMetrics, psi
 from modelops.serve.protocol import Decoded, Limits, RequestError, decode, encode
 
 SPEC = [TensorSpec("input", "FP32", (-1, 1, 8, 8))]
+
+
+@pytest.fixture(autouse=True)
+def _fast_path_for_every_size(monkeypatch):
+    """The server reads only bodies of FAST_JSON_MIN_BYTES and more through simdjson; here
+    every body goes that way when it can, so each test checks the fast path too."""
+    monkeypatch.setattr(protocol, "FAST_JSON_MIN_BYTES", 0)
+
+
+def test_small_bodies_are_read_by_orjson_large_ones_by_simdjson(monkeypatch):
+    monkeypatch.undo()  # the server's own threshold
+    calls = []
+    real = protocol._fast_load
+    monkeypatch.setattr(protocol, "_fast_load", lambda head: calls.append(len(head)) or
+                        real(head))
+    small = _req(shape=(1, 1, 8, 8), data=[0.5] * 64)
+    large = _req(shape=(32, 1, 8, 8), data=[0.5] * 2048)
+    assert len(small) < protocol.FAST_JSON_MIN_BYTES <= len(large)
+    for body in (small, large):
+        decode(body, None, SPEC, Limits())
+    assert calls == [len(large)]
 OUT = [TensorSpec("logits", "FP32", (-1, 10))]
 
 
