@@ -46,6 +46,19 @@ def require_tool(name: str) -> str:
     return path
 
 
+def require_npm_tool(folder: str, package: str) -> Path:
+    """``tools/<folder>``, where ``make test`` installs the npm ``package`` it runs (and
+    ``node``); skip locally, fail in CI, when either is missing."""
+    require_tool("node")
+    tool = ROOT / "tools" / folder
+    if not (tool / "node_modules" / package).is_dir():
+        message = f"{package} is not installed: npm ci --prefix tools/{folder}"
+        if in_ci():
+            pytest.fail(message + "; CI must have it", pytrace=False)
+        pytest.skip(message)
+    return tool
+
+
 def require_module(name: str):
     """Import and return ``name``; skip locally, fail in CI, when it is missing."""
     try:

@@ -72,13 +72,12 @@ def base_artifact(root: Path, path: str, rev: str, dest: Path) -> tuple[Path | N
 
 def _runtime_version() -> str:
     """ONNX Runtime's version from its distribution's metadata (importing it takes 0.3 s)."""
-    from importlib.metadata import PackageNotFoundError, version
+    from modelops.ci.compile.latency import _version
 
     for dist in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"):
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            continue
+        found = _version(dist)
+        if found:
+            return found
     from modelops.ci.compile.onnxruntime import _ort_version
 
     return _ort_version()
@@ -97,7 +96,8 @@ def base_lock_md5(root: Path, path: str, rev: str) -> str | None:
         return None
     want = normalise(path)
     for stage in stages.values():
-        for out in (stage or {}).get("outs") or [] if isinstance(stage, dict) else []:
+        outs = stage.get("outs") if isinstance(stage, dict) else None
+        for out in outs if isinstance(outs, list) else []:
             if isinstance(out, dict) and normalise(str(out.get("path", ""))) == want:
                 md5 = out.get("md5")
                 if out.get("hash") == "md5" and isinstance(md5, str) and len(md5) == 32:

@@ -23,7 +23,7 @@ from markdown_it import MarkdownIt
 
 from modelops.ci import charts
 from modelops.ci.markdown import PLOT_BUDGET, plot_block, render_comment
-from tests.conftest import ROOT, in_ci, require_tool
+from tests.conftest import ROOT, require_npm_tool, require_tool
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "comment"
 REV = {"base": {"rev": "origin/main", "sha": "a1b2c3d4" + "0" * 32},
@@ -349,11 +349,7 @@ MERMAID = ROOT / "tools" / "mermaid"
 
 def parse_with_mermaid(sources: list[str]) -> list[dict]:
     node = require_tool("node")
-    if not (MERMAID / "node_modules" / "mermaid").is_dir():
-        msg = "Mermaid is not installed: npm ci --prefix tools/mermaid"
-        if in_ci():
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
+    require_npm_tool("mermaid", "mermaid")
     proc = subprocess.run([node, str(MERMAID / "parse.mjs")], input=json.dumps(sources),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

