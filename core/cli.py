@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import re
 import sys
@@ -55,13 +56,38 @@ def annotation(exc: SuiteError, prog: str) -> str:
     return f"::error {','.join(props)}::{_escape(str(exc))}"
 
 
+# A command's objects live until it exits: DVC's index, stages and parsed YAML are hundreds of
+# thousands of long-lived objects, and with Python's default first-generation threshold (700
+# allocations) the cyclic collector scans them about 560 times in one `modelops-ci evaluate`
+# (0.33 s of its 2.3 s). Collecting every 20,000 allocations keeps garbage cycles bounded and
+# costs 0.1 s there. At exit the objects still alive are frozen: the interpreter's final
+# collections then skip them (0.28 s -> 0.04 s); atexit handlers and finalizers run as before.
+SHORT_LIVED_GC_THRESHOLD = (20_000, 20, 20)
+
+
 def run_main(build_parser: Callable[[], argparse.ArgumentParser],
-             argv: Sequence[str] | None = None, *, prog: str) -> int:
+             argv: Sequence[str] | None = None, *, prog: str, short_lived: bool = True) -> int:
     """Parse ``argv``, run the chosen subcommand's handler and return its exit code.
 
     Each subparser sets ``handler`` with ``set_defaults(handler=...)``. A :class:`SuiteError`
     prints ``<prog>: error: <message>`` without traceback; anything else is a bug (exit 3).
+
+    A command run as a process (``argv`` from ``sys.argv``) that ends when its work is done
+    (``short_lived``; not a server) tunes the cyclic garbage collector for that:
+    :data:`SHORT_LIVED_GC_THRESHOLD` while it runs, the survivors frozen when it returns.
     """
+    process = argv is None and short_lived
+    if process:
+        gc.set_threshold(*SHORT_LIVED_GC_THRESHOLD)
+    try:
+        return _run(build_parser, argv, prog)
+    finally:
+        if process:
+            gc.freeze()
+
+
+def _run(build_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str] | None,
+         prog: str) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)

@@ -324,7 +324,7 @@ def _warm_up(backend) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_main(build_parser, argv, prog="modelops-serve")
+    return run_main(build_parser, argv, prog="modelops-serve", short_lived=False)
 
 
 if __name__ == "__main__":
