@@ -9,31 +9,39 @@ import sys
 from collections.abc import Sequence
 
 from modelops.cli import run_main
-from modelops.settings import load_settings
-from modelops.settings.model import step_skipped
 
-# Modules that add subcommands: each exposes register(subparsers). One line per module.
-COMMAND_MODULES: list[str] = [
-    "modelops.ci.compile.cli",
-    "modelops.ci.compile.timing",
-    "modelops.ci.report",
-    "modelops.ci.comment",
-    "modelops.ci.retrain",
-    "modelops.ci.cost",
-    "modelops.ci.plots",
-    "modelops.ci.reproduce",
-    "modelops.ci.evaluate",
-    "modelops.ci.drift_report",
-]
+# Modules that add subcommands: each exposes register(subparsers). One line per module, with
+# the commands it adds (tests/unit/test_cli_lazy.py holds the two equal): a command run as
+# `modelops-ci COMMAND ...` imports its own module only, not all ten (0.1 s of every call).
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "modelops.ci.compile.cli": ("compile",),
+    "modelops.ci.compile.timing": ("timing",),
+    "modelops.ci.report": ("compare", "gate", "card", "report"),
+    "modelops.ci.comment": ("comment",),
+    "modelops.ci.retrain": ("retrain",),
+    "modelops.ci.cost": ("cost", "cost-upload"),
+    "modelops.ci.plots": ("plots",),
+    "modelops.ci.reproduce": ("reproduce", "dvc-remote"),
+    "modelops.ci.evaluate": ("evaluate",),
+    "modelops.ci.drift_report": ("drift-report",),
+}
+
+
+BUILT_IN = ("check-params", "steps")  # the commands this module adds itself
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
+    from modelops.settings import load_settings
+
     params = load_settings(args.params)
     print(f"{args.params}: ok ({', '.join(params.sections)})")
     return 0
 
 
 def _cmd_steps(args: argparse.Namespace) -> int:
+    from modelops.settings import load_settings
+    from modelops.settings.model import step_skipped
+
     settings = load_settings(args.params)
     if args.compile_inputs:  # the files the compile step reads, one a line
         model = settings.model
@@ -55,7 +63,10 @@ def _cmd_steps(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (``command``: one of :data:`COMMAND_MODULES`' commands or of
+    :data:`BUILT_IN`) one with only the module that adds ``command`` imported and registered
+    (none for a built-in one)."""
     parser = argparse.ArgumentParser(
         prog="modelops-ci",
         description="Pull-request evaluation of the model repository: check params, compare "
@@ -82,13 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "test and calibration data), one a line; nothing when it is skipped")
     p.set_defaults(handler=_cmd_steps)
 
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).register(sub)
+    for module, commands in COMMAND_MODULES.items():
+        if command is None or command in commands:
+            importlib.import_module(module).register(sub)
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs, when it names one a module adds (``modelops-ci`` itself takes
+    no option but ``--help``, so the first word that is no option is the command)."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    known = {*BUILT_IN, *(c for commands in COMMAND_MODULES.values() for c in commands)}
+    return first if first in known else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_main(build_parser, argv, prog="modelops-ci")
+    command = _command_of(sys.argv[1:] if argv is None else argv)
+    return run_main(lambda: build_parser(command), argv, prog="modelops-ci")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,19 @@ above it are :mod:`modelops.ci` (pull-request time), :mod:`modelops.gitops` (mer
 :mod:`modelops.serve` (the serving runtime). The core imports none of them.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-try:
-    __version__ = version("modelops-suite")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> Any:
+    """``modelops.__version__``, read from the package metadata when first asked for:
+    importlib.metadata costs every command 40 ms to import, and few commands need it."""
+    if name != "__version__":
+        raise AttributeError(f"module 'modelops' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        value = version("modelops-suite")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        value = "0+unknown"
+    globals()["__version__"] = value
+    return value

@@ -7,14 +7,18 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where arrays are made: the timing step's fast path
+    import numpy as np  # (same artifact as the base) reads versions only, without it
 
 PERCENTILES = (50, 90, 95, 99)
 
 
 def make_batch(x: np.ndarray, size: int) -> np.ndarray:
     """``size`` rows of ``x`` (repeated when ``x`` is shorter), contiguous float32."""
+    import numpy as np
+
     reps = -(-size // len(x))
     return np.ascontiguousarray(np.concatenate([x] * reps)[:size], dtype=np.float32)
 
@@ -27,6 +31,8 @@ def measure(infer: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, *, war
     beside it (batch size x runs / total time would let a few slow calls rule it); ``mean_ms``
     is the mean call.
     """
+    import numpy as np
+
     for _ in range(warmup):
         infer(batch)
     times = np.empty(runs, dtype=np.float64)
