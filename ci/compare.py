@@ -310,12 +310,14 @@ def _delta(old: Any, new: Any) -> float | None:
 
 
 def metric_rows(diff: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Flatten ``dvc metrics diff --json`` into rows ``{file, name, base, head, delta}``."""
+    """Flatten ``dvc metrics diff --json`` into rows ``{file, name, base, head, delta}``, by
+    file and name (DVC's diff holds a file's names in set order, which changes from process to
+    process with the string hash seed)."""
     rows = []
     for file, entries in sorted(diff.items()):
         if not isinstance(entries, Mapping):
             continue
-        for name, change in entries.items():
+        for name, change in sorted(entries.items()):
             if not isinstance(change, Mapping):
                 continue
             old, new = change.get("old"), change.get("new")
@@ -496,6 +498,7 @@ def read_metrics(dvc: DvcQueries, repo: Path, a_rev: str, b_rev: str | None,
         snaps = dvc.snapshots([a_rev, new], metrics=wanted)
     shown = {rev: copy.copy(snaps[rev].metrics) for rev in dict.fromkeys([a_rev, new])}
     reproduced: list[str] = []
+    from_workspace: list[str] = []
     for rev in dict.fromkeys([a_rev, new]):
         result = shown[rev] = {k: (dict(v) if k == "data" else v)
                                for k, v in (shown[rev] or {"data": {}}).items()}
@@ -509,6 +512,8 @@ def read_metrics(dvc: DvcQueries, repo: Path, a_rev: str, b_rev: str | None,
                                                                      rev)}
                 except Exception as exc:  # not in the cache, not on a remote, not at rev
                     result["data"][file] = {"error": exc}
+                    if rev == b_rev:
+                        from_workspace.append(normalise(file))
                     if rev == b_rev and (repo / normalise(file)).is_file():
                         # the head commit's file is nowhere this runner can reach (no
                         # remote, e.g. a fork's run): the reproduction's stands in, said so
@@ -541,6 +546,7 @@ def read_metrics(dvc: DvcQueries, repo: Path, a_rev: str, b_rev: str | None,
                 out.errors[file] = "not found"
         if rev == b_rev:
             out.reproduced = list(reproduced)
+            out.needs_workspace = list(from_workspace)
         return out
 
     diff = dvc.metrics_diff(a_rev, b_rev, shown)

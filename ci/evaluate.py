@@ -130,7 +130,25 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.plots not in PLOT_CHOICES:
         stage_dir = Path(args.plots)
         also.append(args.plots)
-    reproduce(args.pull, outputs, params_file=args.params, also=also)
+    # The comparison of the two commits reads git and the DVC cache, not the workspace: it
+    # runs in a forked child beside the reproduction (modelops.beside), on another core.
+    compared = None
+    if head:
+        from modelops import beside
+        from modelops.ci.report import compare_for_report
+
+        compared = beside.start(lambda: compare_for_report(
+            root, args.base, head, params_file=args.params, fetch=not args.no_fetch,
+            merge_base=True))
+        if compared.forked:
+            print("==> reading the two commits with DVC in a child process, beside the "
+                  "reproduction", flush=True)
+    try:
+        reproduce(args.pull, outputs, params_file=args.params, also=also)
+    except BaseException:
+        if compared is not None:
+            compared.cancel()
+        raise
 
     timing_file = reports / DEFAULT_TIMING_SECTION.name
     timing_file.unlink(missing_ok=True)
@@ -144,10 +162,14 @@ def evaluate(args: argparse.Namespace) -> int:
 
     changes = Changes()
     plots_dir = reports / "plots"
+    ready = compared.result() if compared is not None else None
+    if ready is not None and ready[0].head_metrics is not None and \
+            ready[0].head_metrics.needs_workspace:
+        ready = None  # a head metrics file only the reproduction holds: read it now
     report = build_report(root, args.base, head, params_file=args.params,
                           fetch=not args.no_fetch, merge_base=bool(head),
                           gates_from=args.gates_from, changes=changes,
-                          context=github_context(plots_dir=""))
+                          context=github_context(plots_dir=""), compared=ready)
     if args.remote_reason:
         report["sections"]["evaluate"]["notes"].insert(0, (
             f"reproduced without the DVC remote ({args.remote_reason}): the stages ran from "

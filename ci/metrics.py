@@ -42,6 +42,9 @@ class MetricsAt:
     errors: dict[str, str] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)  # there, but not parseable
     reproduced: list[str] = field(default_factory=list)  # read from the reproduction instead
+    # files of a commit nothing here holds but the workspace: the reproduction's stand in when
+    # it wrote them (``reproduced``), so they must be read after it
+    needs_workspace: list[str] = field(default_factory=list)
 
     def data(self, file: str) -> Mapping[str, Any] | None:
         value = self.files.get(file)

@@ -504,12 +504,32 @@ def compute_summary(section: dict[str, Any]) -> str:
     return "; ".join(parts) + " (estimates)" if parts else "estimates"
 
 
+def compare_for_report(root: str | Path = ".", base: str | None = None,
+                       head: str | None = None, *, params_file: str = "params.yaml",
+                       fetch: bool = True, merge_base: bool = False) -> tuple[Any, Any]:
+    """The comparison :func:`build_report` reports on, and what DVC read besides the metrics:
+    ``(Comparison, Changes)`` of ``head`` against ``base``, reading the model's metrics and
+    plot files (``modelops.model``) at both revisions."""
+    from modelops.ci.compare import Changes, compare, dvc_queries
+
+    root = Path(root)
+    model = load_settings(root / params_file).model
+    changes = Changes()
+    with dvc_queries(root) as dvc:
+        comparison = compare(root, base or default_base(), head, fetch=fetch,
+                             metrics_files=list(model.metrics) or None, dvc=dvc,
+                             plots=list(model.plots) or None, with_plots=True, changes=changes,
+                             merge_base=merge_base)
+    return comparison, changes
+
+
 def build_report(root: str | Path = ".", base: str | None = None, head: str | None = None, *,
                  params_file: str = "params.yaml", fetch: bool = True,
                  context: dict[str, Any] | None = None,
                  previous: dict[str, Any] | None = None,
                  plots_dir: str | Path | None = None, merge_base: bool = False,
-                 gates_from: str | None = None, changes: Any = None) -> dict[str, Any]:
+                 gates_from: str | None = None, changes: Any = None,
+                 compared: tuple[Any, Any] | None = None) -> dict[str, Any]:
     """Compare, gate and card: the report for ``head`` (``None``: workspace) against ``base``.
 
     Everything is read from the two revisions (with a head commit, nothing of the workspace
@@ -524,8 +544,10 @@ def build_report(root: str | Path = ".", base: str | None = None, head: str | No
     ``plots_dir`` is where the PNG plots were written (for the artifact's name in Actions);
     ``changes`` (a :class:`modelops.ci.compare.Changes`) receives what DVC read besides the
     metrics (both revisions' plots, for drawing them).
+    ``compared`` is :func:`compare_for_report`'s answer for the same arguments, when
+    the caller already has it.
     """
-    from modelops.ci.compare import WORKSPACE, Changes, compare, dvc_queries
+    from modelops.ci.compare import WORKSPACE, Changes
     from modelops.ci.gates import (
         check_gate_names,
         evaluate_gates,
@@ -539,11 +561,12 @@ def build_report(root: str | Path = ".", base: str | None = None, head: str | No
     model = settings.model
     base = base or default_base()
     changes = changes if changes is not None else Changes()
-    with dvc_queries(root) as dvc:
-        comparison = compare(root, base, head, fetch=fetch,
-                             metrics_files=list(model.metrics) or None, dvc=dvc,
-                             plots=list(model.plots) or None, with_plots=True, changes=changes,
-                             merge_base=merge_base)
+    if compared is None:
+        compared = compare_for_report(root, base, head, params_file=params_file, fetch=fetch,
+                                      merge_base=merge_base)
+    comparison = compared[0]
+    for name in ("plots", "problems", "base_lock", "head_lock"):
+        setattr(changes, name, getattr(compared[1], name))
     head_key = comparison.head_sha if head else WORKSPACE
     plots = changes.plots
     files = comparison.metrics_files

@@ -216,3 +216,35 @@ def test_missing_base_without_fetch_says_what_to_fetch(project, tmp_path):
     assert proc.returncode == 2
     assert "base revision 'origin/main' is not in this shallow clone" in proc.stderr
     assert "git fetch --depth=50 origin main" in proc.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_reads_the_two_commits_beside_the_reproduction_with_the_same_report(
+        project, tmp_path, monkeypatch):
+    """``ci evaluate`` compares the commits in a forked child while it reproduces: the report
+    is the one the serial order writes (``MODELOPS_NO_FORK=1``), byte for byte but its time,
+    and the child's progress line is in the log."""
+    repo, metrics = project
+    reports = {}
+    for mode in ("forked", "serial"):
+        work = tmp_path / mode
+        shutil.copytree(repo, work, symlinks=True)
+        run(["git", "checkout", "-q", "-f", "higher"], work)
+        run(["git", "clean", "-qfdx", "-e", ".dvc"], work)  # a fresh checkout: no outputs
+        if mode == "serial":
+            monkeypatch.setenv("MODELOPS_NO_FORK", "1")
+        else:
+            monkeypatch.delenv("MODELOPS_NO_FORK", raising=False)
+        proc = ci(work, "evaluate", "--base", "main", "--head", "HEAD", "--pull", "false",
+                  "--plots", "none", "--no-fetch")
+        assert "compare: reading main and HEAD with DVC" in proc.stderr, proc.stderr[-2000:]
+        assert ("in a child process, beside the reproduction" in proc.stdout) == \
+            (mode == "forked"), proc.stdout[-2000:]
+        report = json.loads((work / "reports" / "report.json").read_text())
+        report.pop("generated_at")
+        reports[mode] = report
+    assert reports["forked"] == reports["serial"]
+    acc = metric(reports["forked"], "accuracy")
+    assert (acc["base"], acc["head"]) == (metrics["main"]["accuracy"],
+                                          metrics["higher"]["accuracy"])
+    assert reports["forked"]["sections"]["reproduction"]["status"] == "pass"
