@@ -144,7 +144,7 @@ def evaluate(args: argparse.Namespace) -> int:
             print("==> reading the two commits with DVC in a child process, beside the "
                   "reproduction", flush=True)
     try:
-        reproduce(args.pull, outputs, params_file=args.params, also=also)
+        unused = reproduce(args.pull, outputs, params_file=args.params, also=also)
     except BaseException:
         if compared is not None:
             compared.cancel()
@@ -170,9 +170,10 @@ def evaluate(args: argparse.Namespace) -> int:
                           fetch=not args.no_fetch, merge_base=bool(head),
                           gates_from=args.gates_from, changes=changes,
                           context=github_context(plots_dir=""), compared=ready)
-    if args.remote_reason:
+    remote_reason = args.remote_reason or unused
+    if remote_reason:
         report["sections"]["evaluate"]["notes"].insert(0, (
-            f"reproduced without the DVC remote ({args.remote_reason}): the stages ran from "
+            f"reproduced without the DVC remote ({remote_reason}): the stages ran from "
             "scratch on this runner, and what only the remote holds (the base's DVC-tracked "
             "files, its artifact) was not read"))
     drawn = None
@@ -255,8 +256,10 @@ def register(subparsers: Any) -> None:
                         "local preview)")
     p.add_argument("--gates-from", default=None, metavar="REV",
                    help="whose modelops.gates judge (default: --base)")
-    p.add_argument("--pull", default="auto", help="use the DVC remote: auto, true or false "
-                                                  "(default: %(default)s)")
+    p.add_argument("--pull", default="auto",
+                   help="use the DVC remote: true, false, or auto (the default one when it is "
+                        "configured and can be read from here; the report says why not) "
+                        "(default: %(default)s)")
     p.add_argument("--outputs", action="append", default=None,
                    help="DVC outputs needed in the workspace (default: from modelops.model)")
     p.add_argument("--plots", default="render",

@@ -138,16 +138,24 @@ def needed_outputs(root: str | Path = ".", params_file: str = "params.yaml",
 
 def reproduce(pull: str = "auto", outputs: Sequence[str] | None = None,
               root: str | Path = ".", params_file: str = "params.yaml",
-              also: Sequence[str] = ()) -> None:
+              also: Sequence[str] = ()) -> str | None:
     """Run the pipeline, then put ``outputs`` (default: :func:`needed_outputs`) into the
-    workspace, whole and as dvc.lock says."""
+    workspace, whole and as dvc.lock says. ``pull="auto"`` uses the default remote when one is
+    configured and one bounded read of it works from here (:func:`remote_usable`); returns why
+    a configured remote is not used (``None``: it is, or there is none)."""
     if pull not in PULL_CHOICES:
         raise ConfigError(None, "--pull", pull, f"must be one of {', '.join(PULL_CHOICES)}")
+    unused = None
     if pull == "auto":
         remote = default_remote(root)
-        pull = "true" if remote else "false"
-        print(f"==> DVC remote: {remote}" if remote else
-              "==> no DVC remote configured: every changed stage runs", flush=True)
+        why = remote_usable(root, remote) if remote else None
+        pull = "true" if remote and why is None else "false"
+        if why is not None:
+            unused = f"the remote {remote!r} cannot be read from here: {why}"
+            print(f"==> {unused}; reproducing without it", flush=True)
+        else:
+            print(f"==> DVC remote: {remote}" if remote else
+                  "==> no DVC remote configured: every changed stage runs", flush=True)
     use_remote = pull == "true"
     start = time.perf_counter()
     if use_remote:
@@ -182,6 +190,7 @@ def reproduce(pull: str = "auto", outputs: Sequence[str] | None = None,
         print(f"==> outputs in place in {time.perf_counter() - start:.1f}s", flush=True)
     if partial:  # the stages that ran on part of a folder see it changed, and run again
         _dvc(repro, root)
+    return unused
 
 
 def partial_outputs(root: str | Path = ".") -> list[str]:
@@ -275,7 +284,8 @@ def register(subparsers: Any) -> None:
                     "process. Exit 2 when DVC fails (its message is printed above) or an "
                     "output is still missing.")
     p.add_argument("--pull", choices=PULL_CHOICES, default="auto",
-                   help="use the DVC remote: auto asks the config (default: %(default)s)")
+                   help="use the DVC remote: auto uses the default one when it is configured "
+                        "and can be read from here (default: %(default)s)")
     p.add_argument("--outputs", action="append", default=None,
                    help="outputs needed afterwards, space separated, may repeat; '' = none "
                         "(default: the DVC outputs holding the metrics files, plot files, ONNX "

@@ -251,6 +251,9 @@ def test_fork_pr_ends_neutral_then_workflow_run_comments(workspace, tmp_path, gi
         "comment-gpu": "skipped"}, \
         called["evaluate"].log[-6000:]
     job = called["evaluate"]
+    # setup leaves the remote's check to evaluate, which reads it in its own process and uses it
+    assert "the DVC remote is checked by the evaluate action (check-remote: false)" in job.log
+    assert "==> DVC remote: " in job.log and "==> dvc repro --pull --allow-missing" in job.log
     assert md(INJECTIONS[1]) in job.summary  # the report, with the title as plain text
     assert "installing the suite from this action's checkout" in job.log
     assert (r.artifacts / "modelops-report" / "pr-number").read_text().strip() == str(number)
@@ -473,6 +476,20 @@ def test_fork_pr_without_credentials_is_evaluated_without_the_remote(
     post = r.run_action("actions/comment", {"token": ""})
     assert post.status == "success" and post.outputs["mode"] == "summary"
     assert md("reproduced without the DVC remote") in post.summary
+
+    # as modelops-pr.yml runs it: setup leaves the check to evaluate, which finds the same
+    setup = r.run_action("actions/setup", {"requirements": "", "check-remote": "false",
+                                           "dvc-remote-url": "s3://models/digits",
+                                           "dvc-remote-endpoint": url})
+    assert setup.status == "success" and setup.outputs["has-remote"] == "auto", setup.log[-3000:]
+    ev = r.run_action("actions/evaluate", {"pull": setup.outputs["has-remote"],
+                                           "remote-reason": setup.outputs["remote-reason"],
+                                           "plots": "none"})  # the run has its plots
+    assert ev.status == "success", ev.log[-4000:]
+    assert "--pull --allow-missing" not in ev.log
+    note = json.loads((ci / ev.outputs["report"]).read_text())["sections"]["evaluate"]["notes"][0]
+    assert note.startswith("reproduced without the DVC remote (the remote 'ci' cannot be read "
+                           "from here: NoCredentialsError: Unable to locate credentials"), note
 
 
 def test_a_failed_evaluation_of_a_fork_still_gets_a_comment(workspace, tmp_path, github_api):  # noqa: F811

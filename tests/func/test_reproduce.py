@@ -267,3 +267,24 @@ def test_dvc_remote_check_reads_the_remote_once_and_says_why_not(checkout, tmp_p
         silent.close()
         for conn in accepted:
             conn.close()
+
+
+def test_reproduce_auto_does_without_a_remote_it_cannot_read_and_says_why(checkout, tmp_path):
+    """``--pull auto`` (what evaluate does when setup left the check to it) reads the default
+    remote once; a private S3 remote without credentials (a fork's pull request) is not used:
+    the pipeline runs from scratch and the reason is printed."""
+    dvc(checkout, "remote", "add", "--local", "--default", "private", "s3://bucket/models")
+    dvc(checkout, "remote", "modify", "--local", "private", "endpointurl", "http://127.0.0.1:9")
+    env = {**_env(tmp_path), "AWS_EC2_METADATA_DISABLED": "true",
+           "AWS_CONFIG_FILE": str(tmp_path / "none"),
+           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    env = {k: v for k, v in env.items() if not (k.startswith("AWS_") and "KEY" in k)}
+    proc = run([PY, "-m", "modelops.ci", "reproduce", "--pull", "auto", "--outputs", "data/dir"],
+               checkout, env={k: "" for k in os.environ if k.startswith("AWS_") and "KEY" in k}
+               | env, timeout=300)
+    assert "==> the remote 'private' cannot be read from here: NoCredentialsError" in \
+        proc.stdout, proc.stdout[-3000:]
+    assert "reproducing without it" in proc.stdout
+    assert "--pull" not in proc.stdout.split("reproducing without it", 1)[1]
+    assert (checkout / "ran.log").read_text() == "make\n"  # no remote, no cache: it ran
+    assert (checkout / "data/dir/1.txt").read_text() == "1"
