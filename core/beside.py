@@ -32,11 +32,15 @@ T = TypeVar("T")
 DISABLE_ENV = "MODELOPS_NO_FORK"
 
 
+def _other_threads() -> int:
+    return threading.active_count() - 1
+
+
 def can_fork() -> bool:
     """Whether :func:`start` would fork here and now."""
     return (hasattr(os, "fork") and sys.platform != "darwin"  # macOS: fork after imports of
             # system frameworks is unsafe, as multiprocessing's own default says
-            and threading.active_count() == 1 and os.environ.get(DISABLE_ENV) != "1")
+            and _other_threads() == 0 and os.environ.get(DISABLE_ENV) != "1")
 
 
 class Pending(Generic[T]):
