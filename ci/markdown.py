@@ -14,6 +14,8 @@ code blocks uses a fence longer than any backtick run inside it.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib
 import math
 import re
@@ -188,13 +190,42 @@ def _section_block(name: str, section: dict[str, Any]) -> str | None:
         return None
 
 
+# The options the comment's template is compiled with: they shape the compiled code, so they
+# name its bytecode cache (jinja2 keys a cached template by its name and source only).
+ENV_OPTIONS: dict[str, Any] = {
+    "undefined": jinja2.StrictUndefined, "autoescape": False, "keep_trailing_newline": True,
+    "trim_blocks": True, "lstrip_blocks": True}
+
+
+class _BytecodeCache(jinja2.FileSystemBytecodeCache):
+    """jinja2's own file cache of compiled templates, beside the templates as Python's
+    ``__pycache__`` is beside modules (the package's environment is what CI caches and
+    restores): compiling the comment's template costs each process 0.1 s. A folder that cannot
+    be written, or a file that cannot be read, only means compiling again; jinja2 itself drops
+    an entry whose source, jinja2 or Python version changed."""
+
+    def __init__(self, directory: Path) -> None:
+        fingerprint = hashlib.sha256(repr(sorted(
+            (k, getattr(v, "__name__", v)) for k, v in ENV_OPTIONS.items())).encode())
+        super().__init__(str(directory), f"__jinja2_{fingerprint.hexdigest()[:12]}_%s.cache")
+        self._directory = directory
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError, ValueError, EOFError):
+            super().load_bytecode(bucket)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            self._directory.mkdir(exist_ok=True)
+            super().dump_bytecode(bucket)
+
+
 @cache
 def _env() -> jinja2.Environment:
-    env = jinja2.Environment(
+    # Markdown, not HTML: untrusted values pass through the md/code filters instead
+    env = jinja2.Environment(  # noqa: S701 - autoescape off: see ENV_OPTIONS
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        # Markdown, not HTML: untrusted values pass through the md/code filters instead
-        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,  # noqa: S701
-        trim_blocks=True, lstrip_blocks=True)
+        bytecode_cache=_BytecodeCache(TEMPLATES / "__pycache__"), **ENV_OPTIONS)
     env.filters.update(md=md, code=code, num=num, signed=signed, bar=bar, icon=icon,
                        fence=fence)
     return env
