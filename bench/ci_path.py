@@ -115,11 +115,12 @@ def time_pr_path(ws: Path, api: GitHubImitation, image: Path, cache: Path) -> di
     r.cache = cache  # the repository's Actions cache, shared by every run
     times: dict[str, float] = {}
     has_remote = ""
-    for name, action, inputs in (("setup", "actions/setup", {"requirements": ""}),
+    for name, action, inputs in (("setup", "actions/setup", {"requirements": "",
+                                                              "check-remote": "false"}),
                                  ("evaluate", "actions/evaluate", {"pull": "from setup"}),
                                  ("compile", "actions/compile", {"backend": "onnxruntime"}),
                                  ("comment", "actions/comment", {"token": "write-token"})):
-        if inputs.get("pull") == "from setup":  # as modelops-pr.yml calls it for pr.yml
+        if inputs.get("pull") == "from setup":  # as modelops-pr.yml calls them for pr.yml
             inputs = {"pull": has_remote, "plots": "plots/png"}
         start = time.perf_counter()
         result = r.run_action(action, inputs)
