@@ -30,7 +30,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) scripts/ensure_tools.py
 	$(PY) -m pytest tests/unit -p randomly
-	$(PY) -m pytest tests/func -p no:randomly
+	$(PY) -m pytest tests/func -p no:randomly --durations=20
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests/unit -p randomly
