@@ -4,8 +4,9 @@ are independent and each bound to one core (DVC's are: Python under one GIL).
 ``modelops-ci evaluate`` reads the base and head commits with DVC (the comparison, about 0.45 s
 on the example) while it reproduces the pipeline in the workspace (0.8-1.1 s): the comparison
 reads git objects and the DVC cache only, so it does not depend on the reproduction, and a
-runner has at least two cores. :func:`start` forks after the imports, so the child starts
-with DVC and the suite loaded (copy-on-write) and costs no second import.
+runner has at least two cores. :func:`start` forks after the suite's own imports, which the
+child shares copy-on-write; each process imports DVC's repository code as it needs it
+(importing it before the fork measured slower: the parent then copies the pages it touches).
 
 The child's value comes back pickled through a pipe; what it printed is captured and printed by
 the parent when it takes the value, so the job's log reads in order. There is no fork where
@@ -64,7 +65,7 @@ class Pending(Generic[T]):
             return self._fn()
         try:
             ok, value, printed = self._conn.recv()
-        except (EOFError, OSError, Exception):  # died, or a value that would not unpickle
+        except Exception:  # it died (EOFError), or its value would not unpickle
             ok, value, printed = False, None, ""
         finally:
             self._conn.close()
