@@ -175,7 +175,7 @@ SECTION_RENDERERS: dict[str, tuple[str, str]] = {
     # section name -> (module, function(section) -> Markdown); the section owner escapes its text
     "compile": ("modelops.ci.compile.markdown", "render_compile_section"),
     "timing": ("modelops.ci.compile.timing", "render_timing_section"),
-    "compute": ("modelops.ci.cost", "render_compute_section"),
+    "compute": ("modelops.ci.cost_markdown", "render_compute_section"),
 }
 
 

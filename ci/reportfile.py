@@ -17,9 +17,6 @@ import jsonschema
 
 from modelops.errors import InputError, ValidationError
 from modelops.fsutil import read_json, write_json
-from modelops.git import git_text
-from modelops.settings import model_name_of
-from modelops.yamlio import load_yaml
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "report.schema.json"
@@ -95,6 +92,9 @@ def incomplete_report(root: str | Path, reason: str, *, params_file: str = "para
     (``incomplete``), so the comment says so instead of saying nothing. The model's name comes
     from ``params_file`` read raw (it may be the broken part), else the base revision's, else
     the repository's name."""
+    from modelops.git import git_text
+    from modelops.settings import model_name_of  # not at the top: the comment job needs neither
+    from modelops.yamlio import load_yaml
 
     root = Path(root)
 

@@ -37,8 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 from modelops.errors import SuiteError
 from modelops.fsutil import md5_file, sha256_file, write_json
-from modelops.settings import load_settings
-from modelops.settings.model import step_skipped
 
 if TYPE_CHECKING:  # numpy is in the onnx extra; this module's CLI loads in the base package
     import numpy as np
@@ -182,6 +180,8 @@ def timing_section(root: Path, base_rev: str | None, *, params_file: str = "para
                    log: Callable[[str], None] = _stderr) -> dict[str, Any]:
     """The ``timing`` report section for the workspace's artifact against ``base_rev``'s."""
     from modelops.ci.compile.latency import cpu_model
+    from modelops.settings import load_settings
+    from modelops.settings.model import step_skipped
 
     settings = load_settings(root / params_file)
     cfg, info = settings.compile, settings.model

@@ -66,3 +66,20 @@ def test_an_unknown_command_is_refused_naming_the_known_ones(capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "no-such-command" in err and "evaluate" in err and "comment" in err
+
+
+def test_the_comment_job_renders_without_the_settings_or_the_cost_ledger():
+    """The comment job (base package) reads a report and renders it: the modules it imports,
+    section renderers included, load neither the settings (and their YAML parsers) nor the
+    compute ledger."""
+    from modelops.ci.markdown import SECTION_RENDERERS
+
+    modules = ["modelops.ci.comment", "modelops.ci.reportfile", "modelops.ci.markdown",
+               *sorted({module for module, _ in SECTION_RENDERERS.values()})]
+    code = ("import importlib, sys\n"
+            f"for m in {modules!r}:\n    importlib.import_module(m)\n"
+            "print(','.join(m for m in ('modelops.settings', 'modelops.compute', "
+            "'ruamel.yaml', 'yaml', 'psutil') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "", f"imported: {out}"
