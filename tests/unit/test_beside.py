@@ -43,16 +43,21 @@ def test_the_value_comes_from_a_child_and_what_it_printed_comes_after(capsys):
     assert err == "child says hello\nand on stderr\n"
 
 
-def test_the_child_runs_while_the_parent_works():
-    def work():
-        time.sleep(0.5)
-        return time.monotonic()
+def test_the_child_runs_while_the_parent_works(tmp_path):
+    """The child is at work before the parent asks for its value: it says so with a file the
+    parent waits for first (a child that ran only when asked would never write it in time)."""
+    started = tmp_path / "child-started"
 
-    start = time.monotonic()
+    def work():
+        started.write_text("started")
+        return "done"
+
     pending = beside.start(work)
-    time.sleep(0.5)  # the parent's own half second
-    done_at = pending.result()
-    assert done_at - start < 0.9, "the two half seconds ran one after the other"
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert started.exists(), "the child did not run beside the parent"
+    assert pending.result() == "done"
 
 
 @pytest.mark.parametrize("work", [
