@@ -19,8 +19,9 @@ the current ``role`` added to each sample. A new family is one call of
 :meth:`ServingMetrics.family` (it gets the ``model``/``version`` labels and the registry), so
 input monitoring (:mod:`modelops.serve.monitor`: feature drift, data quality, confidence)
 adds its families that way, without touching the transport.
-The hot path (one counter, one histogram, one counter per predicted class of the batch) costs
-a few microseconds per request; ``bench/serve.py`` measures it.
+The hot path (one counter, one histogram, one ``bincount`` of the batch's predicted classes
+added to an array that reaches the class counters at each export, and the drift window's
+update) costs a few microseconds per request; ``bench/serve.py`` measures it.
 """
 
 from __future__ import annotations
@@ -86,7 +87,12 @@ def load_baseline(path: str | Path, n_classes: int | None = None) -> list[float]
 
 
 class DriftWindow:
-    """The last ``window`` predicted classes; thread-safe; PSI against a baseline on demand."""
+    """The last ``window`` predicted classes; thread-safe; PSI against a baseline on demand.
+
+    The window is a queue of the requests' class arrays and their per-class counts: adding a
+    batch is a few numpy calls whatever its size, and the oldest classes leave whole arrays at
+    a time (the last one cut), so the counts are always exactly those of the last ``window``
+    valid classes (``bench/serve.py`` and a unit test hold it to a plain sliding window)."""
 
     def __init__(self, baseline: Sequence[float] | None, window: int, min_samples: int):
         if window < 1 or min_samples < 1 or min_samples > window:
@@ -94,33 +100,53 @@ class DriftWindow:
         self.baseline = list(baseline) if baseline is not None else None
         self.window = window
         self.min_samples = min_samples
-        n = len(self.baseline) if self.baseline else 0
-        self._counts = [0] * n
-        self._recent: deque[int] = deque()
+        self.classes = len(self.baseline) if self.baseline else 0
+        self._counts = np.zeros(self.classes, dtype=np.int64)
+        self._recent: deque[np.ndarray] = deque()
+        self._total = 0
         self._lock = threading.Lock()
 
-    def add(self, classes: Sequence[int]) -> None:
+    def add(self, classes: Sequence[int] | np.ndarray, counts: np.ndarray | None = None) -> None:
+        """Add a batch of predicted classes; classes outside the baseline's are left out.
+        ``counts``: their ``np.bincount`` (minlength ``classes``), when the caller has it
+        and every class is valid."""
         if self.baseline is None:
             return
-        n = len(self._counts)
-        if isinstance(classes, np.ndarray):
-            classes = classes.tolist()
+        n = self.classes
+        arr = np.asarray(classes, dtype=np.int64).ravel()
+        if counts is None:
+            if arr.size and (arr.min() < 0 or arr.max() >= n):
+                arr = arr[(arr >= 0) & (arr < n)]
+            if not arr.size:
+                return
+            counts = np.bincount(arr, minlength=n)
+        elif not arr.size:
+            return
         with self._lock:
-            for c in classes:
-                if not 0 <= c < n:
-                    continue
-                self._recent.append(c)
-                self._counts[c] += 1
-                if len(self._recent) > self.window:
-                    self._counts[self._recent.popleft()] -= 1
+            self._recent.append(arr)
+            self._counts += counts
+            self._total += arr.size
+            excess = self._total - self.window
+            while excess > 0:
+                old = self._recent[0]
+                if old.size <= excess:
+                    self._recent.popleft()
+                    self._counts -= np.bincount(old, minlength=n)
+                    taken = old.size
+                else:
+                    self._counts -= np.bincount(old[:excess], minlength=n)
+                    self._recent[0] = old[excess:]
+                    taken = excess
+                self._total -= taken
+                excess -= taken
 
     def value(self) -> float:
         if self.baseline is None:
             return math.nan
         with self._lock:
-            if len(self._recent) < self.min_samples:
+            if self._total < self.min_samples:
                 return math.nan
-            counts = list(self._counts)
+            counts = self._counts.tolist()
         return psi(self.baseline, counts)
 
 
@@ -212,7 +238,9 @@ class ServingMetrics:
         # pre-create children so every class and the 200 code exist from the first scrape
         self._class_children = [self._predictions.labels(**labels, **{"class": str(i)})
                                 for i in range(n)]
-        self._before_export: list = []
+        self._pending = np.zeros(n, dtype=np.int64)  # class counts not yet in their counters
+        self._pending_lock = threading.Lock()
+        self._before_export: list = [self._count_predictions]
         self.request(200, 0)
 
     def on_collect(self, hook) -> None:
@@ -240,21 +268,46 @@ class ServingMetrics:
             child.inc(amount)
 
     def predictions(self, classes: Sequence[int] | np.ndarray) -> None:
-        """Count a batch of predicted classes (one increment per distinct class)."""
+        """Count a batch of predicted classes. The counts of classes ``0..n`` gather in one
+        array (a ``bincount`` per request, not a counter increment per class) and reach their
+        counters before each export (:meth:`exposition`)."""
         arr = np.asarray(classes, dtype=np.int64).ravel()
         if arr.size == 0:
             return
-        children = self._class_children
-        if arr.min() >= 0:
-            for c, n in enumerate(np.bincount(arr).tolist()):
-                if n:
-                    child = children[c] if c < len(children) else self._predictions.labels(
-                        **self._labels, **{"class": str(c)})
-                    child.inc(n)
-        else:
+        if arr.min() < 0:  # not argmax classes: count them one by one, as given
             for c in arr.tolist():
                 self._predictions.labels(**self._labels, **{"class": str(c)}).inc()
-        self.drift.add(arr)
+            self.drift.add(arr)
+            return
+        counts = np.bincount(arr, minlength=self.drift.classes)
+        with self._pending_lock:
+            pending = self._pending
+            if len(counts) > len(pending):
+                pending = self._pending = np.concatenate(
+                    [pending, np.zeros(len(counts) - len(pending), dtype=np.int64)])
+                pending += counts
+            else:
+                pending[:len(counts)] += counts
+        if len(counts) == self.drift.classes:  # every class is one of the baseline's
+            self.drift.add(arr, counts)
+        else:
+            self.drift.add(arr)
+
+    def _count_predictions(self) -> None:
+        """Move the gathered class counts into their counters."""
+        with self._pending_lock:
+            pending = self._pending
+            if not pending.any():
+                return
+            counts = pending.tolist()
+            pending[:] = 0
+        children = self._class_children
+        for c, n in enumerate(counts):
+            if n:
+                while c >= len(children):
+                    children.append(self._predictions.labels(
+                        **self._labels, **{"class": str(len(children))}))
+                children[c].inc(n)
 
     def exposition(self) -> bytes:
         for hook in self._before_export:

@@ -5,9 +5,12 @@ The request path only appends ``(inputs, scores)`` of each answered request to a
 ``deque.append``, well under a microsecond: ``bench/serve.py`` measures it). A background
 thread (every ``interval``, 0.1 s: small chunks, so it never holds the interpreter for long),
 and every ``/metrics`` scrape before it exports, drains the queue and does the work in bulk,
-vectorised over the whole chunk: bins every row of the monitored input against the
-training baseline (:mod:`modelops.binning`), keeps the last ``window`` rows per feature in a
-ring, and updates the families below. When the queue holds ``max_pending`` requests the
+vectorised over the whole chunk: counts the data-quality problems of every row (a column
+minimum and maximum settle the usual clean chunk), observes the confidence histogram, and
+keeps the last ``window`` rows of the monitored input. Those are binned against the training
+baseline (:mod:`modelops.binning`) into a ring per feature, and the PSI gauges set, when
+someone looks: at each scrape. Rows that leave the window before then are never binned, and
+the gauges are the same as if every row had been. When the queue holds ``max_pending`` requests the
 newest are left out and counted (``model_input_monitor_dropped_total``): monitoring never
 blocks or slows an answer.
 
@@ -131,6 +134,8 @@ class InputMonitor:
         self.interval = interval
         self.input_name: str | None = features.input if features is not None else None
         self._pending: deque = deque()
+        self._unbinned: deque = deque()  # (rows, left-out mask or None) not yet in the window
+        self._unbinned_rows = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -231,7 +236,7 @@ class InputMonitor:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.flush()
+                self.flush(publish=False)
             except Exception as exc:  # a bug here must not stop monitoring for good
                 print(f"serve: input monitoring failed: {type(exc).__name__}: {exc}",
                       file=sys.stderr, flush=True)
@@ -256,53 +261,71 @@ class InputMonitor:
             self._pending.append((array, None, True))
 
     # ------------------------------------------------------------------ off the path
-    def flush(self) -> None:
-        """Take everything queued and update the families (thread-safe)."""
+    def flush(self, publish: bool = True) -> None:
+        """Take everything queued and update the families (thread-safe). The counters and the
+        confidence histogram take every request; the rows that may still be in the drift
+        window wait, unbinned, until ``publish`` (each scrape, and a direct call), which bins
+        them and sets the PSI gauges. Rows replaced before anyone looks are never binned:
+        the window, and so each gauge, is the same as if every chunk had been binned."""
         with self._lock:
             pending = self._pending
             items = [pending.popleft() for _ in range(len(pending))]
-            if not items:
-                return
-            scores = [s for _, s, _ in items if s is not None and s.ndim == 2
-                      and s.shape[1] > 1]
-            if scores:
-                self._confidence.observe_many(top_probability(np.concatenate(scores),
-                                                              self.scores))
-            if self.binner is None:
-                return
-            served = self._rows_of([x for x, _, r in items if x is not None and not r])
-            refused = self._rows_of([x for x, _, r in items if x is not None and r])
-            if not len(served) and not len(refused):
-                return
-            rows = np.concatenate([served, refused]) if len(refused) else served
-            self._rows.inc(len(rows))
+            if items:
+                self._take(items)
+            if publish and self._unbinned:
+                rows = np.concatenate([r for r, _ in self._unbinned])
+                leave = (None if all(m is None for _, m in self._unbinned) else np.concatenate(
+                    [m if m is not None else np.zeros(r.shape, dtype=bool)
+                     for r, m in self._unbinned]))
+                self._unbinned.clear()
+                self._unbinned_rows = 0
+                self.window.add(self.binner.bin(rows, leave))
+                self._publish(self.window.psi())
+
+    def _take(self, items: list) -> None:
+        scores = [s for _, s, _ in items if s is not None and s.ndim == 2 and s.shape[1] > 1]
+        if scores:
+            self._confidence.observe_many(top_probability(np.concatenate(scores), self.scores))
+        if self.binner is None:
+            return
+        served = self._rows_of([x for x, _, r in items if x is not None and not r])
+        refused = self._rows_of([x for x, _, r in items if x is not None and r])
+        if not len(served) and not len(refused):
+            return
+        rows = np.concatenate([served, refused]) if len(refused) else served
+        self._rows.inc(len(rows))
+        leave = None  # values left out of the bins: missing or non-finite
+        if not self.binner.clean(rows):  # the usual case needs no masks
             missing, nonfinite, out = self.binner.quality(rows)
             for key, mask in (("missing", missing), ("nonfinite", nonfinite),
                               ("out_of_range", out)):
-                if not mask.any():  # the usual case; a column sum of every row costs more
+                if not mask.any():  # a column sum of every row costs more
                     continue
                 per = mask.sum(axis=0)
                 for j in np.flatnonzero(per).tolist():
                     self._quality[key][self._quality_labels[j]].inc(int(per[j]))
-            if self.window is None or not len(served):
-                return
-            n = len(served)
-            first = max(0, n - self.window.window)  # older rows would leave the window at once
-            self.window.add(self.binner.bin(rows[first:n], (missing | nonfinite)[first:n]))
-            self._publish(self.window.psi())
+            leave = (missing | nonfinite)[:len(served)]
+        if self.window is None or not len(served):
+            return
+        keep = self.window.window
+        first = max(0, len(served) - keep)  # older rows would leave the window at once
+        self._unbinned.append((served[first:], leave[first:] if leave is not None else None))
+        self._unbinned_rows += len(served) - first
+        while self._unbinned_rows - len(self._unbinned[0][0]) >= keep:
+            self._unbinned_rows -= len(self._unbinned.popleft()[0])
 
     def _rows_of(self, arrays: list[np.ndarray]) -> np.ndarray:
-        """The rows of many requests' inputs as one float64 [rows, features] array (one
-        concatenation when their shapes agree, as they do for one model)."""
+        """The rows of many requests' inputs as one [rows, features] array, in the inputs'
+        own dtype (one concatenation when their shapes agree, as they do for one model)."""
         if not arrays:
             return np.empty((0, self.binner.count))
         try:
-            return self.binner.rows(np.concatenate(arrays))
+            return self.binner.rows(np.concatenate(arrays), dtype=None)
         except ValueError:  # shapes differ, or one the baseline does not describe
             out = []
             for x in arrays:
                 try:
-                    out.append(self.binner.rows(x))
+                    out.append(self.binner.rows(x, dtype=None))
                 except ValueError:
                     continue
             return np.concatenate(out) if out else np.empty((0, self.binner.count))

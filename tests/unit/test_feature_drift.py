@@ -140,3 +140,40 @@ def test_the_window_says_no_evidence_until_min_samples():
     assert np.isnan(w.psi()).all()
     w.add(b.bin(np.array([[1.0, 0.1, 0]])))
     assert np.isfinite(w.psi()).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 12), marker=st.sampled_from(
+    [None, "NaN", -1.0, 5.0]), dtype=st.sampled_from([np.float64, np.float32]),
+    specials=st.lists(st.sampled_from([np.nan, np.inf, -np.inf, -1.0, 5.0, 10.5, -0.5, 1e39]),
+                      max_size=3))
+def test_clean_says_true_only_when_quality_finds_nothing(seed, n, marker, dtype, specials):
+    """The cheap min/max check never hides a problem the masks would show, on numeric
+    features, whatever the marker, dtype and special values."""
+    numeric = {"names": ["a", "b"], "min": [0.0, 0.0], "max": [10.0, 1.0],
+               "quantile_edges": [[2.0, 5.0], [0.5]],
+               "bin_distribution": [[0.3, 0.3, 0.4], [0.5, 0.5]]}
+    if marker is not None:
+        numeric["missing_value"] = marker
+    b = Binner(parse_features(numeric))
+    rng = np.random.default_rng(seed)
+    rows = np.column_stack([rng.uniform(0, 10, n), rng.uniform(0, 1, n)])
+    for k, value in enumerate(specials):
+        if n:
+            with np.errstate(over="ignore"):
+                rows[rng.integers(0, n), k % 2] = value
+    with np.errstate(over="ignore"):
+        rows = rows.astype(dtype)
+    missing, nonfinite, out = b.quality(rows)
+    found = missing.any() or nonfinite.any() or out.any()
+    if b.clean(rows):
+        assert not found
+    if not specials and marker != 5.0:
+        # finite, in range, no marker within a column's span: the fast answer is yes
+        assert not found and b.clean(rows)
+
+
+def test_clean_looks_closer_at_categories_and_takes_empty_rows():
+    b = Binner(parse_features(section()))
+    assert b.clean(np.empty((0, 3)))
+    assert not b.clean(np.array([[1.0, 0.1, 1.0]]))  # c is categorical: always the masks

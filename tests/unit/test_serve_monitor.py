@@ -160,3 +160,30 @@ def test_without_features_only_confidence_and_refusals_are_exported():
     got = samples(metrics)
     assert got[(f"{contracts.PREDICTION_CONFIDENCE}_count", ())] == 1
     assert not any(k[0].startswith("model_feature") for k in got)
+
+
+@pytest.mark.parametrize("window,chunks", [(50, [7, 13, 80, 1, 30]), (500, [60] * 12),
+                                           (20, [3] * 40)])
+def test_the_window_binned_at_the_scrape_equals_one_binned_at_every_chunk(window, chunks):
+    """The background thread leaves the window's rows unbinned until a scrape; the gauges
+    and the window are those of a monitor that binned every chunk as it came."""
+    eager_metrics, eager = monitor(window=window, min_samples=5)
+    lazy_metrics, lazy = monitor(window=window, min_samples=5)
+    rng = np.random.default_rng(len(chunks))
+    for k, n in enumerate(chunks):
+        x = uniform(rng, n) * (1 + k / 4)  # drifting, and soon beyond the training range
+        x[rng.random(x.shape) < 0.05] = np.nan  # left out of the bins (--nan-policy allow)
+        for row in x:
+            eager.observe(row[None], None)
+            lazy.observe(row[None], None)
+        eager.flush()
+        lazy.flush(publish=False)
+        if k % 2:
+            lazy.observe(x[:2], None)  # this request reaches the window at the next flush
+            eager.observe(x[:2], None)
+    lazy_got, eager_got = samples(lazy_metrics), samples(eager_metrics)
+    assert lazy_got.keys() == eager_got.keys()
+    for key, value in eager_got.items():  # NaN (no evidence yet) equals NaN here
+        assert lazy_got[key] == value or (math.isnan(value) and math.isnan(lazy_got[key])), key
+    assert any(k[0] == contracts.FEATURE_PSI and v > 0.2 for k, v in eager_got.items())
+    np.testing.assert_array_equal(lazy.window.counts, eager.window.counts)

@@ -385,3 +385,24 @@ def test_fast_and_general_paths_agree_on_generated_bodies(data, datatype, rows, 
         assert fast == _outcome(body, specs)
     finally:
         protocol._fast_load = saved
+
+
+def test_predicted_classes_reach_their_counters_at_each_export_whatever_the_classes():
+    """Classes are gathered per request in one array and counted at the export: with and
+    without a baseline, beyond the baseline's classes, and negative ones as given."""
+    def counts(m):
+        return {s.split('class="')[1].split('"')[0]: float(s.rsplit(" ", 1)[1])
+                for s in m.exposition().decode().splitlines()
+                if s.startswith("model_predictions_total{")}
+
+    bare = ServingMetrics("m", "1", "stable", DriftWindow(None, 10, 1))
+    bare.predictions(np.array([3, 3, 7]))
+    assert {k: v for k, v in counts(bare).items() if v} == {"3": 2.0, "7": 1.0}
+    bare.predictions([3])
+    assert counts(bare)["3"] == 3.0 and counts(bare)["7"] == 1.0  # nothing counted twice
+    two = ServingMetrics("m", "1", "stable", DriftWindow([0.5, 0.5], 10, 1))
+    two.predictions(np.array([0, 5, 1]))
+    two.predictions(np.array([-1]))
+    assert counts(two) == {"0": 1.0, "1": 1.0, "2": 0.0, "3": 0.0, "4": 0.0, "5": 1.0,
+                           "-1": 1.0}
+    assert two.drift.value() == pytest.approx(psi([0.5, 0.5], [1, 1]))  # 5 and -1 left out
