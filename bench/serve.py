@@ -269,11 +269,12 @@ def hot_path(model: Path, x_all: np.ndarray, batches: list[int], baseline: Path,
     """Microseconds per request of each step of the runtime's inference path, in process.
 
     ``metrics`` is what every request pays without input monitoring (duration histogram,
-    request counter, predicted classes, prediction-drift window); ``monitor`` what input
-    monitoring adds on the request path (queueing the request); ``off_path`` the monitor's
-    bulk work (binning every row against the baseline's per-feature bins, the sliding
-    window, quality counters, the confidence histogram), done by its thread, here every
-    ``flush_every`` requests, divided by the requests it covered.
+    request counter, queueing the class scores); ``monitor`` what input monitoring adds on
+    the request path (queueing the request); ``off_path`` the bulk work done by the
+    monitor's thread, here every ``flush_every`` requests, divided by the requests it
+    covered: counting the predicted classes and the prediction-drift window, the quality
+    counters, the confidence histogram and keeping the sliding window's rows (binned only at
+    a scrape, not timed here).
     """
     from modelops.drift import load_features
     from modelops.serve.backends import load_backend
@@ -301,7 +302,7 @@ def hot_path(model: Path, x_all: np.ndarray, batches: list[int], baseline: Path,
             t3 = time.perf_counter()
             metrics.duration.observe(t3 - t0)
             metrics.request(200)
-            metrics.predictions(np.argmax(outs[0], axis=1))
+            metrics.answered(outs[0])
             t4 = time.perf_counter()
             monitor.observe(req.feeds.get(monitor.input_name), outs[0])
             t5 = time.perf_counter()
@@ -309,7 +310,8 @@ def hot_path(model: Path, x_all: np.ndarray, batches: list[int], baseline: Path,
                 times[k] += dt
             if (i + 1) % flush_every == 0:
                 t6 = time.perf_counter()
-                monitor.flush()
+                metrics.settle()
+                monitor.flush(publish=False)  # as the thread does; a scrape bins the window
                 times["off_path"] += time.perf_counter() - t6
         rows.append({"batch": b, "features": features.count if features else 0,
                      **{k: v / n * 1e6 for k, v in times.items()}})

@@ -19,9 +19,10 @@ the current ``role`` added to each sample. A new family is one call of
 :meth:`ServingMetrics.family` (it gets the ``model``/``version`` labels and the registry), so
 input monitoring (:mod:`modelops.serve.monitor`: feature drift, data quality, confidence)
 adds its families that way, without touching the transport.
-The hot path (one counter, one histogram, one ``bincount`` of the batch's predicted classes
-added to an array that reaches the class counters at each export, and the drift window's
-update) costs a few microseconds per request; ``bench/serve.py`` measures it.
+The hot path is one counter, one histogram and a queue append of the answer's class scores;
+the predicted classes are counted from that queue in bulk (:meth:`ServingMetrics.settle`),
+before every export, so a scrape always sees every answered request. ``bench/serve.py``
+measures both.
 """
 
 from __future__ import annotations
@@ -210,6 +211,7 @@ class ServingMetrics:
     """The runtime's metric families in their own registry (nothing else is exported)."""
 
     BASE_LABELS = ("model", "version")
+    SETTLE_EVERY = 256  # queued answers counted on the request path at the latest
 
     def __init__(self, model: str, version: str, role: str | RoleSource, drift: DriftWindow):
         self.families = CollectorRegistry(auto_describe=True)
@@ -240,7 +242,9 @@ class ServingMetrics:
                                 for i in range(n)]
         self._pending = np.zeros(n, dtype=np.int64)  # class counts not yet in their counters
         self._pending_lock = threading.Lock()
-        self._before_export: list = [self._count_predictions]
+        self._answered: deque[np.ndarray] = deque()  # class scores not yet counted
+        self._settle_lock = threading.Lock()
+        self._before_export: list = [self.settle, self._count_predictions]
         self.request(200, 0)
 
     def on_collect(self, hook) -> None:
@@ -266,6 +270,35 @@ class ServingMetrics:
             self._code_children[code] = child
         if amount:
             child.inc(amount)
+
+    def answered(self, scores: np.ndarray) -> None:
+        """Queue an answered request's class scores [rows, classes] for the prediction
+        counters and the drift window (a ``deque.append`` on the request path). The argmax
+        and the counting happen in bulk, in order, in :meth:`settle`: before each export, on
+        the input monitor's thread, and here once ``SETTLE_EVERY`` requests are waiting, so
+        the queue stays short with no thread at all. Scores of another shape are not
+        predictions of classes and are not queued."""
+        if scores.ndim != 2 or scores.shape[1] < 2:
+            return
+        queue = self._answered
+        queue.append(scores)
+        if len(queue) >= self.SETTLE_EVERY:
+            self.settle()
+
+    def settle(self) -> None:
+        """Count the predicted classes of every queued answer (thread-safe, in order)."""
+        with self._settle_lock:
+            queue = self._answered
+            items = [queue.popleft() for _ in range(len(queue))]
+            if not items:
+                return
+            try:
+                classes = np.argmax(np.concatenate(items), axis=1)
+            except ValueError:  # answers with different class counts: one at a time
+                for scores in items:
+                    self.predictions(np.argmax(scores, axis=1))
+                return
+            self.predictions(classes)
 
     def predictions(self, classes: Sequence[int] | np.ndarray) -> None:
         """Count a batch of predicted classes. The counts of classes ``0..n`` gather in one

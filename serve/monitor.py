@@ -236,6 +236,7 @@ class InputMonitor:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
+                self.metrics.settle()  # the prediction counters' queue, off the request path
                 self.flush(publish=False)
             except Exception as exc:  # a bug here must not stop monitoring for good
                 print(f"serve: input monitoring failed: {type(exc).__name__}: {exc}",

@@ -147,6 +147,8 @@ def test_garbage_bytes_do_not_crash_the_server(server):
 def test_metrics_count_requests_predictions_and_drift(server, artifacts):
     x = artifacts["x"][:50]
     _call(server, "POST", f"/v2/models/{MODEL}/infer", _infer_body(x))
+    refused = _call(server, "POST", f"/v2/models/{MODEL}/infer", b'{"inputs": 1}')  # its own
+    assert refused[0] == 400  # 400, whatever ran before
     _, _, text = _call(server, "GET", "/metrics")
     text = text.decode()
     lab = 'model="digits-cnn",role="canary",version="3"'

@@ -406,3 +406,22 @@ def test_predicted_classes_reach_their_counters_at_each_export_whatever_the_clas
     assert counts(two) == {"0": 1.0, "1": 1.0, "2": 0.0, "3": 0.0, "4": 0.0, "5": 1.0,
                            "-1": 1.0}
     assert two.drift.value() == pytest.approx(psi([0.5, 0.5], [1, 1]))  # 5 and -1 left out
+
+
+def test_answers_are_counted_in_bulk_before_each_export_and_the_queue_stays_short():
+    m = ServingMetrics("m", "1", "stable", DriftWindow([0.5, 0.5], 1000, 1))
+    m.answered(np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], np.float32))
+    m.answered(np.array([0.5, 0.5], np.float32))  # not class scores: not predictions
+    m.answered(np.array([[1.0], [2.0]], np.float32))
+    text = m.exposition().decode()
+    assert 'class="1",model="m",role="stable",version="1"} 2.0' in text
+    assert 'class="0",model="m",role="stable",version="1"} 1.0' in text
+    assert m.drift.value() == pytest.approx(psi([0.5, 0.5], [1, 2]))
+    for _ in range(ServingMetrics.SETTLE_EVERY * 3):
+        m.answered(np.array([[0.0, 1.0]], np.float32))
+        assert len(m._answered) < ServingMetrics.SETTLE_EVERY  # counted with no thread
+    m.settle()
+    m.answered(np.array([[0.0, 1.0]], np.float32))
+    m.answered(np.array([[0.0, 1.0, 0.0]], np.float32))  # another class count: one by one
+    text = m.exposition().decode()
+    assert f'class="1",model="m",role="stable",version="1"}} {2.0 + 3 * 256 + 2}' in text
