@@ -93,7 +93,7 @@ class DriftWindow:
     The window is a queue of the requests' class arrays and their per-class counts: adding a
     batch is a few numpy calls whatever its size, and the oldest classes leave whole arrays at
     a time (the last one cut), so the counts are always exactly those of the last ``window``
-    valid classes (``bench/serve.py`` and a unit test hold it to a plain sliding window)."""
+    valid classes (a unit test holds it to a plain sliding window)."""
 
     def __init__(self, baseline: Sequence[float] | None, window: int, min_samples: int):
         if window < 1 or min_samples < 1 or min_samples > window:
@@ -240,11 +240,9 @@ class ServingMetrics:
         # pre-create children so every class and the 200 code exist from the first scrape
         self._class_children = [self._predictions.labels(**labels, **{"class": str(i)})
                                 for i in range(n)]
-        self._pending = np.zeros(n, dtype=np.int64)  # class counts not yet in their counters
-        self._pending_lock = threading.Lock()
         self._answered: deque[np.ndarray] = deque()  # class scores not yet counted
         self._settle_lock = threading.Lock()
-        self._before_export: list = [self.settle, self._count_predictions]
+        self._before_export: list = [self.settle]
         self.request(200, 0)
 
     def on_collect(self, hook) -> None:
@@ -301,9 +299,9 @@ class ServingMetrics:
             self.predictions(classes)
 
     def predictions(self, classes: Sequence[int] | np.ndarray) -> None:
-        """Count a batch of predicted classes. The counts of classes ``0..n`` gather in one
-        array (a ``bincount`` per request, not a counter increment per class) and reach their
-        counters before each export (:meth:`exposition`)."""
+        """Count a batch of predicted classes: one ``bincount``, one increment per class
+        present (the request path queues its answers for :meth:`settle`, which calls this
+        once for the whole queue)."""
         arr = np.asarray(classes, dtype=np.int64).ravel()
         if arr.size == 0:
             return
@@ -313,34 +311,16 @@ class ServingMetrics:
             self.drift.add(arr)
             return
         counts = np.bincount(arr, minlength=self.drift.classes)
-        with self._pending_lock:
-            pending = self._pending
-            if len(counts) > len(pending):
-                pending = self._pending = np.concatenate(
-                    [pending, np.zeros(len(counts) - len(pending), dtype=np.int64)])
-                pending += counts
-            else:
-                pending[:len(counts)] += counts
+        children = self._class_children
+        for c in np.flatnonzero(counts).tolist():
+            while c >= len(children):
+                children.append(self._predictions.labels(
+                    **self._labels, **{"class": str(len(children))}))
+            children[c].inc(int(counts[c]))
         if len(counts) == self.drift.classes:  # every class is one of the baseline's
             self.drift.add(arr, counts)
         else:
             self.drift.add(arr)
-
-    def _count_predictions(self) -> None:
-        """Move the gathered class counts into their counters."""
-        with self._pending_lock:
-            pending = self._pending
-            if not pending.any():
-                return
-            counts = pending.tolist()
-            pending[:] = 0
-        children = self._class_children
-        for c, n in enumerate(counts):
-            if n:
-                while c >= len(children):
-                    children.append(self._predictions.labels(
-                        **self._labels, **{"class": str(len(children))}))
-                children[c].inc(n)
 
     def exposition(self) -> bytes:
         for hook in self._before_export:
